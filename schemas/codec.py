@@ -43,10 +43,10 @@ from schemas.errors import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_RECORD_BYTES",
     "MAGIC",
     "SCHEMA_NAMES",
     "Codec",
-    "DEFAULT_MAX_RECORD_BYTES",
     "get_codec",
     "load_schema_json",
 ]

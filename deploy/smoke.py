@@ -1,0 +1,62 @@
+"""A produce/consume round trip of Avro records through the running broker."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+
+from deploy.settings import StackSettings
+from schemas.codec import get_codec
+
+__all__ = ["smoke"]
+
+
+def smoke(count: int = 100, settings: StackSettings | None = None, timeout_s: float = 30.0) -> dict[str, Any]:
+    """Produce ``count`` DeadLetter records to the dead-letter topic and read them back."""
+    s = settings or StackSettings()
+    codec = get_codec()
+    topic = s.topics.deadletter
+    run = uuid.uuid4().hex
+    started = time.monotonic()
+    producer = Producer({"bootstrap.servers": s.bootstrap, "enable.idempotence": True})
+    consumer = Consumer({"bootstrap.servers": s.bootstrap, "group.id": f"lockgate-smoke-{run}",
+                         "enable.auto.commit": False})
+    partitions = consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions
+    start = []
+    for p in partitions:
+        high = _high_watermark(consumer, TopicPartition(topic, p), timeout_s)
+        start.append(TopicPartition(topic, p, high))
+    consumer.assign(start)
+    for i in range(count):
+        rec = {"dead_letter_id": f"smoke-{run}-{i}", "recorded_at": int(time.time() * 1e6),
+               "source_topic": "smoke", "source_partition": 0, "source_offset": i, "stage": "smoke",
+               "error_type": "Smoke", "error": "smoke test record", "key": None, "raw": b"smoke"}
+        producer.produce(topic, codec.encode("DeadLetter", rec), key=run.encode())
+    producer.flush(timeout_s)
+    seen = 0
+    deadline = time.monotonic() + timeout_s
+    while seen < count and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None or msg.error():
+            continue
+        rec = codec.decode_as("DeadLetter", msg.value())
+        if rec["dead_letter_id"].startswith(f"smoke-{run}-"):
+            seen += 1
+    consumer.close()
+    return {"topic": topic, "produced": count, "consumed": seen, "seconds": time.monotonic() - started}
+
+
+def _high_watermark(consumer: Consumer, tp: TopicPartition, timeout_s: float) -> int:
+    """High watermark, retrying the brief NOT_LEADER window right after topic creation."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            _low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s)
+            return int(high)
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

@@ -1,0 +1,85 @@
+"""Create the catalogue's topics idempotently and report drift.
+
+An existing topic whose partition count or catalogued configs differ is reported, never
+deleted or recreated: recreating a replay topic would destroy the audit history.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from schemas.topics import Topics
+
+__all__ = ["TopicDrift", "ensure_topics"]
+
+
+@dataclass(frozen=True)
+class TopicDrift:
+    """One difference between a live topic and the catalogue."""
+
+    topic: str
+    setting: str
+    expected: str
+    actual: str
+
+    def __str__(self) -> str:
+        return (f"topic {self.topic}: {self.setting} is {self.actual}, catalogue says {self.expected} "
+                "(left as is; change it with kafka-configs or adjust the catalogue)")
+
+
+def ensure_topics(bootstrap: str, topics: Topics, timeout_s: float = 30.0) -> tuple[list[str], list[TopicDrift]]:
+    """Create missing topics; return (created names, drifts of existing ones)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = admin.list_topics(timeout=timeout_s).topics
+    wanted = topics.specs()
+    new = [
+        NewTopic(name, num_partitions=spec.partitions, replication_factor=1, config=spec.configs())
+        for name, spec in wanted
+        if name not in existing
+    ]
+    created: list[str] = []
+    if new:
+        for name, fut in admin.create_topics(new, operation_timeout=timeout_s).items():
+            try:
+                fut.result(timeout=timeout_s)
+                created.append(name)
+            except KafkaException as exc:
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise
+    if created:
+        _wait_for_leaders(admin, created, timeout_s)
+    drifts: list[TopicDrift] = []
+    present = [(n, s) for n, s in wanted if n in existing]
+    if present:
+        resources = [ConfigResource(ConfigResource.Type.TOPIC, n) for n, _ in present]
+        described = admin.describe_configs(resources, request_timeout=timeout_s)
+        by_name = {res.name: fut for res, fut in described.items()}
+        for name, spec in present:
+            parts = len(existing[name].partitions)
+            if parts != spec.partitions:
+                drifts.append(TopicDrift(name, "partitions", str(spec.partitions), str(parts)))
+            live = by_name[name].result(timeout=timeout_s)
+            for key, value in spec.configs().items():
+                actual = live[key].value if key in live else "<unset>"
+                if actual != value:
+                    drifts.append(TopicDrift(name, key, value, str(actual)))
+    return created, drifts
+
+
+def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float) -> None:
+    """Return once every partition of ``names`` has a leader (new topics elect one shortly)."""
+    deadline = time.monotonic() + timeout_s
+    pending = set(names)
+    while pending and time.monotonic() < deadline:
+        md = admin.list_topics(timeout=timeout_s).topics
+        pending = {
+            n for n in pending
+            if n not in md or md[n].error is not None
+            or any(p.leader < 0 for p in md[n].partitions.values())
+        }
+        if pending:
+            time.sleep(0.05)

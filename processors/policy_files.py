@@ -1,0 +1,428 @@
+"""Load and validate a policy YAML file into a ``PolicySet`` record (schemas/PolicySet.avsc).
+
+A policy file looks like::
+
+    name: payments-db            # required
+    tenant: default              # optional, default "default"
+    default: allow               # required: allow | block, when no enforced rule matches
+    on_error: block              # optional, default block: effect of a rule that fails to evaluate
+    rules:
+      - id: delete-without-where # required, unique in the file
+        description: ...         # optional
+        match:                   # optional; each list holds glob patterns, empty/absent = any
+          types: [db.query]
+          resources: ["db/prod/*"]
+          services: []
+        when: sql.kind == "DELETE" && !sql.has_where   # CEL, optional, default "true"
+        effect: block            # required: allow | block
+        mode: enforce            # optional, default enforce: enforce | shadow
+        message: ...             # optional, shown in the verdict's reason
+
+Validation is strict because a typo in a security policy must not silently widen access:
+unknown keys, duplicate keys (which plain YAML loaders silently collapse to the last one),
+duplicate rule ids, bad enum values, wrong types, CEL that does not compile, and CEL that
+names a variable other than ``action``, ``actor``, ``sql`` and ``now`` are all reported.
+Every problem is collected (not just the first) and carries the file and 1-based line of
+the offending YAML node; they are raised together as
+:class:`~processors.errors.PolicyInvalid`.
+
+Line numbers come from PyYAML's composed node tree (``yaml.compose``), which keeps marks
+that ``safe_load`` throws away.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cel
+import yaml
+
+from processors.errors import PolicyInvalid, PolicyProblem
+
+__all__ = [
+    "CEL_VARIABLES",
+    "EFFECTS",
+    "MODES",
+    "check_cel",
+    "compose_yaml",
+    "load_policy_file",
+    "load_policy_text",
+]
+
+EFFECTS = ("allow", "block")
+MODES = ("enforce", "shadow")
+#: The variables a rule's ``when`` may read (bound by the policy engine for each action).
+CEL_VARIABLES = frozenset({"action", "actor", "sql", "now"})
+
+_POLICY_KEYS = ("name", "tenant", "default", "on_error", "rules")
+_RULE_KEYS = ("id", "description", "match", "when", "effect", "mode", "message")
+_MATCH_KEYS = ("types", "resources", "services")
+_STR_TAG = "tag:yaml.org,2002:str"
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+# Names bound by CEL comprehension macros (``list.exists(r, ...)``): program.variables()
+# reports them as variables, so they are allowed alongside CEL_VARIABLES.
+_MACRO_BINDING = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
+
+
+def load_policy_file(
+    path: str | Path,
+    *,
+    version: int = 0,
+    published_at_us: int = 0,
+    published_by: str = "unpublished",
+) -> dict[str, Any]:
+    """Read, validate and convert the policy file at ``path`` into a PolicySet record dict.
+
+    ``version``, ``published_at_us`` (µs since epoch UTC) and ``published_by`` are not part
+    of the file: the publisher fills them in; the defaults mark a local, unpublished load.
+    ``source_sha256`` is the hex SHA-256 of the file's bytes, so a verdict's policy can be
+    traced back to the exact file.
+
+    Raises :class:`~processors.errors.PolicyInvalid` listing every problem found, and
+    ``OSError`` if the file cannot be read.
+    """
+    path = Path(path)
+    return load_policy_text(
+        path.read_bytes(),
+        source=str(path),
+        version=version,
+        published_at_us=published_at_us,
+        published_by=published_by,
+    )
+
+
+def load_policy_text(
+    data: bytes | str,
+    *,
+    source: str = "<policy>",
+    version: int = 0,
+    published_at_us: int = 0,
+    published_by: str = "unpublished",
+) -> dict[str, Any]:
+    """Like :func:`load_policy_file`, for policy text already in memory.
+
+    ``source`` is the name used in problem locations (``source:line: message``).
+    """
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    problems: list[PolicyProblem] = []
+    root = compose_yaml(raw, source, problems)
+    record: dict[str, Any] | None = None
+    if root is not None:
+        record = _Checker(source, problems).policy(root)
+    if problems or record is None:
+        if not problems:
+            problems.append(PolicyProblem(source, 1, None, "the file is empty; write a policy"))
+        raise PolicyInvalid(problems)
+    record.update(
+        version=version,
+        published_at=published_at_us,
+        published_by=published_by,
+        source_sha256=hashlib.sha256(raw).hexdigest(),
+    )
+    # Field order as in schemas/PolicySet.avsc, for readable dumps.
+    order = (
+        "name",
+        "tenant",
+        "version",
+        "published_at",
+        "published_by",
+        "source_sha256",
+        "default",
+        "on_error",
+        "rules",
+    )
+    return {key: record[key] for key in order}
+
+
+def compose_yaml(raw: bytes, source: str, problems: list[PolicyProblem]) -> yaml.Node | None:
+    """Compose YAML into a node tree with line marks, or record a problem and return None.
+
+    Also reports duplicate mapping keys anywhere in the document, which ``yaml.safe_load``
+    would silently resolve to the last value.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problems.append(PolicyProblem(source, 1, None, f"the file is not UTF-8 ({exc.reason})"))
+        return None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        problems.append(
+            PolicyProblem(source, line, None, f"YAML syntax error: {exc.problem or exc}")
+        )
+        return None
+    except yaml.YAMLError as exc:
+        problems.append(PolicyProblem(source, 1, None, f"YAML error: {exc}"))
+        return None
+    if root is not None:
+        _report_duplicate_keys(root, source, problems)
+    return root
+
+
+def _report_duplicate_keys(node: yaml.Node, source: str, problems: list[PolicyProblem]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                first = seen.setdefault(key.value, key.start_mark.line + 1)
+                if first != key.start_mark.line + 1:
+                    problems.append(
+                        PolicyProblem(
+                            source,
+                            key.start_mark.line + 1,
+                            None,
+                            f"duplicate key {key.value!r} (first at line {first}); keep only one",
+                        )
+                    )
+            _report_duplicate_keys(value, source, problems)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _report_duplicate_keys(item, source, problems)
+
+
+def check_cel(expression: str) -> str | None:
+    """Compile a CEL ``when`` expression; return None if it is usable, else why not.
+
+    Usable means: it compiles, and every variable it reads is one the engine binds
+    (:data:`CEL_VARIABLES`) or a comprehension-macro binding.
+    """
+    try:
+        program = cel.compile(expression)
+    except Exception as exc:  # cel raises ValueError (and may raise others) on bad input
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"CEL does not compile: {first}"
+    allowed = CEL_VARIABLES | set(_MACRO_BINDING.findall(expression))
+    unknown = sorted(set(program.variables()) - allowed)
+    if unknown:
+        return (
+            f"CEL reads unknown variable(s) {', '.join(unknown)}; "
+            f"the engine binds only {', '.join(sorted(CEL_VARIABLES))}"
+        )
+    return None
+
+
+def _line(node: yaml.Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+class _Checker:
+    """Walks the composed node tree, converting what is valid and recording what is not."""
+
+    def __init__(self, source: str, problems: list[PolicyProblem]) -> None:
+        self.source = source
+        self.problems = problems
+
+    def problem(self, node: yaml.Node, message: str, rule_id: str | None = None) -> None:
+        prefix = f"rule {rule_id!r}: " if rule_id else ""
+        self.problems.append(PolicyProblem(self.source, _line(node), rule_id, prefix + message))
+
+    def mapping(
+        self, node: yaml.Node, what: str, allowed: tuple[str, ...], rule_id: str | None = None
+    ) -> dict[str, yaml.Node] | None:
+        if not isinstance(node, yaml.MappingNode):
+            self.problem(node, f"{what} must be a mapping (key: value lines)", rule_id)
+            return None
+        fields: dict[str, yaml.Node] = {}
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else None
+            if name not in allowed:
+                self.problem(
+                    key,
+                    f"unknown key {name!r} in {what}; allowed keys: {', '.join(allowed)}",
+                    rule_id,
+                )
+                continue
+            fields.setdefault(str(name), value)
+        return fields
+
+    def string(
+        self,
+        fields: dict[str, yaml.Node],
+        key: str,
+        parent: yaml.Node,
+        *,
+        default: str | None = None,
+        rule_id: str | None = None,
+        check: Callable[[str], str | None] | None = None,
+        tags: tuple[str, ...] = (_STR_TAG,),
+    ) -> str | None:
+        node = fields.get(key)
+        if node is None:
+            if default is None:
+                self.problem(parent, f"missing required key {key!r}", rule_id)
+            return default
+        if not isinstance(node, yaml.ScalarNode) or node.tag not in tags:
+            self.problem(
+                node,
+                f"{key!r} must be a string (quote it if YAML reads it as "
+                "a number, boolean or null)",
+                rule_id,
+            )
+            return None
+        value = str(node.value)
+        if check is not None:
+            error = check(value)
+            if error is not None:
+                self.problem(node, f"{key!r} {error}", rule_id)
+                return None
+        return value
+
+    def enum(
+        self,
+        fields: dict[str, yaml.Node],
+        key: str,
+        parent: yaml.Node,
+        symbols: tuple[str, ...],
+        *,
+        default: str | None = None,
+        rule_id: str | None = None,
+    ) -> str | None:
+        def check(value: str) -> str | None:
+            if value in symbols:
+                return None
+            return f"must be one of {', '.join(symbols)}, got {value!r}"
+
+        return self.string(fields, key, parent, default=default, rule_id=rule_id, check=check)
+
+    def policy(self, root: yaml.Node) -> dict[str, Any] | None:
+        fields = self.mapping(root, "the policy", _POLICY_KEYS)
+        if fields is None:
+            return None
+        record: dict[str, Any] = {
+            "name": self.string(fields, "name", root, check=_non_empty),
+            "tenant": self.string(fields, "tenant", root, default="default", check=_non_empty),
+            "default": self.enum(fields, "default", root, EFFECTS),
+            "on_error": self.enum(fields, "on_error", root, EFFECTS, default="block"),
+            "rules": [],
+        }
+        rules_node = fields.get("rules")
+        if rules_node is None:
+            self.problem(root, "missing required key 'rules' (use 'rules: []' for none)")
+        elif not isinstance(rules_node, yaml.SequenceNode):
+            self.problem(rules_node, "'rules' must be a list of rules")
+        else:
+            first_line: dict[str, int] = {}
+            for rule_node in rules_node.value:
+                # Duplicate ids are checked even for rules with other problems, so one
+                # round of fixes is enough.
+                rule_id = _peek_rule_id(rule_node)
+                if rule_id is not None and rule_id in first_line:
+                    self.problem(
+                        rule_node,
+                        f"duplicate rule id (first at line {first_line[rule_id]}); "
+                        "rule ids must be unique within a policy",
+                        rule_id,
+                    )
+                    continue
+                if rule_id is not None:
+                    first_line[rule_id] = _line(rule_node)
+                rule = self.rule(rule_node, rule_id)
+                if rule is not None:
+                    record["rules"].append(rule)
+        return record
+
+    def rule(self, node: yaml.Node, rule_id: str | None) -> dict[str, Any] | None:
+        fields = self.mapping(node, "a rule", _RULE_KEYS, rule_id)
+        if fields is None:
+            return None
+        before = len(self.problems)
+        checked_id = self.string(
+            fields, "id", node, check=_check_rule_id, tags=(_STR_TAG, "tag:yaml.org,2002:int")
+        )
+        description = self.string(fields, "description", node, default="", rule_id=rule_id)
+        match = self.match(fields.get("match"), rule_id)
+        when = self.string(
+            fields,
+            "when",
+            node,
+            default="true",
+            rule_id=rule_id,
+            check=_check_when,
+            tags=(_STR_TAG, _BOOL_TAG),
+        )
+        effect = self.enum(fields, "effect", node, EFFECTS, rule_id=rule_id)
+        mode = self.enum(fields, "mode", node, MODES, default="enforce", rule_id=rule_id)
+        message = self.string(fields, "message", node, default="", rule_id=rule_id)
+        if len(self.problems) != before or checked_id is None:
+            return None
+        return {
+            "id": checked_id,
+            "description": description,
+            "match": match,
+            "when": when,
+            "effect": effect,
+            "mode": mode,
+            "message": message,
+        }
+
+    def match(self, node: yaml.Node | None, rule_id: str | None) -> dict[str, list[str]]:
+        result: dict[str, list[str]] = {key: [] for key in _MATCH_KEYS}
+        if node is None:
+            return result
+        if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
+            return result
+        fields = self.mapping(node, "'match'", _MATCH_KEYS, rule_id)
+        if fields is None:
+            return result
+        for key, value in fields.items():
+            if isinstance(value, yaml.ScalarNode) and value.tag == "tag:yaml.org,2002:null":
+                continue
+            if not isinstance(value, yaml.SequenceNode):
+                self.problem(
+                    value,
+                    f'match.{key} must be a list of glob patterns, e.g. {key}: ["db/prod/*"]',
+                    rule_id,
+                )
+                continue
+            for item in value.value:
+                if (
+                    not isinstance(item, yaml.ScalarNode)
+                    or item.tag != _STR_TAG
+                    or not str(item.value)
+                ):
+                    self.problem(
+                        item,
+                        f"match.{key} entries must be non-empty strings "
+                        "(glob patterns; quote them)",
+                        rule_id,
+                    )
+                    continue
+                result[key].append(str(item.value))
+        return result
+
+
+def _peek_rule_id(node: yaml.Node) -> str | None:
+    """The rule's id if it is well-formed, so every problem in the rule can name it."""
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value == "id":
+                if isinstance(value, yaml.ScalarNode) and _RULE_ID.match(str(value.value)):
+                    return str(value.value)
+                return None
+    return None
+
+
+def _non_empty(value: str) -> str | None:
+    return None if value.strip() else "must not be empty"
+
+
+def _check_rule_id(value: str) -> str | None:
+    if _RULE_ID.match(value):
+        return None
+    return (
+        f"must be 1-128 characters of letters, digits, '_', '.', ':' or '-' "
+        f"starting with a letter or digit, got {value!r}"
+    )
+
+
+def _check_when(value: str) -> str | None:
+    error = check_cel(value)
+    return None if error is None else f"is not a valid condition: {error}"

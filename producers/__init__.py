@@ -1,0 +1,1 @@
+"""producers room of Lockgate (see docs/CONTRACTS.md)."""

@@ -1,0 +1,1 @@
+"""schemas room of Lockgate (see docs/CONTRACTS.md)."""

@@ -1,0 +1,105 @@
+"""The topic catalogue: every topic Lockgate uses, in one place.
+
+Names are ``<prefix><name>``; the prefix (``LOCKGATE_TOPIC_PREFIX``, default ``lockgate.``)
+lets several stacks or test runs share one cluster. Replay topics (actions, verdicts,
+outcomes, audit-intake, audit, checkpoints) keep records forever by default so history can be
+reconstructed and re-verified; ``policies`` is compacted (latest version per tenant/policy);
+the dead-letter topic keeps raw records for 30 days.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["CATALOGUE", "DEFAULT_PREFIX", "TopicSpec", "Topics"]
+
+DEFAULT_PREFIX = "lockgate."
+FOREVER = -1
+THIRTY_DAYS_MS = 30 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic: its short name, shape, retention, and the schema its values carry."""
+
+    name: str
+    partitions: int
+    cleanup_policy: Literal["delete", "compact"]
+    retention_ms: int
+    schema: str
+    purpose: str
+
+    def configs(self) -> dict[str, str]:
+        """Topic-level configs the broker must hold for this topic."""
+        out = {"cleanup.policy": self.cleanup_policy}
+        if self.cleanup_policy == "delete":
+            out["retention.ms"] = str(self.retention_ms)
+        return out
+
+
+CATALOGUE: tuple[TopicSpec, ...] = (
+    TopicSpec("actions", 4, "delete", FOREVER, "ProposedAction",
+              "proposed actions from the SDK, keyed by action id"),
+    TopicSpec("verdicts", 8, "delete", FOREVER, "Verdict",
+              "signed verdicts, written to the requester's reply partition"),
+    TopicSpec("outcomes", 4, "delete", FOREVER, "ActionOutcome",
+              "what happened after the verdict, keyed by action id"),
+    TopicSpec("policies", 1, "compact", FOREVER, "PolicySet",
+              "policy versions, keyed by tenant/name (compacted)"),
+    TopicSpec("audit-intake", 4, "delete", FOREVER, "AuditEvent",
+              "unchained audit events from every stage, keyed by action id"),
+    TopicSpec("audit", 4, "delete", FOREVER, "AuditEvent",
+              "the ledger: audit events hash-chained per partition"),
+    TopicSpec("checkpoints", 1, "delete", FOREVER, "Checkpoint",
+              "signed checkpoints of ledger chain heads"),
+    TopicSpec("deadletter", 1, "delete", THIRTY_DAYS_MS, "DeadLetter",
+              "records that could not be processed, raw, with the error"),
+)
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Full topic names under one prefix."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def name(self, short: str) -> str:
+        if short not in {t.name for t in CATALOGUE}:
+            raise KeyError(f"no topic {short!r} in the catalogue")
+        return f"{self.prefix}{short}"
+
+    @property
+    def actions(self) -> str:
+        return self.name("actions")
+
+    @property
+    def verdicts(self) -> str:
+        return self.name("verdicts")
+
+    @property
+    def outcomes(self) -> str:
+        return self.name("outcomes")
+
+    @property
+    def policies(self) -> str:
+        return self.name("policies")
+
+    @property
+    def audit_intake(self) -> str:
+        return self.name("audit-intake")
+
+    @property
+    def audit(self) -> str:
+        return self.name("audit")
+
+    @property
+    def checkpoints(self) -> str:
+        return self.name("checkpoints")
+
+    @property
+    def deadletter(self) -> str:
+        return self.name("deadletter")
+
+    def specs(self) -> list[tuple[str, TopicSpec]]:
+        return [(self.name(t.name), t) for t in CATALOGUE]

@@ -1,0 +1,1 @@
+"""sinks room of Lockgate (see docs/CONTRACTS.md)."""

@@ -1,0 +1,251 @@
+"""Read-only HTTP API over the audit trail, plus the dashboard, /metrics and /healthz.
+
+Routes (GET only):
+
+==========================  ========================================================
+``/api/actions``            one row per action; filters: actor service resource type
+                            decision rule outcome text tenant since|from,to; paging:
+                            limit + offset, or cursor (keyset, from ``next_cursor``)
+``/api/actions/{id}``       the full record of one action incl. all its audit events
+``/api/stats``              allow/block over time, top blocking rules, top actors
+``/api/events``             raw ledger rows: ``partition``, ``after`` (sequence), limit
+``/api/checkpoints``        signed checkpoints: ``partition``, ``after``, limit
+``/metrics``                Prometheus text (no auth: carries no audit data)
+``/healthz``                liveness + ClickHouse reachability (no auth)
+``/``                       the dashboard (static; its data calls need a token)
+==========================  ========================================================
+
+Auth: ``Authorization: Bearer <token>`` on every ``/api`` route. 401 for a missing or
+unknown token, 403 when a ``tenant`` parameter names a tenant the token may not see, 400
+for a malformed query. The token's tenant is forced into every query server-side.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+
+from sinks.errors import AuthError, QueryRejected, SinkError
+from sinks.query import AuditQueries, parse_action_filter, parse_time_range
+from sinks.tokens import TokenInfo, TokenStore
+
+__all__ = ["ApiServer"]
+
+_STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                 ".css": "text/css; charset=utf-8"}
+
+
+def _static(name: str) -> tuple[bytes, str] | None:
+    if "/" in name or name.startswith("."):
+        return None
+    suffix = name[name.rfind("."):] if "." in name else ""
+    if suffix not in _STATIC_TYPES:
+        return None
+    node = resources.files("sinks").joinpath("static").joinpath(name)
+    if not node.is_file():
+        return None
+    return node.read_bytes(), _STATIC_TYPES[suffix]
+
+
+def _scope(token: TokenInfo, params: Mapping[str, str]) -> str | None:
+    """The tenant a request may see: forced from the token; ``None`` = all tenants."""
+    asked = params.get("tenant") or None
+    if token.all_tenants:
+        return asked
+    if asked is not None and asked != token.tenant:
+        raise AuthError(f"this token is for tenant {token.tenant!r}, not {asked!r}", 403)
+    return token.tenant
+
+
+def _int_param(params: Mapping[str, str], name: str, default: int | None,
+               lo: int, hi: int) -> int | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise QueryRejected(f"{name}={raw[:20]!r} must be an integer") from None
+    if not lo <= value <= hi:
+        raise QueryRejected(f"{name}={value} is out of range; allowed {lo}..{hi}")
+    return value
+
+
+def _only(params: Mapping[str, str], allowed: set[str]) -> None:
+    unknown = sorted(set(params) - allowed - {"token"})
+    if unknown:
+        raise QueryRejected(
+            f"unknown parameter(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+class ApiServer:
+    """The sink's HTTP server. ``start()`` serves in a daemon thread; ``stop()`` shuts down.
+
+    ``health()`` returns extra fields for /healthz (e.g. consumer state); the server adds
+    whether ClickHouse answers ``SELECT 1``.
+    """
+
+    def __init__(
+        self,
+        queries: AuditQueries,
+        tokens: TokenStore,
+        host: str = "127.0.0.1",
+        port: int = 8765,
+        *,
+        registry: CollectorRegistry = REGISTRY,
+        health: Callable[[], dict[str, Any]] | None = None,
+        ping: Callable[[], bool] | None = None,
+    ) -> None:
+        self.queries = queries
+        self.tokens = tokens
+        self.registry = registry
+        self._health = health
+        self._ping = ping
+        self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._httpd.server_address[:2]
+        return str(host), int(port)
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"http://{host}:{port}"
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="lockgate-sink-api", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    # -- request handling -------------------------------------------------------------
+
+    def route(self, path: str, params: dict[str, str], authorization: str | None
+              ) -> tuple[int, bytes, str]:
+        """Answer one GET; returns (status, body, content type). Pure enough to unit-test."""
+        try:
+            return self._route(path, params, authorization)
+        except AuthError as exc:
+            return self._json(exc.status, {"error": str(exc)})
+        except QueryRejected as exc:
+            return self._json(400, {"error": str(exc)})
+        except SinkError as exc:
+            return self._json(503, {"error": str(exc)})
+
+    def _json(self, status: int, body: Any) -> tuple[int, bytes, str]:
+        data = json.dumps(body, default=str, ensure_ascii=False).encode("utf-8")
+        return status, data, "application/json; charset=utf-8"
+
+    def _route(self, path: str, params: dict[str, str], authorization: str | None
+               ) -> tuple[int, bytes, str]:
+        if path in ("/", "/dashboard", "/dashboard.html"):
+            path = "/static/dashboard.html"
+        if path.startswith("/static/"):
+            found = _static(path[len("/static/"):])
+            if found is None:
+                return self._json(404, {"error": f"no static file {path}"})
+            return 200, found[0], found[1]
+        if path == "/metrics":
+            return 200, generate_latest(self.registry), CONTENT_TYPE_LATEST
+        if path == "/healthz":
+            ok = self._ping() if self._ping is not None else True
+            body = {"ok": ok, "clickhouse": ok, **(self._health() if self._health else {})}
+            return self._json(200 if ok else 503, body)
+        if not path.startswith("/api/"):
+            return self._json(404, {"error": f"no route {path}"})
+        # The header is the way; ?token= is accepted too (curl, Grafana links).
+        header = authorization or (f"Bearer {params['token']}" if params.get("token") else None)
+        token = self.tokens.authenticate(header)
+        tenant = _scope(token, params)
+        if path == "/api/actions":
+            page = self.queries.actions(parse_action_filter(params, tenant))
+            return self._json(200, {"actions": page.rows, "next_cursor": page.next_cursor})
+        if path.startswith("/api/actions/"):
+            _only(params, {"tenant"})
+            action_id = unquote(path[len("/api/actions/"):])
+            record = self.queries.action(tenant, action_id)
+            if record is None:
+                return self._json(404, {"error": f"no action {action_id!r} visible to this token"})
+            return self._json(200, record)
+        if path == "/api/stats":
+            _only(params, {"tenant", "since", "from", "to"})
+            frm, to = parse_time_range(params.get("since"), params.get("from"), params.get("to"))
+            return self._json(200, self.queries.stats(tenant, frm, to))
+        if path == "/api/events":
+            _only(params, {"tenant", "partition", "after", "limit"})
+            partition = _int_param(params, "partition", None, 0, 1_000_000)
+            if partition is None:
+                raise QueryRejected("partition is required (the ledger partition to page)")
+            after = _int_param(params, "after", -1, -1, 2**62)
+            limit = _int_param(params, "limit", 1000, 1, 10_000)
+            rows = self.queries.events(tenant, partition, -1 if after is None else after,
+                                       limit or 1000)
+            nxt = rows[-1]["sequence"] if rows else None
+            return self._json(200, {"events": rows, "next_after": nxt})
+        if path == "/api/checkpoints":
+            _only(params, {"tenant", "partition", "after", "limit"})
+            partition = _int_param(params, "partition", None, 0, 1_000_000)
+            after = _int_param(params, "after", -1, -1, 2**62)
+            limit = _int_param(params, "limit", 100, 1, 10_000)
+            rows = self.queries.checkpoints(partition, -1 if after is None else after,
+                                            limit or 100)
+            return self._json(200, {"checkpoints": rows})
+        return self._json(404, {"error": f"no route {path}"})
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            server_version = "lockgate-sink"
+
+            def do_GET(self) -> None:
+                parts = urlsplit(self.path)
+                try:
+                    pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False,
+                                      max_num_fields=64)
+                except ValueError:
+                    status, body, ctype = server._json(400, {"error": "malformed query string"})
+                else:
+                    params: dict[str, str] = {}
+                    dup = None
+                    for k, v in pairs:
+                        if k in params:
+                            dup = k
+                        params[k] = v
+                    if dup is not None:
+                        status, body, ctype = server._json(
+                            400, {"error": f"parameter {dup} given twice; give it once"})
+                    else:
+                        status, body, ctype = server.route(
+                            parts.path, params, self.headers.get("Authorization"))
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                if status == HTTPStatus.UNAUTHORIZED:
+                    self.send_header("WWW-Authenticate", 'Bearer realm="lockgate"')
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        return Handler

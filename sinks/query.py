@@ -1,0 +1,432 @@
+"""Audit queries over ClickHouse: validated filters in, plain dicts out.
+
+Contract:
+
+* Every value a caller supplies reaches ClickHouse as a server-side query parameter
+  (``{name:Type}``), never spliced into SQL; only fixed SQL fragments chosen by which
+  filters are present are concatenated. A filter value such as ``x' OR 1=1 --`` is data.
+* Inputs are validated first (:func:`parse_action_filter`, :func:`parse_time_range`);
+  anything malformed raises :class:`~sinks.errors.QueryRejected` naming the parameter.
+* ``tenant=None`` means "all tenants" (admin); the HTTP layer decides, never the caller's
+  query string.
+* One row per action comes from ``action_summary`` (an AggregatingMergeTree fed by a
+  materialized view): the WHERE clause prunes by the key (tenant, day range), GROUP BY
+  finishes the fold, HAVING applies filters that belong to a single event kind. Times are
+  int microseconds since the epoch, UTC.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sinks.clickhouse import ClickHouse, validate_identifier
+from sinks.errors import QueryRejected
+
+__all__ = [
+    "ActionFilter",
+    "AuditQueries",
+    "Page",
+    "parse_action_filter",
+    "parse_time_range",
+]
+
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 50
+DEFAULT_SINCE_US = 24 * 3600 * 1_000_000
+_SINCE = re.compile(r"^(\d{1,6})(s|m|h|d)$")
+_UNIT_US = {"s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000}
+_SAFE_TEXT = re.compile(r"^[^\x00-\x08\x0b\x0c\x0e-\x1f]{1,512}$")
+_DECISIONS = ("allow", "block")
+_OUTCOMES = ("committed", "failed", "none")
+_DAY_US = 86_400_000_000
+
+# (output name, aggregate expression over action_summary). Aliases are prefixed with a_
+# so they never shadow a column inside another aggregate.
+_SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("proposed_at", "toUnixTimestamp64Micro(max(proposed_at))"),
+    ("decided_at", "toUnixTimestamp64Micro(max(decided_at))"),
+    ("outcome_at", "toUnixTimestamp64Micro(max(outcome_at))"),
+    ("has_action", "max(has_action)"),
+    ("has_verdict", "max(has_verdict)"),
+    ("has_outcome", "max(has_outcome)"),
+    ("actor_id", "max(actor_id)"),
+    ("actor_roles", "max(actor_roles)"),
+    ("service", "max(service)"),
+    ("type", "max(type)"),
+    ("resource", "max(resource)"),
+    ("attributes", "max(attributes)"),
+    ("sql", "max(sql)"),
+    ("change_json", "max(change_json)"),
+    ("before_json", "max(before_json)"),
+    ("after_json", "max(after_json)"),
+    ("decision", "max(decision)"),
+    ("basis", "max(basis)"),
+    ("rule_ids", "max(rule_ids)"),
+    ("rule_effects", "max(rule_effects)"),
+    ("rule_modes", "max(rule_modes)"),
+    ("policy_name", "max(policy_name)"),
+    ("policy_version", "max(policy_version)"),
+    ("reason", "max(reason)"),
+    ("eval_latency_us", "max(eval_latency_us)"),
+    ("outcome_status", "max(outcome_status)"),
+    ("error_type", "max(error_type)"),
+    ("error_message", "max(error_message)"),
+)
+_SELECT_SUMMARY = ", ".join(f"{expr} AS a_{name}" for name, expr in _SUMMARY_COLUMNS)
+
+_LEDGER_SELECT = (
+    "event_id, kind, toUnixTimestamp64Micro(recorded_at) AS recorded_at_us, tenant, action_id, "
+    "base64Encode(payload) AS payload_b64, detail, ledger_partition, sequence, "
+    "hex(prev_hash) AS prev_hash_hex, hex(hash) AS hash_hex, canonical_version"
+)
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _parse_instant(name: str, raw: str) -> int:
+    try:
+        parsed = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise QueryRejected(
+            f"{name}={raw[:40]!r} is not an ISO 8601 time; use e.g. 2025-01-31T12:00:00Z"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1_000_000)
+
+
+def parse_time_range(
+    since: str | None, from_: str | None, to: str | None, now_us: int | None = None
+) -> tuple[int, int]:
+    """``(from_us, to_us)`` from ``since`` (``30m``, ``1h``, ``7d``) or ISO ``from``/``to``.
+
+    Default: the last 24 hours. ``since`` and ``from`` are exclusive alternatives.
+    """
+    now = _now_us() if now_us is None else now_us
+    if since and from_:
+        raise QueryRejected("give either since (like 1h) or from/to, not both")
+    end = _parse_instant("to", to) if to else now
+    if since:
+        m = _SINCE.match(since.strip())
+        if not m:
+            raise QueryRejected(
+                f"since={since[:20]!r} is not a duration; use a number and s/m/h/d, e.g. 30m, 7d"
+            )
+        start = end - int(m.group(1)) * _UNIT_US[m.group(2)]
+    elif from_:
+        start = _parse_instant("from", from_)
+    else:
+        start = end - DEFAULT_SINCE_US
+    if start >= end:
+        raise QueryRejected("the time range is empty: from must be before to")
+    return start, end
+
+
+@dataclass(frozen=True)
+class ActionFilter:
+    """Validated filters for the one-row-per-action list. ``tenant=None`` = all tenants."""
+
+    tenant: str | None
+    from_us: int
+    to_us: int
+    actor: str | None = None
+    service: str | None = None
+    resource_prefix: str | None = None
+    type: str | None = None
+    decision: str | None = None
+    rule_id: str | None = None
+    outcome: str | None = None
+    text: str | None = None
+    limit: int = DEFAULT_LIMIT
+    offset: int = 0
+    cursor: tuple[int, str] | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page of rows and the keyset cursor for the next page (None at the end)."""
+
+    rows: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def _text(params: Mapping[str, str], name: str) -> str | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return None
+    if not _SAFE_TEXT.match(raw):
+        raise QueryRejected(f"{name} must be 1-512 printable characters")
+    return raw
+
+
+def _int(params: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit():
+        raise QueryRejected(f"{name}={raw[:20]!r} must be a whole number between {lo} and {hi}")
+    value = int(raw)
+    if not lo <= value <= hi:
+        raise QueryRejected(f"{name}={value} is out of range; allowed {lo}..{hi}")
+    return value
+
+
+def encode_cursor(proposed_at_us: int, action_id: str) -> str:
+    """Opaque keyset cursor after the row (proposed_at, action_id)."""
+    return base64.urlsafe_b64encode(f"{proposed_at_us}:{action_id}".encode()).decode("ascii")
+
+
+def _decode_cursor(raw: str) -> tuple[int, str]:
+    try:
+        ts, _, aid = base64.urlsafe_b64decode(raw.encode("ascii")).decode("utf-8").partition(":")
+        return int(ts), aid
+    except (ValueError, UnicodeError):
+        raise QueryRejected("cursor is not one this API issued; start again without it") from None
+
+
+_KNOWN_PARAMS = frozenset({
+    "tenant", "actor", "service", "resource", "type", "decision", "rule", "outcome", "text",
+    "since", "from", "to", "limit", "offset", "cursor", "token",
+})
+
+
+def parse_action_filter(
+    params: Mapping[str, str], tenant: str | None, now_us: int | None = None
+) -> ActionFilter:
+    """Validate query-string ``params`` into an :class:`ActionFilter` scoped to ``tenant``.
+
+    Unknown parameters are rejected (a typo must not silently widen a query).
+    """
+    unknown = sorted(set(params) - _KNOWN_PARAMS)
+    if unknown:
+        raise QueryRejected(
+            f"unknown parameter(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(sorted(_KNOWN_PARAMS))}"
+        )
+    from_us, to_us = parse_time_range(params.get("since"), params.get("from"), params.get("to"),
+                                      now_us)
+    decision = _text(params, "decision")
+    if decision is not None and decision not in _DECISIONS:
+        raise QueryRejected(f"decision must be one of {', '.join(_DECISIONS)}")
+    outcome = _text(params, "outcome")
+    if outcome is not None and outcome not in _OUTCOMES:
+        raise QueryRejected(f"outcome must be one of {', '.join(_OUTCOMES)}")
+    cursor_raw = params.get("cursor")
+    offset = _int(params, "offset", 0, 0, 100_000)
+    if cursor_raw and offset:
+        raise QueryRejected("use either cursor (keyset) or offset paging, not both")
+    return ActionFilter(
+        tenant=tenant,
+        from_us=from_us,
+        to_us=to_us,
+        actor=_text(params, "actor"),
+        service=_text(params, "service"),
+        resource_prefix=_text(params, "resource"),
+        type=_text(params, "type"),
+        decision=decision,
+        rule_id=_text(params, "rule"),
+        outcome=outcome,
+        text=_text(params, "text"),
+        limit=_int(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
+        offset=offset,
+        cursor=_decode_cursor(cursor_raw) if cursor_raw else None,
+    )
+
+
+def _summary_row(names: list[str], row: tuple[Any, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in zip(names, row, strict=True):
+        key = name[2:] if name.startswith("a_") else name
+        flag = key in ("has_action", "has_verdict", "has_outcome")
+        out[key] = bool(value) if flag else value
+    return out
+
+
+class AuditQueries:
+    """The audit questions the API, CLI and dashboard ask. Thread-safe if the client is."""
+
+    def __init__(self, client: ClickHouse) -> None:
+        self._client = client
+        self._db = validate_identifier(client.database)
+
+    def actions(self, f: ActionFilter) -> Page:
+        """One row per action proposed in ``[f.from_us, f.to_us)``, newest first."""
+        params: dict[str, Any] = {"from_us": f.from_us, "to_us": f.to_us,
+                                  "limit": f.limit, "offset": f.offset}
+        where = [
+            "day >= toDate(fromUnixTimestamp64Micro({from_us:Int64}, 'UTC'))",
+            "day <= toDate(fromUnixTimestamp64Micro({to_us:Int64}, 'UTC')) + 1",
+        ]
+        if f.tenant is not None:
+            where.insert(0, "tenant = {tenant:String}")
+            params["tenant"] = f.tenant
+        having = ["a_proposed_at >= {from_us:Int64}", "a_proposed_at < {to_us:Int64}"]
+        simple = {"actor": ("a_actor_id", f.actor), "service": ("a_service", f.service),
+                  "type": ("a_type", f.type), "decision": ("a_decision", f.decision)}
+        for pname, (col, value) in simple.items():
+            if value is not None:
+                having.append(f"{col} = {{{pname}:String}}")
+                params[pname] = value
+        if f.resource_prefix is not None:
+            having.append("startsWith(a_resource, {resource:String})")
+            params["resource"] = f.resource_prefix
+        if f.rule_id is not None:
+            having.append("has(a_rule_ids, {rule:String})")
+            params["rule"] = f.rule_id
+        if f.outcome is not None:
+            if f.outcome == "none":
+                having.append("a_has_outcome = 0")
+            else:
+                having.append("a_outcome_status = {outcome:String}")
+                params["outcome"] = f.outcome
+        if f.text is not None:
+            having.append("positionCaseInsensitiveUTF8(a_reason, {text:String}) > 0")
+            params["text"] = f.text
+        if f.cursor is not None:
+            having.append("(a_proposed_at, action_id) < ({c_at:Int64}, {c_id:String})")
+            params["c_at"], params["c_id"] = f.cursor
+        sql = (
+            f"SELECT tenant, action_id, {_SELECT_SUMMARY} FROM {self._db}.action_summary "
+            f"WHERE {' AND '.join(where)} GROUP BY tenant, action_id "
+            f"HAVING {' AND '.join(having)} ORDER BY a_proposed_at DESC, action_id DESC "
+            "LIMIT {limit:UInt32} OFFSET {offset:UInt32}"
+        )
+        names, rows = self._client.query(sql, params)
+        out = [_summary_row(names, r) for r in rows]
+        nxt = (encode_cursor(out[-1]["proposed_at"], out[-1]["action_id"])
+               if len(out) == f.limit else None)
+        return Page(out, nxt)
+
+    def action(self, tenant: str | None, action_id: str) -> dict[str, Any] | None:
+        """The full record of one action: its summary plus every audit event about it."""
+        if not _SAFE_TEXT.match(action_id):
+            raise QueryRejected("action id must be 1-512 printable characters")
+        params: dict[str, Any] = {"id": action_id}
+        tenant_sql = ""
+        if tenant is not None:
+            tenant_sql = "tenant = {tenant:String} AND "
+            params["tenant"] = tenant
+        names, rows = self._client.query(
+            f"SELECT tenant, action_id, {_SELECT_SUMMARY} FROM {self._db}.action_summary "
+            f"WHERE {tenant_sql}action_id = {{id:String}} GROUP BY tenant, action_id",
+            params,
+        )
+        if not rows:
+            return None
+        record = _summary_row(names, rows[0])
+        enames, erows = self._client.query(
+            f"SELECT {_LEDGER_SELECT}, payload_schema, decode_error, src_topic, src_partition, "
+            f"src_offset FROM {self._db}.audit_events "
+            f"WHERE {tenant_sql}action_id = {{id:String}} "
+            "ORDER BY recorded_at, ledger_partition, sequence",
+            params,
+        )
+        record["events"] = [dict(zip(enames, r, strict=True)) for r in erows]
+        return record
+
+    def stats(self, tenant: str | None, from_us: int, to_us: int) -> dict[str, Any]:
+        """Allow/block counts over time, top blocking rules, top actors in the range."""
+        span_s = max(1, (to_us - from_us) // 1_000_000)
+        bucket = max(1, span_s // 60)
+        params: dict[str, Any] = {"from_us": from_us, "to_us": to_us, "bucket": bucket}
+        tenant_sql = ""
+        if tenant is not None:
+            tenant_sql = "tenant = {tenant:String} AND "
+            params["tenant"] = tenant
+        in_range = (
+            "recorded_at >= fromUnixTimestamp64Micro({from_us:Int64}, 'UTC') AND "
+            "recorded_at < fromUnixTimestamp64Micro({to_us:Int64}, 'UTC')"
+        )
+        _, timeline = self._client.query(
+            "SELECT toUnixTimestamp(toStartOfInterval(recorded_at, "
+            "toIntervalSecond({bucket:UInt32}))) AS t, "
+            "countIf(decision = 'allow'), countIf(decision = 'block') "
+            f"FROM {self._db}.audit_events WHERE {tenant_sql}kind = 'verdict' AND {in_range} "
+            "GROUP BY t ORDER BY t",
+            params,
+        )
+        _, rules = self._client.query(
+            "SELECT rule, mode, count() AS n "
+            f"FROM {self._db}.audit_events ARRAY JOIN rule_ids AS rule, rule_effects AS effect, "
+            "rule_modes AS mode "
+            f"WHERE {tenant_sql}kind = 'verdict' AND {in_range} AND effect = 'block' "
+            "GROUP BY rule, mode ORDER BY n DESC, rule LIMIT 10",
+            params,
+        )
+        day_where = (
+            "day >= toDate(fromUnixTimestamp64Micro({from_us:Int64}, 'UTC')) AND "
+            "day <= toDate(fromUnixTimestamp64Micro({to_us:Int64}, 'UTC')) + 1"
+        )
+        _, actors = self._client.query(
+            "SELECT actor, count() AS n, countIf(decision = 'block') AS blocked FROM ("
+            " SELECT max(actor_id) AS actor, max(decision) AS decision,"
+            " toUnixTimestamp64Micro(max(proposed_at)) AS p"
+            f" FROM {self._db}.action_summary WHERE {tenant_sql}{day_where}"
+            " GROUP BY tenant, action_id"
+            " HAVING p >= {from_us:Int64} AND p < {to_us:Int64})"
+            " GROUP BY actor ORDER BY n DESC, actor LIMIT 10",
+            params,
+        )
+        return {
+            "from_us": from_us,
+            "to_us": to_us,
+            "bucket_seconds": bucket,
+            "timeline": [{"t": int(t), "allow": int(a), "block": int(b)} for t, a, b in timeline],
+            "top_blocking_rules": [{"rule": r, "mode": m, "count": int(n)} for r, m, n in rules],
+            "top_actors": [{"actor": a, "actions": int(n), "blocked": int(b)}
+                           for a, n, b in actors],
+        }
+
+    def events(
+        self, tenant: str | None, partition: int, after_sequence: int = -1, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Raw ledger rows of one ledger partition in chain order, after ``after_sequence``.
+
+        Payload is base64, hashes hex: exactly what ``verify`` needs to recompute the chain.
+        A tenant-scoped caller sees only its own rows (so it cannot verify a shared chain).
+        """
+        if not 1 <= limit <= 10_000:
+            raise QueryRejected("limit must be between 1 and 10000")
+        params: dict[str, Any] = {"p": partition, "after": after_sequence, "limit": limit}
+        tenant_sql = ""
+        if tenant is not None:
+            tenant_sql = " AND tenant = {tenant:String}"
+            params["tenant"] = tenant
+        names, rows = self._client.query(
+            f"SELECT {_LEDGER_SELECT} FROM {self._db}.audit_events "
+            f"WHERE ledger_partition = {{p:Int32}} AND sequence > {{after:Int64}}{tenant_sql} "
+            "ORDER BY sequence LIMIT 1 BY sequence LIMIT {limit:UInt32}",
+            params,
+        )
+        return [dict(zip(names, r, strict=True)) for r in rows]
+
+    def checkpoints(
+        self, partition: int | None = None, after_sequence: int = -1, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Signed checkpoints (hashes and signature hex), by partition and last_sequence."""
+        if not 1 <= limit <= 10_000:
+            raise QueryRejected("limit must be between 1 and 10000")
+        params: dict[str, Any] = {"after": after_sequence, "limit": limit}
+        part_sql = ""
+        if partition is not None:
+            part_sql = "ledger_partition = {p:Int32} AND "
+            params["p"] = partition
+        names, rows = self._client.query(
+            "SELECT checkpoint_id, ledger_partition, first_sequence, last_sequence, "
+            "hex(head_hash) AS head_hash_hex, hex(merkle_root) AS merkle_root_hex, "
+            "toUnixTimestamp64Micro(created_at) AS created_at_us, processor_id, key_id, "
+            f"hex(signature) AS signature_hex FROM {self._db}.checkpoints "
+            f"WHERE {part_sql}last_sequence > {{after:Int64}} "
+            "ORDER BY ledger_partition, last_sequence LIMIT 1 BY checkpoint_id "
+            "LIMIT {limit:UInt32}",
+            params,
+        )
+        return [dict(zip(names, r, strict=True)) for r in rows]

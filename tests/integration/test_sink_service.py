@@ -1,0 +1,148 @@
+"""The sink process against the real broker: consume, land, dead-letter, commit, SIGTERM.
+
+The sink runs as its own process (as in production; chDB also allows one data directory
+per process, which the pytest process may already own). Results are read through the
+sink's own HTTP API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from schemas.codec import get_codec
+from schemas.topics import Topics
+from sinks.tokens import create_token
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(cond: Callable[[], Any], timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError("condition not met in time")
+
+
+def _event(kind: str, payload: bytes, seq: int, action_id: str | None) -> bytes:
+    return get_codec().encode("AuditEvent", {
+        "event_id": str(uuid.uuid4()), "kind": kind, "recorded_at": time.time_ns() // 1000,
+        "tenant": "acme", "action_id": action_id, "payload": payload, "detail": None,
+        "ledger_partition": 0, "sequence": seq, "prev_hash": b"\0" * 32, "hash": b"\1" * 32,
+        "canonical_version": 1,
+    })
+
+
+@pytest.fixture
+def sink(kafka_bootstrap: str, topic_prefix: str, topics: Topics, tmp_path: Path
+         ) -> Iterator[dict[str, Any]]:
+    """Topics come from the catalogue fixture (created under this test's unique prefix)."""
+    port = _free_port()
+    _, token = create_token(tmp_path, "acme")
+    env = {**os.environ, "LOCKGATE_HOME": str(tmp_path), "LOCKGATE_TOPIC_PREFIX": topic_prefix,
+           "LOCKGATE_BOOTSTRAP_SERVERS": kafka_bootstrap,
+           "LOCKGATE_CLICKHOUSE_DSN": f"chdb://{tmp_path / 'ch'}",
+           "LOCKGATE_SINK_GROUP_ID": f"sink-{uuid.uuid4().hex[:8]}",
+           "LOCKGATE_SINK_HTTP_PORT": str(port), "PYTHONPATH": str(REPO)}
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen([sys.executable, "-c", "from sinks.service import main; main()"],
+                                env=env, cwd=REPO)
+        started.append(proc)
+        _wait(lambda: _get(f"http://127.0.0.1:{port}/healthz", None) is not None)
+        return proc
+
+    try:
+        yield {"start": start, "url": f"http://127.0.0.1:{port}", "token": token,
+               "prefix": topic_prefix, "bootstrap": kafka_bootstrap}
+    finally:
+        for proc in started:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def _get(url: str, token: str | None) -> Any:
+    req = urllib.request.Request(url)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return json.loads(resp.read())
+    except (urllib.error.URLError, ConnectionError):
+        return None
+
+
+def test_sink_lands_dead_letters_and_stops_cleanly(sink: dict[str, Any]) -> None:
+    codec = get_codec()
+    proc = sink["start"]()
+    producer = Producer({"bootstrap.servers": sink["bootstrap"]})
+    aid = str(uuid.uuid4())
+    action = codec.encode("ProposedAction", {
+        "action_id": aid, "correlation_id": aid, "proposed_at": time.time_ns() // 1000,
+        "tenant": "acme", "service": "billing", "actor": {"id": "alice", "roles": [],
+                                                          "attributes": {}},
+        "type": "db.query", "resource": "db/prod/orders", "attributes": {},
+        "change_json": None, "reply_topic": "r", "reply_partition": 0, "reply_instance": "g",
+        "service_key_id": None, "service_signature": None,
+    })
+    topic = f"{sink['prefix']}audit"
+    producer.produce(topic, _event("action", action, 0, aid))
+    producer.produce(topic, b"\x00poison")  # undecodable: must be dead-lettered, not stall
+    producer.produce(topic, _event("dead_letter", b"raw", 1, None))
+    producer.flush(10)
+
+    url = f"{sink['url']}/api/actions?since=1h"
+    rows = _wait(lambda: (_get(url, sink["token"]) or {}).get("actions"))
+    assert [r["action_id"] for r in rows] == [aid]
+    metrics = urllib.request.urlopen(f"{sink['url']}/metrics", timeout=5).read().decode()
+    assert "lockgate_sink_dead_letters_total" in metrics
+
+    dl = Consumer({"bootstrap.servers": sink["bootstrap"], "group.id": uuid.uuid4().hex,
+                   "auto.offset.reset": "earliest"})
+    dl.subscribe([f"{sink['prefix']}deadletter"])
+    msg = _wait(lambda: dl.poll(1.0))
+    dead = codec.decode_as("DeadLetter", msg.value())
+    assert dead["raw"] == b"\x00poison" and dead["source_offset"] == 1
+    dl.close()
+
+    events = _wait(lambda: (_get(f"{sink['url']}/api/events?partition=0",
+                                 sink["token"]) or {}).get("events"))
+    assert len(events) == 2
+
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+
+    # Restart: offsets were committed after the insert, so nothing is re-inserted.
+    proc2 = sink["start"]()
+    time.sleep(3)
+    events = _get(f"{sink['url']}/api/events?partition=0", sink["token"])["events"]
+    assert len(events) == 2
+    proc2.send_signal(signal.SIGTERM)
+    assert proc2.wait(30) == 0

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import pytest
+from trust_ledger_factory import LedgerBuilder
+
+from processors.checkpoints import CheckpointError, build_checkpoint, verify_checkpoint
+from processors.ledger_chain import GENESIS
+from processors.merkle import merkle_root
+from schemas.canonical import signing_payload
+from schemas.codec import get_codec
+from schemas.signing import Keyring, SigningKey
+
+
+@pytest.fixture
+def key() -> SigningKey:
+    return SigningKey.generate()
+
+
+@pytest.fixture
+def ledger(key: SigningKey) -> LedgerBuilder:
+    b = LedgerBuilder(key)
+    for _ in range(4):
+        b.flow(0)
+    return b
+
+
+def test_checkpoint_fields_and_signature(key: SigningKey, ledger: LedgerBuilder) -> None:
+    evs = ledger.events
+    cp = build_checkpoint(evs, key, "proc-1", 123, prev_head=GENESIS)
+    assert cp["ledger_partition"] == 0
+    assert (cp["first_sequence"], cp["last_sequence"]) == (0, len(evs) - 1)
+    assert cp["head_hash"] == evs[-1]["hash"]
+    assert cp["merkle_root"] == merkle_root([e["hash"] for e in evs])
+    assert (cp["created_at"], cp["processor_id"], cp["key_id"]) == (123, "proc-1", key.key_id)
+    assert key.public().verify(signing_payload(cp, "signature", b""), cp["signature"])
+    assert verify_checkpoint(cp, Keyring([key.public()]))
+    assert verify_checkpoint(cp, key.public())
+    codec = get_codec()
+    assert codec.decode_as("Checkpoint", codec.encode("Checkpoint", cp)) == cp
+
+
+def test_interval_checkpoint_in_the_middle(key: SigningKey, ledger: LedgerBuilder) -> None:
+    evs = ledger.events[3:9]
+    cp = build_checkpoint(evs, key, "p", 1, prev_head=ledger.events[2]["hash"])
+    assert (cp["first_sequence"], cp["last_sequence"]) == (3, 8)
+    assert verify_checkpoint(cp, key.public())
+    with pytest.raises(CheckpointError, match="link"):
+        build_checkpoint(evs, key, "p", 1, prev_head=GENESIS)
+
+
+def test_every_field_change_breaks_the_signature(key: SigningKey, ledger: LedgerBuilder) -> None:
+    cp = build_checkpoint(ledger.events, key, "proc-1", 123)
+    ring = Keyring([key.public()])
+    changes = {
+        "checkpoint_id": "x",
+        "ledger_partition": 1,
+        "first_sequence": 1,
+        "last_sequence": 5,
+        "head_hash": b"\1" * 32,
+        "merkle_root": b"\2" * 32,
+        "created_at": 124,
+        "processor_id": "proc-2",
+        "key_id": "0" * 16,
+        "signature": b"\0" * 64,
+    }
+    assert set(changes) == set(cp)
+    for name, value in changes.items():
+        assert not verify_checkpoint(dict(cp, **{name: value}), ring), name
+
+
+def test_foreign_and_expired_keys(key: SigningKey, ledger: LedgerBuilder) -> None:
+    cp = build_checkpoint(ledger.events, key, "p", 1_000)
+    assert not verify_checkpoint(cp, Keyring([SigningKey.generate().public()]))
+    assert verify_checkpoint(cp, Keyring([(key.public(), 1_000)]))  # expiry at created_at
+    assert not verify_checkpoint(cp, Keyring([(key.public(), 999)]))
+    assert not verify_checkpoint({"checkpoint_id": "x"}, key.public())
+
+
+def test_refuses_to_sign_broken_intervals(key: SigningKey, ledger: LedgerBuilder) -> None:
+    evs = ledger.events
+    with pytest.raises(CheckpointError, match="at least one"):
+        build_checkpoint([], key, "p", 1)
+    with pytest.raises(CheckpointError, match="contiguous"):
+        build_checkpoint([evs[0], evs[2]], key, "p", 1)
+    with pytest.raises(CheckpointError, match="recompute"):
+        build_checkpoint([evs[0], dict(evs[1], tenant="evil")], key, "p", 1)
+    other = LedgerBuilder(key)
+    other.flow(1)
+    with pytest.raises(CheckpointError, match="mixed"):
+        build_checkpoint([evs[0], dict(other.events[0], sequence=1)], key, "p", 1)
