@@ -119,9 +119,7 @@ def main() -> None:
         ),
     ]
     export = action()
-    query = action(
-        type="db.query", resource="db/prod/orders", attributes={"sql": "DELETE FROM orders"}
-    )
+    query = action(type="db.query", resource="db/prod/orders", attributes={"sql": "DELETE FROM orders"})
     for extra in (int(x) for x in args.extra_rules.split(",")):
         compiled = padded_policy(extra)
         total = len(compiled.rule_ids)

@@ -104,6 +104,13 @@ class Stack:
             self.progress(f"created {len(created)} topics: {', '.join(created)}")
         for drift in drifts:
             self.progress(f"warning: {drift}")
+        if any(self._enabled(svc) for svc in _SERVICES):
+            from deploy.identity import ensure_cli_identity, ensure_processor_key
+
+            if ensure_processor_key(self.settings.home)[1]:
+                self.progress(f"created processor key {self.settings.home}/keys/processor.pem (0600)")
+            if ensure_cli_identity(self.settings.home):
+                self.progress("registered the `cli` service identity for `lockgate submit`")
         for svc in _SERVICES:
             if not self._enabled(svc):
                 continue

@@ -10,6 +10,9 @@ __all__ = ["COMMAND_MODULES", "register_all"]
 
 COMMAND_MODULES = (
     "lockgate.cmd_stack",
+    "lockgate.cmd_keys",
+    "lockgate.cmd_policy",
+    "lockgate.cmd_submit",
 )
 
 

@@ -79,9 +79,7 @@ def build_checkpoint(
         except ChainError as exc:
             raise CheckpointError(f"event at sequence {ev['sequence']}: {exc}") from exc
         if digest != ev["hash"]:
-            raise CheckpointError(
-                f"event at sequence {ev['sequence']}: stored hash does not recompute"
-            )
+            raise CheckpointError(f"event at sequence {ev['sequence']}: stored hash does not recompute")
         if ev["prev_hash"] != expected_prev:
             raise CheckpointError(
                 f"event at sequence {ev['sequence']} does not link to the previous hash; "

@@ -48,7 +48,7 @@ class PolicyProblem:
         return f"{self.file}:{self.line}: {self.message}"
 
 
-class PolicyInvalid(PolicyError):  # noqa: N818 - name fixed by lockgate.errors tree
+class PolicyInvalid(PolicyError):
     """A policy file failed validation; ``problems`` lists every problem found, in file order.
 
     Validation does not stop at the first problem, so one edit-and-retry cycle can fix all of
@@ -73,7 +73,7 @@ class PolicyCasesInvalid(PolicyInvalid):
     what = "policy cases file"
 
 
-class SqlUnparseable(PolicyError):  # noqa: N818 - reads as the condition it reports
+class SqlUnparseable(PolicyError):
     """``attributes.sql`` could not be parsed as SQL by any of the dialects we try.
 
     The policy engine turns this into an evaluation error for every rule that reads the

@@ -83,9 +83,7 @@ AUDIT_FIELDS: tuple[str, ...] = (
 HASHED_FIELDS: tuple[str, ...] = tuple(f for f in AUDIT_FIELDS if f not in ("hash", "prev_hash"))
 """The fields whose canonical form is hashed (everything but ``hash`` and ``prev_hash``)."""
 
-_LEDGER_FIELDS = frozenset(
-    {"ledger_partition", "sequence", "prev_hash", "hash", "canonical_version"}
-)
+_LEDGER_FIELDS = frozenset({"ledger_partition", "sequence", "prev_hash", "hash", "canonical_version"})
 _sha256 = hashlib.sha256
 
 

@@ -105,9 +105,7 @@ def load_cases_text(data: bytes | str, *, source: str = "<cases>") -> list[Polic
     cases: list[PolicyCase] = []
     if root is not None and not problems:
         if not isinstance(root, yaml.SequenceNode):
-            problems.append(
-                PolicyProblem(source, _line(root), None, "a cases file must be a list of cases")
-            )
+            problems.append(PolicyProblem(source, _line(root), None, "a cases file must be a list of cases"))
         else:
             seen: set[str] = set()
             for node in root.value:

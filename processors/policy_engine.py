@@ -123,9 +123,7 @@ class _Globs:
 
     def __init__(self, patterns: Sequence[str]) -> None:
         self._regex = (
-            re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
-            if patterns
-            else None
+            re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns)) if patterns else None
         )
 
     def accepts(self, value: str) -> bool:
@@ -189,8 +187,7 @@ class CompiledPolicy:
         for a record that came through ``policy_files`` means a bug or a hand-made record.
         """
         where = (
-            f"policyset {record.get('tenant', '?')}/{record.get('name', '?')} "
-            f"v{record.get('version', '?')}"
+            f"policyset {record.get('tenant', '?')}/{record.get('name', '?')} v{record.get('version', '?')}"
         )
         problems: list[PolicyProblem] = []
         try:
@@ -353,8 +350,7 @@ class CompiledPolicy:
             reason = f"no enforced rule matched; policy {self.name!r} default is {self.default}"
         if shadow:
             notes = ", ".join(
-                f"{m['id']} would {m['effect']}" + (f" ({m['error']})" if m["error"] else "")
-                for m in shadow
+                f"{m['id']} would {m['effect']}" + (f" ({m['error']})" if m["error"] else "") for m in shadow
             )
             reason += f" [shadow, not enforced: {notes}]"
         return Decision(
@@ -405,9 +401,7 @@ def _context(
     return cel.Context(variables), sql_error
 
 
-def _matched(
-    rule_id: str, effect: str, mode: str, message: str, error: str | None
-) -> dict[str, Any]:
+def _matched(rule_id: str, effect: str, mode: str, message: str, error: str | None) -> dict[str, Any]:
     return {"id": rule_id, "effect": effect, "mode": mode, "message": message, "error": error}
 
 

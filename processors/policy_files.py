@@ -155,9 +155,7 @@ def compose_yaml(raw: bytes, source: str, problems: list[PolicyProblem]) -> yaml
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
-        problems.append(
-            PolicyProblem(source, line, None, f"YAML syntax error: {exc.problem or exc}")
-        )
+        problems.append(PolicyProblem(source, line, None, f"YAML syntax error: {exc.problem or exc}"))
         return None
     except yaml.YAMLError as exc:
         problems.append(PolicyProblem(source, 1, None, f"YAML error: {exc}"))
@@ -262,8 +260,7 @@ class _Checker:
         if not isinstance(node, yaml.ScalarNode) or node.tag not in tags:
             self.problem(
                 node,
-                f"{key!r} must be a string (quote it if YAML reads it as "
-                "a number, boolean or null)",
+                f"{key!r} must be a string (quote it if YAML reads it as a number, boolean or null)",
                 rule_id,
             )
             return None
@@ -383,15 +380,10 @@ class _Checker:
                 )
                 continue
             for item in value.value:
-                if (
-                    not isinstance(item, yaml.ScalarNode)
-                    or item.tag != _STR_TAG
-                    or not str(item.value)
-                ):
+                if not isinstance(item, yaml.ScalarNode) or item.tag != _STR_TAG or not str(item.value):
                     self.problem(
                         item,
-                        f"match.{key} entries must be non-empty strings "
-                        "(glob patterns; quote them)",
+                        f"match.{key} entries must be non-empty strings (glob patterns; quote them)",
                         rule_id,
                     )
                     continue

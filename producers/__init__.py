@@ -1,1 +1,32 @@
-"""producers room of Lockgate (see docs/CONTRACTS.md)."""
+"""The Lockgate producer SDK: ask before acting.
+
+Public API (kept small on purpose; ``tests/unit/producers/test_public_api.py`` pins it)::
+
+    Guard, AsyncGuard          sync and asyncio clients
+    Action, Actor              what is proposed, and by whom
+    GuardedAction              the handle inside ``with guard.action(...)``
+    Verdict, MatchedRule       a verified decision
+    GuardSettings              configuration (arguments or LOCKGATE_* env)
+    GuardError and subclasses  ActionBlocked, VerdictTimeout, VerdictRejected, GuardUnavailable
+"""
+
+from producers.errors import ActionBlocked, GuardError, GuardUnavailable, VerdictRejected, VerdictTimeout
+from producers.guard import Action, Actor, AsyncGuard, Guard, GuardedAction
+from producers.settings import GuardSettings
+from producers.verdicts import MatchedRule, Verdict
+
+__all__ = [
+    "Action",
+    "ActionBlocked",
+    "Actor",
+    "AsyncGuard",
+    "Guard",
+    "GuardError",
+    "GuardSettings",
+    "GuardUnavailable",
+    "GuardedAction",
+    "MatchedRule",
+    "Verdict",
+    "VerdictRejected",
+    "VerdictTimeout",
+]

@@ -271,9 +271,7 @@ class SigningKey:
 
     def __init__(self, key: Ed25519PrivateKey) -> None:
         self._key = key
-        raw = key.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
+        raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         self._public = PublicKey(raw)
 
     @classmethod
@@ -381,9 +379,7 @@ class Keyring:
     def __iter__(self) -> Iterator[PublicKey]:
         return (e.key for e in self._entries.values())
 
-    def verify(
-        self, key_id: str, payload: bytes, signature: bytes | None, at_us: int | None = None
-    ) -> bool:
+    def verify(self, key_id: str, payload: bytes, signature: bytes | None, at_us: int | None = None) -> bool:
         """True iff ``key_id`` is in the ring, not expired at ``at_us`` (default: now) and
         ``signature`` verifies. Never raises."""
         entry = self._entries.get(key_id) if isinstance(key_id, str) else None
@@ -579,9 +575,7 @@ class ServiceRegistry:
         """
         self._check_name(name)
         if name in self._services:
-            raise RegistryError(
-                f"service {name!r} is already registered; use rotate to replace its key"
-            )
+            raise RegistryError(f"service {name!r} is already registered; use rotate to replace its key")
         key = SigningKey.generate()
         key.save(self.private_key_path(name))
         entry = ServiceKey(key.key_id, key.public(), _now_us() if now_us is None else now_us, None)

@@ -23,7 +23,7 @@ class SinkError(LockgateError):
     """ClickHouse could not be reached or refused a statement; the message names which."""
 
 
-class InsertFailed(SinkError):  # noqa: N818 - named in the root error tree
+class InsertFailed(SinkError):
     """A batch insert failed. The batch is kept; retry it unchanged after ``retry_after`` seconds.
 
     Retrying the *same* batch is safe: it carries the same insert deduplication token.
@@ -34,7 +34,7 @@ class InsertFailed(SinkError):  # noqa: N818 - named in the root error tree
         super().__init__(message)
 
 
-class QueryRejected(SinkError):  # noqa: N818 - named in the root error tree
+class QueryRejected(SinkError):
     """A query parameter is malformed or out of range; the message says which and what's allowed."""
 
 

@@ -55,9 +55,13 @@ row not self-consistent, no other place explains it    ``modified_record``    th
 row self-consistent but does not link; the next row    ``modified_record``    ``s-1``
 links to it (row ``s-1`` was edited and re-hashed:
 its successor still commits to the old hash)
-row self-consistent, does not link, nothing links to   ``inserted_record``    the row
-it (a forged replacement or a tail append on a
-foreign base)
+row self-consistent, does not link, nothing links to   ``modified_record``    the row
+it, though a row follows (replaced, or its
+``prev_hash`` edited, then re-hashed)
+as above, but no row follows to arbitrate (the tail    ``modified_record``    ``s-1``
+of the stored chain, or just before a gap): either
+row may have been re-hashed; the earlier is named,
+the message names both
 position (storage/insertion order) decreases while     ``reordered_records``  each row
 sequence increases: rows outside the longest                                  out of
 increasing run of positions                                                   place
@@ -97,8 +101,11 @@ import bisect
 import enum
 import hashlib
 import itertools
+import operator
+from binascii import b2a_base64
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring as _json_str
 from typing import Any
 
 from processors.checkpoints import verify_checkpoint
@@ -123,6 +130,7 @@ Event = Mapping[str, Any]
 _sha256 = hashlib.sha256
 _FULL_SEARCH_LIMIT = 1000  # suspects that get the wide reorder search; the rest try s±1
 _NEIGHBOURS = 16
+_BY_SEQUENCE = operator.itemgetter("sequence")
 
 
 class FindingKind(enum.StrEnum):
@@ -263,34 +271,74 @@ def _row_identity(row: Event) -> tuple[Any, ...]:
     return tuple(row.get(f) for f in AUDIT_FIELDS)
 
 
-def _fast_pass(
-    rows: Sequence[Event], start_seq: int, start_prev: bytes, position_key: str | None
-) -> bool:
-    """True iff the sorted rows are one clean chain from the anchor (the common case)."""
+_ROW_FIELDS = operator.itemgetter(
+    "action_id",
+    "canonical_version",
+    "detail",
+    "event_id",
+    "kind",
+    "ledger_partition",
+    "payload",
+    "recorded_at",
+    "sequence",
+    "tenant",
+    "prev_hash",
+    "hash",
+)
+
+
+def _fast_pass(rows: Sequence[Event], start_seq: int, start_prev: bytes, position_key: str | None) -> bool:
+    """True iff the sorted rows are one clean chain from the anchor (the common case).
+
+    The canonical form is inlined here (same text as ``ledger_chain.hashed_bytes``; the
+    tests compare both with ``schemas.canonical``): this loop is the verifier's hot path.
+    ``encode_basestring`` raises on a non-string; integers must be exactly ``int`` (a
+    bool would print as ``True``). Anything unusual returns False and the careful pass
+    decides.
+    """
     sha = _sha256
-    hb = hashed_bytes
+    b64 = b2a_base64
+    js = _json_str
+    fields = _ROW_FIELDS
     expected_seq = start_seq
     expected_prev = start_prev
     last_pos: Any = None
     try:
         for row in rows:
-            prev = row["prev_hash"]
-            stored = row["hash"]
+            aid, ver, det, eid, kind, part, payload, rec, seq, tenant, prev, stored = fields(row)
             if (
-                row["sequence"] != expected_seq
+                seq != expected_seq
                 or prev != expected_prev
-                or row["canonical_version"] != 1
-                or sha(hb(row) + prev).digest() != stored
+                or ver != 1
+                or type(seq) is not int
+                or type(ver) is not int
+                or type(part) is not int
+                or type(rec) is not int
+                or type(prev) is not bytes
             ):
+                return False
+            body = (
+                f'{{"action_id":{"null" if aid is None else js(aid)}'
+                f',"canonical_version":1'
+                f',"detail":{"null" if det is None else js(det)}'
+                f',"event_id":{js(eid)}'
+                f',"kind":{js(kind)}'
+                f',"ledger_partition":{part}'
+                f',"payload":{{"$b64":"{b64(payload, newline=False).decode()}"}}'
+                f',"recorded_at":{rec}'
+                f',"sequence":{seq}'
+                f',"tenant":{js(tenant)}}}'
+            ).encode()
+            if sha(body + prev).digest() != stored:
                 return False
             if position_key is not None:
                 pos = row[position_key]
                 if last_pos is not None and pos <= last_pos:
                     return False
                 last_pos = pos
-            expected_seq += 1
+            expected_seq = seq + 1
             expected_prev = stored
-    except (ChainError, KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError):
         return False
     return True
 
@@ -342,11 +390,12 @@ def _diagnose(
 
     chosen: dict[int, Event] = {}
     suspects: list[Event] = []
+    flagged: set[int] = set()  # ids of rows already named (a link break after them is theirs)
     seqs = sorted(by_seq)
     expected_seq = start_seq
     expected_prev: bytes | None = start_prev
     prev_row: Event | None = None
-    for k, s in enumerate(seqs):
+    for s in seqs:
         cands = by_seq[s]
         if s < start_seq:
             for row in cands:
@@ -392,7 +441,7 @@ def _diagnose(
         elif (
             expected_prev is not None
             and row.get("prev_hash") != expected_prev
-            and (prev_row is None or ok[id(prev_row)])
+            and (prev_row is None or (ok[id(prev_row)] and id(prev_row) not in flagged))
         ):
             linked_from_next = row.get("hash") in next_prevs
             if prev_row is None:
@@ -416,17 +465,29 @@ def _diagnose(
                         f"hashes to {bytes(prev_row['hash']).hex()[:16]}…",
                     )
                 )
-            else:
-                tail = f" (it is the last row; alternatively record {s - 1} was re-hashed)"
+            elif not nxt:
+                # Nothing after ``s`` to arbitrate: name the earlier of the two candidates.
                 findings.append(
                     _finding(
-                        FindingKind.INSERTED_RECORD,
+                        FindingKind.MODIFIED_RECORD,
                         partition,
-                        row,
-                        f"record {s} is self-consistent but links to no stored predecessor and "
-                        f"no record links to it{tail if k == len(seqs) - 1 else ''}",
+                        prev_row,
+                        f"records {s - 1} and {s} do not link and no record follows {s} to "
+                        f"tell which changed: record {s - 1} was rewritten and re-hashed, or "
+                        f"record {s} was (or was appended with a foreign prev_hash)",
                     )
                 )
+            else:
+                findings.append(
+                    _finding(
+                        FindingKind.MODIFIED_RECORD,
+                        partition,
+                        row,
+                        f"record {s} was replaced or rewritten and re-hashed: it links to no "
+                        f"stored predecessor and record {s + 1} commits to a different hash",
+                    )
+                )
+                flagged.add(id(row))
         h = row.get("hash")
         expected_prev = h if isinstance(h, bytes) else None
         expected_seq = s + 1
@@ -456,9 +517,7 @@ def _origin_of(row: Event, chosen: Mapping[int, Event], candidates: Iterable[int
     return None
 
 
-def _classify_suspects(
-    partition: int, suspects: list[Event], chosen: Mapping[int, Event]
-) -> list[Finding]:
+def _classify_suspects(partition: int, suspects: list[Event], chosen: Mapping[int, Event]) -> list[Finding]:
     if not suspects:
         return []
     suspect_seqs = [r["sequence"] for r in suspects]
@@ -487,16 +546,12 @@ def _classify_suspects(
                 continue
             if run:
                 findings.extend(
-                    _shift_finding(
-                        partition, run, delta, claimed=claimed, chosen=chosen, handled=handled
-                    )
+                    _shift_finding(partition, run, delta, claimed=claimed, chosen=chosen, handled=handled)
                 )
             run = [s]
         if run:
             findings.extend(
-                _shift_finding(
-                    partition, run, delta, claimed=claimed, chosen=chosen, handled=handled
-                )
+                _shift_finding(partition, run, delta, claimed=claimed, chosen=chosen, handled=handled)
             )
 
     for row in suspects:
@@ -630,10 +685,11 @@ def verify_chain(
     """
     findings: list[Finding] = []
     groups: dict[int, list[Event]] = {}
+    current: list[Event] | None = None
+    current_part: Any = None
     for row in events:
         part = row.get("ledger_partition")
-        seq = row.get("sequence")
-        if type(part) is not int or type(seq) is not int:
+        if type(part) is not int or type(row.get("sequence")) is not int:
             findings.append(
                 _finding(
                     FindingKind.MODIFIED_RECORD,
@@ -643,17 +699,22 @@ def verify_chain(
                 )
             )
             continue
-        groups.setdefault(part, []).append(row)
+        if part != current_part or current is None:  # rows mostly come in runs
+            current = groups.get(part)
+            if current is None:
+                current = groups[part] = []
+            current_part = part
+        current.append(row)
 
     states: dict[int, PartitionState] = {}
     for part, rows in groups.items():
         if position_key is None:
-            rows.sort(key=_seq_key)
+            rows.sort(key=_BY_SEQUENCE)
         else:
             try:
                 rows.sort(key=lambda r: (r["sequence"], r[position_key]))
             except (KeyError, TypeError):
-                rows.sort(key=_seq_key)
+                rows.sort(key=_BY_SEQUENCE)
         start_seq, start_prev = (anchors or {}).get(part, (0, GENESIS))
         if _fast_pass(rows, start_seq, start_prev, position_key):
             states[part] = PartitionState(part, start_seq, rows)
@@ -663,11 +724,6 @@ def verify_chain(
         states[part] = PartitionState(part, start_seq, [], chosen)
     findings.sort(key=Finding.sort_key)
     return findings, states
-
-
-def _seq_key(row: Event) -> int:
-    seq: int = row["sequence"]
-    return seq
 
 
 def verify_checkpoints(
@@ -820,9 +876,7 @@ def reconcile_enforcement(events: Iterable[Event], keyring: Keyring) -> list[Fin
             outcomes.append((ev, rec))
             continue
         valid = verify_record(rec, "signature", b"", keyring, at_us=rec["decided_at"])
-        verdicts.setdefault(rec["action_id"], []).append(
-            _LedgerVerdict(rec, canonical_bytes(rec), valid)
-        )
+        verdicts.setdefault(rec["action_id"], []).append(_LedgerVerdict(rec, canonical_bytes(rec), valid))
         if not valid:
             findings.append(
                 Finding(

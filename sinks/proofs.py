@@ -90,9 +90,7 @@ class ProofError(LockgateError):
     """A proof cannot be built: the event is not in the checkpoint's interval as given."""
 
 
-def _record_to_json(
-    record: Mapping[str, Any], types: Mapping[str, tuple[type, ...]]
-) -> dict[str, Any]:
+def _record_to_json(record: Mapping[str, Any], types: Mapping[str, tuple[type, ...]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in types:
         value = record[name]
@@ -107,20 +105,14 @@ class _BadProofError(Exception):
     """Internal: the proof's text is not a well-formed version-1 proof."""
 
 
-def _record_from_json(
-    data: Any, types: Mapping[str, tuple[type, ...]], what: str
-) -> dict[str, Any]:
+def _record_from_json(data: Any, types: Mapping[str, tuple[type, ...]], what: str) -> dict[str, Any]:
     if not isinstance(data, dict) or set(data) != set(types):
         raise _BadProofError(f"{what} must have exactly the fields {', '.join(sorted(types))}")
     out: dict[str, Any] = {}
     for name, allowed in types.items():
         value = data[name]
         if bytes in allowed:
-            if (
-                not isinstance(value, dict)
-                or set(value) != {"$b64"}
-                or not isinstance(value["$b64"], str)
-            ):
+            if not isinstance(value, dict) or set(value) != {"$b64"} or not isinstance(value["$b64"], str):
                 raise _BadProofError(f'{what}.{name} must be {{"$b64": ...}}')
             try:
                 raw = base64.b64decode(value["$b64"], validate=True)

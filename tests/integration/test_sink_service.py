@@ -113,9 +113,9 @@ def test_sink_lands_dead_letters_and_stops_cleanly(sink: dict[str, Any]) -> None
         "service_key_id": None, "service_signature": None,
     })
     topic = f"{sink['prefix']}audit"
-    producer.produce(topic, _event("action", action, 0, aid))
-    producer.produce(topic, b"\x00poison")  # undecodable: must be dead-lettered, not stall
-    producer.produce(topic, _event("dead_letter", b"raw", 1, None))
+    producer.produce(topic, _event("action", action, 0, aid), partition=0)
+    producer.produce(topic, b"\x00poison", partition=0)  # undecodable: dead-letter, no stall
+    producer.produce(topic, _event("dead_letter", b"raw", 1, None), partition=0)
     producer.flush(10)
 
     url = f"{sink['url']}/api/actions?since=1h"

@@ -35,9 +35,7 @@ def test_example_cases_cover_every_rule_matching_and_not_matching() -> None:
 def test_example_cases_distinguish_evaluation_errors_from_rule_verdicts() -> None:
     results = run_case_file(POLICIES / "example.yaml", POLICIES / "example_cases.yaml")
     bases = {r.case.name: r.decision.basis for r in results}
-    assert bases["rows sent as a string cannot be compared and blocks via on_error"] == (
-        "evaluation_error"
-    )
+    assert bases["rows sent as a string cannot be compared and blocks via on_error"] == "evaluation_error"
     assert bases["delete without where on prod is blocked"] == "rule"
 
 
@@ -73,9 +71,7 @@ def test_failures_say_what_differs() -> None:
 
 
 def test_defaults_build_a_schema_valid_action() -> None:
-    [case] = load_cases_text(
-        "- name: c\n  action: {type: t, resource: r, sql: SELECT 1}\n  expect: allow\n"
-    )
+    [case] = load_cases_text("- name: c\n  action: {type: t, resource: r, sql: SELECT 1}\n  expect: allow\n")
     assert case.authenticated is True
     action = {"tenant": "default", **case.action}
     assert action["attributes"] == {"sql": "SELECT 1"}

@@ -112,8 +112,7 @@ def test_failed_condition_under_on_error_allow() -> None:
 
 def test_rule_block_wins_over_error_block_for_the_basis() -> None:
     p = policy(
-        "  - {id: broken, effect: allow, when: 'action.attributes.nope'}\n"
-        "  - {id: deny, effect: block}\n"
+        "  - {id: broken, effect: allow, when: 'action.attributes.nope'}\n  - {id: deny, effect: block}\n"
     )
     d = decide(p, action())
     assert (d.decision, d.basis) == ("block", "rule")
@@ -243,14 +242,11 @@ def test_decision_matches_the_documented_model(
     rules: list[tuple[str, str, str]], default: str, on_error: str
 ) -> None:
     text = "".join(
-        f"  - {{id: r{i}, effect: {e}, mode: {m}, when: '{w}'}}\n"
-        for i, (e, m, w) in enumerate(rules)
+        f"  - {{id: r{i}, effect: {e}, mode: {m}, when: '{w}'}}\n" for i, (e, m, w) in enumerate(rules)
     )
     d = decide(policy(text or "  []\n", default=default, on_error=on_error), action())
     hits = [
-        (on_error if w == "action.nope" else e, m, w == "action.nope")
-        for e, m, w in rules
-        if w != "false"
+        (on_error if w == "action.nope" else e, m, w == "action.nope") for e, m, w in rules if w != "false"
     ]
     enforced = [(e, err) for e, m, err in hits if m == "enforce"]
     if ("block", False) in enforced:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-from trust_ledger_factory import LedgerBuilder
 
 from processors.checkpoints import CheckpointError, build_checkpoint, verify_checkpoint
 from processors.ledger_chain import GENESIS
@@ -9,6 +8,7 @@ from processors.merkle import merkle_root
 from schemas.canonical import signing_payload
 from schemas.codec import get_codec
 from schemas.signing import Keyring, SigningKey
+from tests.unit.trust.trust_ledger_factory import LedgerBuilder
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from trust_ledger_factory import unchained
 
 from processors.ledger_chain import (
     AUDIT_FIELDS,
@@ -18,6 +17,7 @@ from processors.ledger_chain import (
 )
 from schemas.canonical import canonical_bytes
 from schemas.codec import get_codec
+from tests.unit.trust.trust_ledger_factory import unchained
 
 
 def _contract_hash(event: dict[str, Any]) -> bytes:

@@ -152,9 +152,7 @@ def test_any_flipped_byte_fails(leaves: list[bytes], data: st.DataObject) -> Non
         assert not verify_inclusion(leaves[(i + 1) % n], i, n, path, root)
 
 
-@pytest.mark.parametrize(
-    ("index", "size"), [(-1, 4), (4, 4), (0, 0), (True, 2), ("0", 2)]
-)
+@pytest.mark.parametrize(("index", "size"), [(-1, 4), (4, 4), (0, 0), (True, 2), ("0", 2)])
 def test_verify_never_raises_on_nonsense(index: object, size: object) -> None:
     root = merkle_root(LEAVES[:4])
     assert not verify_inclusion(LEAVES[0], index, size, [], root)  # type: ignore[arg-type]

@@ -164,7 +164,7 @@ def test_sign_record_covers_key_id_and_verifies_with_key_or_ring() -> None:
     signed = sign_record(_verdict_like(), "signature", b"", key)
     assert signed["key_id"] == key.key_id
     payload = signing_payload(signed, "signature", b"")
-    assert key.public().verify(payload, signed["signature"])  # type: ignore[arg-type]
+    assert key.public().verify(payload, signed["signature"])
     assert verify_record(signed, "signature", b"", key.public())
     assert verify_record(signed, "signature", b"", Keyring([key.public()]))
     assert not verify_record(signed, "signature", b"", SigningKey.generate().public())

@@ -48,9 +48,7 @@ def verdict(
         "service": "billing",
         "decision": decision,
         "basis": "rule",
-        "matched_rules": [
-            {"id": "r1", "effect": decision, "mode": "enforce", "message": "", "error": None}
-        ],
+        "matched_rules": [{"id": "r1", "effect": decision, "mode": "enforce", "message": "", "error": None}],
         "policy_name": "default",
         "policy_version": 3,
         "reason": f"rule r1 says {decision}",

@@ -1,0 +1,38 @@
+"""Settings of the processor worker, read once from ``LOCKGATE_*`` into a frozen object."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lockgate.home import default_home
+from schemas.codec import DEFAULT_MAX_RECORD_BYTES
+from schemas.topics import DEFAULT_PREFIX
+
+__all__ = ["ProcessorSettings"]
+
+
+class ProcessorSettings(BaseSettings):
+    """The verdict agent's knobs. ``require_service_auth`` off is for migrations only."""
+
+    model_config = SettingsConfigDict(env_prefix="LOCKGATE_", frozen=True, extra="ignore")
+
+    home: Path = Field(default_factory=default_home)
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = DEFAULT_PREFIX
+    processor_port: int = Field(default=8741, ge=0, le=65535)
+    processor_id: str = "processor-1"
+    max_record_bytes: int = Field(default=DEFAULT_MAX_RECORD_BYTES, gt=0)
+    require_service_auth: bool = True
+    checkpoint_every: int = Field(default=1000, gt=0)
+    checkpoint_interval_s: float = Field(default=5.0, gt=0)
+
+    @property
+    def processor_key(self) -> Path:
+        return self.home / "keys" / "processor.pem"
+
+    @property
+    def service_dir(self) -> Path:
+        return self.home / "keys"

@@ -1,0 +1,37 @@
+"""Errors of the decision path. Every one of them stops the guarded body (fail-closed)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lockgate.errors import LockgateError
+
+if TYPE_CHECKING:
+    from producers.verdicts import Verdict
+
+__all__ = ["ActionBlocked", "GuardError", "GuardUnavailable", "VerdictRejected", "VerdictTimeout"]
+
+
+class GuardError(LockgateError):
+    """The action may not proceed. The guarded code did not run."""
+
+
+class ActionBlocked(GuardError):
+    """A valid, signed verdict blocked the action. ``verdict`` carries the rules and reason."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        self.verdict = verdict
+        rules = ", ".join(r.id for r in verdict.enforced_rules) or "no rule (policy default)"
+        super().__init__(f"action {verdict.action_id} blocked by {rules}: {verdict.reason}")
+
+
+class VerdictTimeout(GuardError):
+    """No verdict arrived in time; the processor may be down or overloaded."""
+
+
+class VerdictRejected(GuardError):
+    """A verdict arrived but cannot be trusted: unsigned, forged, unknown key, or for another action."""
+
+
+class GuardUnavailable(GuardError):
+    """The proposed action could not be published (broker unreachable, queue full)."""

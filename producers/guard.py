@@ -1,0 +1,332 @@
+"""The Guard: ask before acting, act only on a valid signed allow, record what happened.
+
+Sync (:class:`Guard`) and asyncio (:class:`AsyncGuard`) shells share one core
+(:class:`_GuardCore`): it builds and signs the ProposedAction, publishes it, waits on the
+reply router for the verdict, verifies it, and later publishes the signed ActionOutcome.
+
+Fail-closed contract: the guarded body runs only after :func:`accept_verdict` returned an
+``allow``. Block → :class:`ActionBlocked`; no verdict in ``timeout_s`` →
+:class:`VerdictTimeout`; publish failure → :class:`GuardUnavailable`; bad or missing
+signature, or a verdict for another action → :class:`VerdictRejected`. All of them derive
+from :class:`GuardError` and are raised before the body starts.
+
+Recording path: the outcome is published with idempotence and acks=all and flushed before
+the ``with`` block returns, so a returned block means the outcome is on the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from lockgate.errors import ConfigError
+from producers.errors import ActionBlocked, GuardUnavailable, VerdictRejected, VerdictTimeout
+from producers.reply_router import ReplyRouter
+from producers.settings import GuardSettings
+from producers.verdicts import Verdict, accept_verdict
+from schemas.codec import get_codec
+from schemas.errors import CodecError
+from schemas.signing import PublicKey, SigningKey, sign_record
+from schemas.topics import Topics
+
+__all__ = ["Action", "Actor", "AsyncGuard", "Guard", "GuardedAction"]
+
+AttrValue = None | bool | int | float | str
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _json(value: Any) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts."""
+
+    id: str
+    roles: tuple[str, ...] = ()
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Action:
+    """A change the service intends to make. ``change`` must be JSON-serialisable."""
+
+    actor: Actor
+    type: str
+    resource: str
+    attributes: Mapping[str, AttrValue] = field(default_factory=dict)
+    change: Any = None
+
+
+class GuardedAction:
+    """Handle given to the body of ``with guard.action(...)``: the verdict and a change log."""
+
+    def __init__(self, proposal: dict[str, Any], verdict: Verdict) -> None:
+        self.proposal = proposal
+        self.verdict = verdict
+        self.before: Any = None
+        self.after: Any = None
+
+    @property
+    def action_id(self) -> str:
+        return str(self.proposal["action_id"])
+
+    def record_change(self, *, before: Any = None, after: Any = None) -> None:
+        """Record the data as it was and as it is now; lands in the outcome and the audit trail."""
+        self.before = before
+        self.after = after
+
+
+class _GuardCore:
+    def __init__(self, settings: GuardSettings) -> None:
+        self.settings = settings
+        self.instance_id = uuid.uuid4().hex
+        self.topics = Topics(settings.topic_prefix)
+        self.codec = get_codec()
+        key_path = settings.resolved_verdict_key()
+        if not key_path.exists():
+            raise ConfigError(
+                f"processor public key {key_path} not found: the Guard cannot verify verdicts and "
+                "refuses to run (fail-closed); run `lockgate keys init` or set LOCKGATE_VERDICT_PUBLIC_KEY"
+            )
+        self.verdict_key = PublicKey.load(key_path)
+        service_key = settings.resolved_service_key()
+        self.service_key = SigningKey.load(service_key) if service_key is not None else None
+        self.producer = Producer({
+            "bootstrap.servers": settings.bootstrap_servers,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 0,
+            "message.timeout.ms": max(1000, int(settings.timeout_s * 1000)),
+            "socket.connection.setup.timeout.ms": max(1000, int(settings.timeout_s * 1000)),
+        })
+        try:
+            self.router = ReplyRouter(settings.bootstrap_servers, self.topics.verdicts, self.instance_id,
+                                      settings.reply_partition, self.producer,
+                                      ready_timeout_s=settings.timeout_s)
+        except KafkaException as exc:
+            raise GuardUnavailable(
+                f"cannot reach Kafka at {settings.bootstrap_servers} ({exc.args[0].str()}); "
+                "is the stack up (`lockgate status`)?"
+            ) from exc
+
+    def build(self, action: Action) -> dict[str, Any]:
+        rec: dict[str, Any] = {
+            "action_id": str(uuid.uuid4()),
+            "correlation_id": uuid.uuid4().hex,
+            "proposed_at": _now_us(),
+            "tenant": self.settings.tenant,
+            "service": self.settings.service,
+            "actor": {"id": action.actor.id, "roles": list(action.actor.roles),
+                      "attributes": dict(action.actor.attributes)},
+            "type": action.type,
+            "resource": action.resource,
+            "attributes": dict(action.attributes),
+            "change_json": _json(action.change),
+            "reply_topic": self.topics.verdicts,
+            "reply_partition": self.router.partition,
+            "reply_instance": self.instance_id,
+            "service_key_id": None,
+            "service_signature": None,
+        }
+        if self.service_key is not None:
+            rec = sign_record(rec, "service_signature", None, self.service_key)
+        return rec
+
+    def propose(self, action: Action) -> tuple[dict[str, Any], concurrent.futures.Future[bytes]]:
+        rec = self.build(action)
+        try:
+            value = self.codec.encode("ProposedAction", rec)
+        except CodecError as exc:
+            raise GuardUnavailable(f"action cannot be encoded: {exc}") from exc
+        correlation = rec["correlation_id"]
+        future = self.router.expect(correlation, rec["action_id"])
+
+        def delivered(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                self.router.fail(correlation, GuardUnavailable(
+                    f"proposed action {rec['action_id']} was not delivered to Kafka: {err.str()}; "
+                    "the action did not run"))
+
+        try:
+            self.producer.produce(self.topics.actions, value, key=rec["action_id"].encode(),
+                                  on_delivery=delivered)
+        except (BufferError, KafkaException) as exc:
+            self.router.forget(correlation)
+            raise GuardUnavailable(f"could not publish the proposed action: {exc}") from exc
+        return rec, future
+
+    def settle(self, rec: dict[str, Any], raw: bytes) -> Verdict:
+        return accept_verdict(raw, rec["action_id"], self.verdict_key)
+
+    def timeout(self, rec: dict[str, Any]) -> VerdictTimeout:
+        self.router.forget(rec["correlation_id"])
+        return VerdictTimeout(
+            f"no verdict for action {rec['action_id']} within {self.settings.timeout_s:.1f}s; the "
+            "action did not run. Is the processor up (`lockgate status`)?"
+        )
+
+    def outcome(self, handle: GuardedAction, error: BaseException | None) -> None:
+        rec: dict[str, Any] = {
+            "outcome_id": str(uuid.uuid4()),
+            "action_id": handle.action_id,
+            "correlation_id": handle.proposal["correlation_id"],
+            "recorded_at": _now_us(),
+            "tenant": self.settings.tenant,
+            "service": self.settings.service,
+            "actor_id": handle.proposal["actor"]["id"],
+            "status": "failed" if error is not None else "committed",
+            "error_type": type(error).__name__ if error is not None else None,
+            "error_message": str(error)[:2000] if error is not None else None,
+            "before_json": _json(handle.before),
+            "after_json": _json(handle.after),
+            "verdict": handle.verdict.raw,
+            "service_key_id": None,
+            "service_signature": None,
+        }
+        if self.service_key is not None:
+            rec = sign_record(rec, "service_signature", None, self.service_key)
+        self.producer.produce(self.topics.outcomes, self.codec.encode("ActionOutcome", rec),
+                              key=handle.action_id.encode())
+        remaining = self.producer.flush(self.settings.timeout_s)
+        if remaining:
+            raise GuardUnavailable(
+                f"outcome of action {handle.action_id} not confirmed by Kafka within "
+                f"{self.settings.timeout_s:.1f}s; it stays queued and is retried on close()"
+            )
+
+    def close(self) -> None:
+        self.router.close()
+        self.producer.flush(max(self.settings.timeout_s, 5.0))
+
+
+def _action(actor: str | Actor, type: str, resource: str, attributes: Mapping[str, AttrValue] | None,
+            change: Any, roles: tuple[str, ...] | list[str] | None) -> Action:
+    if isinstance(actor, str):
+        actor = Actor(actor, tuple(roles or ()))
+    return Action(actor, type, resource, dict(attributes or {}), change)
+
+
+class Guard:
+    """Synchronous Guard; thread-safe, share one per process.
+
+    >>> with Guard(service="billing") as guard:                      # doctest: +SKIP
+    ...     with guard.action(actor="alice", type="db.query", resource="db/prod/orders",
+    ...                       attributes={"sql": "DELETE FROM orders WHERE id = 7"}) as act:
+    ...         act.record_change(before=row, after=None)
+    ...         delete_row()
+    """
+
+    def __init__(self, settings: GuardSettings | None = None, **overrides: Any) -> None:
+        self._core = _GuardCore(settings or GuardSettings(**overrides))
+
+    @property
+    def reply_partition(self) -> int:
+        return self._core.router.partition
+
+    @property
+    def stats(self) -> Any:
+        return self._core.router.stats
+
+    def check(self, action: Action) -> Verdict:
+        """Ask for a verdict and return it (allow or block). Raises on anything untrustworthy."""
+        rec, future = self._core.propose(action)
+        try:
+            raw = future.result(timeout=self._core.settings.timeout_s)
+        except concurrent.futures.TimeoutError:
+            raise self._core.timeout(rec) from None
+        return self._core.settle(rec, raw)
+
+    @contextmanager
+    def action(self, *, actor: str | Actor, type: str, resource: str,
+               attributes: Mapping[str, AttrValue] | None = None, change: Any = None,
+               roles: tuple[str, ...] | list[str] | None = None) -> Iterator[GuardedAction]:
+        """Run the body only on a valid allow; publish the outcome afterwards."""
+        act = _action(actor, type, resource, attributes, change, roles)
+        rec, future = self._core.propose(act)
+        try:
+            raw = future.result(timeout=self._core.settings.timeout_s)
+        except concurrent.futures.TimeoutError:
+            raise self._core.timeout(rec) from None
+        verdict = self._core.settle(rec, raw)
+        if not verdict.allowed:
+            raise ActionBlocked(verdict)
+        handle = GuardedAction(rec, verdict)
+        try:
+            yield handle
+        except BaseException as exc:
+            self._core.outcome(handle, exc)
+            raise
+        self._core.outcome(handle, None)
+
+    def close(self) -> None:
+        self._core.close()
+
+    def __enter__(self) -> Guard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncGuard:
+    """asyncio twin of :class:`Guard`; Kafka I/O stays on the router thread, never the loop."""
+
+    def __init__(self, settings: GuardSettings | None = None, **overrides: Any) -> None:
+        self._core = _GuardCore(settings or GuardSettings(**overrides))
+
+    async def check(self, action: Action) -> Verdict:
+        rec, future = self._core.propose(action)
+        try:
+            raw = await asyncio.wait_for(asyncio.wrap_future(future), self._core.settings.timeout_s)
+        except TimeoutError:
+            raise self._core.timeout(rec) from None
+        return self._core.settle(rec, raw)
+
+    @asynccontextmanager
+    async def action(self, *, actor: str | Actor, type: str, resource: str,
+                     attributes: Mapping[str, AttrValue] | None = None, change: Any = None,
+                     roles: tuple[str, ...] | list[str] | None = None) -> AsyncIterator[GuardedAction]:
+        act = _action(actor, type, resource, attributes, change, roles)
+        rec, future = self._core.propose(act)
+        try:
+            raw = await asyncio.wait_for(asyncio.wrap_future(future), self._core.settings.timeout_s)
+        except TimeoutError:
+            raise self._core.timeout(rec) from None
+        verdict = self._core.settle(rec, raw)
+        if not verdict.allowed:
+            raise ActionBlocked(verdict)
+        handle = GuardedAction(rec, verdict)
+        try:
+            yield handle
+        except BaseException as exc:
+            await asyncio.to_thread(self._core.outcome, handle, exc)
+            raise
+        await asyncio.to_thread(self._core.outcome, handle, None)
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self._core.close)
+
+    async def __aenter__(self) -> AsyncGuard:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+_ = VerdictRejected

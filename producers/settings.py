@@ -1,0 +1,43 @@
+"""Settings of a Guard, from arguments or ``LOCKGATE_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lockgate.home import default_home
+from schemas.topics import DEFAULT_PREFIX
+
+__all__ = ["GuardSettings"]
+
+
+class GuardSettings(BaseSettings):
+    """Everything a Guard needs; frozen once built.
+
+    ``service_key`` is the service's private key (signs proposals and outcomes);
+    ``verdict_public_key`` the processor's public key (verdicts signed by anything else are
+    refused). Both default to the local stack's files under ``LOCKGATE_HOME``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LOCKGATE_", frozen=True, extra="ignore")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    tenant: str = "default"
+    service: str = "cli"
+    service_key: Path | None = None
+    verdict_public_key: Path | None = None
+    timeout_s: float = Field(default=5.0, gt=0)
+    topic_prefix: str = DEFAULT_PREFIX
+    reply_partition: int | None = Field(default=None, ge=0)
+    home: Path = Field(default_factory=default_home)
+
+    def resolved_service_key(self) -> Path | None:
+        if self.service_key is not None:
+            return self.service_key
+        candidate = self.home / "keys" / "services" / f"{self.service}.pem"
+        return candidate if candidate.exists() else None
+
+    def resolved_verdict_key(self) -> Path:
+        return self.verdict_public_key or self.home / "keys" / "processor.pub.pem"

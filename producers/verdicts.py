@@ -1,0 +1,114 @@
+"""Typed views of verdicts as the SDK hands them to callers, and their validation.
+
+A :class:`Verdict` exists only after its signature verified against the processor's
+public key and it was matched to the request's action id; :func:`accept_verdict` is the
+one place that decides that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from producers.errors import VerdictRejected
+from schemas.codec import get_codec
+from schemas.errors import CodecError
+from schemas.signing import Keyring, PublicKey, verify_record
+
+__all__ = ["MatchedRule", "Verdict", "accept_verdict"]
+
+
+@dataclass(frozen=True)
+class MatchedRule:
+    """A rule that applied: ``mode`` "shadow" rules are reported but never block."""
+
+    id: str
+    effect: Literal["allow", "block"]
+    mode: Literal["enforce", "shadow"]
+    message: str
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A verified decision on one action."""
+
+    action_id: str
+    decision: Literal["allow", "block"]
+    basis: str
+    matched_rules: tuple[MatchedRule, ...]
+    policy_name: str
+    policy_version: int
+    reason: str
+    decided_at_us: int
+    eval_latency_us: int
+    processor_id: str
+    key_id: str
+    raw: bytes
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision == "allow"
+
+    @property
+    def enforced_rules(self) -> tuple[MatchedRule, ...]:
+        return tuple(r for r in self.matched_rules if r.mode == "enforce")
+
+    @property
+    def shadow_rules(self) -> tuple[MatchedRule, ...]:
+        return tuple(r for r in self.matched_rules if r.mode == "shadow")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action_id": self.action_id,
+            "decision": self.decision,
+            "basis": self.basis,
+            "matched_rules": [
+                {"id": r.id, "effect": r.effect, "mode": r.mode, "message": r.message, "error": r.error}
+                for r in self.matched_rules
+            ],
+            "reason": self.reason,
+            "policy_name": self.policy_name,
+            "policy_version": self.policy_version,
+            "decided_at_us": self.decided_at_us,
+            "eval_latency_us": self.eval_latency_us,
+            "processor_id": self.processor_id,
+            "key_id": self.key_id,
+        }
+
+
+def accept_verdict(raw: bytes, action_id: str, keys: PublicKey | Keyring) -> Verdict:
+    """Decode, verify and match a verdict, or raise :class:`VerdictRejected`."""
+    try:
+        rec = get_codec().decode_as("Verdict", raw)
+    except CodecError as exc:
+        raise VerdictRejected(f"verdict for action {action_id} is not a valid Verdict record: {exc}") from exc
+    if not rec.get("signature"):
+        raise VerdictRejected(f"verdict for action {action_id} is unsigned; refusing it (fail-closed)")
+    if not verify_record(rec, "signature", b"", keys):
+        raise VerdictRejected(
+            f"verdict for action {action_id} has a signature that does not verify with the "
+            f"processor key (key id {rec.get('key_id')!r}); it may be forged — check "
+            "LOCKGATE_VERDICT_PUBLIC_KEY points at the processor's public key"
+        )
+    if rec["action_id"] != action_id:
+        raise VerdictRejected(
+            f"verdict names action {rec['action_id']}, but was the reply to action {action_id}"
+        )
+    return Verdict(
+        action_id=rec["action_id"],
+        decision=rec["decision"],
+        basis=rec["basis"],
+        matched_rules=tuple(
+            MatchedRule(m["id"], m["effect"], m["mode"], m.get("message", ""), m.get("error"))
+            for m in rec["matched_rules"]
+        ),
+        policy_name=rec["policy_name"],
+        policy_version=rec["policy_version"],
+        reason=rec["reason"],
+        decided_at_us=rec["decided_at"],
+        eval_latency_us=rec["eval_latency_us"],
+        processor_id=rec["processor_id"],
+        key_id=rec["key_id"],
+        raw=bytes(raw),
+    )
