@@ -6,7 +6,9 @@ import time
 import uuid
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from lockgate.kafka_offsets import watermarks
 
 from deploy.settings import StackSettings
 from schemas.codec import get_codec
@@ -27,7 +29,7 @@ def smoke(count: int = 100, settings: StackSettings | None = None, timeout_s: fl
     partitions = consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions
     start = []
     for p in partitions:
-        high = _high_watermark(consumer, TopicPartition(topic, p), timeout_s)
+        high = watermarks(consumer, TopicPartition(topic, p), timeout_s)[1]
         start.append(TopicPartition(topic, p, high))
     consumer.assign(start)
     for i in range(count):
@@ -48,15 +50,3 @@ def smoke(count: int = 100, settings: StackSettings | None = None, timeout_s: fl
     consumer.close()
     return {"topic": topic, "produced": count, "consumed": seen, "seconds": time.monotonic() - started}
 
-
-def _high_watermark(consumer: Consumer, tp: TopicPartition, timeout_s: float) -> int:
-    """High watermark, retrying the brief NOT_LEADER window right after topic creation."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            _low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s)
-            return int(high)
-        except KafkaException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)

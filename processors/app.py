@@ -7,8 +7,11 @@ Topology (topic names from :class:`schemas.topics.Topics`)::
     audit-intake ──▶ chain ──▶ audit  (+ checkpoints every N events / T seconds)
     anything undecodable ──▶ deadletter (raw bytes + error) and a dead_letter audit event
 
-The policies topic *is* the GlobalTable's changelog: every worker reads all of it, and
-``lockgate policy apply`` takes effect as soon as the record arrives (no restart).
+The ``load-policies`` agent copies each version from the compacted policies topic into
+the ``policies`` GlobalTable, whose changelog every worker reads, so all workers hold all
+policies and ``lockgate policy apply`` takes effect on running workers without restart.
+(Faust cannot use our own topic as a GlobalTable changelog: its assignor looks the
+changelog up by the default name and the worker never gets partitions.)
 
 Ledger state (next sequence and head hash per partition) lives in a changelog-backed
 table, so a restarted worker continues the chain instead of forking it at sequence 0.
@@ -19,6 +22,7 @@ reports such duplicates by event id, nothing is lost, and the chain itself stays
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -27,7 +31,6 @@ import time
 from typing import Any
 
 import faust
-from faust.tables.globaltable import GlobalTable
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 from processors.checkpoints import build_checkpoint
@@ -63,9 +66,10 @@ class _Policies:
         self._cache: dict[str, tuple[bytes, CompiledPolicy | None]] = {}
 
     def __call__(self, tenant: str) -> CompiledPolicy | None:
-        raw = self.table.get(tenant.encode())
-        if raw is None:
+        stored = self.table.get(tenant)
+        if stored is None:
             return None
+        raw = base64.b64decode(stored)
         digest = hashlib.sha256(raw).digest()
         cached = self._cache.get(tenant)
         if cached is not None and cached[0] == digest:
@@ -102,19 +106,6 @@ class _Registry:
                 self._mtime = mtime
                 self.registry.reload()
         return self.registry
-
-
-class _TopicBackedGlobalTable(GlobalTable):  # type: ignore[misc]
-    """A GlobalTable whose changelog is our own compacted policies topic.
-
-    Faust's partition assignor looks global-table changelogs up by the *default* changelog
-    name (``<app id>-<table>-changelog``) even when ``changelog_topic`` is given, and the
-    assignment then fails silently (the worker never gets partitions). Naming the custom
-    topic here keeps the assignor and the table in agreement.
-    """
-
-    def _changelog_topic_name(self) -> str:
-        return str(self.changelog_topic.get_topic_name())
 
 
 def _app_id(prefix: str) -> str:
@@ -163,9 +154,8 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
     deadletter_t = raw_topic(topics.deadletter, partitions["deadletter"])
     policies_t = raw_topic(topics.policies, partitions["policies"])
 
-    policy_table = app.tables.add(_TopicBackedGlobalTable(
-        app, name="policies", key_type=bytes, value_type=bytes,
-        partitions=partitions["policies"], changelog_topic=policies_t))
+    policy_table = app.GlobalTable("policies", key_type=str, value_type=str,
+                                   partitions=partitions["policies"])
     ledger_heads = app.Table("ledger-heads", key_type=str, value_type=str,
                              partitions=partitions["audit-intake"])
     policies = _Policies(policy_table)
@@ -204,6 +194,23 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
                                     value=codec.encode("AuditEvent", ev))
             if result.dead_letter is not None:
                 await send_dead_letter(result.dead_letter, "processor")
+
+    @app.agent(policies_t, name="load-policies")
+    async def load_policies(stream: Any) -> Any:
+        """Copy each policy version from the compacted topic into the GlobalTable."""
+        async for event in stream.events():
+            raw: bytes | None = event.value
+            if raw is None:
+                continue
+            try:
+                rec = codec.decode_as("PolicySet", raw)
+            except CodecError as exc:
+                msg = event.message
+                await send_dead_letter(dead_letter(raw, exc, topic=msg.topic, partition=msg.partition,
+                                                   offset=msg.offset, stage="policies", key=msg.key), "policies")
+                continue
+            policy_table[rec["tenant"]] = base64.b64encode(raw).decode("ascii")
+            log.info("policy %s v%s active for tenant %s", rec["name"], rec["version"], rec["tenant"])
 
     @app.agent(outcomes_t, name="record-outcome")
     async def record_outcome(stream: Any) -> Any:
@@ -287,5 +294,5 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
     async def metrics(web: Any, request: Any) -> Any:
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    _ = (GENESIS, decide, record_outcome, chain_events, idle_checkpoints, healthz, metrics)
+    _ = (GENESIS, load_policies, decide, record_outcome, chain_events, idle_checkpoints, healthz, metrics)
     return app

@@ -115,8 +115,9 @@ class Decider:
         if self.registry is None:
             return ServiceVerification.UNKNOWN_SERVICE
         payload = signing_payload(rec, "service_signature", None)
+        # Key expiry is judged at receipt, never at the producer's claimed proposed_at.
         return self.registry.verify(rec["service"], rec.get("service_key_id"), payload,
-                                    rec.get("service_signature"), rec["proposed_at"])
+                                    rec.get("service_signature"), _now_us())
 
     def _verdict(self, rec: dict[str, Any], decision: Decision, started_ns: int) -> dict[str, Any]:
         verdict = {

@@ -15,6 +15,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
+from lockgate.kafka_offsets import watermarks
 from processors.decider import audit_event
 from schemas.codec import get_codec
 from schemas.errors import CodecError
@@ -44,7 +45,7 @@ def current_policies(bootstrap: str, topics: Topics, timeout_s: float = 10.0) ->
         latest: dict[str, dict[str, Any]] = {}
         for p in meta.partitions:
             tp = TopicPartition(topics.policies, p)
-            low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s)
+            low, high = watermarks(consumer, tp, timeout_s)
             if high <= low:
                 continue
             consumer.assign([TopicPartition(topics.policies, p, low)])

@@ -15,12 +15,13 @@ down) reaches the waiting request as :class:`GuardUnavailable` well before the t
 from __future__ import annotations
 
 import threading
-import time
 import zlib
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from lockgate.kafka_offsets import watermarks
 
 __all__ = ["ReplyRouter", "RouterStats"]
 
@@ -80,15 +81,7 @@ class ReplyRouter:
         self._thread.start()
 
     def _end_offset(self, timeout_s: float) -> int:
-        deadline = time.monotonic() + timeout_s
-        tp = TopicPartition(self.topic, self.partition)
-        while True:
-            try:
-                return int(self._consumer.get_watermark_offsets(tp, timeout=timeout_s)[1])
-            except KafkaException:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        return watermarks(self._consumer, TopicPartition(self.topic, self.partition), timeout_s)[1]
 
     def expect(self, correlation_id: str, action_id: str) -> Future[bytes]:
         """Register a request before its proposal is published."""
