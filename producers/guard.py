@@ -174,10 +174,11 @@ class _GuardCore:
     def settle(self, rec: dict[str, Any], raw: bytes) -> Verdict:
         return accept_verdict(raw, rec["action_id"], self.verdict_key)
 
-    def timeout(self, rec: dict[str, Any]) -> VerdictTimeout:
+    def timeout(self, rec: dict[str, Any], waited_s: float | None = None) -> VerdictTimeout:
         self.router.forget(rec["correlation_id"])
+        waited = self.settings.timeout_s if waited_s is None else waited_s
         return VerdictTimeout(
-            f"no verdict for action {rec['action_id']} within {self.settings.timeout_s:.1f}s; the "
+            f"no verdict for action {rec['action_id']} within {waited:.3g}s; the "
             "action did not run. Is the processor up (`lockgate status`)?"
         )
 
@@ -243,13 +244,17 @@ class Guard:
     def stats(self) -> Any:
         return self._core.router.stats
 
-    def check(self, action: Action) -> Verdict:
-        """Ask for a verdict and return it (allow or block). Raises on anything untrustworthy."""
+    def check(self, action: Action, *, timeout_s: float | None = None) -> Verdict:
+        """Ask for a verdict and return it (allow or block). Raises on anything untrustworthy.
+
+        ``timeout_s`` overrides the configured wait for this call only.
+        """
         rec, future = self._core.propose(action)
+        wait = timeout_s if timeout_s is not None else self._core.settings.timeout_s
         try:
-            raw = future.result(timeout=self._core.settings.timeout_s)
+            raw = future.result(timeout=wait)
         except concurrent.futures.TimeoutError:
-            raise self._core.timeout(rec) from None
+            raise self._core.timeout(rec, wait) from None
         return self._core.settle(rec, raw)
 
     @contextmanager

@@ -246,9 +246,9 @@ def test_concurrent_requests_are_matched_by_correlation(processor: ProcessorHand
 
 
 def test_late_verdict_is_dropped_and_counted(processor: ProcessorHandle) -> None:
-    with processor.guard(timeout_s=0.001) as guard:
+    with processor.guard() as guard:
         with pytest.raises(VerdictTimeout):
-            guard.check(Action(Actor("alice"), "deploy", "svc/staging/api"))
+            guard.check(Action(Actor("alice"), "deploy", "svc/staging/api"), timeout_s=0.0005)
         deadline = time.monotonic() + 15
         while guard.stats.late_verdicts < 1:
             assert time.monotonic() < deadline, "late verdict never arrived"
