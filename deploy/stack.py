@@ -56,7 +56,7 @@ class _Service:
 
 _SERVICES = (
     _Service("processor", "processors.worker", "processor_port"),
-    _Service("sink", "sinks.service", "api_port"),
+    _Service("sink", "sinks", "api_port"),
 )
 
 
@@ -88,6 +88,7 @@ class Stack:
             "LOCKGATE_BOOTSTRAP_SERVERS": s.bootstrap,
             "LOCKGATE_TOPIC_PREFIX": s.topic_prefix,
             "LOCKGATE_API_PORT": str(s.api_port),
+            "LOCKGATE_SINK_HTTP_PORT": str(s.api_port),
             "LOCKGATE_PROCESSOR_PORT": str(s.processor_port),
         })
         return env

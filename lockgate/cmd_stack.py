@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from lockgate.output import EXIT_ERROR, EXIT_OK, emit_json
@@ -93,4 +92,29 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--count", type=int, default=100, help="records to send (default 100)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_smoke)
-    _ = sys
+    register_demo(sub)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from deploy.demo import run_demo
+
+    report = run_demo(args.count)
+    if args.json:
+        emit_json({"allowed": report.allowed, "blocked": report.blocked, "dashboard": report.dashboard_url})
+    elif report.dashboard_url:
+        print(f"dashboard: {report.dashboard_url}")
+        print("query it:  lockgate audit query --decision block --json   |   stop: lockgate down")
+    return EXIT_OK if report.allowed and report.blocked else EXIT_ERROR
+
+
+def register_demo(sub: argparse._SubParsersAction[Any]) -> None:
+    p = sub.add_parser(
+        "demo", help="run the whole pipeline with simulated services",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Bring the stack up, apply the example policy, register three simulated\n"
+        "services and stream a mix of actions through real Guards: some commit with\n"
+        "before/after changes, some are blocked, some match shadow rules. Prints each\n"
+        "verdict live and the dashboard address. The stack keeps running afterwards.")
+    p.add_argument("--count", type=int, default=45, help="actions to send (default 45)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary instead")
+    p.set_defaults(handler=cmd_demo)
