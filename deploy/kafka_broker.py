@@ -148,8 +148,9 @@ message.max.bytes=4194304
         """Block until the broker answers a metadata request, or raise."""
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": self.settings.bootstrap, "log_level": 0,
-                             "logger": _SilentLogger()})
+        conf: dict[str, object] = {"bootstrap.servers": self.settings.bootstrap, "log_level": 0,
+                                   "logger": _SilentLogger()}
+        admin = AdminClient(conf)  # type: ignore[arg-type]
         deadline = time.monotonic() + self.settings.start_timeout_s
         while time.monotonic() < deadline:
             code = self.process.exited()

@@ -8,9 +8,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from lockgate.kafka_offsets import watermarks
-
 from deploy.settings import StackSettings
+from lockgate.kafka_offsets import watermarks
 from schemas.codec import get_codec
 
 __all__ = ["smoke"]
@@ -44,8 +43,8 @@ def smoke(count: int = 100, settings: StackSettings | None = None, timeout_s: fl
         msg = consumer.poll(0.5)
         if msg is None or msg.error():
             continue
-        rec = codec.decode_as("DeadLetter", msg.value())
-        if rec["dead_letter_id"].startswith(f"smoke-{run}-"):
+        rec = codec.decode_as("DeadLetter", msg.value() or b"")
+        if str(rec["dead_letter_id"]).startswith(f"smoke-{run}-"):
             seen += 1
     consumer.close()
     return {"topic": topic, "produced": count, "consumed": seen, "seconds": time.monotonic() - started}

@@ -32,16 +32,17 @@ def cmd_add_service(args: argparse.Namespace) -> int:
 
     registry = ServiceRegistry(context.home() / "keys")
     if args.rotate:
-        key, entry = registry.rotate(args.name, int(args.overlap * 1_000_000))
+        key, _entry = registry.rotate(args.name, int(args.overlap * 1_000_000))
     else:
-        key, entry = registry.add_service(args.name)
+        key, _entry = registry.add_service(args.name)
     out = {"service": args.name, "key_id": key.key_id, "private_key": str(registry.private_key_path(args.name)),
            "verdict_public_key": str(context.home() / "keys" / "processor.pub.pem"),
            "bootstrap_servers": context.bootstrap(), "rotated": bool(args.rotate)}
     if args.json:
         emit_json(out)
     else:
-        print(f"service {args.name}: key id {key.key_id}{' (rotated; old key valid for %ss)' % args.overlap if args.rotate else ''}")
+        rotated = f" (rotated; old key valid for {args.overlap:g}s)" if args.rotate else ""
+        print(f"service {args.name}: key id {key.key_id}{rotated}")
         print("configure the service's Guard with:")
         print(f"  LOCKGATE_SERVICE={args.name}")
         print(f"  LOCKGATE_SERVICE_KEY={out['private_key']}        (0600; keep it secret)")

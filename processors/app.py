@@ -38,10 +38,10 @@ from processors.decider import Decider, audit_event, dead_letter
 from processors.ledger_chain import GENESIS, Chain
 from processors.policy_engine import CompiledPolicy
 from processors.settings import ProcessorSettings
+from schemas.canonical import signing_payload
 from schemas.codec import get_codec
 from schemas.errors import CodecError
 from schemas.signing import ServiceRegistry, ServiceVerification, SigningKey
-from schemas.canonical import signing_payload
 from schemas.topics import CATALOGUE, Topics
 
 __all__ = ["build_app"]
@@ -232,7 +232,8 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
                               rec.get("service_signature"), time.time_ns() // 1000)
             if auth is not ServiceVerification.OK:
                 events.append(audit_event("security", rec["tenant"], rec["action_id"], raw,
-                                          detail=f"outcome from unauthenticated service {rec['service']!r}: {auth.value}"))
+                                          detail=f"outcome from unauthenticated service "
+                                                 f"{rec['service']!r}: {auth.value}"))
             for ev in events:
                 await intake_t.send(key=rec["action_id"].encode(), value=codec.encode("AuditEvent", ev))
 
@@ -278,7 +279,7 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
                     or time.monotonic() - last_checkpoint.get(partition, 0.0) >= s.checkpoint_interval_s):
                 await checkpoint(partition)
 
-    @app.timer(interval=max(0.5, s.checkpoint_interval_s / 2))
+    @app.timer(interval=max(0.5, s.checkpoint_interval_s / 2))  # type: ignore[untyped-decorator]
     async def idle_checkpoints() -> None:
         now = time.monotonic()
         for partition in list(pending):

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from processors.policy_engine import CompiledPolicy, Decision, no_policy_decision
+from schemas.canonical import signing_payload
 from schemas.codec import HEADER_LEN, Codec
 from schemas.errors import CodecError
 from schemas.signing import ServiceRegistry, ServiceVerification, SigningKey, sign_record
-from schemas.canonical import signing_payload
 
-__all__ = ["DecisionResult", "Decider", "audit_event", "dead_letter"]
+__all__ = ["Decider", "DecisionResult", "audit_event", "dead_letter"]
 
 PolicyLookup = Callable[[str], CompiledPolicy | None]
 

@@ -60,7 +60,7 @@ def current_policies(bootstrap: str, topics: Topics, timeout_s: float = 10.0) ->
                         latest[rec["tenant"]] = rec
                     except CodecError:
                         pass
-                if msg.offset() >= high - 1:
+                if (msg.offset() or 0) >= high - 1:
                     break
         return latest
     except KafkaException as exc:

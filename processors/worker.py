@@ -13,7 +13,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
     settings = ProcessorSettings()
     app = build_app(settings)
-    sys.argv = [sys.argv[0], "worker", "--loglevel", "info", "--without-web"] if False else [sys.argv[0], "worker", "-l", "info"]
+    # Faust's CLI reads sys.argv; the worker is configured entirely by ProcessorSettings.
+    sys.argv = [sys.argv[0], "worker", "-l", "info"]
     app.main()
 
 

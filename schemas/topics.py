@@ -32,7 +32,7 @@ class TopicSpec:
 
     def configs(self) -> dict[str, str]:
         """Topic-level configs the broker must hold for this topic."""
-        out = {"cleanup.policy": self.cleanup_policy}
+        out: dict[str, str] = {"cleanup.policy": self.cleanup_policy}
         if self.cleanup_policy == "delete":
             out["retention.ms"] = str(self.retention_ms)
         return out

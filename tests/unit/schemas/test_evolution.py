@@ -65,7 +65,7 @@ def test_removing_an_enum_symbol_is_rejected() -> None:
 def test_check_release_raises_a_typed_error(monkeypatch: pytest.MonkeyPatch) -> None:
     import schemas.evolution as evo
 
-    real = evo.load_schema_json
+    real = evo.load_schema_json  # type: ignore[attr-defined]
 
     def patched(name: str, released: str | None = None) -> dict[str, Any]:
         data = real(name, released)
