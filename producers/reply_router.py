@@ -108,8 +108,12 @@ class ReplyRouter:
         codec = get_codec()
         while not self._stop.is_set():
             self._producer.poll(0)
-            msgs = self._consumer.consume(num_messages=500, timeout=0.05)
-            for msg in msgs:
+            # poll() returns on the first message; consume(timeout=0) then drains the rest
+            # (consume() with a timeout would wait for the whole batch, adding its latency).
+            first = self._consumer.poll(0.05)
+            if first is None:
+                continue
+            for msg in [first, *self._consumer.consume(num_messages=500, timeout=0)]:
                 if msg.error():
                     continue
                 raw = msg.value() or b""

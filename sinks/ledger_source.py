@@ -1,0 +1,406 @@
+"""Where ``lockgate verify`` / ``prove`` read the ledger from.
+
+Three sources, one shape: every chained AuditEvent as a dict of its twelve fields
+(``payload``, ``prev_hash``, ``hash`` as ``bytes``; times as int microseconds), plus
+``_position`` (the row's storage position when the source has one, else absent), and every
+Checkpoint as a dict of its ten fields.
+
+* :class:`ClickHouseSource` — straight from ClickHouse with parameterized queries. Used
+  when no sink process owns the embedded chDB directory, or always for an ``http(s)://``
+  DSN (a server takes many clients). Every stored row is returned, duplicates included, so
+  an inserted row at an existing sequence is seen.
+* :class:`ApiSource` — through the running sink's HTTP API (``/api/events`` paged per
+  ledger partition, ``/api/checkpoints``), with an all-tenant bearer token created for the
+  run and revoked afterwards. Limit: the API returns one row per sequence, so a second row
+  at an existing sequence is invisible this way; stop the sink for a full check.
+* :func:`load_from_topics` — the replay topics ``<prefix>audit`` and
+  ``<prefix>checkpoints`` read from the beginning to the high watermark (confluent-kafka);
+  the record's offset is the storage position.
+
+:func:`open_source` decides between the first two: the sink is taken to be running when
+``deploy.stack.Stack().status()`` says so, or when the directory cannot be opened and the
+API port answers ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from sinks.clickhouse import ClickHouse, connect, validate_identifier
+from sinks.errors import SinkError
+
+__all__ = [
+    "ApiSource",
+    "ClickHouseSource",
+    "LedgerSource",
+    "load_from_topics",
+    "open_source",
+]
+
+Progress = Callable[[str], None]
+
+_EVENT_SELECT = (
+    "event_id, kind, toUnixTimestamp64Micro(recorded_at) AS recorded_at, tenant, action_id, "
+    "hex(payload) AS payload, detail, ledger_partition, sequence, hex(prev_hash) AS prev_hash, "
+    "hex(hash) AS hash, canonical_version, src_partition, src_offset"
+)
+_CHECKPOINT_SELECT = (
+    "checkpoint_id, ledger_partition, first_sequence, last_sequence, hex(head_hash) AS head_hash, "
+    "hex(merkle_root) AS merkle_root, toUnixTimestamp64Micro(created_at) AS created_at, "
+    "processor_id, key_id, hex(signature) AS signature"
+)
+_EVENT_HEX = ("payload", "prev_hash", "hash")
+_CHECKPOINT_HEX = ("head_hash", "merkle_root", "signature")
+_PAGE = 10_000
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+class LedgerSource(Protocol):
+    """What the trust commands read."""
+
+    description: str
+
+    def events(self, since_us: int | None = None) -> list[dict[str, Any]]:
+        """Chained AuditEvents (``recorded_at >= since_us`` when given)."""
+        ...
+
+    def checkpoints(self) -> list[dict[str, Any]]:
+        """Every stored Checkpoint."""
+        ...
+
+    def action_events(self, action_id: str) -> list[dict[str, Any]]:
+        """The audit events of one action."""
+        ...
+
+    def interval(self, partition: int, first: int, last: int) -> list[dict[str, Any]]:
+        """Events ``first..last`` of ``partition``."""
+        ...
+
+    def close(self) -> None:
+        """Release connections, revoke temporary tokens."""
+        ...
+
+
+def _event_from_row(names: list[str], row: tuple[Any, ...]) -> dict[str, Any]:
+    rec = dict(zip(names, row, strict=True))
+    for name in _EVENT_HEX:
+        rec[name] = bytes.fromhex(rec[name])
+    for name in ("recorded_at", "ledger_partition", "sequence", "canonical_version"):
+        rec[name] = int(rec[name])
+    rec["_position"] = (int(rec.pop("src_partition")), int(rec.pop("src_offset")))
+    return rec
+
+
+def _checkpoint_from_row(names: list[str], row: tuple[Any, ...]) -> dict[str, Any]:
+    rec = dict(zip(names, row, strict=True))
+    for name in _CHECKPOINT_HEX:
+        rec[name] = bytes.fromhex(rec[name])
+    for name in ("ledger_partition", "first_sequence", "last_sequence", "created_at"):
+        rec[name] = int(rec[name])
+    return rec
+
+
+class ClickHouseSource:
+    """Reads the ledger tables directly (see the module docstring)."""
+
+    def __init__(self, client: ClickHouse, progress: Progress = _quiet) -> None:
+        self._client = client
+        self._db = validate_identifier(client.database)
+        self._progress = progress
+        self.description = f"ClickHouse database {client.database}"
+
+    def _events(self, where: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        names, rows = self._client.query(
+            f"SELECT {_EVENT_SELECT} FROM {self._db}.audit_events WHERE {where} "
+            "ORDER BY ledger_partition, sequence",
+            params,
+        )
+        out = [_event_from_row(names, r) for r in rows]
+        if len(out) >= 100_000:
+            self._progress(f"read {len(out)} audit events")
+        return out
+
+    def events(self, since_us: int | None = None) -> list[dict[str, Any]]:
+        if since_us is None:
+            return self._events("1 = 1", {})
+        return self._events(
+            "recorded_at >= fromUnixTimestamp64Micro({since:Int64}, 'UTC')", {"since": since_us}
+        )
+
+    def events_from(self, anchors: dict[int, int]) -> list[dict[str, Any]]:
+        """Events of each partition at or after its anchor sequence (other partitions: all)."""
+        out: list[dict[str, Any]] = []
+        parts = list(anchors)
+        out.extend(self._events("ledger_partition NOT IN {parts:Array(Int32)}", {"parts": parts}))
+        for part, first in anchors.items():
+            out.extend(
+                self._events(
+                    "ledger_partition = {p:Int32} AND sequence >= {s:Int64}", {"p": part, "s": first}
+                )
+            )
+        return out
+
+    def checkpoints(self) -> list[dict[str, Any]]:
+        names, rows = self._client.query(
+            f"SELECT {_CHECKPOINT_SELECT} FROM {self._db}.checkpoints "
+            "ORDER BY ledger_partition, last_sequence, checkpoint_id"
+        )
+        return [_checkpoint_from_row(names, r) for r in rows]
+
+    def action_events(self, action_id: str) -> list[dict[str, Any]]:
+        return self._events("action_id = {aid:String}", {"aid": action_id})
+
+    def interval(self, partition: int, first: int, last: int) -> list[dict[str, Any]]:
+        return self._events(
+            "ledger_partition = {p:Int32} AND sequence >= {a:Int64} AND sequence <= {b:Int64}",
+            {"p": partition, "a": first, "b": last},
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class ApiSource:
+    """Reads the ledger through the running sink's HTTP API (see the module docstring)."""
+
+    def __init__(self, base_url: str, state_dir: Path, progress: Progress = _quiet,
+                 timeout_s: float = 30.0) -> None:
+        from sinks.tokens import create_token
+
+        self.base_url = base_url.rstrip("/")
+        self.description = f"the sink's API at {self.base_url}"
+        self._state_dir = state_dir
+        self._progress = progress
+        self._timeout = timeout_s
+        info, self._secret = create_token(state_dir, "*", label=f"lockgate verify {uuid.uuid4().hex[:6]}")
+        self._token_id = info.token_id
+        self._cps: list[dict[str, Any]] | None = None
+
+    def _get(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+        url = f"{self.base_url}{path}?{urllib.parse.urlencode(params)}"
+        req = urllib.request.Request(url, headers={"Authorization": f"Bearer {self._secret}"})  # noqa: S310
+        try:
+            with urllib.request.urlopen(req, timeout=self._timeout) as resp:  # noqa: S310
+                body: dict[str, Any] = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            raise SinkError(f"the sink's API answered {exc.code} to {path}: {exc.read()[:300]!r}") from exc
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise SinkError(f"cannot read {path} from the sink's API at {self.base_url}: {exc}") from exc
+        return body
+
+    def _partition_events(self, part: int) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        after = -1
+        while True:
+            page = self._get("/api/events", {"partition": part, "after": after, "limit": _PAGE})
+            rows = page["events"]
+            for r in rows:
+                out.append({
+                    "event_id": r["event_id"], "kind": r["kind"], "recorded_at": int(r["recorded_at_us"]),
+                    "tenant": r["tenant"], "action_id": r["action_id"],
+                    "payload": base64.b64decode(r["payload_b64"]), "detail": r["detail"],
+                    "ledger_partition": int(r["ledger_partition"]), "sequence": int(r["sequence"]),
+                    "prev_hash": bytes.fromhex(r["prev_hash_hex"]), "hash": bytes.fromhex(r["hash_hex"]),
+                    "canonical_version": int(r["canonical_version"]),
+                })
+            if len(rows) < _PAGE or page.get("next_after") is None:
+                return out
+            after = int(page["next_after"])
+            self._progress(f"partition {part}: read {len(out)} events")
+
+    def events(self, since_us: int | None = None) -> list[dict[str, Any]]:
+        known = {cp["ledger_partition"] for cp in self.checkpoints()}
+        out: list[dict[str, Any]] = []
+        part = 0
+        # The API pages one partition at a time and cannot list them: walk 0, 1, ... up to
+        # the first empty partition beyond every checkpointed one.
+        while True:
+            rows = self._partition_events(part)
+            if not rows and part > max(known, default=-1):
+                break
+            out.extend(rows)
+            part += 1
+        if since_us is not None:
+            out = [e for e in out if e["recorded_at"] >= since_us]
+        return out
+
+    def checkpoints(self) -> list[dict[str, Any]]:
+        if self._cps is not None:
+            return self._cps
+        out: list[dict[str, Any]] = []
+        parts: list[int] = []
+        first = self._get("/api/checkpoints", {"limit": _PAGE})["checkpoints"]
+        parts = sorted({int(c["ledger_partition"]) for c in first})
+        for part in parts:
+            after = -1
+            while True:
+                rows = self._get("/api/checkpoints", {"partition": part, "after": after, "limit": _PAGE})
+                cps = rows["checkpoints"]
+                for c in cps:
+                    out.append({
+                        "checkpoint_id": c["checkpoint_id"], "ledger_partition": int(c["ledger_partition"]),
+                        "first_sequence": int(c["first_sequence"]), "last_sequence": int(c["last_sequence"]),
+                        "head_hash": bytes.fromhex(c["head_hash_hex"]),
+                        "merkle_root": bytes.fromhex(c["merkle_root_hex"]),
+                        "created_at": int(c["created_at_us"]), "processor_id": c["processor_id"],
+                        "key_id": c["key_id"], "signature": bytes.fromhex(c["signature_hex"]),
+                    })
+                if len(cps) < _PAGE:
+                    break
+                after = int(cps[-1]["last_sequence"])
+        self._cps = out
+        return out
+
+    def action_events(self, action_id: str) -> list[dict[str, Any]]:
+        return [e for e in self.events() if e["action_id"] == action_id]
+
+    def interval(self, partition: int, first: int, last: int) -> list[dict[str, Any]]:
+        return [e for e in self._partition_events(partition) if first <= e["sequence"] <= last]
+
+    def close(self) -> None:
+        from sinks.tokens import revoke_token
+
+        revoke_token(self._state_dir, self._token_id)
+
+
+@dataclass(frozen=True)
+class _SinkLocation:
+    dsn: str
+    database: str
+    state_dir: Path
+    api_urls: tuple[str, ...]
+
+
+def _locate() -> _SinkLocation:
+    from deploy.settings import StackSettings
+    from sinks.service import SinkSettings
+
+    sink = SinkSettings()
+    stack = StackSettings()
+    urls = [f"http://127.0.0.1:{stack.api_port}"]
+    if sink.sink_http_port and sink.sink_http_port != stack.api_port:
+        urls.append(f"http://{sink.sink_http_host}:{sink.sink_http_port}")
+    return _SinkLocation(sink.dsn, sink.clickhouse_database, sink.state_dir, tuple(urls))
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=2.0) as resp:  # noqa: S310
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _stack_sink_running() -> bool:
+    try:
+        from deploy.stack import Stack
+
+        comps: list[dict[str, Any]] = Stack(progress=_quiet).status()["components"]
+    except Exception:  # a broken stack state must not stop a verification
+        return False
+    return any(c["name"] == "sink" and c["running"] for c in comps)
+
+
+def open_source(progress: Progress = _quiet) -> LedgerSource:
+    """The direct ClickHouse source, or the running sink's API (module docstring)."""
+    loc = _locate()
+    embedded = loc.dsn.startswith("chdb:")
+    if embedded and _stack_sink_running():
+        for url in loc.api_urls:
+            if _healthy(url):
+                progress(f"the sink is running; reading through its API at {url}")
+                return ApiSource(url, loc.state_dir, progress)
+        raise SinkError(
+            "the sink owns the embedded ClickHouse directory but its API does not answer "
+            f"/healthz at {', '.join(loc.api_urls)}; see `lockgate status` and the sink's log"
+        )
+    try:
+        return ClickHouseSource(connect(loc.dsn, loc.database), progress)
+    except SinkError as exc:
+        if embedded:
+            for url in loc.api_urls:
+                if _healthy(url):
+                    progress(f"ClickHouse directory is in use; reading through the API at {url}")
+                    return ApiSource(url, loc.state_dir, progress)
+        raise SinkError(f"{exc}; if a sink owns the directory, start it with `lockgate up`") from exc
+
+
+def _consume_all(bootstrap: str, topic: str, progress: Progress) -> Iterator[tuple[int, int, bytes]]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": f"lockgate-verify-{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": False, "isolation.level": "read_committed",
+        "auto.offset.reset": "earliest",
+    })
+    try:
+        meta = consumer.list_topics(topic, timeout=10)
+        tmeta = meta.topics.get(topic)
+        if tmeta is None or tmeta.error is not None:
+            raise SinkError(f"topic {topic} is not available at {bootstrap}")
+        ends: dict[int, int] = {}
+        assign = []
+        for p in tmeta.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high > low:
+                ends[p] = high
+                assign.append(TopicPartition(topic, p, low))
+        if not assign:
+            return
+        consumer.assign(assign)
+        n = 0
+        while ends:
+            msg = consumer.poll(1.0)
+            if msg is None:
+                continue
+            if msg.error() is not None:
+                raise SinkError(f"reading {topic}: {msg.error()}")
+            p, off = int(msg.partition() or 0), int(msg.offset() or 0)
+            yield p, off, bytes(msg.value() or b"")
+            n += 1
+            if n % 50_000 == 0:
+                progress(f"{topic}: read {n} records")
+            if off + 1 >= ends.get(p, 0):
+                ends.pop(p, None)
+    finally:
+        consumer.close()
+
+
+def load_from_topics(bootstrap: str, prefix: str, progress: Progress = _quiet
+                     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """AuditEvents and Checkpoints from the replay topics, beginning to high watermark.
+
+    Each event carries ``_position`` = (topic partition, offset). Undecodable records are
+    reported on ``progress`` and skipped (they are not AuditEvents).
+    """
+    from schemas.codec import get_codec
+    from schemas.errors import CodecError
+
+    codec = get_codec()
+    events: list[dict[str, Any]] = []
+    cps: list[dict[str, Any]] = []
+    for name, out in (("AuditEvent", events), ("Checkpoint", cps)):
+        topic = f"{prefix}{'audit' if name == 'AuditEvent' else 'checkpoints'}"
+        for p, off, raw in _consume_all(bootstrap, topic, progress):
+            try:
+                rec = dict(codec.decode_as(name, raw))
+            except CodecError as exc:
+                print(f"lockgate: skipping {topic}[{p}]@{off}: {exc}", file=sys.stderr)
+                continue
+            if name == "AuditEvent":
+                rec["_position"] = (p, off)
+            out.append(rec)
+    return events, cps

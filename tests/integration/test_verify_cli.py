@@ -1,0 +1,180 @@
+"""`lockgate verify` / `prove` / `verify-proof` against a real embedded ClickHouse (chDB).
+
+chDB allows one data directory per process, so setup, tampering and the CLI each run in
+their own subprocess (tests/integration/verify_cli_helper.py); no Kafka is needed.
+Tampering is real SQL (ALTER ... UPDATE/DELETE with mutations_sync, INSERT ... SELECT).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"LOCKGATE_HOME": str(home), "LOCKGATE_CLICKHOUSE_DSN": f"chdb://{home / 'clickhouse'}",
+                "LOCKGATE_API_PORT": "1", "LOCKGATE_SINK_HTTP_PORT": "1"})
+    return env
+
+
+def _run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=_env(home), capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def _helper(home: Path, *args: str) -> Any:
+    res = _run(home, "-m", "tests.integration.verify_cli_helper", *args)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return _run(home, "-m", "lockgate.cli", *args)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    home = tmp_path_factory.mktemp("verify-template")
+    info = _helper(home, "setup", str(home))
+    return home, info
+
+
+@pytest.fixture
+def ledger(template: tuple[Path, dict[str, Any]], tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    home = tmp_path / "home"
+    shutil.copytree(template[0], home)
+    return home, template[1]
+
+
+def _eid(info: dict[str, Any], part: int, seq: int) -> str:
+    return str(info["events"][str(part)][seq]["event_id"])
+
+
+def _verify(home: Path, expect: int) -> dict[str, Any]:
+    res = _cli(home, "verify", "--json")
+    assert res.returncode == expect, (res.stdout, res.stderr)
+    report: dict[str, Any] = json.loads(res.stdout)
+    return report
+
+
+def _has(report: dict[str, Any], kind: str, part: int, seq: int | None, eid: str | None) -> None:
+    got = [(f["kind"], f["partition"], f["sequence"], f["event_id"]) for f in report["findings"]]
+    assert (kind, part, seq, eid) in got, got
+
+
+def test_clean_ledger_verifies(ledger: tuple[Path, dict[str, Any]]) -> None:
+    home, _ = ledger
+    report = _verify(home, 0)
+    assert report["ok"] and report["events"] == 15 and report["checkpoints"] == 3
+    assert report["partitions"] == [0, 1]
+
+
+def test_modified_field(ledger: tuple[Path, dict[str, Any]]) -> None:
+    home, info = ledger
+    eid = _eid(info, 0, 2)
+    _helper(home, "sql", str(home), "ALTER TABLE {db}.audit_events UPDATE detail = 'edited' "
+            f"WHERE event_id = '{eid}' SETTINGS mutations_sync = 1")
+    _has(_verify(home, 1), "modified_record", 0, 2, eid)
+
+
+def test_deleted_row(ledger: tuple[Path, dict[str, Any]]) -> None:
+    home, info = ledger
+    _helper(home, "sql", str(home), "ALTER TABLE {db}.audit_events DELETE "
+            f"WHERE event_id = '{_eid(info, 0, 4)}' SETTINGS mutations_sync = 1")
+    _has(_verify(home, 1), "deleted_record", 0, 4, None)
+
+
+def test_inserted_row(ledger: tuple[Path, dict[str, Any]]) -> None:
+    home, info = ledger
+    _helper(home, "sql", str(home), "INSERT INTO {db}.audit_events SELECT * REPLACE "
+            "('fabricated-0001' AS event_id, 'rogue' AS detail) FROM {db}.audit_events "
+            f"WHERE event_id = '{_eid(info, 1, 3)}'")
+    _has(_verify(home, 1), "inserted_record", 1, 3, "fabricated-0001")
+
+
+def test_swapped_sequences(ledger: tuple[Path, dict[str, Any]]) -> None:
+    home, info = ledger
+    _helper(home, "sql", str(home), "ALTER TABLE {db}.audit_events UPDATE sequence = "
+            "if(sequence = 3, 4, 3) WHERE ledger_partition = 0 AND sequence IN (3, 4) "
+            "SETTINGS mutations_sync = 1")
+    report = _verify(home, 1)
+    _has(report, "reordered_records", 0, 3, _eid(info, 0, 4))
+    _has(report, "reordered_records", 0, 4, _eid(info, 0, 3))
+
+
+def test_truncated_tail(ledger: tuple[Path, dict[str, Any]]) -> None:
+    home, _ = ledger
+    _helper(home, "sql", str(home), "ALTER TABLE {db}.audit_events DELETE "
+            "WHERE ledger_partition = 0 AND sequence >= 7 SETTINGS mutations_sync = 1")
+    report = _verify(home, 1)
+    assert {f["kind"] for f in report["findings"]} == {"truncated_tail"}, report["findings"]
+    assert all(f["partition"] == 0 for f in report["findings"])
+
+
+def test_edited_checkpoint(ledger: tuple[Path, dict[str, Any]]) -> None:
+    home, _ = ledger
+    _helper(home, "sql", str(home), "ALTER TABLE {db}.checkpoints UPDATE merkle_root = "
+            "unhex(repeat('00', 32)) WHERE checkpoint_id = 'p0:0-5' SETTINGS mutations_sync = 1")
+    report = _verify(home, 1)
+    _has(report, "forged_checkpoint", 0, 0, None)
+    assert [f["checkpoint_id"] for f in report["findings"]] == ["p0:0-5"]
+
+
+def test_witness_copy_reports_the_edited_checkpoint(ledger: tuple[Path, dict[str, Any]],
+                                                    tmp_path: Path) -> None:
+    home, _ = ledger
+    witness = tmp_path / "witness.jsonl"
+    res = _cli(home, "checkpoints", "export", str(witness))
+    assert res.returncode == 0, res.stderr
+    assert len(witness.read_text().splitlines()) == 3
+    assert _cli(home, "verify", "--checkpoints", str(witness)).returncode == 0
+    _helper(home, "sql", str(home), "ALTER TABLE {db}.checkpoints UPDATE merkle_root = "
+            "unhex(repeat('00', 32)) WHERE checkpoint_id = 'p1:0-5' SETTINGS mutations_sync = 1")
+    res = _cli(home, "verify", "--json", "--checkpoints", str(witness))
+    assert res.returncode == 1, res.stderr
+    kinds = {(f["kind"], f["checkpoint_id"]) for f in json.loads(res.stdout)["findings"]}
+    assert ("witness_checkpoint_differs", "p1:0-5") in kinds
+    assert ("forged_checkpoint", "p1:0-5") in kinds
+
+
+def test_prove_and_verify_proof(ledger: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    home, info = ledger
+    out = tmp_path / "proof.json"
+    res = _cli(home, "prove", info["actions"][1], "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    bundle = json.loads(out.read_text())
+    assert len(bundle["proofs"]) == 3 and not bundle["unproven"]
+    assert _cli(home, "verify-proof", str(out)).returncode == 0
+    # One byte of the proven record changed: the proof no longer verifies.
+    ev = bundle["proofs"][0]["event"]
+    ev["tenant"] = "acmf"
+    out.write_text(json.dumps(bundle))
+    res = _cli(home, "verify-proof", str(out))
+    assert res.returncode == 1, res.stdout
+    assert "event record altered" in res.stdout
+
+
+def test_verify_proof_with_explicit_public_key(ledger: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    home, info = ledger
+    out = tmp_path / "proof.json"
+    assert _cli(home, "prove", info["actions"][3], "--out", str(out)).returncode == 0
+    single = tmp_path / "single.json"
+    single.write_text(json.dumps(json.loads(out.read_text())["proofs"][2]))
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    res = _run(other, "-m", "lockgate.cli", "verify-proof", str(single), "--public-key",
+               str(home / "keys" / "processor.pub.pem"), "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert json.loads(res.stdout)["ok"] is True
