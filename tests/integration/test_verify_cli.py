@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,18 +43,12 @@ def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return _run(home, "-m", "lockgate.cli", *args)
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    home = tmp_path_factory.mktemp("verify-template")
-    info = _helper(home, "setup", str(home))
-    return home, info
-
-
 @pytest.fixture
-def ledger(template: tuple[Path, dict[str, Any]], tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+def ledger(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    """A fresh home with a clean, signed ledger (a chDB directory cannot be copied)."""
     home = tmp_path / "home"
-    shutil.copytree(template[0], home)
-    return home, template[1]
+    home.mkdir()
+    return home, _helper(home, "setup", str(home))
 
 
 def _eid(info: dict[str, Any], part: int, seq: int) -> str:
