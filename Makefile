@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean down
+.PHONY: install browser-deps demo test lint bench clean down
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing lockgate with its dependencies (first run: ~1-2 min)"
@@ -22,7 +22,26 @@ install: $(STAMP)
 demo: install
 	$(BIN)/lockgate demo
 
-test: install
+# The browser tests drive Debian's Chromium (Playwright's own browser download cannot work
+# here). Best-effort: install it when missing and we may (root, or sudo without a password);
+# otherwise say so, and those tests skip with that reason.
+APT_CHROMIUM := DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+
+browser-deps:
+	@if [ -x /usr/bin/chromium ]; then \
+	  echo "==> browser tests: using /usr/bin/chromium"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "==> browser tests: /usr/bin/chromium missing; running: apt-get update && $(APT_CHROMIUM)"; \
+	  (apt-get update -q && $(APT_CHROMIUM)) || echo "==> could not install chromium; browser tests will be skipped"; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+	  echo "==> browser tests: /usr/bin/chromium missing; running: sudo apt-get update && sudo $(APT_CHROMIUM)"; \
+	  (sudo -n apt-get update -q && sudo -n env $(APT_CHROMIUM)) || echo "==> could not install chromium; browser tests will be skipped"; \
+	else \
+	  echo "==> browser tests: /usr/bin/chromium missing and not root (no passwordless sudo);"; \
+	  echo "    they will be skipped. Install it with: sudo apt-get install -y chromium"; \
+	fi
+
+test: install browser-deps
 	$(BIN)/python -m pytest
 
 lint: install

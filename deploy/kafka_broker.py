@@ -113,8 +113,9 @@ message.max.bytes=4194304
             return
         self.progress("formatting Kafka storage (KRaft, standalone controller)...")
         result = subprocess.run(
+            # "--cluster-id=ID": a base64url id may start with "-" and be taken for an option.
             ["java", "-cp", classpath, "kafka.tools.StorageTool", "format", "--standalone", "-g",
-             "-t", id_file.read_text().strip(), "-c", str(self.properties_file)],
+             f"--cluster-id={id_file.read_text().strip()}", "-c", str(self.properties_file)],
             capture_output=True, text=True, check=False,
         )
         if result.returncode != 0:

@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "lockgate.cmd_keys",
     "lockgate.cmd_policy",
     "lockgate.cmd_submit",
+    "lockgate.cmd_audit",
     "lockgate.cmd_verify",
 )
 

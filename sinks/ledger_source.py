@@ -32,12 +32,12 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from sinks.clickhouse import ClickHouse, connect, validate_identifier
 from sinks.errors import SinkError
+from sinks.locate import healthy, locate, stack_sink_running
 
 __all__ = [
     "ApiSource",
@@ -276,51 +276,13 @@ class ApiSource:
         revoke_token(self._state_dir, self._token_id)
 
 
-@dataclass(frozen=True)
-class _SinkLocation:
-    dsn: str
-    database: str
-    state_dir: Path
-    api_urls: tuple[str, ...]
-
-
-def _locate() -> _SinkLocation:
-    from deploy.settings import StackSettings
-    from sinks.service import SinkSettings
-
-    sink = SinkSettings()
-    stack = StackSettings()
-    urls = [f"http://127.0.0.1:{stack.api_port}"]
-    if sink.sink_http_port and sink.sink_http_port != stack.api_port:
-        urls.append(f"http://{sink.sink_http_host}:{sink.sink_http_port}")
-    return _SinkLocation(sink.dsn, sink.clickhouse_database, sink.state_dir, tuple(urls))
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/healthz", timeout=2.0) as resp:  # noqa: S310
-            return bool(resp.status == 200)
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
-def _stack_sink_running() -> bool:
-    try:
-        from deploy.stack import Stack
-
-        comps: list[dict[str, Any]] = Stack(progress=_quiet).status()["components"]
-    except Exception:  # a broken stack state must not stop a verification
-        return False
-    return any(c["name"] == "sink" and c["running"] for c in comps)
-
-
 def open_source(progress: Progress = _quiet) -> LedgerSource:
     """The direct ClickHouse source, or the running sink's API (module docstring)."""
-    loc = _locate()
+    loc = locate()
     embedded = loc.dsn.startswith("chdb:")
-    if embedded and _stack_sink_running():
+    if embedded and stack_sink_running():
         for url in loc.api_urls:
-            if _healthy(url):
+            if healthy(url):
                 progress(f"the sink is running; reading through its API at {url}")
                 return ApiSource(url, loc.state_dir, progress)
         raise SinkError(
@@ -332,7 +294,7 @@ def open_source(progress: Progress = _quiet) -> LedgerSource:
     except SinkError as exc:
         if embedded:
             for url in loc.api_urls:
-                if _healthy(url):
+                if healthy(url):
                     progress(f"ClickHouse directory is in use; reading through the API at {url}")
                     return ApiSource(url, loc.state_dir, progress)
         raise SinkError(f"{exc}; if a sink owns the directory, start it with `lockgate up`") from exc

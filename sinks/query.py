@@ -392,6 +392,11 @@ class AuditQueries:
 
         Payload is base64, hashes hex: exactly what ``verify`` needs to recompute the chain.
         A tenant-scoped caller sees only its own rows (so it cannot verify a shared chain).
+
+        Every stored row is returned, duplicates included: the writer guarantees one row per
+        event, so two rows with one sequence number mean an inserted or fabricated record,
+        and ``verify`` must see both to report it. ``WITH TIES`` keeps all rows of the last
+        sequence on one page, so paging by ``after = last sequence`` cannot skip a twin.
         """
         if not 1 <= limit <= 10_000:
             raise QueryRejected("limit must be between 1 and 10000")
@@ -403,7 +408,7 @@ class AuditQueries:
         names, rows = self._client.query(
             f"SELECT {_LEDGER_SELECT} FROM {self._db}.audit_events "
             f"WHERE ledger_partition = {{p:Int32}} AND sequence > {{after:Int64}}{tenant_sql} "
-            "ORDER BY sequence LIMIT 1 BY sequence LIMIT {limit:UInt32}",
+            "ORDER BY sequence LIMIT {limit:UInt32} WITH TIES",
             params,
         )
         return [dict(zip(names, r, strict=True)) for r in rows]

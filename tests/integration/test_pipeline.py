@@ -42,7 +42,7 @@ def get_json(url: str, token: str | None) -> Any:
     if token:
         req.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - loopback
+        with urllib.request.urlopen(req, timeout=5) as resp:
             return json.loads(resp.read())
     except (urllib.error.URLError, ConnectionError):
         return None
@@ -140,3 +140,64 @@ def test_ledger_and_checkpoints_land(pipeline: tuple[ProcessorHandle, Sink, str]
 
     cps = wait_for(checkpoints, 30, "a signed checkpoint")
     assert all(len(cp["signature_hex"]) == 128 for cp in cps)
+
+
+def _verify_cli(processor: ProcessorHandle, sink: Sink) -> subprocess.CompletedProcess[str]:
+    env = {**sink.env}
+    return subprocess.run([sys.executable, "-m", "lockgate.cli", "verify", "--json"], capture_output=True,
+                          text=True, env=env, timeout=120, check=False)
+
+
+def _outcome(action_id: str, verdict: bytes | None) -> dict[str, Any]:
+    return {
+        "outcome_id": str(uuid.uuid4()), "action_id": action_id, "correlation_id": action_id,
+        "recorded_at": time.time_ns() // 1000, "tenant": "default", "service": "cli", "actor_id": "sneaky",
+        "status": "committed", "error_type": None, "error_message": None, "before_json": '{"balance": 10}',
+        "after_json": '{"balance": 0}', "verdict": verdict, "service_key_id": None, "service_signature": None,
+    }
+
+
+def test_verify_proves_enforcement_and_reports_bypasses(pipeline: tuple[ProcessorHandle, Sink, str]) -> None:
+    """A clean pipeline verifies; a commit that skipped the guard or used a forged verdict is named."""
+    from confluent_kafka import Producer
+
+    from schemas.codec import get_codec
+    from schemas.signing import SigningKey, sign_record
+
+    processor, sink, token = pipeline
+    with processor.guard() as guard, guard.action(actor="ok", type="deploy", resource="env/staging"):
+        pass
+    wait_for(lambda: get_json(f"{sink.url}/api/actions?actor=ok&outcome=committed", token), 60, "outcome")
+    clean = _verify_cli(processor, sink)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+
+    codec = get_codec()
+    cli_key = SigningKey.load(processor.home / "keys" / "services" / "cli.pem")
+    skipped = str(uuid.uuid4())
+    forged_for = str(uuid.uuid4())
+    impostor = SigningKey.generate()
+    forged_verdict = codec.encode("Verdict", sign_record({
+        "action_id": forged_for, "correlation_id": "x", "reply_instance": "x", "decided_at": 1,
+        "tenant": "default", "service": "cli", "decision": "allow", "basis": "rule", "matched_rules": [],
+        "policy_name": "example", "policy_version": 1, "reason": "trust me", "eval_latency_us": 1,
+        "processor_id": "processor-1", "key_id": "", "signature": b""}, "signature", b"", impostor))
+    producer = Producer({"bootstrap.servers": processor.bootstrap})
+    for rec in (_outcome(skipped, None), _outcome(forged_for, forged_verdict)):
+        signed = sign_record(rec, "service_signature", None, cli_key)
+        producer.produce(processor.topics.outcomes, codec.encode("ActionOutcome", signed),
+                         key=rec["action_id"].encode())
+    assert producer.flush(10) == 0
+
+    def both_landed() -> bool:
+        got = [get_json(f"{sink.url}/api/actions/{a}", token) for a in (skipped, forged_for)]
+        return all(g and any(e["kind"] == "outcome" for e in g.get("events", [])) for g in got)
+
+    wait_for(both_landed, 60, "bypassing outcomes in ClickHouse")
+    res = _verify_cli(processor, sink)
+    assert res.returncode == 1, res.stdout + res.stderr
+    findings = json.loads(res.stdout)["findings"]
+    by_action = {(f["kind"], f.get("action_id")) for f in findings}
+    assert ("commit_without_allow", skipped) in by_action, findings
+    assert any(a == forged_for and k in ("embedded_verdict_forged", "commit_without_allow")
+               for k, a in by_action), findings
+    assert ("embedded_verdict_forged", forged_for) in by_action, findings

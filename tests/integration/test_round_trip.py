@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -312,3 +313,37 @@ def test_guard_refuses_to_start_without_processor_key(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="fail-closed"):
         Guard(GuardSettings(home=tmp_path, bootstrap_servers="127.0.0.1:1"))
+
+
+def test_service_key_rotation_keeps_both_keys_valid_then_only_the_new(processor: ProcessorHandle,
+                                                                        tmp_path: Path) -> None:
+    import shutil
+
+    from schemas.signing import ServiceRegistry
+
+    registry = ServiceRegistry(processor.home / "keys")
+    name = f"rot{uuid.uuid4().hex[:6]}"
+    registry.add_service(name)
+    old = tmp_path / "old.pem"
+    shutil.copy(registry.private_key_path(name), old)
+    old.chmod(0o600)
+
+    def decide(key: Path) -> str:
+        with processor.guard(service=name, service_key=key) as guard:
+            return guard.check(Action(Actor("alice"), "deploy", "svc/staging/api")).basis
+
+    deadline = time.monotonic() + 15
+    while decide(old) == "unauthenticated":  # the worker reloads the registry within ~1 s
+        assert time.monotonic() < deadline
+    registry.rotate(name, overlap_us=3600 * 10**6)
+    new = registry.private_key_path(name)
+    deadline = time.monotonic() + 15
+    while decide(new) == "unauthenticated":
+        assert time.monotonic() < deadline
+    assert decide(old) != "unauthenticated"  # still inside the overlap window
+    registry.rotate(name, overlap_us=0)  # end the window for every older key
+    newest = registry.private_key_path(name)
+    deadline = time.monotonic() + 15
+    while decide(old) != "unauthenticated":
+        assert time.monotonic() < deadline
+    assert decide(newest) != "unauthenticated"

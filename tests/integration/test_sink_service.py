@@ -49,12 +49,13 @@ def _wait(cond: Callable[[], Any], timeout: float = 60.0) -> Any:
     raise AssertionError("condition not met in time")
 
 
-def _event(kind: str, payload: bytes, seq: int, action_id: str | None) -> bytes:
+def _event(kind: str, payload: bytes, seq: int, action_id: str | None,
+           ledger_partition: int = 0, event_id: str | None = None) -> bytes:
     return get_codec().encode("AuditEvent", {
-        "event_id": str(uuid.uuid4()), "kind": kind, "recorded_at": time.time_ns() // 1000,
-        "tenant": "acme", "action_id": action_id, "payload": payload, "detail": None,
-        "ledger_partition": 0, "sequence": seq, "prev_hash": b"\0" * 32, "hash": b"\1" * 32,
-        "canonical_version": 1,
+        "event_id": event_id or str(uuid.uuid4()), "kind": kind,
+        "recorded_at": time.time_ns() // 1000, "tenant": "acme", "action_id": action_id,
+        "payload": payload, "detail": None, "ledger_partition": ledger_partition,
+        "sequence": seq, "prev_hash": b"\0" * 32, "hash": b"\1" * 32, "canonical_version": 1,
     })
 
 
@@ -64,23 +65,24 @@ def sink(kafka_bootstrap: str, topic_prefix: str, topics: Topics, tmp_path: Path
     """Topics come from the catalogue fixture (created under this test's unique prefix)."""
     port = _free_port()
     _, token = create_token(tmp_path, "acme")
+    group = f"sink-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "LOCKGATE_HOME": str(tmp_path), "LOCKGATE_TOPIC_PREFIX": topic_prefix,
            "LOCKGATE_BOOTSTRAP_SERVERS": kafka_bootstrap,
            "LOCKGATE_CLICKHOUSE_DSN": f"chdb://{tmp_path / 'ch'}",
-           "LOCKGATE_SINK_GROUP_ID": f"sink-{uuid.uuid4().hex[:8]}",
+           "LOCKGATE_SINK_GROUP_ID": group,
            "LOCKGATE_SINK_HTTP_PORT": str(port), "PYTHONPATH": str(REPO)}
     started: list[subprocess.Popen[bytes]] = []
 
-    def start() -> subprocess.Popen[bytes]:
+    def start(extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen([sys.executable, "-c", "from sinks.service import main; main()"],
-                                env=env, cwd=REPO)
+                                env={**env, **(extra_env or {})}, cwd=REPO)
         started.append(proc)
         _wait(lambda: _get(f"http://127.0.0.1:{port}/healthz", None) is not None)
         return proc
 
     try:
         yield {"start": start, "url": f"http://127.0.0.1:{port}", "token": token,
-               "prefix": topic_prefix, "bootstrap": kafka_bootstrap}
+               "prefix": topic_prefix, "bootstrap": kafka_bootstrap, "group": group}
     finally:
         for proc in started:
             if proc.poll() is None:

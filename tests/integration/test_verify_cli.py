@@ -90,11 +90,17 @@ def test_deleted_row(ledger: tuple[Path, dict[str, Any]]) -> None:
 
 
 def test_inserted_row(ledger: tuple[Path, dict[str, Any]]) -> None:
-    home, info = ledger
-    _helper(home, "sql", str(home), "INSERT INTO {db}.audit_events SELECT * REPLACE "
-            "('fabricated-0001' AS event_id, 'rogue' AS detail) FROM {db}.audit_events "
-            f"WHERE event_id = '{_eid(info, 1, 3)}'")
-    _has(_verify(home, 1), "inserted_record", 1, 3, "fabricated-0001")
+    home, _info = ledger
+    forged = "00000000-0000-4000-8000-00000000f0f0"
+    res = _helper(home, "sql", str(home),
+                  "INSERT INTO {db}.audit_events SELECT * REPLACE ("
+                  f"toUUID('{forged}') AS event_id, 'fabricated' AS detail) FROM {{db}}.audit_events "
+                  "WHERE ledger_partition = 0 AND sequence = 2",
+                  "SELECT count() FROM {db}.audit_events")
+    assert res["results"][-1] == "16", res
+    report = _verify(home, 1)
+    kinds = {(f["kind"], f["partition"], f["sequence"], f["event_id"]) for f in report["findings"]}
+    assert ("inserted_record", 0, 2, forged) in kinds, kinds
 
 
 def test_swapped_sequences(ledger: tuple[Path, dict[str, Any]]) -> None:

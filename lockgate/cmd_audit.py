@@ -1,0 +1,202 @@
+"""``lockgate audit query`` and ``lockgate tokens``: reading the audit trail.
+
+While the sink runs it owns the embedded ClickHouse directory, so queries go through its
+HTTP API (with a short-lived token for the requested tenant, revoked afterwards); when
+it is stopped, the command opens the store itself. Every filter value travels as a query
+parameter, never as SQL text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from lockgate.errors import LockgateError
+from lockgate.output import EXIT_OK, emit_json
+
+__all__ = ["fetch_actions", "register"]
+
+FILTERS = ("actor", "service", "resource", "type", "decision", "rule", "outcome", "text", "tenant",
+           "since", "from", "to", "limit", "offset", "cursor")
+
+
+def _params(args: argparse.Namespace) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name in FILTERS:
+        value = getattr(args, name.replace("from", "from_"), None)
+        if value is not None:
+            out[name] = str(value)
+    return out
+
+
+def fetch_actions(params: dict[str, str]) -> dict[str, Any]:
+    """Run an action query through the running sink or directly; return {actions, next_cursor}."""
+    from sinks.locate import healthy, locate, stack_sink_running
+
+    loc = locate()
+    tenant = params.get("tenant")
+    if loc.embedded and stack_sink_running():
+        for url in loc.api_urls:
+            if healthy(url):
+                return _via_api(url, loc.state_dir, params, tenant)
+        raise LockgateError("the sink owns the audit store but its API does not answer; see `lockgate status`")
+    from sinks.clickhouse import connect
+    from sinks.query import AuditQueries, parse_action_filter
+
+    client = connect(loc.dsn, loc.database)
+    try:
+        page = AuditQueries(client).actions(parse_action_filter(params, tenant))
+    finally:
+        client.close()
+    return {"actions": page.rows, "next_cursor": page.next_cursor}
+
+
+def _via_api(url: str, state_dir: Any, params: dict[str, str], tenant: str | None) -> dict[str, Any]:
+    from sinks.tokens import create_token, revoke_token
+
+    info, secret = create_token(state_dir, tenant or "*", label="lockgate audit query (temporary)")
+    try:
+        req = urllib.request.Request(f"{url}/api/actions?{urllib.parse.urlencode(params)}")
+        req.add_header("Authorization", f"Bearer {secret}")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - loopback
+                body: dict[str, Any] = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode("utf-8", "replace")
+            try:
+                detail = json.loads(detail).get("message", detail)
+            except ValueError:
+                pass
+            raise LockgateError(f"audit query refused ({exc.code}): {detail}") from None
+        return body
+    finally:
+        revoke_token(state_dir, info.token_id)
+
+
+def _when(us: Any) -> str:
+    if not us:
+        return ""
+    return dt.datetime.fromtimestamp(int(us) / 1e6, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _rules(row: dict[str, Any]) -> str:
+    ids, modes = row.get("rule_ids") or [], row.get("rule_modes") or []
+    return ",".join(f"{i}{'(shadow)' if m == 'shadow' else ''}" for i, m in zip(ids, modes, strict=False))
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    result = fetch_actions(_params(args))
+    rows: list[dict[str, Any]] = result.get("actions", [])
+    if args.json:
+        emit_json(result)
+    elif args.csv:
+        fields = sorted({k for r in rows for k in r})
+        writer = csv.DictWriter(sys.stdout, fieldnames=fields)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in r.items()})
+    else:
+        print(f"{'proposed (UTC)':<19} {'decision':<8} {'actor':<12} {'service':<10} {'type':<10} "
+              f"{'resource':<22} {'outcome':<9} rules / reason")
+        for r in rows:
+            print(f"{_when(r.get('proposed_at')):<19} {r.get('decision') or '?':<8} {r.get('actor_id', ''):<12} "
+                  f"{r.get('service', ''):<10} {r.get('type', ''):<10} {r.get('resource', ''):<22} "
+                  f"{r.get('outcome_status') or '-':<9} {_rules(r) or '-'}  {(r.get('reason') or '')[:60]}")
+        if result.get("next_cursor"):
+            print(f"more: --cursor {result['next_cursor']}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_tokens_create(args: argparse.Namespace) -> int:
+    from lockgate.context import home
+    from sinks.tokens import create_token
+
+    info, secret = create_token(home(), args.tenant, label=args.label)
+    if args.json:
+        emit_json({"token_id": info.token_id, "tenant": info.tenant, "label": info.label, "token": secret})
+    else:
+        print(f"token {info.token_id} for tenant {info.tenant} (shown once, keep it secret):")
+        print(secret)
+    return EXIT_OK
+
+
+def cmd_tokens_list(args: argparse.Namespace) -> int:
+    from lockgate.context import home
+    from sinks.tokens import list_tokens
+
+    rows = [{"token_id": t.token_id, "tenant": t.tenant, "label": t.label, "created_at": t.created_at}
+            for t in list_tokens(home())]
+    if args.json:
+        emit_json(rows)
+    else:
+        for r in rows:
+            print(f"{r['token_id']}  {r['tenant']:<16} {r['created_at']}  {r['label']}")
+    return EXIT_OK
+
+
+def cmd_tokens_revoke(args: argparse.Namespace) -> int:
+    from lockgate.context import home
+    from sinks.tokens import revoke_token
+
+    if not revoke_token(home(), args.token_id):
+        raise LockgateError(f"no token {args.token_id}; see `lockgate tokens list`")
+    print(f"revoked {args.token_id}")
+    return EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    audit = sub.add_parser("audit", help="query the audit trail", formatter_class=fmt,
+                           description="Read the audit trail: one row per action with who acted, what\n"
+                           "changed, which rules applied, the decision and the outcome.")
+    asub = audit.add_subparsers(dest="audit_command", metavar="SUBCOMMAND", required=True)
+    q = asub.add_parser(
+        "query", help="filter actions", formatter_class=fmt,
+        description="List actions, newest first. Filters combine with AND. Time defaults to the\n"
+        "last 24 hours. Output: a table, --json (the API's shape), or --csv.",
+        epilog="examples:\n  lockgate audit query --decision block --since 1h\n"
+        "  lockgate audit query --actor alice --json\n"
+        "  lockgate audit query --resource db/prod/ --rule prod-delete-update-without-where --csv\n\n"
+        "exit status: 0 success (also when nothing matched), 2 error")
+    q.add_argument("--actor", help="actor id (exact)")
+    q.add_argument("--service", help="service name (exact)")
+    q.add_argument("--resource", help="resource prefix, e.g. db/prod/")
+    q.add_argument("--type", help="action type (exact)")
+    q.add_argument("--decision", choices=("allow", "block"))
+    q.add_argument("--rule", help="a matched rule id (enforced or shadow)")
+    q.add_argument("--outcome", choices=("committed", "failed"))
+    q.add_argument("--text", help="text contained in the verdict's reason")
+    q.add_argument("--tenant", help="only this tenant (default: all tenants you can read)")
+    q.add_argument("--since", help="relative window: 30m, 1h, 7d")
+    q.add_argument("--from", dest="from_", metavar="ISO", help="start (ISO 8601, UTC)")
+    q.add_argument("--to", metavar="ISO", help="end (ISO 8601, UTC)")
+    q.add_argument("--limit", type=int, help="rows per page (default 50)")
+    q.add_argument("--offset", type=int, help="skip rows")
+    q.add_argument("--cursor", help="continue after the previous page (printed on stderr)")
+    out = q.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="JSON output")
+    out.add_argument("--csv", action="store_true", help="CSV output")
+    q.set_defaults(handler=cmd_query)
+
+    tokens = sub.add_parser("tokens", help="API bearer tokens, each scoped to one tenant", formatter_class=fmt,
+                            description="Tokens for the audit API and dashboard. Only their SHA-256 is stored\n"
+                            "(0600); a token sees only its tenant's rows (`*` = operator, all tenants).")
+    tsub = tokens.add_subparsers(dest="tokens_command", metavar="SUBCOMMAND", required=True)
+    c = tsub.add_parser("create", help="create a token (printed once)")
+    c.add_argument("--tenant", required=True, help="tenant the token may read, or * for all")
+    c.add_argument("--label", default="", help="what the token is for")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(handler=cmd_tokens_create)
+    ls = tsub.add_parser("list", help="list tokens (never their secrets)")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=cmd_tokens_list)
+    rv = tsub.add_parser("revoke", help="revoke a token by id")
+    rv.add_argument("token_id")
+    rv.set_defaults(handler=cmd_tokens_revoke)
