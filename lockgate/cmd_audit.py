@@ -63,7 +63,7 @@ def _via_api(url: str, state_dir: Any, params: dict[str, str], tenant: str | Non
 
     info, secret = create_token(state_dir, tenant or "*", label="lockgate audit query (temporary)")
     try:
-        req = urllib.request.Request(f"{url}/api/actions?{urllib.parse.urlencode(params)}")
+        req = urllib.request.Request(f"{url}/api/actions?{urllib.parse.urlencode(params)}")  # noqa: S310
         req.add_header("Authorization", f"Bearer {secret}")
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - loopback

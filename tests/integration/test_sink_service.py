@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from schemas.codec import get_codec
 from schemas.topics import Topics
@@ -148,3 +148,125 @@ def test_sink_lands_dead_letters_and_stops_cleanly(sink: dict[str, Any]) -> None
     assert len(events) == 2
     proc2.send_signal(signal.SIGTERM)
     assert proc2.wait(30) == 0
+
+
+def _verdict_payload(decision: str = "allow") -> bytes:
+    aid = str(uuid.uuid4())
+    return get_codec().encode("Verdict", {
+        "action_id": aid, "correlation_id": aid, "reply_instance": "g",
+        "decided_at": time.time_ns() // 1000, "tenant": "acme", "service": "billing",
+        "decision": decision, "basis": "default", "matched_rules": [], "policy_name": "p",
+        "policy_version": 1, "reason": "crash test", "eval_latency_us": 1, "processor_id": "p",
+        "key_id": "k", "signature": b"s" * 64,
+    })
+
+
+def _stored_verdicts(sink: dict[str, Any]) -> int | None:
+    """Verdict rows stored for the token's tenant in the last hour, duplicates included,
+    as the API counts them (the allow/block timeline is a count() over the raw rows)."""
+    stats = _get(f"{sink['url']}/api/stats?since=1h", sink["token"])
+    if stats is None:
+        return None
+    return sum(int(b["allow"]) + int(b["block"]) for b in stats["timeline"])
+
+
+def _ledger_rows(sink: dict[str, Any], partitions: int) -> list[dict[str, Any]]:
+    """Every stored ledger row of ``partitions``, paged through ``/api/events``."""
+    rows: list[dict[str, Any]] = []
+    for part in range(partitions):
+        after = -1
+        while True:
+            page = _get(f"{sink['url']}/api/events?partition={part}&after={after}&limit=10000",
+                        sink["token"])
+            assert page is not None, "the sink's API did not answer /api/events"
+            rows += page["events"]
+            if page["next_after"] is None or len(page["events"]) < 10_000:
+                break
+            after = page["next_after"]
+    return rows
+
+
+def test_kill_9_mid_stream_loses_and_duplicates_nothing(sink: dict[str, Any]) -> None:
+    """SIGKILL while batches are landing; the restarted sink completes the job exactly."""
+    total, partitions = 20_000, 4
+    per_partition = total // partitions
+    topic = f"{sink['prefix']}audit"
+    payload = _verdict_payload()
+    producer = Producer({"bootstrap.servers": sink["bootstrap"], "linger.ms": 20})
+    sent: set[str] = set()
+    for part in range(partitions):
+        for seq in range(per_partition):
+            if seq == per_partition // 2:  # a poison record mid-partition: skipped, no stall
+                producer.produce(topic, b"\x00poison", partition=part)
+            event_id = str(uuid.uuid4())
+            sent.add(event_id)
+            producer.produce(topic, _event("verdict", payload, seq, None, part, event_id),
+                             partition=part)
+            if seq % 1000 == 0:
+                producer.poll(0)
+    assert producer.flush(30) == 0
+
+    small_batches = {"LOCKGATE_SINK_BATCH_ROWS": "500"}
+    proc = sink["start"](small_batches)
+    seen = 0
+    deadline = time.monotonic() + 60
+    while seen == 0 and time.monotonic() < deadline:
+        seen = _stored_verdicts(sink) or 0
+        if seen == 0:
+            time.sleep(0.01)
+    proc.kill()  # SIGKILL: no flush, no commit, no cleanup
+    assert proc.wait(10) == -signal.SIGKILL
+    assert 0 < seen < total, f"expected the kill to land mid-stream, {seen} of {total} had landed"
+
+    committed = Consumer({"bootstrap.servers": sink["bootstrap"], "group.id": sink["group"],
+                          "enable.auto.commit": False})
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    ends = [committed.get_watermark_offsets(tp, timeout=10)[1] for tp in tps]
+    assert sum(ends) == total + partitions
+
+    def done() -> bool:
+        if _stored_verdicts(sink) != total:
+            return False
+        offsets = committed.committed(tps, timeout=10)
+        return [tp.offset for tp in offsets] == ends
+
+    proc2 = sink["start"](small_batches)
+    try:
+        # Everything inserted and every offset committed: nothing more can land.
+        _wait(done, timeout=120)
+    finally:
+        committed.close()
+    rows = _ledger_rows(sink, partitions)
+    assert len(rows) == total
+    assert len({r["event_id"] for r in rows}) == total
+    assert {r["event_id"] for r in rows} == sent
+    assert len({(r["ledger_partition"], r["sequence"]) for r in rows}) == total
+    assert _stored_verdicts(sink) == total
+    proc2.send_signal(signal.SIGTERM)
+    assert proc2.wait(30) == 0
+
+
+def test_a_second_row_with_one_sequence_stays_visible(sink: dict[str, Any]) -> None:
+    """A forged record reusing a sequence number must reach ``verify``, even at a page edge."""
+    proc = sink["start"]()
+    topic = f"{sink['prefix']}audit"
+    producer = Producer({"bootstrap.servers": sink["bootstrap"]})
+    for seq in (0, 1, 1, 2):
+        producer.produce(topic, _event("dead_letter", b"raw", seq, None), partition=0)
+    assert producer.flush(10) == 0
+    url = f"{sink['url']}/api/events?partition=0"
+
+    def all_four() -> list[dict[str, Any]] | None:
+        events: list[dict[str, Any]] = (_get(url, sink["token"]) or {}).get("events", [])
+        return events if len(events) == 4 else None
+
+    events = _wait(all_four)
+    assert [e["sequence"] for e in events] == [0, 1, 1, 2]
+    assert len({e["event_id"] for e in events}) == 4
+    # Paging by "after the last sequence" must not split the twins across pages.
+    first = _get(f"{url}&after=-1&limit=2", sink["token"])
+    assert [e["sequence"] for e in first["events"]] == [0, 1, 1] and first["next_after"] == 1
+    rest = _get(f"{url}&after=1&limit=2", sink["token"])
+    assert [e["sequence"] for e in rest["events"]] == [2]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
