@@ -166,5 +166,6 @@ class Stack:
             "bootstrap": s.bootstrap,
             "topic_prefix": s.topic_prefix,
             "logs": str(s.paths.logs),
+            "dashboard": f"http://127.0.0.1:{s.api_port}/",
             "components": [asdict(c) for c in comps],
         }

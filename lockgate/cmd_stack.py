@@ -47,6 +47,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"bootstrap        {status['bootstrap']}")
         print(f"topic prefix     {status['topic_prefix']}")
         print(f"logs             {status['logs']}")
+        print(f"dashboard        {status['dashboard']}  (needs a token: lockgate tokens create --tenant default)")
         for c in status["components"]:
             state = f"running (pid {c['pid']})" if c["running"] else "stopped"
             print(f"  {c['name']:<10} {state:<22} {c['address'] or '':<26} log {c['log']}")

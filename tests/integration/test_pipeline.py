@@ -142,10 +142,10 @@ def test_ledger_and_checkpoints_land(pipeline: tuple[ProcessorHandle, Sink, str]
     assert all(len(cp["signature_hex"]) == 128 for cp in cps)
 
 
-def _verify_cli(processor: ProcessorHandle, sink: Sink) -> subprocess.CompletedProcess[str]:
+def _verify_cli(processor: ProcessorHandle, sink: Sink, *extra: str) -> subprocess.CompletedProcess[str]:
     env = {**sink.env}
-    return subprocess.run([sys.executable, "-m", "lockgate.cli", "verify", "--json"], capture_output=True,
-                          text=True, env=env, timeout=120, check=False)
+    return subprocess.run([sys.executable, "-m", "lockgate.cli", "verify", "--json", *extra],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
 
 
 def _outcome(action_id: str, verdict: bytes | None) -> dict[str, Any]:
@@ -201,3 +201,8 @@ def test_verify_proves_enforcement_and_reports_bypasses(pipeline: tuple[Processo
     assert any(a == forged_for and k in ("embedded_verdict_forged", "commit_without_allow")
                for k, a in by_action), findings
     assert ("embedded_verdict_forged", forged_for) in by_action, findings
+
+    replay = _verify_cli(processor, sink, "--from-topics")
+    assert replay.returncode == 1, replay.stdout + replay.stderr
+    replay_kinds = {(f["kind"], f.get("action_id")) for f in json.loads(replay.stdout)["findings"]}
+    assert ("commit_without_allow", skipped) in replay_kinds
