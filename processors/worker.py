@@ -5,18 +5,23 @@ from __future__ import annotations
 import logging
 import sys
 
+from lockgate.errors import LockgateError
 from processors.app import build_app
 from processors.settings import ProcessorSettings
 
 
-def main() -> None:
+def main() -> int:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
-    settings = ProcessorSettings()
-    app = build_app(settings)
+    try:
+        app = build_app(ProcessorSettings())
+    except LockgateError as exc:
+        print(f"lockgate processor: {exc}", file=sys.stderr)
+        return 2
     # Faust's CLI reads sys.argv; the worker is configured entirely by ProcessorSettings.
     sys.argv = [sys.argv[0], "worker", "-l", "info"]
     app.main()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
