@@ -83,6 +83,32 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    import sys
+
+    from processors.policy_engine import CompiledPolicy
+    from processors.policy_files import load_policy_file
+    from processors.policy_replay import replay
+    from sinks.ledger_source import open_source
+
+    policy = CompiledPolicy.from_record(load_policy_file(args.file))
+    source = open_source(lambda m: print(f"lockgate: {m}", file=sys.stderr))
+    try:
+        report = replay(source.events(), policy)
+    finally:
+        source.close()
+    if args.json:
+        emit_json(report.to_dict())
+    else:
+        print(f"{report.actions} recorded actions replayed against {args.file}: "
+              f"{report.unchanged} unchanged, {len(report.changes)} would change "
+              f"({', '.join(f'{k}: {v}' for k, v in sorted(report.transitions.items())) or 'none'})")
+        for c in report.changes[: args.show]:
+            print(f"  {c.recorded:>5} -> {c.candidate:<5} {c.actor:<12} {c.type:<10} {c.resource:<24} "
+                  f"{','.join(c.candidate_rules) or c.candidate_reason[:60]}")
+    return EXIT_NEGATIVE if report.changes and args.fail_on_change else EXIT_OK
+
+
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
     pol = sub.add_parser("policy", help="policy as code: validate, test, apply, list", formatter_class=fmt,
@@ -108,6 +134,17 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("file", type=Path)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_apply)
+    p = psub.add_parser("replay", help="what would FILE have decided on recorded history?",
+                        formatter_class=fmt,
+                        description="Re-run every recorded action in the audit trail against the candidate\n"
+                        "policy FILE and list the decisions that would change (allow->block and\n"
+                        "block->allow). Nothing is published. Use before `policy apply`.",
+                        epilog="exit status: 0 done (1 with --fail-on-change when anything would change), 2 error")
+    p.add_argument("file", type=Path)
+    p.add_argument("--show", type=int, default=20, help="changed actions to list (default 20)")
+    p.add_argument("--fail-on-change", action="store_true", help="exit 1 if any decision would change")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_replay)
     p = psub.add_parser("list", help="the active policy of each tenant")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_list)
