@@ -42,7 +42,7 @@ from schemas.canonical import signing_payload
 from schemas.codec import get_codec
 from schemas.errors import CodecError
 from schemas.signing import ServiceRegistry, ServiceVerification, SigningKey
-from schemas.topics import CATALOGUE, Topics
+from schemas.topics import CATALOGUE, DEAD_LETTER_MAX_BYTES, Topics
 
 __all__ = ["build_app"]
 
@@ -134,6 +134,7 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
         web_in_thread=False,
         producer_linger=0.0,
         producer_acks=-1,
+        producer_max_request_size=DEAD_LETTER_MAX_BYTES,
         consumer_auto_offset_reset="earliest",
         broker_commit_every=100,
         broker_commit_interval=0.5,
@@ -163,9 +164,16 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
                       require_service_auth=s.require_service_auth)
     verdict_partitions = partitions["verdicts"]
 
+    dl_codec = get_codec(DEAD_LETTER_MAX_BYTES)
+
     async def send_dead_letter(rec: dict[str, Any], stage: str) -> None:
         DEAD_LETTERS.labels(stage).inc()
-        await deadletter_t.send(value=codec.encode("DeadLetter", rec))
+        try:
+            await deadletter_t.send(value=dl_codec.encode("DeadLetter", rec))
+        except Exception:
+            # Never let a dead letter stop the decision path; the audit-intake copy remains.
+            log.exception("could not write dead letter from %s (offset %s)", rec["source_topic"],
+                          rec["source_offset"])
 
     @app.agent(actions_t, name="decide")
     async def decide(stream: Any) -> Any:

@@ -12,9 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["CATALOGUE", "DEFAULT_PREFIX", "TopicSpec", "Topics"]
+__all__ = ["CATALOGUE", "DEAD_LETTER_MAX_BYTES", "DEFAULT_PREFIX", "TopicSpec", "Topics"]
 
 DEFAULT_PREFIX = "lockgate."
+# A dead letter carries the whole raw record plus the error, so its topic accepts more than
+# the 1 MiB default proposal limit (see LOCKGATE_MAX_RECORD_BYTES).
+DEAD_LETTER_MAX_BYTES = 8 * 1024 * 1024
 FOREVER = -1
 THIRTY_DAYS_MS = 30 * 24 * 3600 * 1000
 
@@ -30,11 +33,15 @@ class TopicSpec:
     schema: str
     purpose: str
 
+    max_message_bytes: int | None = None
+
     def configs(self) -> dict[str, str]:
         """Topic-level configs the broker must hold for this topic."""
         out: dict[str, str] = {"cleanup.policy": self.cleanup_policy}
         if self.cleanup_policy == "delete":
             out["retention.ms"] = str(self.retention_ms)
+        if self.max_message_bytes is not None:
+            out["max.message.bytes"] = str(self.max_message_bytes)
         return out
 
 
@@ -54,7 +61,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     TopicSpec("checkpoints", 1, "delete", FOREVER, "Checkpoint",
               "signed checkpoints of ledger chain heads"),
     TopicSpec("deadletter", 1, "delete", THIRTY_DAYS_MS, "DeadLetter",
-              "records that could not be processed, raw, with the error"),
+              "records that could not be processed, raw, with the error", DEAD_LETTER_MAX_BYTES + 65536),
 )
 
 

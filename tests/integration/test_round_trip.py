@@ -32,11 +32,13 @@ from producers import (
 )
 from schemas.codec import get_codec
 from schemas.signing import SigningKey
+from schemas.topics import DEAD_LETTER_MAX_BYTES
 from tests.integration.conftest import ProcessorHandle
 
 pytestmark = pytest.mark.integration
 
 CODEC = get_codec()
+READER = get_codec(DEAD_LETTER_MAX_BYTES)  # dead letters may carry a whole oversized record
 
 
 def read_topic(bootstrap: str, topic: str, predicate: Callable[[dict[str, Any]], bool], schema: str,
@@ -51,7 +53,7 @@ def read_topic(bootstrap: str, topic: str, predicate: Callable[[dict[str, Any]],
             msg = consumer.poll(0.2)
             if msg is None or msg.error():
                 continue
-            rec = CODEC.decode_as(schema, msg.value() or b"")
+            rec = READER.decode_as(schema, msg.value() or b"")
             if predicate(rec):
                 return rec
     finally:
@@ -347,3 +349,26 @@ def test_service_key_rotation_keeps_both_keys_valid_then_only_the_new(processor:
     while decide(old) != "unauthenticated":
         assert time.monotonic() < deadline
     assert decide(newest) != "unauthenticated"
+
+
+def test_oversized_action_is_answered_with_a_signed_block(processor: ProcessorHandle) -> None:
+    """The processor refuses a 1.5 MiB proposal (limit 1 MiB) yet still answers the waiting caller."""
+    from producers.verdicts import accept_verdict
+    from schemas.codec import Codec
+
+    big = Codec(max_record_bytes=8 * 1024 * 1024)
+    with processor.guard() as guard:
+        core = guard._core
+        rec = core.build(Action(Actor("alice"), "export", "s3/reports", {"blob": "x" * (1536 * 1024)}))
+        future = core.router.expect(rec["correlation_id"], rec["action_id"])
+        producer = Producer({"bootstrap.servers": processor.bootstrap, "message.max.bytes": 4_000_000})
+        producer.produce(processor.topics.actions, big.encode("ProposedAction", rec), key=b"big")
+        assert producer.flush(10) == 0
+        verdict = accept_verdict(future.result(timeout=20), rec["action_id"], core.verdict_key)
+    assert verdict.decision == "block"
+    assert verdict.basis == "invalid_request"
+    assert "OversizedRecord" in verdict.reason
+    dl = read_topic(processor.bootstrap, processor.topics.deadletter,
+                    lambda r: r["error_type"] == "OversizedRecord" and rec["action_id"].encode() in r["raw"],
+                    "DeadLetter")
+    assert len(dl["raw"]) > 1024 * 1024

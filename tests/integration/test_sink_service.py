@@ -233,7 +233,6 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing(sink: dict[str, Any]) ->
     finally:
         probe.close()
     assert sum(ends) == total + partitions
-    print("DIAG seen", seen, "committed at kill", sum(tp.offset for tp in at_kill), [tp.offset for tp in at_kill])
     assert sum(tp.offset for tp in at_kill) < sum(ends), "the kill came after the last commit"
     if at_kill:
         admin = AdminClient({"bootstrap.servers": sink["bootstrap"]})
@@ -256,7 +255,6 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing(sink: dict[str, Any]) ->
     finally:
         committed.close()
     rows = _ledger_rows(sink, partitions)
-    print("DIAG rows", len(rows), len({r["event_id"] for r in rows}))
     assert len(rows) == total
     assert len({r["event_id"] for r in rows}) == total
     assert {r["event_id"] for r in rows} == sent
