@@ -19,8 +19,7 @@ def main() -> int:
         return 2
     # Faust's CLI reads sys.argv; the worker is configured entirely by ProcessorSettings.
     sys.argv = [sys.argv[0], "worker", "-l", "info"]
-    app.main()
-    return 0
+    app.main()  # runs until SIGTERM and exits the process itself
 
 
 if __name__ == "__main__":
