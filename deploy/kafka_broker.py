@@ -101,7 +101,7 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 log.retention.hours=-1
-message.max.bytes=4194304
+message.max.bytes=10485760
 replica.fetch.max.bytes=10485760
 """
         self.properties_file.write_text(props)

@@ -42,7 +42,7 @@ from schemas.canonical import signing_payload
 from schemas.codec import get_codec
 from schemas.errors import CodecError
 from schemas.signing import ServiceRegistry, ServiceVerification, SigningKey
-from schemas.topics import CATALOGUE, DEAD_LETTER_MAX_BYTES, Topics
+from schemas.topics import CATALOGUE, TOPIC_MAX_MESSAGE_BYTES, Topics
 
 __all__ = ["build_app"]
 
@@ -116,10 +116,13 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
     """Build the processor app; nothing connects until the worker starts."""
     s = settings or ProcessorSettings()
     topics = Topics(s.topic_prefix)
-    codec = get_codec(s.max_record_bytes)
+    codec = get_codec()
+    proposal_codec = get_codec(s.max_record_bytes)
     key = SigningKey.load(s.processor_key)
     registry = _Registry(s.service_dir)
     partitions = {spec.name: spec.partitions for spec in CATALOGUE}
+    datadir = s.home / "processor" / _app_id(s.topic_prefix)
+    datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
 
     app = faust.App(
         _app_id(s.topic_prefix),
@@ -134,13 +137,14 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
         web_in_thread=False,
         producer_linger=0.0,
         producer_acks=-1,
-        producer_max_request_size=DEAD_LETTER_MAX_BYTES,
+        producer_max_request_size=TOPIC_MAX_MESSAGE_BYTES,
         consumer_auto_offset_reset="earliest",
         broker_commit_every=100,
         broker_commit_interval=0.5,
         stream_buffer_maxsize=1000,
         table_cleanup_interval=3600.0,
         logging_config=None,
+        datadir=str(datadir),
     )
 
     def raw_topic(name: str, n: int) -> Any:
@@ -160,16 +164,14 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
     ledger_heads = app.Table("ledger-heads", key_type=str, value_type=str,
                              partitions=partitions["audit-intake"])
     policies = _Policies(policy_table)
-    decider = Decider(codec, key, s.processor_id, policies, registry.registry,
+    decider = Decider(proposal_codec, key, s.processor_id, policies, registry.registry,
                       require_service_auth=s.require_service_auth)
     verdict_partitions = partitions["verdicts"]
-
-    dl_codec = get_codec(DEAD_LETTER_MAX_BYTES)
 
     async def send_dead_letter(rec: dict[str, Any], stage: str) -> None:
         DEAD_LETTERS.labels(stage).inc()
         try:
-            await deadletter_t.send(value=dl_codec.encode("DeadLetter", rec))
+            await deadletter_t.send(value=codec.encode("DeadLetter", rec))
         except Exception:
             # Never let a dead letter stop the decision path; the audit-intake copy remains.
             log.exception("could not write dead letter from %s (offset %s)", rec["source_topic"],

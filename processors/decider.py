@@ -23,7 +23,7 @@ from typing import Any
 
 from processors.policy_engine import CompiledPolicy, Decision, no_policy_decision
 from schemas.canonical import signing_payload
-from schemas.codec import HEADER_LEN, Codec
+from schemas.codec import HEADER_LEN, Codec, get_codec
 from schemas.errors import CodecError
 from schemas.signing import ServiceRegistry, ServiceVerification, SigningKey, sign_record
 
@@ -104,7 +104,8 @@ class Decider:
 
     def __init__(self, codec: Codec, key: SigningKey, processor_id: str, policies: PolicyLookup,
                  registry: ServiceRegistry | None, require_service_auth: bool = True) -> None:
-        self.codec = codec
+        self.codec = codec  # decodes proposals, under the proposal size limit
+        self.wire = get_codec()  # encodes what we publish, under the wire ceiling
         self.key = key
         self.processor_id = processor_id
         self.policies = policies
@@ -164,7 +165,7 @@ class Decider:
                 decision = policy.evaluate(rec, authenticated=authenticated, now_us=_now_us())
         verdict = self._verdict(rec, decision, started)
         result.verdict = verdict
-        result.audit.append(audit_event("verdict", tenant, rec["action_id"], self.codec.encode("Verdict", verdict)))
+        result.audit.append(audit_event("verdict", tenant, rec["action_id"], self.wire.encode("Verdict", verdict)))
         return result
 
     def _reject(self, raw: bytes, exc: CodecError, topic: str, partition: int, offset: int,

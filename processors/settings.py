@@ -8,7 +8,6 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lockgate.home import default_home
-from schemas.codec import DEFAULT_MAX_RECORD_BYTES
 from schemas.topics import DEFAULT_PREFIX
 
 __all__ = ["ProcessorSettings"]
@@ -24,7 +23,7 @@ class ProcessorSettings(BaseSettings):
     topic_prefix: str = DEFAULT_PREFIX
     processor_port: int = Field(default=8741, ge=0, le=65535)
     processor_id: str = "processor-1"
-    max_record_bytes: int = Field(default=DEFAULT_MAX_RECORD_BYTES, gt=0)
+    max_record_bytes: int = Field(default=1024 * 1024, gt=0)  # largest proposed action accepted
     require_service_auth: bool = True
     checkpoint_every: int = Field(default=1000, gt=0)
     checkpoint_interval_s: float = Field(default=5.0, gt=0)

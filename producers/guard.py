@@ -36,7 +36,7 @@ from producers.verdicts import Verdict, accept_verdict
 from schemas.codec import get_codec
 from schemas.errors import CodecError
 from schemas.signing import PublicKey, SigningKey, sign_record
-from schemas.topics import Topics
+from schemas.topics import TOPIC_MAX_MESSAGE_BYTES, Topics
 
 __all__ = ["Action", "Actor", "AsyncGuard", "Guard", "GuardedAction"]
 
@@ -112,6 +112,7 @@ class _GuardCore:
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 0,
+            "message.max.bytes": TOPIC_MAX_MESSAGE_BYTES,
             "message.timeout.ms": max(1000, int(settings.timeout_s * 1000)),
             "socket.connection.setup.timeout.ms": max(1000, int(settings.timeout_s * 1000)),
         })

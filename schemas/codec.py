@@ -53,7 +53,10 @@ __all__ = [
 
 MAGIC = b"\xc3\x01"
 HEADER_LEN = 10
-DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
+# The wire ceiling for any record. Proposed actions have their own, smaller limit enforced
+# by the processor (LOCKGATE_MAX_RECORD_BYTES, default 1 MiB); outcomes, audit events and
+# dead letters (which carry a whole raw record) may be larger.
+DEFAULT_MAX_RECORD_BYTES = 8 * 1024 * 1024
 
 # Dependency order: named types must be defined before they are referenced.
 SCHEMA_NAMES: tuple[str, ...] = (

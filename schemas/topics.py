@@ -12,12 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["CATALOGUE", "DEAD_LETTER_MAX_BYTES", "DEFAULT_PREFIX", "TopicSpec", "Topics"]
+__all__ = ["CATALOGUE", "DEAD_LETTER_MAX_BYTES", "DEFAULT_PREFIX", "TOPIC_MAX_MESSAGE_BYTES", "TopicSpec", "Topics"]
 
 DEFAULT_PREFIX = "lockgate."
 # A dead letter carries the whole raw record plus the error, so its topic accepts more than
 # the 1 MiB default proposal limit (see LOCKGATE_MAX_RECORD_BYTES).
 DEAD_LETTER_MAX_BYTES = 8 * 1024 * 1024
+# Topic-level max.message.bytes: the record ceiling plus room for the Kafka record overhead.
+TOPIC_MAX_MESSAGE_BYTES = DEAD_LETTER_MAX_BYTES + 65536
 FOREVER = -1
 THIRTY_DAYS_MS = 30 * 24 * 3600 * 1000
 
@@ -47,21 +49,21 @@ class TopicSpec:
 
 CATALOGUE: tuple[TopicSpec, ...] = (
     TopicSpec("actions", 4, "delete", FOREVER, "ProposedAction",
-              "proposed actions from the SDK, keyed by action id"),
+              "proposed actions from the SDK, keyed by action id", TOPIC_MAX_MESSAGE_BYTES),
     TopicSpec("verdicts", 8, "delete", FOREVER, "Verdict",
               "signed verdicts, written to the requester's reply partition"),
     TopicSpec("outcomes", 4, "delete", FOREVER, "ActionOutcome",
-              "what happened after the verdict, keyed by action id"),
+              "what happened after the verdict, keyed by action id", TOPIC_MAX_MESSAGE_BYTES),
     TopicSpec("policies", 1, "compact", FOREVER, "PolicySet",
               "policy versions, keyed by tenant/name (compacted)"),
     TopicSpec("audit-intake", 4, "delete", FOREVER, "AuditEvent",
-              "unchained audit events from every stage, keyed by action id"),
+              "unchained audit events from every stage, keyed by action id", TOPIC_MAX_MESSAGE_BYTES),
     TopicSpec("audit", 4, "delete", FOREVER, "AuditEvent",
-              "the ledger: audit events hash-chained per partition"),
+              "the ledger: audit events hash-chained per partition", TOPIC_MAX_MESSAGE_BYTES),
     TopicSpec("checkpoints", 1, "delete", FOREVER, "Checkpoint",
               "signed checkpoints of ledger chain heads"),
     TopicSpec("deadletter", 1, "delete", THIRTY_DAYS_MS, "DeadLetter",
-              "records that could not be processed, raw, with the error", DEAD_LETTER_MAX_BYTES + 65536),
+              "records that could not be processed, raw, with the error", TOPIC_MAX_MESSAGE_BYTES),
 )
 
 

@@ -18,21 +18,26 @@ Contract:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+import pyarrow as pa
 
 from schemas.codec import Codec, get_codec
 from schemas.errors import CodecError
-from sinks.errors import SinkError
+from sinks.errors import InsertFailed, SinkError
 
 __all__ = [
+    "AUDIT_ARROW_SCHEMA",
     "AUDIT_COLUMNS",
+    "CHECKPOINT_ARROW_SCHEMA",
     "CHECKPOINT_COLUMNS",
     "KIND_SCHEMA",
     "RowError",
     "SourceRef",
     "audit_event_row",
     "checkpoint_row",
+    "rows_to_arrow",
 ]
 
 #: The schema a kind's payload is encoded with (kinds absent here keep raw bytes only).
@@ -68,8 +73,26 @@ CHECKPOINT_COLUMNS: tuple[str, ...] = (
 SourceRef = tuple[str, int, int]
 """(topic, partition, offset) of the Kafka record a row came from."""
 
+_S, _B, _I32, _I64 = pa.string(), pa.binary(), pa.int32(), pa.int64()
+_TS = pa.timestamp("us", tz="UTC")
+_STRINGS = pa.list_(pa.string())
+_ARROW_TYPES: dict[str, Any] = {
+    "recorded_at": _TS, "payload": _B, "prev_hash": _B, "hash": _B, "ledger_partition": _I32,
+    "sequence": _I64, "canonical_version": _I32, "src_partition": _I32, "src_offset": _I64,
+    "actor_roles": _STRINGS, "attributes": pa.map_(pa.string(), pa.string()),
+    "rule_ids": _STRINGS, "rule_effects": _STRINGS, "rule_modes": _STRINGS,
+    "rule_errors": _STRINGS, "policy_version": _I64, "proposed_at": _TS, "decided_at": _TS,
+    "outcome_at": _TS, "eval_latency_us": _I64,
+    "first_sequence": _I64, "last_sequence": _I64, "head_hash": _B, "merkle_root": _B,
+    "created_at": _TS, "signature": _B,
+}
+#: Arrow schema of :data:`AUDIT_COLUMNS` (times: int µs → ``timestamp[us, UTC]``).
+AUDIT_ARROW_SCHEMA: Any = pa.schema([(c, _ARROW_TYPES.get(c, _S)) for c in AUDIT_COLUMNS])
+#: Arrow schema of :data:`CHECKPOINT_COLUMNS`.
+CHECKPOINT_ARROW_SCHEMA: Any = pa.schema(
+    [(c, _ARROW_TYPES.get(c, _S)) for c in CHECKPOINT_COLUMNS])
+
 _ZERO_COLUMNS = ("policy_version", "proposed_at", "decided_at", "outcome_at", "eval_latency_us")
-_EXTRACTED_INDEX = {name: i for i, name in enumerate(EXTRACTED_COLUMNS)}
 _EMPTY_EXTRACTED: tuple[Any, ...] = tuple(
     [] if name in ("actor_roles", "rule_ids", "rule_effects", "rule_modes", "rule_errors")
     else {} if name == "attributes"
@@ -77,6 +100,41 @@ _EMPTY_EXTRACTED: tuple[Any, ...] = tuple(
     else ""
     for name in EXTRACTED_COLUMNS
 )
+# Positions of extracted columns in a full audit row (constants: the hot path avoids lookups).
+_AT = {name: i for i, name in enumerate(AUDIT_COLUMNS)}
+_SCHEMA = _AT["payload_schema"]
+_DECODE_ERROR = _AT["decode_error"]
+_CORRELATION = _AT["correlation_id"]
+_ACTOR = _AT["actor_id"]
+_ROLES = _AT["actor_roles"]
+_SERVICE = _AT["service"]
+_TYPE = _AT["type"]
+_RESOURCE = _AT["resource"]
+_ATTRS = _AT["attributes"]
+_SQL = _AT["sql"]
+_CHANGE = _AT["change_json"]
+_BEFORE = _AT["before_json"]
+_AFTER = _AT["after_json"]
+_DECISION = _AT["decision"]
+_BASIS = _AT["basis"]
+_RULE_IDS = _AT["rule_ids"]
+_RULE_EFFECTS = _AT["rule_effects"]
+_RULE_MODES = _AT["rule_modes"]
+_RULE_ERRORS = _AT["rule_errors"]
+_POLICY_NAME = _AT["policy_name"]
+_POLICY_VERSION = _AT["policy_version"]
+_REASON = _AT["reason"]
+_OUTCOME = _AT["outcome_status"]
+_ERROR_TYPE = _AT["error_type"]
+_ERROR_MESSAGE = _AT["error_message"]
+_PROPOSED_AT = _AT["proposed_at"]
+_DECIDED_AT = _AT["decided_at"]
+_OUTCOME_AT = _AT["outcome_at"]
+_LATENCY = _AT["eval_latency_us"]
+_PROCESSOR = _AT["processor_id"]
+_KEY_ID = _AT["key_id"]
+_FIRST_EXTRACTED = _SCHEMA
+_BYTES = (bytes, bytearray, memoryview)
 
 
 class RowError(SinkError):
@@ -95,74 +153,108 @@ def _attr(value: Any) -> str:
     return str(value)
 
 
-def _extract(kind: str, rec: Mapping[str, Any], out: list[Any]) -> None:
-    ix = _EXTRACTED_INDEX
-    if kind == "action":
-        actor = rec.get("actor") or {}
-        attrs = rec.get("attributes") or {}
-        out[ix["correlation_id"]] = _s(rec.get("correlation_id"))
-        out[ix["actor_id"]] = _s(actor.get("id"))
-        out[ix["actor_roles"]] = [str(r) for r in actor.get("roles") or []]
-        out[ix["service"]] = _s(rec.get("service"))
-        out[ix["type"]] = _s(rec.get("type"))
-        out[ix["resource"]] = _s(rec.get("resource"))
-        out[ix["attributes"]] = {str(k): _attr(v) for k, v in attrs.items()}
-        sql = attrs.get("sql")
-        out[ix["sql"]] = sql if isinstance(sql, str) else ""
-        out[ix["change_json"]] = _s(rec.get("change_json"))
-        out[ix["proposed_at"]] = int(rec.get("proposed_at") or 0)
-        out[ix["key_id"]] = _s(rec.get("service_key_id"))
-    elif kind == "verdict":
-        rules = rec.get("matched_rules") or []
-        out[ix["correlation_id"]] = _s(rec.get("correlation_id"))
-        out[ix["service"]] = _s(rec.get("service"))
-        out[ix["decision"]] = _s(rec.get("decision"))
-        out[ix["basis"]] = _s(rec.get("basis"))
-        out[ix["rule_ids"]] = [_s(r.get("id")) for r in rules]
-        out[ix["rule_effects"]] = [_s(r.get("effect")) for r in rules]
-        out[ix["rule_modes"]] = [_s(r.get("mode")) for r in rules]
-        out[ix["rule_errors"]] = [_s(r.get("error")) for r in rules]
-        out[ix["policy_name"]] = _s(rec.get("policy_name"))
-        out[ix["policy_version"]] = int(rec.get("policy_version") or 0)
-        out[ix["reason"]] = _s(rec.get("reason"))
-        out[ix["decided_at"]] = int(rec.get("decided_at") or 0)
-        out[ix["eval_latency_us"]] = int(rec.get("eval_latency_us") or 0)
-        out[ix["processor_id"]] = _s(rec.get("processor_id"))
-        out[ix["key_id"]] = _s(rec.get("key_id"))
-    elif kind == "outcome":
-        out[ix["correlation_id"]] = _s(rec.get("correlation_id"))
-        out[ix["actor_id"]] = _s(rec.get("actor_id"))
-        out[ix["service"]] = _s(rec.get("service"))
-        out[ix["outcome_status"]] = _s(rec.get("status"))
-        out[ix["error_type"]] = _s(rec.get("error_type"))
-        out[ix["error_message"]] = _s(rec.get("error_message"))
-        out[ix["before_json"]] = _s(rec.get("before_json"))
-        out[ix["after_json"]] = _s(rec.get("after_json"))
-        out[ix["outcome_at"]] = int(rec.get("recorded_at") or 0)
-        out[ix["key_id"]] = _s(rec.get("service_key_id"))
-    elif kind == "policy":
-        rules = rec.get("rules") or []
-        out[ix["actor_id"]] = _s(rec.get("published_by"))
-        out[ix["policy_name"]] = _s(rec.get("name"))
-        out[ix["policy_version"]] = int(rec.get("version") or 0)
-        out[ix["rule_ids"]] = [_s(r.get("id")) for r in rules]
-        out[ix["rule_effects"]] = [_s(r.get("effect")) for r in rules]
-        out[ix["rule_modes"]] = [_s(r.get("mode")) for r in rules]
-        out[ix["decision"]] = _s(rec.get("default"))
-        out[ix["change_json"]] = json.dumps(
-            {"source_sha256": rec.get("source_sha256"), "on_error": rec.get("on_error")},
-            sort_keys=True,
-        )
+def _extract_action(rec: Mapping[str, Any], out: list[Any]) -> None:
+    actor = rec.get("actor") or {}
+    attrs = rec.get("attributes") or {}
+    out[_CORRELATION] = _s(rec.get("correlation_id"))
+    out[_ACTOR] = _s(actor.get("id"))
+    out[_ROLES] = [str(r) for r in actor.get("roles") or ()]
+    out[_SERVICE] = _s(rec.get("service"))
+    out[_TYPE] = _s(rec.get("type"))
+    out[_RESOURCE] = _s(rec.get("resource"))
+    out[_ATTRS] = {str(k): _attr(v) for k, v in attrs.items()}
+    sql = attrs.get("sql")
+    out[_SQL] = sql if isinstance(sql, str) else ""
+    out[_CHANGE] = _s(rec.get("change_json"))
+    out[_PROPOSED_AT] = int(rec.get("proposed_at") or 0)
+    out[_KEY_ID] = _s(rec.get("service_key_id"))
 
 
-def _require(event: Mapping[str, Any], name: str, types: type | tuple[type, ...]) -> Any:
+def _extract_verdict(rec: Mapping[str, Any], out: list[Any]) -> None:
+    rules = rec.get("matched_rules") or ()
+    out[_CORRELATION] = _s(rec.get("correlation_id"))
+    out[_SERVICE] = _s(rec.get("service"))
+    out[_DECISION] = _s(rec.get("decision"))
+    out[_BASIS] = _s(rec.get("basis"))
+    if rules:
+        out[_RULE_IDS] = [_s(r.get("id")) for r in rules]
+        out[_RULE_EFFECTS] = [_s(r.get("effect")) for r in rules]
+        out[_RULE_MODES] = [_s(r.get("mode")) for r in rules]
+        out[_RULE_ERRORS] = [_s(r.get("error")) for r in rules]
+    out[_POLICY_NAME] = _s(rec.get("policy_name"))
+    out[_POLICY_VERSION] = int(rec.get("policy_version") or 0)
+    out[_REASON] = _s(rec.get("reason"))
+    out[_DECIDED_AT] = int(rec.get("decided_at") or 0)
+    out[_LATENCY] = int(rec.get("eval_latency_us") or 0)
+    out[_PROCESSOR] = _s(rec.get("processor_id"))
+    out[_KEY_ID] = _s(rec.get("key_id"))
+
+
+def _extract_outcome(rec: Mapping[str, Any], out: list[Any]) -> None:
+    out[_CORRELATION] = _s(rec.get("correlation_id"))
+    out[_ACTOR] = _s(rec.get("actor_id"))
+    out[_SERVICE] = _s(rec.get("service"))
+    out[_OUTCOME] = _s(rec.get("status"))
+    out[_ERROR_TYPE] = _s(rec.get("error_type"))
+    out[_ERROR_MESSAGE] = _s(rec.get("error_message"))
+    out[_BEFORE] = _s(rec.get("before_json"))
+    out[_AFTER] = _s(rec.get("after_json"))
+    out[_OUTCOME_AT] = int(rec.get("recorded_at") or 0)
+    out[_KEY_ID] = _s(rec.get("service_key_id"))
+
+
+def _extract_policy(rec: Mapping[str, Any], out: list[Any]) -> None:
+    rules = rec.get("rules") or ()
+    out[_ACTOR] = _s(rec.get("published_by"))
+    out[_POLICY_NAME] = _s(rec.get("name"))
+    out[_POLICY_VERSION] = int(rec.get("version") or 0)
+    out[_RULE_IDS] = [_s(r.get("id")) for r in rules]
+    out[_RULE_EFFECTS] = [_s(r.get("effect")) for r in rules]
+    out[_RULE_MODES] = [_s(r.get("mode")) for r in rules]
+    out[_DECISION] = _s(rec.get("default"))
+    out[_CHANGE] = json.dumps(
+        {"source_sha256": rec.get("source_sha256"), "on_error": rec.get("on_error")},
+        sort_keys=True,
+    )
+
+
+_EXTRACTORS: dict[str, Callable[[Mapping[str, Any], list[Any]], None]] = {
+    "action": _extract_action,
+    "verdict": _extract_verdict,
+    "outcome": _extract_outcome,
+    "policy": _extract_policy,
+}
+
+
+def _bad_field(event: Mapping[str, Any], name: str, expected: str) -> RowError:
     value = event.get(name)
-    if not isinstance(value, types) or isinstance(value, bool):
-        raise RowError(
-            f"AuditEvent field {name!r} is {type(value).__name__}, expected "
-            f"{getattr(types, '__name__', types)}; the record is not a valid AuditEvent"
-        )
+    return RowError(
+        f"AuditEvent field {name!r} is {type(value).__name__}, expected {expected}; "
+        "the record is not a valid AuditEvent"
+    )
+
+
+def _int(event: Mapping[str, Any], name: str) -> int:
+    value = event.get(name)
+    if type(value) is not int:  # bool is an int subclass and not a valid value here
+        raise _bad_field(event, name, "int")
     return value
+
+
+def _str(event: Mapping[str, Any], name: str) -> str:
+    value = event.get(name)
+    if not isinstance(value, str):
+        raise _bad_field(event, name, "str")
+    return value
+
+
+def _bytes(event: Mapping[str, Any], name: str) -> bytes:
+    value = event.get(name)
+    if type(value) is bytes:
+        return value
+    if not isinstance(value, _BYTES):
+        raise _bad_field(event, name, "bytes")
+    return bytes(value)
 
 
 def audit_event_row(
@@ -173,53 +265,78 @@ def audit_event_row(
     Raises :class:`RowError` only if ``event`` lacks its ledger fields; a payload that does
     not decode yields a row with empty extracted columns and ``decode_error`` set.
     """
-    kind = _require(event, "kind", str)
-    payload = bytes(_require(event, "payload", (bytes, bytearray, memoryview)))
-    ledger = [
-        _require(event, "event_id", str),
+    kind = _str(event, "kind")
+    payload = _bytes(event, "payload")
+    row = [
+        _str(event, "event_id"),
         kind,
-        _require(event, "recorded_at", int),
-        _require(event, "tenant", str),
+        _int(event, "recorded_at"),
+        _str(event, "tenant"),
         event.get("action_id"),
         payload,
         event.get("detail"),
-        _require(event, "ledger_partition", int),
-        _require(event, "sequence", int),
-        bytes(_require(event, "prev_hash", (bytes, bytearray, memoryview))),
-        bytes(_require(event, "hash", (bytes, bytearray, memoryview))),
+        _int(event, "ledger_partition"),
+        _int(event, "sequence"),
+        _bytes(event, "prev_hash"),
+        _bytes(event, "hash"),
         int(event.get("canonical_version", 1)),
+        source[0],
+        source[1],
+        source[2],
+        *_EMPTY_EXTRACTED,
     ]
-    extracted = list(_EMPTY_EXTRACTED)
     expected = KIND_SCHEMA.get(kind)
     if expected is not None:
         try:
             rec = (codec or get_codec()).decode_as(expected, payload)
-            extracted[_EXTRACTED_INDEX["payload_schema"]] = expected
-            _extract(kind, rec, extracted)
+            row[_SCHEMA] = expected
+            _EXTRACTORS[kind](rec, row)
         except CodecError as exc:
-            extracted = list(_EMPTY_EXTRACTED)
-            extracted[_EXTRACTED_INDEX["decode_error"]] = f"{type(exc).__name__}: {exc}"
+            row[_FIRST_EXTRACTED:] = _EMPTY_EXTRACTED
+            row[_DECODE_ERROR] = f"{type(exc).__name__}: {exc}"
         except (AttributeError, TypeError, ValueError) as exc:
-            extracted = list(_EMPTY_EXTRACTED)
-            extracted[_EXTRACTED_INDEX["decode_error"]] = (
+            row[_FIRST_EXTRACTED:] = _EMPTY_EXTRACTED
+            row[_DECODE_ERROR] = (
                 f"{expected} payload has an unexpected shape: {type(exc).__name__}: {exc}"
             )
-    return [*ledger, source[0], source[1], source[2], *extracted]
+    return row
+
+
+def rows_to_arrow(rows: Sequence[Sequence[Any]], schema: Any) -> Any:
+    """A ``pyarrow.Table`` of ``rows`` (built by this module) with ``schema``.
+
+    Column-oriented Arrow is what the writer inserts: ClickHouse reads it without the
+    per-value Python encoding a row-oriented insert needs. Raises :class:`InsertFailed`
+    if a value does not fit its column's type.
+    """
+    if not rows:
+        return schema.empty_table()
+    try:
+        columns = list(zip(*rows, strict=True))
+        return pa.Table.from_arrays(
+            [pa.array(col, type=field.type) for col, field in zip(columns, schema, strict=True)],
+            schema=schema,
+        )
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise InsertFailed(
+            f"a batch of {len(rows)} rows does not fit the Arrow schema of its table: {exc}; "
+            "the rows did not come from sinks.rows or the schema drifted from the table"
+        ) from exc
 
 
 def checkpoint_row(cp: Mapping[str, Any], source: SourceRef) -> list[Any]:
     """Row (in :data:`CHECKPOINT_COLUMNS` order) for one decoded Checkpoint; every field kept."""
     return [
-        _require(cp, "checkpoint_id", str),
-        _require(cp, "ledger_partition", int),
-        _require(cp, "first_sequence", int),
-        _require(cp, "last_sequence", int),
-        bytes(_require(cp, "head_hash", (bytes, bytearray, memoryview))),
-        bytes(_require(cp, "merkle_root", (bytes, bytearray, memoryview))),
-        _require(cp, "created_at", int),
-        _require(cp, "processor_id", str),
-        _require(cp, "key_id", str),
-        bytes(_require(cp, "signature", (bytes, bytearray, memoryview))),
+        _str(cp, "checkpoint_id"),
+        _int(cp, "ledger_partition"),
+        _int(cp, "first_sequence"),
+        _int(cp, "last_sequence"),
+        _bytes(cp, "head_hash"),
+        _bytes(cp, "merkle_root"),
+        _int(cp, "created_at"),
+        _str(cp, "processor_id"),
+        _str(cp, "key_id"),
+        _bytes(cp, "signature"),
         source[0],
         source[1],
         source[2],

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -52,6 +53,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from lockgate.home import default_home
 from schemas.codec import get_codec
 from schemas.errors import CodecError
+from schemas.topics import TOPIC_MAX_MESSAGE_BYTES
 from sinks.api import ApiServer
 from sinks.clickhouse import ClickHouse, connect
 from sinks.errors import InsertFailed, SinkError
@@ -76,6 +78,8 @@ class SinkSettings(BaseSettings):
     clickhouse_dsn: str = ""
     clickhouse_database: str = "lockgate"
     sink_group_id: str = "lockgate-sink"
+    sink_instance_id: str = Field(default_factory=lambda: f"lockgate-sink@{socket.gethostname()}")
+    sink_session_timeout_ms: int = Field(default=10_000, ge=1000)
     sink_batch_rows: int = Field(default=10_000, ge=1)
     sink_batch_ms: int = Field(default=500, ge=1)
     sink_http_host: str = "127.0.0.1"
@@ -211,13 +215,18 @@ class SinkService:
             self._consumer = Consumer({
                 "bootstrap.servers": s.bootstrap_servers,
                 "group.id": s.sink_group_id,
+                # Static membership: a restarted sink (same instance id) takes its partitions
+                # back at once instead of waiting out the dead member's session.
+                "group.instance.id": s.sink_instance_id,
+                "session.timeout.ms": s.sink_session_timeout_ms,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
                 "enable.partition.eof": False,
             })
             self._producer = Producer({"bootstrap.servers": s.bootstrap_servers,
-                                       "enable.idempotence": True, "acks": "all"})
+                                       "enable.idempotence": True, "acks": "all",
+                                       "message.max.bytes": TOPIC_MAX_MESSAGE_BYTES})
         except KafkaException as exc:
             raise SinkError(f"cannot configure Kafka client for {s.bootstrap_servers}: {exc}") \
                 from exc

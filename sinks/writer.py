@@ -6,7 +6,8 @@ The caller commits those offsets only after ``flush`` returned them.
 
 Batches are bounded by size and age (default 10,000 rows or 500 ms): a batch that reaches
 ``max_rows`` is sealed at once; :meth:`BatchWriter.due` tells the caller when the oldest
-open batch is older than ``max_age_s``.
+open batch is older than ``max_age_s``. A batch is inserted column-oriented, as one Arrow
+table (``sinks.rows.rows_to_arrow``): several times cheaper than encoding rows in Python.
 
 No loss, no duplicates (proven in ``tests/integration/sinks/test_sink_writer.py``):
 
@@ -35,16 +36,24 @@ from typing import Any, Literal
 
 from sinks.clickhouse import ClickHouse, validate_identifier
 from sinks.errors import InsertFailed, SinkError
-from sinks.rows import AUDIT_COLUMNS, CHECKPOINT_COLUMNS, audit_event_row, checkpoint_row
+from sinks.rows import (
+    AUDIT_ARROW_SCHEMA,
+    AUDIT_COLUMNS,
+    CHECKPOINT_ARROW_SCHEMA,
+    CHECKPOINT_COLUMNS,
+    audit_event_row,
+    checkpoint_row,
+    rows_to_arrow,
+)
 
 __all__ = ["BatchWriter", "RecordKind", "WriterConfig"]
 
 RecordKind = Literal["audit", "checkpoint"]
 TopicPartition = tuple[str, int]
 
-_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "audit": ("audit_events", AUDIT_COLUMNS),
-    "checkpoint": ("checkpoints", CHECKPOINT_COLUMNS),
+_TABLES: dict[str, tuple[str, tuple[str, ...], Any]] = {
+    "audit": ("audit_events", AUDIT_COLUMNS, AUDIT_ARROW_SCHEMA),
+    "checkpoint": ("checkpoints", CHECKPOINT_COLUMNS, CHECKPOINT_ARROW_SCHEMA),
 }
 _OFFSET_COL = {"audit": AUDIT_COLUMNS.index("src_offset"),
                "checkpoint": CHECKPOINT_COLUMNS.index("src_offset")}
@@ -207,7 +216,7 @@ class BatchWriter:
         return out
 
     def _insert(self, tp: TopicPartition, batch: _Batch) -> None:
-        table, columns = _TABLES[batch.kind]
+        table, columns, schema = _TABLES[batch.kind]
         if not batch.checked:
             if tp in self._verify:
                 self._drop_stored(tp, batch)
@@ -218,19 +227,22 @@ class BatchWriter:
         started = time.perf_counter()
         self._client.insert(
             f"{self._db}.{table}",
-            batch.rows,
+            rows_to_arrow(batch.rows, schema),
             column_names=columns,
             settings={
                 "insert_deduplicate": 1,
                 "insert_deduplication_token": token,
                 "deduplicate_blocks_in_dependent_materialized_views": 1,
+                # Leave folding rows of one action in action_summary to merges and readers
+                # (they GROUP BY anyway): pre-aggregating every block costs ~15% of an insert.
+                "optimize_on_insert": 0,
             },
         )
         if self._on_batch is not None:
             self._on_batch(table, len(batch.rows), time.perf_counter() - started)
 
     def _drop_stored(self, tp: TopicPartition, batch: _Batch) -> None:
-        table, _ = _TABLES[batch.kind]
+        table = _TABLES[batch.kind][0]
         try:
             _, rows = self._client.query(
                 f"SELECT src_offset FROM {self._db}.{table} "

@@ -20,9 +20,17 @@ from sinks.tokens import create_token
 from tests.integration.conftest import ProcessorHandle
 from tests.integration.test_pipeline import Sink
 
-pytestmark = [pytest.mark.integration, pytest.mark.browser]
-
 CHROMIUM = Path("/usr/bin/chromium")
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason=f"{CHROMIUM} is not installed: run `make browser-deps` as root or "
+               "`sudo apt-get install -y chromium` (Playwright's own download cannot work here)",
+    ),
+]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 TIMEOUT_MS = 60_000
@@ -31,9 +39,6 @@ TIMEOUT_MS = 60_000
 @pytest.fixture(scope="module")
 def dashboard(processor: ProcessorHandle, tmp_path_factory: pytest.TempPathFactory
               ) -> Iterator[tuple[ProcessorHandle, Sink, str]]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed (run `make browser-deps` as root, or "
-                    "`sudo apt-get install -y chromium`); Playwright's own download cannot work here")
     sink = Sink(processor, tmp_path_factory.mktemp("dashboard-sink"))
     _info, token = create_token(processor.home, "default", label="dashboard browser test")
     sink.start()
