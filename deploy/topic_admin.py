@@ -53,7 +53,9 @@ def ensure_topics(bootstrap: str, topics: Topics, timeout_s: float = 30.0) -> tu
     if created:
         _wait_for_leaders(admin, created, timeout_s)
     drifts: list[TopicDrift] = []
-    present = [(n, s) for n, s in wanted if n in existing]
+    # Judge drift on fresh metadata: a topic may have appeared since the first listing.
+    existing = admin.list_topics(timeout=timeout_s).topics
+    present = [(n, s) for n, s in wanted if n in existing and n not in created]
     if present:
         resources = [ConfigResource(ConfigResource.Type.TOPIC, n) for n, _ in present]
         described = admin.describe_configs(resources, request_timeout=timeout_s)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,23 @@ def test_down_then_up_keeps_topics_and_data(tmp_path: Path) -> None:
         assert got == record
     finally:
         stack.down()
+
+
+def test_topic_drift_is_reported_not_recreated(kafka_bootstrap: str) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+    from deploy.topic_admin import ensure_topics
+    from schemas.topics import Topics
+
+    topics = Topics(f"drift{uuid.uuid4().hex[:6]}.")
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    wrong = NewTopic(topics.audit, num_partitions=2, replication_factor=1, config={"retention.ms": "60000"})
+    admin.create_topics([wrong])[topics.audit].result(30)
+    created, drifts = ensure_topics(kafka_bootstrap, topics)
+    assert topics.audit not in created
+    assert topics.actions in created
+    found = {(d.topic, d.setting, d.expected, d.actual) for d in drifts}
+    assert (topics.audit, "partitions", "4", "2") in found
+    assert (topics.audit, "retention.ms", "-1", "60000") in found
+    md = admin.list_topics(timeout=10).topics[topics.audit]
+    assert len(md.partitions) == 2  # left as is: recreating a replay topic would destroy history
