@@ -168,6 +168,15 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
                       require_service_auth=s.require_service_auth)
     verdict_partitions = partitions["verdicts"]
 
+    async def reject(event: Any, exc: Exception, stage: str, *, audit: bool = True) -> None:
+        """Dead-letter a record we cannot read; with ``audit``, also put the refusal on the ledger."""
+        msg, raw = event.message, event.value or b""
+        await send_dead_letter(dead_letter(raw, exc, topic=msg.topic, partition=msg.partition,
+                                           offset=msg.offset, stage=stage, key=msg.key), stage)
+        if audit:
+            ev = audit_event("dead_letter", "", None, raw[: 64 * 1024], detail=f"{type(exc).__name__}: {exc}")
+            await intake_t.send(key=ev["event_id"].encode(), value=codec.encode("AuditEvent", ev))
+
     async def send_dead_letter(rec: dict[str, Any], stage: str) -> None:
         DEAD_LETTERS.labels(stage).inc()
         try:
@@ -215,9 +224,7 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
             try:
                 rec = codec.decode_as("PolicySet", raw)
             except CodecError as exc:
-                msg = event.message
-                await send_dead_letter(dead_letter(raw, exc, topic=msg.topic, partition=msg.partition,
-                                                   offset=msg.offset, stage="policies", key=msg.key), "policies")
+                await reject(event, exc, "policies")
                 continue
             policy_table[rec["tenant"]] = base64.b64encode(raw).decode("ascii")
             log.info("policy %s v%s active for tenant %s", rec["name"], rec["version"], rec["tenant"])
@@ -225,15 +232,11 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
     @app.agent(outcomes_t, name="record-outcome")
     async def record_outcome(stream: Any) -> Any:
         async for event in stream.events():
-            msg = event.message
             raw: bytes = event.value
             try:
                 rec = codec.decode_as("ActionOutcome", raw)
             except CodecError as exc:
-                await send_dead_letter(dead_letter(raw, exc, topic=msg.topic, partition=msg.partition,
-                                                   offset=msg.offset, stage="outcomes", key=msg.key), "outcomes")
-                ev = audit_event("dead_letter", "", None, raw[: 64 * 1024], detail=f"{type(exc).__name__}: {exc}")
-                await intake_t.send(key=ev["event_id"].encode(), value=codec.encode("AuditEvent", ev))
+                await reject(event, exc, "outcomes")
                 continue
             events = [audit_event("outcome", rec["tenant"], rec["action_id"], raw)]
             reg = registry.get()
@@ -268,9 +271,8 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
             try:
                 unchained = codec.decode_as("AuditEvent", raw)
             except CodecError as exc:
-                msg = event.message
-                await send_dead_letter(dead_letter(raw, exc, topic=msg.topic, partition=msg.partition,
-                                                   offset=msg.offset, stage="ledger", key=msg.key), "ledger")
+                # Not re-audited: an unreadable intake record must not feed itself back in.
+                await reject(event, exc, "ledger", audit=False)
                 continue
             state_key = str(partition)
             stored = ledger_heads.get(state_key)

@@ -29,7 +29,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from lockgate.errors import ConfigError
-from producers.errors import ActionBlocked, GuardUnavailable, VerdictRejected, VerdictTimeout
+from producers.errors import ActionBlocked, GuardUnavailable, VerdictTimeout
 from producers.reply_router import ReplyRouter
 from producers.settings import GuardSettings
 from producers.verdicts import Verdict, accept_verdict
@@ -175,6 +175,29 @@ class _GuardCore:
     def settle(self, rec: dict[str, Any], raw: bytes) -> Verdict:
         return accept_verdict(raw, rec["action_id"], self.verdict_key)
 
+    def admit(self, rec: dict[str, Any], raw: bytes) -> GuardedAction:
+        """The handle for the guarded body, or :class:`ActionBlocked` before it runs."""
+        verdict = self.settle(rec, raw)
+        if not verdict.allowed:
+            raise ActionBlocked(verdict)
+        return GuardedAction(rec, verdict)
+
+    def wait(self, rec: dict[str, Any], future: concurrent.futures.Future[bytes],
+             timeout_s: float | None) -> bytes:
+        wait = self.settings.timeout_s if timeout_s is None else timeout_s
+        try:
+            return future.result(timeout=wait)
+        except concurrent.futures.TimeoutError:
+            raise self.timeout(rec, wait) from None
+
+    async def await_(self, rec: dict[str, Any], future: concurrent.futures.Future[bytes],
+                     timeout_s: float | None) -> bytes:
+        wait = self.settings.timeout_s if timeout_s is None else timeout_s
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), wait)
+        except TimeoutError:
+            raise self.timeout(rec, wait) from None
+
     def timeout(self, rec: dict[str, Any], waited_s: float | None = None) -> VerdictTimeout:
         self.router.forget(rec["correlation_id"])
         waited = self.settings.timeout_s if waited_s is None else waited_s
@@ -251,28 +274,15 @@ class Guard:
         ``timeout_s`` overrides the configured wait for this call only.
         """
         rec, future = self._core.propose(action)
-        wait = timeout_s if timeout_s is not None else self._core.settings.timeout_s
-        try:
-            raw = future.result(timeout=wait)
-        except concurrent.futures.TimeoutError:
-            raise self._core.timeout(rec, wait) from None
-        return self._core.settle(rec, raw)
+        return self._core.settle(rec, self._core.wait(rec, future, timeout_s))
 
     @contextmanager
     def action(self, *, actor: str | Actor, type: str, resource: str,
                attributes: Mapping[str, AttrValue] | None = None, change: Any = None,
                roles: tuple[str, ...] | list[str] | None = None) -> Iterator[GuardedAction]:
         """Run the body only on a valid allow; publish the outcome afterwards."""
-        act = _action(actor, type, resource, attributes, change, roles)
-        rec, future = self._core.propose(act)
-        try:
-            raw = future.result(timeout=self._core.settings.timeout_s)
-        except concurrent.futures.TimeoutError:
-            raise self._core.timeout(rec) from None
-        verdict = self._core.settle(rec, raw)
-        if not verdict.allowed:
-            raise ActionBlocked(verdict)
-        handle = GuardedAction(rec, verdict)
+        rec, future = self._core.propose(_action(actor, type, resource, attributes, change, roles))
+        handle = self._core.admit(rec, self._core.wait(rec, future, None))
         try:
             yield handle
         except BaseException as exc:
@@ -296,28 +306,18 @@ class AsyncGuard:
     def __init__(self, settings: GuardSettings | None = None, **overrides: Any) -> None:
         self._core = _GuardCore(settings or GuardSettings(**overrides))
 
-    async def check(self, action: Action) -> Verdict:
+    async def check(self, action: Action, *, timeout_s: float | None = None) -> Verdict:
+        """Like :meth:`Guard.check`, without blocking the event loop."""
         rec, future = self._core.propose(action)
-        try:
-            raw = await asyncio.wait_for(asyncio.wrap_future(future), self._core.settings.timeout_s)
-        except TimeoutError:
-            raise self._core.timeout(rec) from None
-        return self._core.settle(rec, raw)
+        return self._core.settle(rec, await self._core.await_(rec, future, timeout_s))
 
     @asynccontextmanager
     async def action(self, *, actor: str | Actor, type: str, resource: str,
                      attributes: Mapping[str, AttrValue] | None = None, change: Any = None,
                      roles: tuple[str, ...] | list[str] | None = None) -> AsyncIterator[GuardedAction]:
-        act = _action(actor, type, resource, attributes, change, roles)
-        rec, future = self._core.propose(act)
-        try:
-            raw = await asyncio.wait_for(asyncio.wrap_future(future), self._core.settings.timeout_s)
-        except TimeoutError:
-            raise self._core.timeout(rec) from None
-        verdict = self._core.settle(rec, raw)
-        if not verdict.allowed:
-            raise ActionBlocked(verdict)
-        handle = GuardedAction(rec, verdict)
+        """Like :meth:`Guard.action`, as ``async with``."""
+        rec, future = self._core.propose(_action(actor, type, resource, attributes, change, roles))
+        handle = self._core.admit(rec, await self._core.await_(rec, future, None))
         try:
             yield handle
         except BaseException as exc:
@@ -334,5 +334,3 @@ class AsyncGuard:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-
-_ = VerdictRejected

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from producers import ActionBlocked
-from sinks.tokens import create_token
-from tests.integration.conftest import ProcessorHandle
-from tests.integration.test_pipeline import Sink
+from tests.integration.conftest import ProcessorHandle, Sink
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -36,23 +33,11 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 TIMEOUT_MS = 60_000
 
 
-@pytest.fixture(scope="module")
-def dashboard(processor: ProcessorHandle, tmp_path_factory: pytest.TempPathFactory
-              ) -> Iterator[tuple[ProcessorHandle, Sink, str]]:
-    sink = Sink(processor, tmp_path_factory.mktemp("dashboard-sink"))
-    _info, token = create_token(processor.home, "default", label="dashboard browser test")
-    sink.start()
-    try:
-        yield processor, sink, token
-    finally:
-        sink.stop()
-
-
 def test_blocked_action_streams_in_and_drills_down(
-        dashboard: tuple[ProcessorHandle, Sink, str]) -> None:
+        pipeline: tuple[ProcessorHandle, Sink, str]) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    processor, sink, token = dashboard
+    processor, sink, token = pipeline
     actor = f"dana-{uuid.uuid4().hex[:6]}"
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)

@@ -6,83 +6,19 @@ Real broker, real Faust worker, real sink process with the embedded ClickHouse e
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from producers import ActionBlocked
 from sinks.tokens import create_token
-from tests.conftest import free_port
-from tests.integration.conftest import ProcessorHandle
+from tests.integration.conftest import ProcessorHandle, Sink, get_json, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(cond: Callable[[], Any], timeout_s: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not met within {timeout_s}s")
-
-
-def get_json(url: str, token: str | None) -> Any:
-    req = urllib.request.Request(url)
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return json.loads(resp.read())
-    except (urllib.error.URLError, ConnectionError):
-        return None
-
-
-class Sink:
-    def __init__(self, processor: ProcessorHandle, state: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "LOCKGATE_HOME": str(processor.home),
-                    "LOCKGATE_TOPIC_PREFIX": processor.topics.prefix,
-                    "LOCKGATE_BOOTSTRAP_SERVERS": processor.bootstrap,
-                    "LOCKGATE_CLICKHOUSE_DSN": f"chdb://{state / 'ch'}",
-                    "LOCKGATE_SINK_GROUP_ID": f"sink-{uuid.uuid4().hex[:8]}",
-                    "LOCKGATE_SINK_HTTP_PORT": str(self.port)}
-        self.log = state / "sink.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "sinks"], env=self.env, stdout=out,
-                                         stderr=subprocess.STDOUT)
-        wait_for(lambda: get_json(f"{self.url}/healthz", None), what="sink health")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(30)
-
-
-@pytest.fixture(scope="module")
-def pipeline(processor: ProcessorHandle, tmp_path_factory: pytest.TempPathFactory
-             ) -> Iterator[tuple[ProcessorHandle, Sink, str]]:
-    sink = Sink(processor, tmp_path_factory.mktemp("sink"))
-    _info, token = create_token(processor.home, "default", label="pipeline test")
-    sink.start()
-    try:
-        yield processor, sink, token
-    finally:
-        sink.stop()
 
 
 def test_allowed_and_blocked_actions_are_queryable_with_all_four_facts(
