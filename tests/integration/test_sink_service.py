@@ -7,17 +7,15 @@ sink's own HTTP API.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,26 +26,16 @@ from confluent_kafka.admin import AdminClient
 from schemas.codec import get_codec
 from schemas.topics import Topics
 from sinks.tokens import create_token
+from tests.conftest import free_port
+from tests.integration.conftest import get_json, wait_for
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
-def _wait(cond: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
 
 
 def _event(kind: str, payload: bytes, seq: int, action_id: str | None,
@@ -64,7 +52,7 @@ def _event(kind: str, payload: bytes, seq: int, action_id: str | None,
 def sink(kafka_bootstrap: str, topic_prefix: str, topics: Topics, tmp_path: Path
          ) -> Iterator[dict[str, Any]]:
     """Topics come from the catalogue fixture (created under this test's unique prefix)."""
-    port = _free_port()
+    port = free_port()
     _, token = create_token(tmp_path, "acme")
     group = f"sink-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "LOCKGATE_HOME": str(tmp_path), "LOCKGATE_TOPIC_PREFIX": topic_prefix,
@@ -78,7 +66,7 @@ def sink(kafka_bootstrap: str, topic_prefix: str, topics: Topics, tmp_path: Path
         proc = subprocess.Popen([sys.executable, "-c", "from sinks.service import main; main()"],
                                 env={**env, **(extra_env or {})}, cwd=REPO)
         started.append(proc)
-        _wait(lambda: _get(f"http://127.0.0.1:{port}/healthz", None) is not None)
+        wait_for(lambda: get_json(f"http://127.0.0.1:{port}/healthz", None) is not None)
         return proc
 
     try:
@@ -91,15 +79,6 @@ def sink(kafka_bootstrap: str, topic_prefix: str, topics: Topics, tmp_path: Path
                 proc.wait()
 
 
-def _get(url: str, token: str | None) -> Any:
-    req = urllib.request.Request(url)
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return json.loads(resp.read())
-    except (urllib.error.URLError, ConnectionError):
-        return None
 
 
 def test_sink_lands_dead_letters_and_stops_cleanly(sink: dict[str, Any]) -> None:
@@ -122,7 +101,7 @@ def test_sink_lands_dead_letters_and_stops_cleanly(sink: dict[str, Any]) -> None
     producer.flush(10)
 
     url = f"{sink['url']}/api/actions?since=1h"
-    rows = _wait(lambda: (_get(url, sink["token"]) or {}).get("actions"))
+    rows = wait_for(lambda: (get_json(url, sink["token"]) or {}).get("actions"))
     assert [r["action_id"] for r in rows] == [aid]
     metrics = urllib.request.urlopen(f"{sink['url']}/metrics", timeout=5).read().decode()
     assert "lockgate_sink_dead_letters_total" in metrics
@@ -130,12 +109,12 @@ def test_sink_lands_dead_letters_and_stops_cleanly(sink: dict[str, Any]) -> None
     dl = Consumer({"bootstrap.servers": sink["bootstrap"], "group.id": uuid.uuid4().hex,
                    "auto.offset.reset": "earliest"})
     dl.subscribe([f"{sink['prefix']}deadletter"])
-    msg = _wait(lambda: dl.poll(1.0))
+    msg = wait_for(lambda: dl.poll(1.0))
     dead = codec.decode_as("DeadLetter", msg.value())
     assert dead["raw"] == b"\x00poison" and dead["source_offset"] == 1
     dl.close()
 
-    events = _wait(lambda: (_get(f"{sink['url']}/api/events?partition=0",
+    events = wait_for(lambda: (get_json(f"{sink['url']}/api/events?partition=0",
                                  sink["token"]) or {}).get("events"))
     assert len(events) == 2
 
@@ -145,7 +124,7 @@ def test_sink_lands_dead_letters_and_stops_cleanly(sink: dict[str, Any]) -> None
     # Restart: offsets were committed after the insert, so nothing is re-inserted.
     proc2 = sink["start"]()
     time.sleep(3)
-    events = _get(f"{sink['url']}/api/events?partition=0", sink["token"])["events"]
+    events = get_json(f"{sink['url']}/api/events?partition=0", sink["token"])["events"]
     assert len(events) == 2
     proc2.send_signal(signal.SIGTERM)
     assert proc2.wait(30) == 0
@@ -165,7 +144,7 @@ def _verdict_payload(decision: str = "allow") -> bytes:
 def _stored_verdicts(sink: dict[str, Any]) -> int | None:
     """Verdict rows stored for the token's tenant in the last hour, duplicates included,
     as the API counts them (the allow/block timeline is a count() over the raw rows)."""
-    stats = _get(f"{sink['url']}/api/stats?since=1h", sink["token"])
+    stats = get_json(f"{sink['url']}/api/stats?since=1h", sink["token"])
     if stats is None:
         return None
     return sum(int(b["allow"]) + int(b["block"]) for b in stats["timeline"])
@@ -177,7 +156,7 @@ def _ledger_rows(sink: dict[str, Any], partitions: int) -> list[dict[str, Any]]:
     for part in range(partitions):
         after = -1
         while True:
-            page = _get(f"{sink['url']}/api/events?partition={part}&after={after}&limit=10000",
+            page = get_json(f"{sink['url']}/api/events?partition={part}&after={after}&limit=10000",
                         sink["token"])
             assert page is not None, "the sink's API did not answer /api/events"
             rows += page["events"]
@@ -251,7 +230,7 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing(sink: dict[str, Any]) ->
     proc2 = sink["start"]({**small_batches, "LOCKGATE_SINK_GROUP_ID": resumed_group})
     try:
         # Everything inserted and every offset committed: nothing more can land.
-        _wait(done, timeout=120)
+        wait_for(done, 120)
     finally:
         committed.close()
     rows = _ledger_rows(sink, partitions)
@@ -275,16 +254,16 @@ def test_a_second_row_with_one_sequence_stays_visible(sink: dict[str, Any]) -> N
     url = f"{sink['url']}/api/events?partition=0"
 
     def all_four() -> list[dict[str, Any]] | None:
-        events: list[dict[str, Any]] = (_get(url, sink["token"]) or {}).get("events", [])
+        events: list[dict[str, Any]] = (get_json(url, sink["token"]) or {}).get("events", [])
         return events if len(events) == 4 else None
 
-    events = _wait(all_four)
+    events = wait_for(all_four)
     assert [e["sequence"] for e in events] == [0, 1, 1, 2]
     assert len({e["event_id"] for e in events}) == 4
     # Paging by "after the last sequence" must not split the twins across pages.
-    first = _get(f"{url}&after=-1&limit=2", sink["token"])
+    first = get_json(f"{url}&after=-1&limit=2", sink["token"])
     assert [e["sequence"] for e in first["events"]] == [0, 1, 1] and first["next_after"] == 1
-    rest = _get(f"{url}&after=1&limit=2", sink["token"])
+    rest = get_json(f"{url}&after=1&limit=2", sink["token"])
     assert [e["sequence"] for e in rest["events"]] == [2]
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
