@@ -84,6 +84,10 @@ def test_blocked_action_streams_in_and_drills_down(
 
             # The side panels: allow/block over time, top blocking rules, top actors.
             expect(page.get_by_test_id("timeline").locator(".bar").first).to_be_attached()
+            # The bars are drawn, not just present: some block segment has a visible height.
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('[data-testid=timeline] .bar .b')]"
+                ".some((el) => el.getBoundingClientRect().height > 0)", timeout=TIMEOUT_MS)
             expect(page.get_by_test_id("totals")).to_have_text(
                 re.compile(r"^allow [1-9]\d* · block [1-9]\d* · block rate \d+(\.\d)?%$"))
             expect(page.get_by_test_id("top-blocking-rules")).to_contain_text(
