@@ -268,6 +268,8 @@ class AuditQueries:
         if f.tenant is not None:
             where.insert(0, "tenant = {tenant:String}")
             params["tenant"] = f.tenant
+        for prefilter in self._prefilters(f, params):
+            where.append(f"action_id IN ({prefilter})")
         having = ["a_proposed_at >= {from_us:Int64}", "a_proposed_at < {to_us:Int64}"]
         simple = {"actor": ("a_actor_id", f.actor), "service": ("a_service", f.service),
                   "type": ("a_type", f.type), "decision": ("a_decision", f.decision)}
@@ -304,6 +306,35 @@ class AuditQueries:
         nxt = (encode_cursor(out[-1]["proposed_at"], out[-1]["action_id"])
                if len(out) == f.limit else None)
         return Page(out, nxt)
+
+    def _prefilters(self, f: ActionFilter, params: dict[str, Any]) -> list[str]:
+        """Subqueries narrowing the fold to candidate action ids, for selective filters.
+
+        The per-action summary can only filter after folding every action of the window.
+        Two filters are selective enough to look up first in ``audit_events``:
+
+        * an actor: the table's sort key is (tenant, actor_id, recorded_at), so the actor's
+          ids come back cheaply (measured over 3M events: 172 ms -> 47 ms);
+        * ``decision=block``: blocks are the rare case that incidents are about; their
+          verdict rows are few.
+
+        A resource prefix is not pre-filtered: prefixes are often broad, and a large IN set
+        measured slower (79 -> 98 ms). The window is widened by a day on each side (an
+        action's events are recorded around its proposal); HAVING keeps the exact bounds.
+        """
+        window = ["recorded_at >= fromUnixTimestamp64Micro({from_us:Int64}, 'UTC') - INTERVAL 1 DAY",
+                  "recorded_at < fromUnixTimestamp64Micro({to_us:Int64}, 'UTC') + INTERVAL 1 DAY"]
+        if f.tenant is not None:
+            window.append("tenant = {tenant:String}")
+        out = []
+        if f.actor is not None:
+            params["actor"] = f.actor
+            out.append(f"SELECT action_id FROM {self._db}.audit_events WHERE kind = 'action' AND "
+                       f"actor_id = {{actor:String}} AND {' AND '.join(window)}")
+        if f.decision == "block":
+            out.append(f"SELECT action_id FROM {self._db}.audit_events WHERE kind = 'verdict' AND "
+                       f"decision = 'block' AND {' AND '.join(window)}")
+        return out
 
     def action(self, tenant: str | None, action_id: str) -> dict[str, Any] | None:
         """The full record of one action: its summary plus every audit event about it."""
