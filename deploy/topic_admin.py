@@ -14,7 +14,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type:
 
 from schemas.topics import Topics
 
-__all__ = ["TopicDrift", "ensure_topics"]
+__all__ = ["TopicDrift", "create_if_missing", "ensure_topics", "wait_for_leaders"]
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def ensure_topics(bootstrap: str, topics: Topics, timeout_s: float = 30.0) -> tu
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
                     raise
     if created:
-        _wait_for_leaders(admin, created, timeout_s)
+        wait_for_leaders(admin, created, timeout_s)
     drifts: list[TopicDrift] = []
     # Judge drift on fresh metadata: a topic may have appeared since the first listing.
     existing = admin.list_topics(timeout=timeout_s).topics
@@ -72,7 +72,7 @@ def ensure_topics(bootstrap: str, topics: Topics, timeout_s: float = 30.0) -> tu
     return created, drifts
 
 
-def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float) -> None:
+def wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float) -> None:
     """Return once every partition of ``names`` has a leader (new topics elect one shortly)."""
     deadline = time.monotonic() + timeout_s
     pending = set(names)
@@ -85,3 +85,27 @@ def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float) ->
         }
         if pending:
             time.sleep(0.05)
+
+
+def create_if_missing(bootstrap: str, wanted: dict[str, tuple[int, dict[str, str]]],
+                      timeout_s: float = 30.0) -> list[str]:
+    """Create each ``name: (partitions, configs)`` that does not exist; wait for its leaders.
+
+    Used for Faust's internal topics: Faust creates them itself but joins its group at
+    once, and on a fresh cluster its assignor can run before the new topics are in the
+    metadata, which leaves the worker without partitions.
+    """
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = admin.list_topics(timeout=timeout_s).topics
+    new = [NewTopic(name, num_partitions=parts, replication_factor=1, config=configs)
+           for name, (parts, configs) in wanted.items() if name not in existing]
+    created: list[str] = []
+    for name, fut in (admin.create_topics(new, operation_timeout=timeout_s).items() if new else []):
+        try:
+            fut.result(timeout=timeout_s)
+            created.append(name)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+    wait_for_leaders(admin, list(wanted), timeout_s)
+    return created

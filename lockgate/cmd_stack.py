@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from lockgate.output import EXIT_ERROR, EXIT_OK, emit_json
@@ -99,7 +100,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from deploy.demo import run_demo
 
-    report = run_demo(args.count)
+    # With --json, stdout carries only the JSON summary; the live verdicts go to stderr.
+    report = run_demo(args.count, out=(lambda line: print(line, file=sys.stderr)) if args.json else print)
     if args.json:
         emit_json({"allowed": report.allowed, "blocked": report.blocked, "dashboard": report.dashboard_url})
     elif report.dashboard_url:

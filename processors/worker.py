@@ -4,16 +4,31 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 from lockgate.errors import LockgateError
 from processors.app import build_app
 from processors.settings import ProcessorSettings
 
 
+def _prepare_internal_topics(app: Any, settings: ProcessorSettings) -> None:
+    """Create the app's changelog and assignor topics before Faust joins its group."""
+    from deploy.topic_admin import create_if_missing
+
+    wanted: dict[str, tuple[int, dict[str, str]]] = {
+        f"{app.conf.id}-__assignor-__leader": (1, {}),
+    }
+    for table in app.tables.values():
+        wanted[table.changelog_topic.get_topic_name()] = (table.partitions, {"cleanup.policy": "compact"})
+    create_if_missing(settings.bootstrap_servers, wanted)
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
+    settings = ProcessorSettings()
     try:
-        app = build_app(ProcessorSettings())
+        app = build_app(settings)
+        _prepare_internal_topics(app, settings)
     except LockgateError as exc:
         print(f"lockgate processor: {exc}", file=sys.stderr)
         return 2
