@@ -51,7 +51,7 @@ def test_demo_then_status_query_verify_down(tmp_path: Path) -> None:
 
         rows = wait_for(lambda: len(blocked_rows()) >= 4 and blocked_rows(), 60, "blocked actions queryable")
         assert {"prod-delete-update-without-where", "drop-or-truncate"} <= {
-            str(r) for row in rows for r in row["rule_ids"]}  # type: ignore[attr-defined]
+            str(r) for row in rows for r in row["rule_ids"]}
 
         verify = cli("verify", "--json")
         assert verify.returncode == 0, verify.stdout + verify.stderr
