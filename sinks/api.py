@@ -240,6 +240,14 @@ class ApiServer:
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Cache-Control", "no-store")
+                # The dashboard may be opened with ?token=: never leak it in a Referer, never
+                # be framed, never load anything from elsewhere.
+                self.send_header("Referrer-Policy", "no-referrer")
+                self.send_header("X-Content-Type-Options", "nosniff")
+                self.send_header("X-Frame-Options", "DENY")
+                self.send_header("Content-Security-Policy",
+                                 "default-src 'self'; script-src 'self' 'unsafe-inline'; "
+                                 "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'")
                 if status == HTTPStatus.UNAUTHORIZED:
                     self.send_header("WWW-Authenticate", 'Bearer realm="lockgate"')
                 self.end_headers()

@@ -142,3 +142,16 @@ def test_verify_proves_enforcement_and_reports_bypasses(pipeline: tuple[Processo
     assert replay.returncode == 1, replay.stdout + replay.stderr
     replay_kinds = {(f["kind"], f.get("action_id")) for f in json.loads(replay.stdout)["findings"]}
     assert ("commit_without_allow", skipped) in replay_kinds
+
+
+def test_dashboard_is_served_with_protective_headers(pipeline: tuple[ProcessorHandle, Sink, str]) -> None:
+    import urllib.request
+
+    _processor, sink, _token = pipeline
+    with urllib.request.urlopen(f"{sink.url}/", timeout=5) as resp:  # noqa: S310 - loopback
+        headers = resp.headers
+        assert b"Lockgate" in resp.read()
+    assert headers["Referrer-Policy"] == "no-referrer"  # ?token= never leaks in a Referer
+    assert headers["X-Frame-Options"] == "DENY"
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+    assert headers["Cache-Control"] == "no-store"
