@@ -148,7 +148,7 @@ def test_dashboard_is_served_with_protective_headers(pipeline: tuple[ProcessorHa
     import urllib.request
 
     _processor, sink, _token = pipeline
-    with urllib.request.urlopen(f"{sink.url}/", timeout=5) as resp:  # noqa: S310 - loopback
+    with urllib.request.urlopen(f"{sink.url}/", timeout=5) as resp:
         headers = resp.headers
         assert b"Lockgate" in resp.read()
     assert headers["Referrer-Policy"] == "no-referrer"  # ?token= never leaks in a Referer
