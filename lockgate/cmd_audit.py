@@ -114,6 +114,40 @@ def cmd_query(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_history(args: argparse.Namespace) -> int:
+    from lockgate.context import bootstrap, topics
+    from sinks.history import resource_history
+    from sinks.ledger_source import load_from_topics, open_source
+
+    def progress(message: str) -> None:
+        print(f"lockgate: {message}", file=sys.stderr)
+
+    if args.from_topics:
+        events, _cps = load_from_topics(bootstrap(), topics().prefix, progress)
+    else:
+        source = open_source(progress)
+        try:
+            events = source.events()
+        finally:
+            source.close()
+    steps = resource_history(events, args.resource)
+    if args.json:
+        emit_json(steps)
+        return EXIT_OK
+    if not steps:
+        print(f"no recorded action on a resource starting with {args.resource!r}")
+    for st in steps:
+        verdict = (st["decision"] or "no verdict").upper()
+        print(f"{_when(st['proposed_at_us'])}  {verdict:<10} {st['actor']:<12} {st['type']:<10} {st['resource']}")
+        if st["sql"]:
+            print(f"    sql: {st['sql']}")
+        if st["rules"]:
+            print(f"    rules: {', '.join(st['rules'])}")
+        if st["outcome"]:
+            print(f"    {st['outcome']}: {json.dumps(st['before'])} -> {json.dumps(st['after'])}")
+    return EXIT_OK
+
+
 def cmd_tokens_create(args: argparse.Namespace) -> int:
     from lockgate.context import home
     from sinks.tokens import create_token
@@ -184,6 +218,18 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     out.add_argument("--json", action="store_true", help="JSON output")
     out.add_argument("--csv", action="store_true", help="CSV output")
     q.set_defaults(handler=cmd_query)
+
+    h = sub.add_parser(
+        "history", help="reconstruct what happened to a resource", formatter_class=fmt,
+        description="Rebuild a resource's history from the ledger: every action on a resource\n"
+        "starting with PREFIX, oldest first, with who acted, the verdict and its rules, and\n"
+        "what changed. --from-topics rebuilds it from the Kafka replay topics alone, without\n"
+        "ClickHouse (run `lockgate verify --from-topics` to check those first).",
+        epilog="examples:\n  lockgate history db/prod/orders\n  lockgate history env/prod --from-topics --json")
+    h.add_argument("resource", metavar="PREFIX", help="resource name or prefix")
+    h.add_argument("--from-topics", action="store_true", help="read the replay topics, not ClickHouse")
+    h.add_argument("--json", action="store_true", help="JSON output")
+    h.set_defaults(handler=cmd_history)
 
     tokens = sub.add_parser("tokens", help="API bearer tokens, each scoped to one tenant", formatter_class=fmt,
                             description="Tokens for the audit API and dashboard. Only their SHA-256 is stored\n"

@@ -138,6 +138,11 @@ def test_verify_proves_enforcement_and_reports_bypasses(pipeline: tuple[Processo
                for k, a in by_action), findings
     assert ("embedded_verdict_forged", forged_for) in by_action, findings
 
+    history = subprocess.run([sys.executable, "-m", "lockgate.cli", "history", "", "--from-topics", "--json"],
+                             capture_output=True, text=True, env=sink.env, timeout=120, check=False)
+    assert history.returncode == 0, history.stderr
+    assert any(st["actor"] == "ok" and st["outcome"] == "committed" for st in json.loads(history.stdout))
+
     replay = _verify_cli(processor, sink, "--from-topics")
     assert replay.returncode == 1, replay.stdout + replay.stderr
     replay_kinds = {(f["kind"], f.get("action_id")) for f in json.loads(replay.stdout)["findings"]}

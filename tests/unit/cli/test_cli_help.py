@@ -25,7 +25,7 @@ def test_main_help_reads_like_a_man_page() -> None:
 COMMANDS = [["up"], ["down"], ["status"], ["smoke"], ["demo"], ["submit"], ["keys", "init"],
             ["keys", "add-service"], ["policy", "validate"], ["policy", "apply"], ["policy", "test"],
             ["policy", "list"], ["audit", "query"], ["tokens", "create"], ["verify"], ["prove"],
-            ["verify-proof"], ["checkpoints", "export"]]
+            ["verify-proof"], ["checkpoints", "export"], ["history"], ["policy", "replay"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
