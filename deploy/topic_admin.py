@@ -41,15 +41,7 @@ def ensure_topics(bootstrap: str, topics: Topics, timeout_s: float = 30.0) -> tu
         for name, spec in wanted
         if name not in existing
     ]
-    created: list[str] = []
-    if new:
-        for name, fut in admin.create_topics(new, operation_timeout=timeout_s).items():
-            try:
-                fut.result(timeout=timeout_s)
-                created.append(name)
-            except KafkaException as exc:
-                if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                    raise
+    created = _create(admin, new, timeout_s)
     if created:
         wait_for_leaders(admin, created, timeout_s)
     drifts: list[TopicDrift] = []
@@ -99,6 +91,13 @@ def create_if_missing(bootstrap: str, wanted: dict[str, tuple[int, dict[str, str
     existing = admin.list_topics(timeout=timeout_s).topics
     new = [NewTopic(name, num_partitions=parts, replication_factor=1, config=configs)
            for name, (parts, configs) in wanted.items() if name not in existing]
+    created = _create(admin, new, timeout_s)
+    wait_for_leaders(admin, list(wanted), timeout_s)
+    return created
+
+
+def _create(admin: AdminClient, new: list[NewTopic], timeout_s: float) -> list[str]:
+    """Create ``new``; a topic that appeared meanwhile is not an error. Returns those created."""
     created: list[str] = []
     for name, fut in (admin.create_topics(new, operation_timeout=timeout_s).items() if new else []):
         try:
@@ -107,5 +106,4 @@ def create_if_missing(bootstrap: str, wanted: dict[str, tuple[int, dict[str, str
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
-    wait_for_leaders(admin, list(wanted), timeout_s)
     return created
