@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing lockgate with its dependencies (first run: ~1-2 min)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --progress-bar off -e '.[dev,browser]'
+	$(BIN)/pip install --progress-bar off -e '.[dev,browser,sqlalchemy]'
 	@touch $(STAMP)
 
 install: $(STAMP)
