@@ -10,7 +10,6 @@ __all__ = [
     "PortInUse",
     "ProcessFailed",
     "StackError",
-    "TopicConfigDrift",
 ]
 
 
@@ -40,7 +39,3 @@ class BrokerUnavailable(StackError):
 
 class ProcessFailed(StackError):
     """A stack process exited during start-up."""
-
-
-class TopicConfigDrift(StackError):
-    """An existing topic's configuration differs from the catalogue."""

@@ -21,8 +21,7 @@ everything Lockgate raises with one ``except`` and still tell the cases apart::
     │   ├── PortInUse                    a port the stack needs is taken (names the holder)
     │   ├── JarResolutionFailed          Maven could not resolve the broker's jars
     │   ├── BrokerUnavailable            no metadata answer in time
-    │   ├── ProcessFailed                a stack process exited during start-up
-    │   └── TopicConfigDrift             an existing topic differs from the catalogue
+    │   └── ProcessFailed                a stack process exited during start-up
     ├── producers.errors.GuardError      the decision path; every one stops the guarded body
     │   ├── ActionBlocked                a valid, signed block verdict (carries it)
     │   ├── VerdictTimeout               no verdict in time
