@@ -7,12 +7,13 @@ registers itself through :func:`lockgate.commands.register`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from lockgate import commands
 from lockgate.errors import LockgateError
-from lockgate.output import EXIT_ERROR, EXIT_OK, fail
+from lockgate.output import EXIT_OK, fail
 
 __all__ = ["build_parser", "main"]
 
@@ -71,21 +72,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        # The reader (e.g. `| head`) went away; that is not an error of ours.
-        sys.stderr.close()
-        return code_for_broken_pipe()
+        # The reader (e.g. `| head`) went away: not an error of ours. Point stdout at
+        # /dev/null so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     return code if code is not None else EXIT_OK
-
-
-def code_for_broken_pipe() -> int:
-    import os
-
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    return EXIT_OK
 
 
 if __name__ == "__main__":
     raise SystemExit(main())
 
-__all__ += ["EXIT_ERROR"]
