@@ -1,9 +1,10 @@
 """``lockgate audit query`` and ``lockgate tokens``: reading the audit trail.
 
 While the sink runs it owns the embedded ClickHouse directory, so queries go through its
-HTTP API (with a short-lived token for the requested tenant, revoked afterwards); when
-it is stopped, the command opens the store itself. Every filter value travels as a query
-parameter, never as SQL text.
+HTTP API (with a short-lived operator token, revoked afterwards; ``--tenant`` narrows the
+rows); when it is stopped, the command opens the store itself. Both paths are
+:mod:`sinks.ledger_source`'s, shared with ``verify``. Every filter value travels as a
+query parameter, never as SQL text.
 """
 
 from __future__ import annotations
@@ -13,9 +14,6 @@ import csv
 import datetime as dt
 import json
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
 from typing import Any
 
 from lockgate.errors import LockgateError
@@ -37,47 +35,14 @@ def _params(args: argparse.Namespace) -> dict[str, str]:
 
 
 def fetch_actions(params: dict[str, str]) -> dict[str, Any]:
-    """Run an action query through the running sink or directly; return {actions, next_cursor}."""
-    from sinks.locate import healthy, locate, stack_sink_running
+    """Run an action query where the store can be read now (see :func:`sinks.ledger_source.open_source`)."""
+    from sinks.ledger_source import open_source
 
-    loc = locate()
-    tenant = params.get("tenant")
-    if loc.embedded and stack_sink_running():
-        for url in loc.api_urls:
-            if healthy(url):
-                return _via_api(url, loc.state_dir, params, tenant)
-        raise LockgateError("the sink owns the audit store but its API does not answer; see `lockgate status`")
-    from sinks.clickhouse import connect
-    from sinks.query import AuditQueries, parse_action_filter
-
-    client = connect(loc.dsn, loc.database)
+    source = open_source()
     try:
-        page = AuditQueries(client).actions(parse_action_filter(params, tenant))
+        return source.actions(params)
     finally:
-        client.close()
-    return {"actions": page.rows, "next_cursor": page.next_cursor}
-
-
-def _via_api(url: str, state_dir: Any, params: dict[str, str], tenant: str | None) -> dict[str, Any]:
-    from sinks.tokens import create_token, revoke_token
-
-    info, secret = create_token(state_dir, tenant or "*", label="lockgate audit query (temporary)")
-    try:
-        req = urllib.request.Request(f"{url}/api/actions?{urllib.parse.urlencode(params)}")  # noqa: S310
-        req.add_header("Authorization", f"Bearer {secret}")
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - loopback
-                body: dict[str, Any] = json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode("utf-8", "replace")
-            try:
-                detail = json.loads(detail).get("message", detail)
-            except ValueError:
-                pass
-            raise LockgateError(f"audit query refused ({exc.code}): {detail}") from None
-        return body
-    finally:
-        revoke_token(state_dir, info.token_id)
+        source.close()
 
 
 def _when(us: Any) -> str:

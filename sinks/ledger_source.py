@@ -89,6 +89,10 @@ class LedgerSource(Protocol):
         """Events ``first..last`` of ``partition``."""
         ...
 
+    def actions(self, params: dict[str, str]) -> dict[str, Any]:
+        """One row per action, filtered by ``/api/actions`` parameters: ``{actions, next_cursor}``."""
+        ...
+
     def close(self) -> None:
         """Release connections, revoke temporary tokens."""
         ...
@@ -163,6 +167,12 @@ class ClickHouseSource:
     def action_events(self, action_id: str) -> list[dict[str, Any]]:
         return self._events("action_id = {aid:String}", {"aid": action_id})
 
+    def actions(self, params: dict[str, str]) -> dict[str, Any]:
+        from sinks.query import AuditQueries, parse_action_filter
+
+        page = AuditQueries(self._client).actions(parse_action_filter(params, params.get("tenant")))
+        return {"actions": page.rows, "next_cursor": page.next_cursor}
+
     def interval(self, partition: int, first: int, last: int) -> list[dict[str, Any]]:
         return self._events(
             "ledger_partition = {p:Int32} AND sequence >= {a:Int64} AND sequence <= {b:Int64}",
@@ -185,7 +195,7 @@ class ApiSource:
         self._state_dir = state_dir
         self._progress = progress
         self._timeout = timeout_s
-        info, self._secret = create_token(state_dir, "*", label=f"lockgate verify {uuid.uuid4().hex[:6]}")
+        info, self._secret = create_token(state_dir, "*", label=f"lockgate CLI, temporary {uuid.uuid4().hex[:6]}")
         self._token_id = info.token_id
         self._cps: list[dict[str, Any]] | None = None
 
@@ -196,7 +206,12 @@ class ApiSource:
             with urllib.request.urlopen(req, timeout=self._timeout) as resp:  # noqa: S310
                 body: dict[str, Any] = json.loads(resp.read())
         except urllib.error.HTTPError as exc:
-            raise SinkError(f"the sink's API answered {exc.code} to {path}: {exc.read()[:300]!r}") from exc
+            raw = exc.read()[:1000].decode("utf-8", "replace")
+            try:
+                detail = str(json.loads(raw).get("error", raw))
+            except (ValueError, AttributeError):
+                detail = raw
+            raise SinkError(f"the sink's API answered {exc.code} to {path}: {detail}") from exc
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise SinkError(f"cannot read {path} from the sink's API at {self.base_url}: {exc}") from exc
         return body
@@ -236,6 +251,9 @@ class ApiSource:
         if since_us is not None:
             out = [e for e in out if e["recorded_at"] >= since_us]
         return out
+
+    def actions(self, params: dict[str, str]) -> dict[str, Any]:
+        return self._get("/api/actions", dict(params))
 
     def checkpoints(self) -> list[dict[str, Any]]:
         if self._cps is not None:
