@@ -23,7 +23,6 @@ reports such duplicates by event id, nothing is lost, and the chain itself stays
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 import re
@@ -59,27 +58,31 @@ CHECKPOINTS = Counter("lockgate_checkpoints_total", "Signed checkpoints publishe
 
 
 class _Policies:
-    """Compiled policies by tenant, recompiled only when the table's bytes change."""
+    """Compiled policies by tenant, recompiled only when the table's value changes.
+
+    The check is on the hot path (once per action): the table hands back the same stored
+    string until a new version lands, so comparing it with the cached one is usually an
+    identity check, and nothing is decoded or hashed per action.
+    """
 
     def __init__(self, table: Any) -> None:
         self.table = table
-        self._cache: dict[str, tuple[bytes, CompiledPolicy | None]] = {}
+        self._cache: dict[str, tuple[str, CompiledPolicy | None]] = {}
 
     def __call__(self, tenant: str) -> CompiledPolicy | None:
         stored = self.table.get(tenant)
         if stored is None:
             return None
-        raw = base64.b64decode(stored)
-        digest = hashlib.sha256(raw).digest()
         cached = self._cache.get(tenant)
-        if cached is not None and cached[0] == digest:
+        if cached is not None and (cached[0] is stored or cached[0] == stored):
             return cached[1]
         try:
-            compiled: CompiledPolicy | None = CompiledPolicy.from_record(get_codec().decode_as("PolicySet", raw))
+            record = get_codec().decode_as("PolicySet", base64.b64decode(stored))
+            compiled: CompiledPolicy | None = CompiledPolicy.from_record(record)
         except Exception as exc:
             log.error("policy for tenant %s does not compile; blocking its actions: %s", tenant, exc)
             compiled = None
-        self._cache[tenant] = (digest, compiled)
+        self._cache[tenant] = (stored, compiled)
         return compiled
 
 
