@@ -78,7 +78,7 @@ def test_ledger_and_checkpoints_land(pipeline: tuple[ProcessorHandle, Sink, str]
     assert all(len(cp["signature_hex"]) == 128 for cp in cps)
 
 
-def _verify_cli(processor: ProcessorHandle, sink: Sink, *extra: str) -> subprocess.CompletedProcess[str]:
+def _verify_cli(sink: Sink, *extra: str) -> subprocess.CompletedProcess[str]:
     env = {**sink.env}
     return subprocess.run([sys.executable, "-m", "lockgate.cli", "verify", "--json", *extra],
                           capture_output=True, text=True, env=env, timeout=120, check=False)
@@ -104,7 +104,7 @@ def test_verify_proves_enforcement_and_reports_bypasses(pipeline: tuple[Processo
     with processor.guard() as guard, guard.action(actor="ok", type="deploy", resource="env/staging"):
         pass
     wait_for(lambda: get_json(f"{sink.url}/api/actions?actor=ok&outcome=committed", token), 60, "outcome")
-    clean = _verify_cli(processor, sink)
+    clean = _verify_cli(sink)
     assert clean.returncode == 0, clean.stdout + clean.stderr
 
     codec = get_codec()
@@ -129,7 +129,7 @@ def test_verify_proves_enforcement_and_reports_bypasses(pipeline: tuple[Processo
         return all(g and any(e["kind"] == "outcome" for e in g.get("events", [])) for g in got)
 
     wait_for(both_landed, 60, "bypassing outcomes in ClickHouse")
-    res = _verify_cli(processor, sink)
+    res = _verify_cli(sink)
     assert res.returncode == 1, res.stdout + res.stderr
     findings = json.loads(res.stdout)["findings"]
     by_action = {(f["kind"], f.get("action_id")) for f in findings}
@@ -143,7 +143,7 @@ def test_verify_proves_enforcement_and_reports_bypasses(pipeline: tuple[Processo
     assert history.returncode == 0, history.stderr
     assert any(st["actor"] == "ok" and st["outcome"] == "committed" for st in json.loads(history.stdout))
 
-    replay = _verify_cli(processor, sink, "--from-topics")
+    replay = _verify_cli(sink, "--from-topics")
     assert replay.returncode == 1, replay.stdout + replay.stderr
     replay_kinds = {(f["kind"], f.get("action_id")) for f in json.loads(replay.stdout)["findings"]}
     assert ("commit_without_allow", skipped) in replay_kinds
