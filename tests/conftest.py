@@ -18,7 +18,7 @@ import pytest
 
 from deploy.settings import StackSettings
 from deploy.stack import Stack
-from deploy.topic_admin import ensure_topics
+from lockgate.kernel.topic_admin import ensure_topics
 from schemas.topics import Topics
 
 

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from deploy.identity import ensure_cli_identity, ensure_processor_key
-from deploy.topic_admin import ensure_topics
-from processors.policy_files import load_policy_file
-from processors.policy_store import publish_policy
+from lockgate.kernel.topic_admin import ensure_topics
+from processors.policy.files import load_policy_file
+from processors.policy.store import publish_policy
 from producers import Action, Actor, Guard, GuardSettings, VerdictTimeout
 from schemas.topics import Topics
 from sinks.tokens import create_token

@@ -98,7 +98,8 @@ def test_verify_proves_enforcement_and_reports_bypasses(pipeline: tuple[Processo
     from confluent_kafka import Producer
 
     from schemas.codec import get_codec
-    from schemas.signing import SigningKey, sign_record
+    from trust.keys import SigningKey
+    from trust.signatures import sign_record
 
     processor, sink, token = pipeline
     with processor.guard() as guard, guard.action(actor="ok", type="deploy", resource="env/staging"):

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from processors.policy_files import load_policy_text
-from processors.policy_store import publish_policy
+from processors.policy.files import load_policy_text
+from processors.policy.store import publish_policy
 from producers import (
     Action,
     ActionBlocked,
@@ -31,9 +31,9 @@ from producers import (
     VerdictTimeout,
 )
 from schemas.codec import get_codec
-from schemas.signing import SigningKey
 from schemas.topics import DEAD_LETTER_MAX_BYTES
 from tests.integration.conftest import ProcessorHandle
+from trust.keys import SigningKey
 
 pytestmark = pytest.mark.integration
 
@@ -170,7 +170,7 @@ def test_forged_verdict_is_rejected(processor: ProcessorHandle, tmp_path: Path) 
 
 
 def test_timeout_is_fail_closed(processor: ProcessorHandle, kafka_bootstrap: str) -> None:
-    from deploy.topic_admin import ensure_topics
+    from lockgate.kernel.topic_admin import ensure_topics
     from schemas.topics import Topics
 
     idle = Topics("noprocessor-" + processor.topics.prefix)
@@ -311,7 +311,7 @@ def test_submit_cli_reports_errors_with_exit_2(processor: ProcessorHandle) -> No
 
 
 def test_guard_refuses_to_start_without_processor_key(tmp_path: Path) -> None:
-    from lockgate.errors import ConfigError
+    from lockgate.kernel.errors import ConfigError
 
     with pytest.raises(ConfigError, match="fail-closed"):
         Guard(GuardSettings(home=tmp_path, bootstrap_servers="127.0.0.1:1"))
@@ -321,7 +321,7 @@ def test_service_key_rotation_keeps_both_keys_valid_then_only_the_new(processor:
                                                                         tmp_path: Path) -> None:
     import shutil
 
-    from schemas.signing import ServiceRegistry
+    from trust.registry import ServiceRegistry
 
     registry = ServiceRegistry(processor.home / "keys")
     name = f"rot{uuid.uuid4().hex[:6]}"

@@ -95,7 +95,7 @@ def test_down_then_up_keeps_topics_and_data(tmp_path: Path) -> None:
 def test_topic_drift_is_reported_not_recreated(kafka_bootstrap: str) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-    from deploy.topic_admin import ensure_topics
+    from lockgate.kernel.topic_admin import ensure_topics
     from schemas.topics import Topics
 
     topics = Topics(f"drift{uuid.uuid4().hex[:6]}.")

@@ -13,14 +13,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from processors.checkpoints import build_checkpoint
-from processors.ledger_chain import Chain
 from schemas.codec import get_codec
-from schemas.signing import SigningKey, sign_record
 from sinks.clickhouse import connect
 from sinks.migrations import migrate
 from sinks.writer import BatchWriter
 from tests.integration.sinks.sink_fixtures import Events
+from trust.chain import Chain
+from trust.checkpoints import build_checkpoint
+from trust.keys import SigningKey
+from trust.signatures import sign_record
 
 DB = "lockgate"
 AUDIT = "lockgate.audit"

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from lockgate.cli import build_parser
+from lockgate.cli.main import build_parser
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

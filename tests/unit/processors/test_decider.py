@@ -8,10 +8,12 @@ from typing import Any
 import pytest
 
 from processors.decider import Decider
-from processors.policy_engine import CompiledPolicy
-from processors.policy_files import load_policy_file
+from processors.policy.engine import CompiledPolicy
+from processors.policy.files import load_policy_file
 from schemas.codec import Codec, get_codec
-from schemas.signing import ServiceRegistry, SigningKey, sign_record, verify_record
+from trust.keys import SigningKey
+from trust.registry import ServiceRegistry
+from trust.signatures import sign_record, verify_record
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "processors" / "policies" / "example.yaml"
 PROCESSOR_KEY = SigningKey.generate()

@@ -20,7 +20,7 @@ def test_every_exported_name_exists() -> None:
 
 
 def test_all_guard_errors_stop_the_body_and_share_a_root() -> None:
-    from lockgate.errors import LockgateError
+    from lockgate.kernel.errors import LockgateError
 
     for name in ("ActionBlocked", "GuardUnavailable", "VerdictRejected", "VerdictTimeout"):
         cls = getattr(producers, name)

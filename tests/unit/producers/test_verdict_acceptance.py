@@ -9,7 +9,8 @@ import pytest
 from producers.errors import VerdictRejected
 from producers.verdicts import accept_verdict
 from schemas.codec import get_codec
-from schemas.signing import SigningKey, sign_record
+from trust.keys import SigningKey
+from trust.signatures import sign_record
 
 CODEC = get_codec()
 KEY = SigningKey.generate()

@@ -78,9 +78,9 @@ def auditor_check(proof_text: str, public_pem: bytes) -> bool:
 
 
 def _proofs() -> tuple[list[str], bytes]:
-    from processors.checkpoints import build_checkpoint
-    from schemas.signing import SigningKey
-    from sinks.proofs import build_proof
+    from trust.checkpoints import build_checkpoint
+    from trust.keys import SigningKey
+    from trust.proofs import build_proof
 
     key = SigningKey.generate()
     builder = LedgerBuilder(key)
@@ -88,7 +88,7 @@ def _proofs() -> tuple[list[str], bytes]:
         builder.flow()
     events = builder.events
     cp = build_checkpoint(events, key, "p1", 1)
-    from schemas.canonical import canonical_bytes
+    from trust.canonical import canonical_bytes
 
     texts = [canonical_bytes(build_proof(e, events, cp)).decode() for e in events]
     return texts, key.public().to_pem()

@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from processors.checkpoints import CheckpointError, build_checkpoint, verify_checkpoint
-from processors.ledger_chain import GENESIS
-from processors.merkle import merkle_root
-from schemas.canonical import signing_payload
 from schemas.codec import get_codec
-from schemas.signing import Keyring, SigningKey
 from tests.unit.trust.trust_ledger_factory import LedgerBuilder
+from trust.canonical import signing_payload
+from trust.chain import GENESIS
+from trust.checkpoints import CheckpointError, build_checkpoint, verify_checkpoint
+from trust.keys import Keyring, SigningKey
+from trust.merkle import merkle_root
 
 
 @pytest.fixture

@@ -7,7 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processors.ledger_chain import (
+from schemas.codec import get_codec
+from tests.unit.trust.trust_ledger_factory import unchained
+from trust.canonical import canonical_bytes
+from trust.chain import (
     AUDIT_FIELDS,
     GENESIS,
     Chain,
@@ -15,9 +18,6 @@ from processors.ledger_chain import (
     event_hash,
     hashed_bytes,
 )
-from schemas.canonical import canonical_bytes
-from schemas.codec import get_codec
-from tests.unit.trust.trust_ledger_factory import unchained
 
 
 def _contract_hash(event: dict[str, Any]) -> bytes:

@@ -8,18 +8,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processors.checkpoints import build_checkpoint
-from processors.ledger_chain import Chain, event_hash
 from schemas.codec import get_codec
-from schemas.signing import Keyring, SigningKey
-from sinks.ledger_verify import (
+from tests.unit.trust.trust_ledger_factory import LedgerBuilder, outcome, unchained, verdict
+from trust.chain import Chain, event_hash
+from trust.checkpoints import build_checkpoint
+from trust.keys import Keyring, SigningKey
+from trust.verify import (
     Finding,
     FindingKind,
     reconcile_enforcement,
     verify_chain,
     verify_ledger,
 )
-from tests.unit.trust.trust_ledger_factory import LedgerBuilder, outcome, unchained, verdict
 
 KEY = SigningKey.generate()
 RING = Keyring([KEY.public()])

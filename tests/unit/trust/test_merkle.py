@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processors.merkle import (
+from trust.merkle import (
     EMPTY_ROOT,
     inclusion_proof,
     leaf_hash,

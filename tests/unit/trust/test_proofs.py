@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processors.checkpoints import build_checkpoint
-from schemas.signing import SigningKey
-from sinks.proofs import PROOF_FORMAT, ProofError, build_proof, verify_proof
 from tests.unit.trust.trust_ledger_factory import LedgerBuilder
+from trust.checkpoints import build_checkpoint
+from trust.keys import SigningKey
+from trust.proofs import PROOF_FORMAT, ProofError, build_proof, verify_proof
 
 KEY = SigningKey.generate()
 

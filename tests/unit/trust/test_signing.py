@@ -9,23 +9,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from lockgate.errors import ConfigError
-from schemas.canonical import signing_payload
-from schemas.signing import (
-    KeyFileUnsafe,
-    KeyInvalid,
-    KeyMissing,
-    Keyring,
-    PublicKey,
-    RegistryError,
-    ServiceRegistry,
-    ServiceVerification,
-    SigningKey,
-    key_id_of,
-    public_key_path,
-    sign_record,
-    verify_record,
-)
+from lockgate.kernel.errors import ConfigError
+from trust.canonical import signing_payload
+from trust.errors import KeyFileUnsafe, KeyInvalid, KeyMissing, RegistryError
+from trust.keys import Keyring, PublicKey, SigningKey, key_id_of, public_key_path
+from trust.registry import ServiceRegistry, ServiceVerification
+from trust.signatures import sign_record, verify_record
 
 
 def _mode(path: Path) -> int:

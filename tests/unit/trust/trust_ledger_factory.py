@@ -1,7 +1,7 @@
 """Builders for realistic ledgers in the trust tests (and the verify benchmark's shape).
 
 Records are real: Avro-encoded ProposedAction / Verdict / ActionOutcome payloads, verdicts
-signed with a processor key, chained with :class:`processors.ledger_chain.Chain`.
+signed with a processor key, chained with :class:`trust.chain.Chain`.
 """
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from processors.ledger_chain import Chain
 from schemas.codec import get_codec
-from schemas.signing import SigningKey, sign_record
+from trust.chain import Chain
+from trust.keys import SigningKey
+from trust.signatures import sign_record
 
 T0 = 1_700_000_000_000_000
 

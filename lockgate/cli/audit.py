@@ -1,0 +1,214 @@
+"""``lockgate audit query`` and ``lockgate tokens``: reading the audit trail.
+
+While the sink runs it owns the embedded ClickHouse directory, so queries go through its
+HTTP API (with a short-lived operator token, revoked afterwards; ``--tenant`` narrows the
+rows); when it is stopped, the command opens the store itself. Both paths are
+:mod:`sinks.ledger_source`'s, shared with ``verify``. Every filter value travels as a
+query parameter, never as SQL text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import sys
+from typing import Any
+
+from lockgate.cli.output import EXIT_OK, emit_json
+from lockgate.kernel.errors import LockgateError
+
+__all__ = ["fetch_actions", "register"]
+
+FILTERS = ("actor", "service", "resource", "type", "decision", "rule", "outcome", "text", "tenant",
+           "since", "from", "to", "limit", "offset", "cursor")
+
+
+def _params(args: argparse.Namespace) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name in FILTERS:
+        value = getattr(args, name.replace("from", "from_"), None)
+        if value is not None:
+            out[name] = str(value)
+    return out
+
+
+def fetch_actions(params: dict[str, str]) -> dict[str, Any]:
+    """Run an action query where the store can be read now (see :func:`sinks.ledger_source.open_source`)."""
+    from lockgate.cli.sources import open_source
+
+    source = open_source()
+    try:
+        return source.actions(params)
+    finally:
+        source.close()
+
+
+def _when(us: Any) -> str:
+    if not us:
+        return ""
+    return dt.datetime.fromtimestamp(int(us) / 1e6, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _rules(row: dict[str, Any]) -> str:
+    ids, modes = row.get("rule_ids") or [], row.get("rule_modes") or []
+    return ",".join(f"{i}{'(shadow)' if m == 'shadow' else ''}" for i, m in zip(ids, modes, strict=False))
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    result = fetch_actions(_params(args))
+    rows: list[dict[str, Any]] = result.get("actions", [])
+    if args.json:
+        emit_json(result)
+    elif args.csv:
+        fields = sorted({k for r in rows for k in r})
+        writer = csv.DictWriter(sys.stdout, fieldnames=fields)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in r.items()})
+    else:
+        print(f"{'proposed (UTC)':<19} {'decision':<8} {'actor':<12} {'service':<10} {'type':<10} "
+              f"{'resource':<22} {'outcome':<9} rules / reason")
+        for r in rows:
+            print(f"{_when(r.get('proposed_at')):<19} {r.get('decision') or '?':<8} {r.get('actor_id', ''):<12} "
+                  f"{r.get('service', ''):<10} {r.get('type', ''):<10} {r.get('resource', ''):<22} "
+                  f"{r.get('outcome_status') or '-':<9} {_rules(r) or '-'}  {(r.get('reason') or '')[:60]}")
+        if result.get("next_cursor"):
+            print(f"more: --cursor {result['next_cursor']}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from lockgate.cli.context import bootstrap, topics
+    from lockgate.cli.sources import open_source
+    from sinks.ledger_source import load_from_topics
+    from trust.history import resource_history
+
+    def progress(message: str) -> None:
+        print(f"lockgate: {message}", file=sys.stderr)
+
+    if args.from_topics:
+        events, _cps = load_from_topics(bootstrap(), topics().prefix, progress)
+    else:
+        source = open_source(progress)
+        try:
+            events = source.events()
+        finally:
+            source.close()
+    steps = resource_history(events, args.resource)
+    if args.json:
+        emit_json(steps)
+        return EXIT_OK
+    if not steps:
+        print(f"no recorded action on a resource starting with {args.resource!r}")
+    for st in steps:
+        verdict = (st["decision"] or "no verdict").upper()
+        print(f"{_when(st['proposed_at_us'])}  {verdict:<10} {st['actor']:<12} {st['type']:<10} {st['resource']}")
+        if st["sql"]:
+            print(f"    sql: {st['sql']}")
+        if st["rules"]:
+            print(f"    rules: {', '.join(st['rules'])}")
+        if st["outcome"]:
+            print(f"    {st['outcome']}: {json.dumps(st['before'])} -> {json.dumps(st['after'])}")
+    return EXIT_OK
+
+
+def cmd_tokens_create(args: argparse.Namespace) -> int:
+    from lockgate.cli.context import home
+    from sinks.tokens import create_token
+
+    info, secret = create_token(home(), args.tenant, label=args.label)
+    if args.json:
+        emit_json({"token_id": info.token_id, "tenant": info.tenant, "label": info.label, "token": secret})
+    else:
+        print(f"token {info.token_id} for tenant {info.tenant} (shown once, keep it secret):")
+        print(secret)
+    return EXIT_OK
+
+
+def cmd_tokens_list(args: argparse.Namespace) -> int:
+    from lockgate.cli.context import home
+    from sinks.tokens import list_tokens
+
+    rows = [{"token_id": t.token_id, "tenant": t.tenant, "label": t.label, "created_at": t.created_at}
+            for t in list_tokens(home())]
+    if args.json:
+        emit_json(rows)
+    else:
+        for r in rows:
+            print(f"{r['token_id']}  {r['tenant']:<16} {r['created_at']}  {r['label']}")
+    return EXIT_OK
+
+
+def cmd_tokens_revoke(args: argparse.Namespace) -> int:
+    from lockgate.cli.context import home
+    from sinks.tokens import revoke_token
+
+    if not revoke_token(home(), args.token_id):
+        raise LockgateError(f"no token {args.token_id}; see `lockgate tokens list`")
+    print(f"revoked {args.token_id}")
+    return EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    audit = sub.add_parser("audit", help="query the audit trail", formatter_class=fmt,
+                           description="Read the audit trail: one row per action with who acted, what\n"
+                           "changed, which rules applied, the decision and the outcome.")
+    asub = audit.add_subparsers(dest="audit_command", metavar="SUBCOMMAND", required=True)
+    q = asub.add_parser(
+        "query", help="filter actions", formatter_class=fmt,
+        description="List actions, newest first. Filters combine with AND. Time defaults to the\n"
+        "last 24 hours. Output: a table, --json (the API's shape), or --csv.",
+        epilog="examples:\n  lockgate audit query --decision block --since 1h\n"
+        "  lockgate audit query --actor alice --json\n"
+        "  lockgate audit query --resource db/prod/ --rule prod-delete-update-without-where --csv\n\n"
+        "exit status: 0 success (also when nothing matched), 2 error")
+    q.add_argument("--actor", help="actor id (exact)")
+    q.add_argument("--service", help="service name (exact)")
+    q.add_argument("--resource", help="resource prefix, e.g. db/prod/")
+    q.add_argument("--type", help="action type (exact)")
+    q.add_argument("--decision", choices=("allow", "block"))
+    q.add_argument("--rule", help="a matched rule id (enforced or shadow)")
+    q.add_argument("--outcome", choices=("committed", "failed"))
+    q.add_argument("--text", help="text contained in the verdict's reason")
+    q.add_argument("--tenant", help="only this tenant (default: all tenants you can read)")
+    q.add_argument("--since", help="relative window: 30m, 1h, 7d")
+    q.add_argument("--from", dest="from_", metavar="ISO", help="start (ISO 8601, UTC)")
+    q.add_argument("--to", metavar="ISO", help="end (ISO 8601, UTC)")
+    q.add_argument("--limit", type=int, help="rows per page (default 50)")
+    q.add_argument("--offset", type=int, help="skip rows")
+    q.add_argument("--cursor", help="continue after the previous page (printed on stderr)")
+    out = q.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="JSON output")
+    out.add_argument("--csv", action="store_true", help="CSV output")
+    q.set_defaults(handler=cmd_query)
+
+    h = sub.add_parser(
+        "history", help="reconstruct what happened to a resource", formatter_class=fmt,
+        description="Rebuild a resource's history from the ledger: every action on a resource\n"
+        "starting with PREFIX, oldest first, with who acted, the verdict and its rules, and\n"
+        "what changed. --from-topics rebuilds it from the Kafka replay topics alone, without\n"
+        "ClickHouse (run `lockgate verify --from-topics` to check those first).",
+        epilog="examples:\n  lockgate history db/prod/orders\n  lockgate history env/prod --from-topics --json")
+    h.add_argument("resource", metavar="PREFIX", help="resource name or prefix")
+    h.add_argument("--from-topics", action="store_true", help="read the replay topics, not ClickHouse")
+    h.add_argument("--json", action="store_true", help="JSON output")
+    h.set_defaults(handler=cmd_history)
+
+    tokens = sub.add_parser("tokens", help="API bearer tokens, each scoped to one tenant", formatter_class=fmt,
+                            description="Tokens for the audit API and dashboard. Only their SHA-256 is stored\n"
+                            "(0600); a token sees only its tenant's rows (`*` = operator, all tenants).")
+    tsub = tokens.add_subparsers(dest="tokens_command", metavar="SUBCOMMAND", required=True)
+    c = tsub.add_parser("create", help="create a token (printed once)")
+    c.add_argument("--tenant", required=True, help="tenant the token may read, or * for all")
+    c.add_argument("--label", default="", help="what the token is for")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(handler=cmd_tokens_create)
+    ls = tsub.add_parser("list", help="list tokens (never their secrets)")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=cmd_tokens_list)
+    rv = tsub.add_parser("revoke", help="revoke a token by id")
+    rv.add_argument("token_id")
+    rv.set_defaults(handler=cmd_tokens_revoke)

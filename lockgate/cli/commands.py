@@ -1,0 +1,23 @@
+"""Registry of the CLI's subcommands; each lives in a ``lockgate.cmd_*`` module."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from typing import Any
+
+__all__ = ["COMMAND_MODULES", "register_all"]
+
+COMMAND_MODULES = (
+    "lockgate.cli.stack",
+    "lockgate.cli.keys",
+    "lockgate.cli.policy",
+    "lockgate.cli.submit",
+    "lockgate.cli.audit",
+    "lockgate.cli.verify",
+)
+
+
+def register_all(sub: argparse._SubParsersAction[Any]) -> None:
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)

@@ -1,0 +1,127 @@
+"""Create topics idempotently and report drift.
+
+Takes any catalogue with ``specs()`` (``schemas.topics.Topics`` is the one Lockgate has),
+so the kernel knows nothing of the topic names.
+
+An existing topic whose partition count or catalogued configs differ is reported, never
+deleted or recreated: recreating a replay topic would destroy the audit history.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
+
+__all__ = ["Catalogue", "TopicDrift", "create_if_missing", "ensure_topics", "wait_for_leaders"]
+
+
+class TopicSpec(Protocol):
+    """One topic's wanted shape."""
+
+    @property
+    def partitions(self) -> int: ...
+
+    def configs(self) -> Mapping[str, str]: ...
+
+
+class Catalogue(Protocol):
+    """A set of topics to create: ``specs()`` yields ``(name, spec)`` pairs."""
+
+    def specs(self) -> Iterable[tuple[str, TopicSpec]]: ...
+
+
+@dataclass(frozen=True)
+class TopicDrift:
+    """One difference between a live topic and the catalogue."""
+
+    topic: str
+    setting: str
+    expected: str
+    actual: str
+
+    def __str__(self) -> str:
+        return (f"topic {self.topic}: {self.setting} is {self.actual}, catalogue says {self.expected} "
+                "(left as is; change it with kafka-configs or adjust the catalogue)")
+
+
+def ensure_topics(bootstrap: str, topics: Catalogue, timeout_s: float = 30.0) -> tuple[list[str], list[TopicDrift]]:
+    """Create missing topics; return (created names, drifts of existing ones)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = admin.list_topics(timeout=timeout_s).topics
+    wanted = list(topics.specs())
+    new = [
+        NewTopic(name, num_partitions=spec.partitions, replication_factor=1, config=dict(spec.configs()))
+        for name, spec in wanted
+        if name not in existing
+    ]
+    created = _create(admin, new, timeout_s)
+    if created:
+        wait_for_leaders(admin, created, timeout_s)
+    drifts: list[TopicDrift] = []
+    # Judge drift on fresh metadata: a topic may have appeared since the first listing.
+    existing = admin.list_topics(timeout=timeout_s).topics
+    present = [(n, s) for n, s in wanted if n in existing and n not in created]
+    if present:
+        resources = [ConfigResource(ConfigResource.Type.TOPIC, n) for n, _ in present]
+        described = admin.describe_configs(resources, request_timeout=timeout_s)
+        by_name = {res.name: fut for res, fut in described.items()}
+        for name, spec in present:
+            parts = len(existing[name].partitions)
+            if parts != spec.partitions:
+                drifts.append(TopicDrift(name, "partitions", str(spec.partitions), str(parts)))
+            live = by_name[name].result(timeout=timeout_s)
+            for key, value in spec.configs().items():
+                actual = live[key].value if key in live else "<unset>"
+                if actual != value:
+                    drifts.append(TopicDrift(name, key, value, str(actual)))
+    return created, drifts
+
+
+def wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float) -> None:
+    """Return once every partition of ``names`` has a leader (new topics elect one shortly)."""
+    deadline = time.monotonic() + timeout_s
+    pending = set(names)
+    while pending and time.monotonic() < deadline:
+        md = admin.list_topics(timeout=timeout_s).topics
+        pending = {
+            n for n in pending
+            if n not in md or md[n].error is not None
+            or any(p.leader < 0 for p in md[n].partitions.values())
+        }
+        if pending:
+            time.sleep(0.05)
+
+
+def create_if_missing(bootstrap: str, wanted: dict[str, tuple[int, dict[str, str]]],
+                      timeout_s: float = 30.0) -> list[str]:
+    """Create each ``name: (partitions, configs)`` that does not exist; wait for its leaders.
+
+    Used for Faust's internal topics: Faust creates them itself but joins its group at
+    once, and on a fresh cluster its assignor can run before the new topics are in the
+    metadata, which leaves the worker without partitions.
+    """
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = admin.list_topics(timeout=timeout_s).topics
+    new = [NewTopic(name, num_partitions=parts, replication_factor=1, config=configs)
+           for name, (parts, configs) in wanted.items() if name not in existing]
+    created = _create(admin, new, timeout_s)
+    wait_for_leaders(admin, list(wanted), timeout_s)
+    return created
+
+
+def _create(admin: AdminClient, new: list[NewTopic], timeout_s: float) -> list[str]:
+    """Create ``new``; a topic that appeared meanwhile is not an error. Returns those created."""
+    created: list[str] = []
+    for name, fut in (admin.create_topics(new, operation_timeout=timeout_s).items() if new else []):
+        try:
+            fut.result(timeout=timeout_s)
+            created.append(name)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+    return created

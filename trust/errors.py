@@ -1,0 +1,86 @@
+"""Every error the trust model raises, under one parent, :class:`TrustError`.
+
+::
+
+    LockgateError
+    └── TrustError                 the trust model refused something
+        ├── KeyMissing             no key file: run `lockgate keys init`   (also ConfigError)
+        ├── KeyFileUnsafe          key file readable by group/other: chmod 600 PATH (also ConfigError)
+        ├── KeyInvalid             the file is not an Ed25519 key Lockgate wrote (also ConfigError)
+        ├── RegistryError          services.json unreadable, bad service name / duplicate (also ConfigError)
+        ├── ChainError             an event cannot be hashed or chained
+        ├── CheckpointError        events handed to a checkpoint are not one intact chain interval
+        ├── ProofError             a proof cannot be built for the event as given
+        └── WitnessFileError       a witness (checkpoint export) file is unreadable or malformed
+
+The key and registry errors are also :class:`~lockgate.kernel.errors.ConfigError`: an
+operator fixes them. Ledger invariants (chain, checkpoint, proof) are refused, never
+signed and never proven. Every message says what went wrong and what to do next.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lockgate.kernel.errors import ConfigError, LockgateError
+
+__all__ = [
+    "ChainError",
+    "CheckpointError",
+    "KeyFileUnsafe",
+    "KeyInvalid",
+    "KeyMissing",
+    "ProofError",
+    "RegistryError",
+    "TrustError",
+    "WitnessFileError",
+]
+
+
+class TrustError(LockgateError):
+    """The trust model refused a key, a record, a chain, a checkpoint or a proof."""
+
+
+class KeyMissing(TrustError, ConfigError):
+    """No key file where one is expected."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(f"no key at {path}; run `lockgate keys init` to create the signing keys")
+
+
+class KeyFileUnsafe(TrustError, ConfigError):
+    """A private key file is readable or writable by group or others."""
+
+    def __init__(self, path: Path, mode: int) -> None:
+        self.path = path
+        self.mode = mode
+        super().__init__(
+            f"private key {path} has mode {mode:04o}, which lets other users read or replace it; "
+            f"run `chmod 600 {path}` (and check who could have copied it)"
+        )
+
+
+class KeyInvalid(TrustError, ConfigError):
+    """A key file or key bytes are not an Ed25519 key."""
+
+
+class RegistryError(TrustError, ConfigError):
+    """The service registry cannot be read or the requested change is not allowed."""
+
+
+
+class ChainError(TrustError):
+    """An event cannot be hashed or chained (missing field, wrong type, unknown version)."""
+
+
+class CheckpointError(TrustError):
+    """The events handed to a checkpoint builder are not one intact chain interval."""
+
+
+class ProofError(TrustError):
+    """A proof cannot be built: the event is not in the checkpoint's interval as given."""
+
+
+class WitnessFileError(TrustError, ConfigError):
+    """A witness file (``lockgate checkpoints export``) cannot be read or is malformed."""

@@ -1,0 +1,145 @@
+"""The ledger verification engine: chain, checkpoints, and proof of enforcement.
+
+This is the thin front: :func:`verify_ledger` runs the three passes, each in its own
+module (:mod:`trust.verify.chain`, :mod:`trust.verify.checkpoints`,
+:mod:`trust.verify.enforcement`) over the findings model of :mod:`trust.verify.findings`.
+
+Pure: it reads AuditEvent dicts (as stored, in any order) and Checkpoint dicts, and
+returns :class:`Finding` objects sorted by partition and sequence, so that for every
+partition the first finding names the first bad record. It talks to nothing.
+
+What is checked
+===============
+
+1. **Chain** (per ``ledger_partition``): rows are grouped by partition and sorted by
+   ``sequence`` (then by storage position, when one is given). Each row's ``hash`` is
+   recomputed (:func:`trust.chain.event_hash`, contract in
+   ``docs/CONTRACTS.md``); ``prev_hash`` must equal the hash of the row before it; the
+   partition starts at sequence 0 with ``prev_hash = GENESIS`` (or at an *anchor*, for a
+   ledger whose prefix was pruned on purpose); sequences are contiguous.
+
+   A byte-identical duplicate row (every field equal) is collapsed silently: at-least-once
+   storage (a retried insert before a ReplacingMergeTree merge) produces those, and they
+   add no information. Any other second row at a sequence is an insertion.
+
+2. **Checkpoints**: the Ed25519 signature (processor keyring, key expiry judged at the
+   checkpoint's ``created_at``), then the RFC 6962 root over the stored hashes of
+   ``first_sequence..last_sequence`` and the stored hash at ``last_sequence``.
+
+3. **Enforcement** (from decoded payloads): every ``committed`` ActionOutcome needs a
+   validly signed ``allow`` Verdict for its action in the ledger, decided no later than
+   the outcome was recorded; the Verdict embedded in the outcome must be for the same
+   action, validly signed, and equal to a ledger verdict for that action.
+
+Decision table (chain)
+======================
+
+``self-consistent`` = the recomputed hash equals the stored ``hash``.
+``links`` = ``prev_hash`` equals the stored hash of the chosen row one sequence lower.
+
+=====================================================  =====================  ===========
+Observation                                            Finding                Named row
+=====================================================  =====================  ===========
+sequence ``s`` absent, rows exist above it             ``deleted_record``     ``s`` (the
+                                                                              first gap)
+two distinct rows at ``s``: the one that is            ``inserted_record``    each extra
+self-consistent, links, and is linked from ``s+1``                            row
+is kept; the rest are extras
+row not self-consistent; it *is* self-consistent with  ``reordered_records``  the row
+another row's sequence (its ``sequence`` was swapped),
+or with another row's sequence and chain fields (its
+content was swapped)
+rows from ``a`` up are each self-consistent one        ``deleted_record``     ``a``
+sequence *higher* and nobody claims ``a``
+(a deletion, then renumbering to hide the gap)
+rows from ``a+1`` up are each self-consistent one      ``inserted_record``    ``a``
+sequence *lower*, nobody claims the run's top
+(an insertion, then renumbering to make room)
+row not self-consistent, no other place explains it    ``modified_record``    the row
+row self-consistent but does not link; the next row    ``modified_record``    ``s-1``
+links to it (row ``s-1`` was edited and re-hashed:
+its successor still commits to the old hash)
+row self-consistent, does not link, nothing links to   ``modified_record``    the row
+it, though a row follows (replaced, or its
+``prev_hash`` edited, then re-hashed)
+as above, but no row follows to arbitrate (the tail    ``modified_record``    ``s-1``
+of the stored chain, or just before a gap): either
+row may have been re-hashed; the earlier is named,
+the message names both
+position (storage/insertion order) decreases while     ``reordered_records``  each row
+sequence increases: rows outside the longest                                  out of
+increasing run of positions                                                   place
+=====================================================  =====================  ===========
+
+A link break right after a row that is already flagged is not reported again (the
+flagged row explains it).
+
+Decision table (checkpoints)
+============================
+
+=========================================================  ======================
+signature does not verify, key unknown or expired           ``forged_checkpoint``
+valid; ``last_sequence`` beyond the stored head, or the     ``truncated_tail``
+partition is absent (the newest checkpoint decides)
+valid; newest for its partition; stored hash at             ``truncated_tail``
+``last_sequence`` differs from ``head_hash`` (the tail was
+cut and re-appended)
+valid; Merkle root or head differs from the stored hashes   ``altered_checkpoint``
+(history re-hashed after it was checkpointed)
+=========================================================  ======================
+
+A Merkle root says *that* an interval differs, not *where*: ``altered_checkpoint``
+names the interval's first record, and the message says so. An interval with a sequence
+gap is not root-checked (the gap is already a ``deleted_record``).
+
+Limits (by design, stated so nobody relies on more): a wholesale re-chained ledger after
+the last checkpoint, or events appended after it, are indistinguishable from genuine
+ones — checkpoints bound what can be rewritten; verdict signatures bound what can be
+forged. Storage positions, when given, must be comparable within a partition (e.g. the
+audit topic offset).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from trust.keys import Keyring
+from trust.verify.chain import verify_chain
+from trust.verify.checkpoints import verify_checkpoints
+from trust.verify.enforcement import reconcile_enforcement
+from trust.verify.findings import Event, Finding, FindingKind, PartitionState
+
+__all__ = [
+    "Finding",
+    "FindingKind",
+    "PartitionState",
+    "reconcile_enforcement",
+    "verify_chain",
+    "verify_checkpoints",
+    "verify_ledger",
+]
+
+
+def verify_ledger(
+    events: Iterable[Event],
+    checkpoints: Iterable[Mapping[str, Any]],
+    keyring: Keyring,
+    *,
+    position_key: str | None = None,
+    anchors: Mapping[int, tuple[int, bytes]] | None = None,
+    enforcement: bool = True,
+) -> list[Finding]:
+    """Everything: chain, checkpoints, and (unless ``enforcement=False``) enforcement.
+
+    Findings are sorted by (partition, sequence, kind); an empty list means the ledger
+    verified. ``keyring`` holds the processor's public keys (checkpoints and verdicts).
+    """
+    rows = events if isinstance(events, list) else list(events)
+    findings, states = verify_chain(rows, position_key=position_key, anchors=anchors)
+    findings.extend(verify_checkpoints(checkpoints, states, keyring))
+    if enforcement:
+        findings.extend(reconcile_enforcement(rows, keyring))
+    findings.sort(key=Finding.sort_key)
+    return findings
+
