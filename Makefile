@@ -47,6 +47,7 @@ test: install browser-deps
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: install
 	$(BIN)/python bench/codec_bench.py

@@ -28,8 +28,8 @@ from typing import Any
 
 import cel
 
-from processors.policy_engine import CompiledPolicy
-from processors.policy_files import load_policy_file
+from processors.policy.engine import CompiledPolicy
+from processors.policy.files import load_policy_file
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "processors" / "policies" / "example.yaml"
 NOW_US = 1_704_067_200_000_000

@@ -19,10 +19,11 @@ import time
 import uuid
 from typing import Any
 
-from processors.ledger_chain import Chain, hashed_bytes
 from schemas.codec import get_codec
-from schemas.signing import SigningKey, sign_record
-from sinks.ledger_verify import verify_chain
+from trust.chain import Chain, hashed_bytes
+from trust.keys import SigningKey
+from trust.signatures import sign_record
+from trust.verify import verify_chain
 
 PARTITIONS = 4
 ROUNDS = 5

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from schemas.signing import ServiceRegistry, SigningKey
+from lockgate.kernel.home import Home
+from trust.keys import SigningKey
+from trust.registry import ServiceRegistry
 
 __all__ = ["CLI_SERVICE", "ensure_cli_identity", "ensure_processor_key", "processor_key_path"]
 
@@ -17,7 +19,7 @@ CLI_SERVICE = "cli"
 
 
 def processor_key_path(home: Path) -> Path:
-    return home / "keys" / "processor.pem"
+    return Home(home).processor_key
 
 
 def ensure_processor_key(home: Path) -> tuple[SigningKey, bool]:
@@ -34,7 +36,7 @@ def ensure_processor_key(home: Path) -> tuple[SigningKey, bool]:
 
 def ensure_service(home: Path, name: str) -> bool:
     """Register ``name`` with a fresh key unless it is registered. Returns True if created."""
-    registry = ServiceRegistry(home / "keys")
+    registry = ServiceRegistry(Home(home).keys)
     if name in registry.services():
         return False
     registry.add_service(name)

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from lockgate.home import Home, default_home
+from lockgate.kernel.home import Home, default_home
 from schemas.topics import DEFAULT_PREFIX, Topics
 
 __all__ = ["StackSettings"]

@@ -9,7 +9,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from deploy.settings import StackSettings
-from lockgate.kafka_offsets import watermarks
+from lockgate.kernel.kafka_offsets import watermarks
 from schemas.codec import get_codec
 
 __all__ = ["smoke"]

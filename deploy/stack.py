@@ -21,7 +21,7 @@ from deploy.errors import ProcessFailed
 from deploy.kafka_broker import KafkaBroker
 from deploy.processes import ManagedProcess, check_port_free
 from deploy.settings import StackSettings
-from deploy.topic_admin import TopicDrift, ensure_topics
+from lockgate.kernel.topic_admin import TopicDrift, ensure_topics
 
 __all__ = ["ComponentStatus", "Stack", "UpReport"]
 

@@ -32,16 +32,18 @@ from typing import Any
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
-from processors.checkpoints import build_checkpoint
-from processors.decider import Decider, audit_event, dead_letter
-from processors.ledger_chain import GENESIS, Chain
-from processors.policy_engine import CompiledPolicy
+from processors.decider import Decider
+from processors.policy.engine import CompiledPolicy
 from processors.settings import ProcessorSettings
-from schemas.canonical import signing_payload
 from schemas.codec import get_codec
 from schemas.errors import CodecError
-from schemas.signing import ServiceRegistry, ServiceVerification, SigningKey
+from schemas.records import AuditKind, audit_event, dead_letter
 from schemas.topics import CATALOGUE, TOPIC_MAX_MESSAGE_BYTES, Topics
+from trust.canonical import signing_payload
+from trust.chain import GENESIS, Chain
+from trust.checkpoints import build_checkpoint
+from trust.keys import SigningKey
+from trust.registry import ServiceRegistry, ServiceVerification
 
 __all__ = ["build_app"]
 
@@ -177,7 +179,7 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
         await send_dead_letter(dead_letter(raw, exc, topic=msg.topic, partition=msg.partition,
                                            offset=msg.offset, stage=stage, key=msg.key), stage)
         if audit:
-            ev = audit_event("dead_letter", "", None, raw[: 64 * 1024], detail=f"{type(exc).__name__}: {exc}")
+            ev = audit_event(AuditKind.DEAD_LETTER, "", None, raw[: 64 * 1024], detail=f"{type(exc).__name__}: {exc}")
             await intake_t.send(key=ev["event_id"].encode(), value=codec.encode("AuditEvent", ev))
 
     async def send_dead_letter(rec: dict[str, Any], stage: str) -> None:
@@ -241,13 +243,13 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
             except CodecError as exc:
                 await reject(event, exc, "outcomes")
                 continue
-            events = [audit_event("outcome", rec["tenant"], rec["action_id"], raw)]
+            events = [audit_event(AuditKind.OUTCOME, rec["tenant"], rec["action_id"], raw)]
             reg = registry.get()
             auth = reg.verify(rec["service"], rec.get("service_key_id"),
                               signing_payload(rec, "service_signature", None),
                               rec.get("service_signature"), time.time_ns() // 1000)
             if auth is not ServiceVerification.OK:
-                events.append(audit_event("security", rec["tenant"], rec["action_id"], raw,
+                events.append(audit_event(AuditKind.SECURITY, rec["tenant"], rec["action_id"], raw,
                                           detail=f"outcome from unauthenticated service "
                                                  f"{rec['service']!r}: {auth.value}"))
             for ev in events:

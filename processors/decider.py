@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import io
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from processors.policy_engine import CompiledPolicy, Decision, no_policy_decision
-from schemas.canonical import signing_payload
+from processors.policy.engine import CompiledPolicy, Decision, no_policy_decision
 from schemas.codec import HEADER_LEN, Codec, get_codec
 from schemas.errors import CodecError
-from schemas.signing import ServiceRegistry, ServiceVerification, SigningKey, sign_record
+from schemas.records import AuditKind, audit_event, dead_letter
+from trust.canonical import signing_payload
+from trust.keys import SigningKey
+from trust.registry import ServiceRegistry, ServiceVerification
+from trust.signatures import sign_record
 
 __all__ = ["Decider", "DecisionResult", "audit_event", "dead_letter"]
 
@@ -34,41 +36,6 @@ PolicyLookup = Callable[[str], CompiledPolicy | None]
 
 def _now_us() -> int:
     return time.time_ns() // 1000
-
-
-def audit_event(kind: str, tenant: str, action_id: str | None, payload: bytes,
-                detail: str | None = None, now_us: int | None = None) -> dict[str, Any]:
-    """An unchained AuditEvent; the ledger agent fills the chain fields."""
-    return {
-        "event_id": str(uuid.uuid4()),
-        "kind": kind,
-        "recorded_at": now_us if now_us is not None else _now_us(),
-        "tenant": tenant,
-        "action_id": action_id,
-        "payload": payload,
-        "detail": detail,
-        "ledger_partition": -1,
-        "sequence": -1,
-        "prev_hash": b"",
-        "hash": b"",
-        "canonical_version": 1,
-    }
-
-
-def dead_letter(raw: bytes, error: BaseException, *, topic: str, partition: int, offset: int,
-                stage: str, key: bytes | None) -> dict[str, Any]:
-    return {
-        "dead_letter_id": str(uuid.uuid4()),
-        "recorded_at": _now_us(),
-        "source_topic": topic,
-        "source_partition": partition,
-        "source_offset": offset,
-        "stage": stage,
-        "error_type": type(error).__name__,
-        "error": str(error)[:4000],
-        "key": key,
-        "raw": raw,
-    }
 
 
 @dataclass
@@ -147,7 +114,7 @@ class Decider:
         tenant = rec["tenant"]
         auth = self._authenticate(rec)
         authenticated = auth is ServiceVerification.OK
-        result.audit.append(audit_event("action", tenant, rec["action_id"], raw))
+        result.audit.append(audit_event(AuditKind.ACTION, tenant, rec["action_id"], raw))
         if not authenticated and self.require_service_auth:
             decision = Decision(
                 decision="block", basis="unauthenticated", matched_rules=[],
@@ -155,7 +122,7 @@ class Decider:
                         "with `lockgate keys add-service` and configure the Guard with its key"),
                 policy_name="", policy_version=0,
             )
-            result.audit.append(audit_event("security", tenant, rec["action_id"], raw,
+            result.audit.append(audit_event(AuditKind.SECURITY, tenant, rec["action_id"], raw,
                                             detail=f"unauthenticated action from {rec['service']!r}: {auth.value}"))
         else:
             policy = self.policies(tenant)
@@ -165,14 +132,15 @@ class Decider:
                 decision = policy.evaluate(rec, authenticated=authenticated, now_us=_now_us())
         verdict = self._verdict(rec, decision, started)
         result.verdict = verdict
-        result.audit.append(audit_event("verdict", tenant, rec["action_id"], self.wire.encode("Verdict", verdict)))
+        result.audit.append(audit_event(AuditKind.VERDICT, tenant, rec["action_id"],
+                                        self.wire.encode("Verdict", verdict)))
         return result
 
     def _reject(self, raw: bytes, exc: CodecError, topic: str, partition: int, offset: int,
                 key: bytes | None, started: int) -> DecisionResult:
         result = DecisionResult(dead_letter=dead_letter(raw, exc, topic=topic, partition=partition,
                                                         offset=offset, stage="processor", key=key))
-        result.audit.append(audit_event("dead_letter", "", None, raw[: 64 * 1024],
+        result.audit.append(audit_event(AuditKind.DEAD_LETTER, "", None, raw[: 64 * 1024],
                                          detail=f"{type(exc).__name__}: {exc}"))
         partial = _recover_reply(raw, self.codec) if len(raw) <= 16 * self.codec.max_record_bytes else None
         if partial is not None:

@@ -2,7 +2,7 @@
 
 ::
 
-    lockgate.errors.LockgateError
+    lockgate.kernel.errors.LockgateError
     └── PolicyError                  anything wrong with a policy or what it evaluates
         ├── PolicyInvalid            a policy file failed validation (every problem, file:line)
         │   └── PolicyCasesInvalid   a ``policy test`` cases file failed validation
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lockgate.errors import LockgateError
+from lockgate.kernel.errors import LockgateError
 
 __all__ = [
     "PolicyCasesInvalid",

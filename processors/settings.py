@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from lockgate.home import default_home
+from lockgate.kernel.home import Home, default_home
 from schemas.topics import DEFAULT_PREFIX
 
 __all__ = ["ProcessorSettings"]
@@ -30,8 +30,8 @@ class ProcessorSettings(BaseSettings):
 
     @property
     def processor_key(self) -> Path:
-        return self.home / "keys" / "processor.pem"
+        return Home(self.home).processor_key
 
     @property
     def service_dir(self) -> Path:
-        return self.home / "keys"
+        return Home(self.home).keys

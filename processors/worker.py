@@ -6,14 +6,14 @@ import logging
 import sys
 from typing import Any
 
-from lockgate.errors import LockgateError
+from lockgate.kernel.errors import LockgateError
 from processors.app import build_app
 from processors.settings import ProcessorSettings
 
 
 def _prepare_internal_topics(app: Any, settings: ProcessorSettings) -> None:
     """Create the app's changelog and assignor topics before Faust joins its group."""
-    from deploy.topic_admin import create_if_missing
+    from lockgate.kernel.topic_admin import create_if_missing
 
     wanted: dict[str, tuple[int, dict[str, str]]] = {
         f"{app.conf.id}-__assignor-__leader": (1, {}),

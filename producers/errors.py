@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lockgate.errors import LockgateError
+from lockgate.kernel.errors import LockgateError
 
 if TYPE_CHECKING:
     from producers.verdicts import Verdict

@@ -28,15 +28,16 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from lockgate.errors import ConfigError
+from lockgate.kernel.errors import ConfigError
 from producers.errors import ActionBlocked, GuardUnavailable, VerdictTimeout
 from producers.reply_router import ReplyRouter
 from producers.settings import GuardSettings
 from producers.verdicts import Verdict, accept_verdict
 from schemas.codec import get_codec
 from schemas.errors import CodecError
-from schemas.signing import PublicKey, SigningKey, sign_record
 from schemas.topics import TOPIC_MAX_MESSAGE_BYTES, Topics
+from trust.keys import PublicKey, SigningKey
+from trust.signatures import sign_record
 
 __all__ = ["Action", "Actor", "AsyncGuard", "Guard", "GuardedAction"]
 

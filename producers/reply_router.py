@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from lockgate.kafka_offsets import watermarks
+from lockgate.kernel.kafka_offsets import watermarks
 
 __all__ = ["ReplyRouter", "RouterStats"]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from lockgate.home import default_home
+from lockgate.kernel.home import Home, default_home
 from schemas.topics import DEFAULT_PREFIX
 
 __all__ = ["GuardSettings"]
@@ -36,8 +36,8 @@ class GuardSettings(BaseSettings):
     def resolved_service_key(self) -> Path | None:
         if self.service_key is not None:
             return self.service_key
-        candidate = self.home / "keys" / "services" / f"{self.service}.pem"
+        candidate = Home(self.home).service_key(self.service)
         return candidate if candidate.exists() else None
 
     def resolved_verdict_key(self) -> Path:
-        return self.verdict_public_key or self.home / "keys" / "processor.pub.pem"
+        return self.verdict_public_key or Home(self.home).processor_public_key

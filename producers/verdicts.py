@@ -13,7 +13,8 @@ from typing import Any, Literal
 from producers.errors import VerdictRejected
 from schemas.codec import get_codec
 from schemas.errors import CodecError
-from schemas.signing import Keyring, PublicKey, verify_record
+from trust.keys import Keyring, PublicKey
+from trust.signatures import verify_record
 
 __all__ = ["MatchedRule", "Verdict", "accept_verdict"]
 

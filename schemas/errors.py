@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lockgate.errors import LockgateError
+from lockgate.kernel.errors import LockgateError
 
 __all__ = [
     "CodecError",

@@ -14,7 +14,7 @@ Third-party errors (clickhouse-connect, chDB) are converted at the boundary in
 
 from __future__ import annotations
 
-from lockgate.errors import LockgateError
+from lockgate.kernel.errors import LockgateError
 
 __all__ = ["AuthError", "InsertFailed", "QueryRejected", "SinkError"]
 

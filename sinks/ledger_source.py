@@ -1,9 +1,6 @@
-"""Where ``lockgate verify`` / ``prove`` read the ledger from.
+"""The ledger sources: the store, the sink's API and the replay topics.
 
-Three sources, one shape: every chained AuditEvent as a dict of its twelve fields
-(``payload``, ``prev_hash``, ``hash`` as ``bytes``; times as int microseconds), plus
-``_position`` (the row's storage position when the source has one, else absent), and every
-Checkpoint as a dict of its ten fields.
+Three implementations of :class:`trust.source.LedgerSource` (the shape is documented there).
 
 * :class:`ClickHouseSource` — straight from ClickHouse with parameterized queries. Used
   when no sink process owns the embedded chDB directory, or always for an ``http(s)://``
@@ -17,110 +14,46 @@ Checkpoint as a dict of its ten fields.
   ``<prefix>checkpoints`` read from the beginning to the high watermark (confluent-kafka);
   the record's offset is the storage position.
 
-:func:`open_source` decides between the first two: the sink is taken to be running when
-``deploy.stack.Stack().status()`` says so, or when the directory cannot be opened and the
-API port answers ``/healthz``.
+The CLI picks one (``lockgate.cli.sources.open_source``).
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from sinks.clickhouse import ClickHouse, connect, validate_identifier
+from sinks.clickhouse import ClickHouse, validate_identifier
 from sinks.errors import SinkError
-from sinks.locate import healthy, locate, stack_sink_running
+from sinks.ledger_rows import CHECKPOINT_SELECT, EVENT_SELECT, checkpoint_from_row, event_from_row
+from trust.source import Progress, quiet
 
 __all__ = [
     "ApiSource",
     "ClickHouseSource",
-    "LedgerSource",
     "load_from_topics",
-    "open_source",
 ]
 
-Progress = Callable[[str], None]
-
-_EVENT_SELECT = (
-    "event_id, kind, toUnixTimestamp64Micro(recorded_at) AS recorded_at, tenant, action_id, "
-    "hex(payload) AS payload, detail, ledger_partition, sequence, hex(prev_hash) AS prev_hash, "
-    "hex(hash) AS hash, canonical_version, src_partition, src_offset"
-)
-_CHECKPOINT_SELECT = (
-    "checkpoint_id, ledger_partition, first_sequence, last_sequence, hex(head_hash) AS head_hash, "
-    "hex(merkle_root) AS merkle_root, toUnixTimestamp64Micro(created_at) AS created_at, "
-    "processor_id, key_id, hex(signature) AS signature"
-)
-_EVENT_HEX = ("payload", "prev_hash", "hash")
-_CHECKPOINT_HEX = ("head_hash", "merkle_root", "signature")
 _PAGE = 10_000
 
 
-def _quiet(_: str) -> None:
-    return None
-
-
-class LedgerSource(Protocol):
-    """What the trust commands read."""
-
-    description: str
-
-    def events(self, since_us: int | None = None) -> list[dict[str, Any]]:
-        """Chained AuditEvents (``recorded_at >= since_us`` when given)."""
-        ...
-
-    def checkpoints(self) -> list[dict[str, Any]]:
-        """Every stored Checkpoint."""
-        ...
-
-    def action_events(self, action_id: str) -> list[dict[str, Any]]:
-        """The audit events of one action."""
-        ...
-
-    def interval(self, partition: int, first: int, last: int) -> list[dict[str, Any]]:
-        """Events ``first..last`` of ``partition``."""
-        ...
-
-    def actions(self, params: dict[str, str]) -> dict[str, Any]:
-        """One row per action, filtered by ``/api/actions`` parameters: ``{actions, next_cursor}``."""
-        ...
-
-    def close(self) -> None:
-        """Release connections, revoke temporary tokens."""
-        ...
-
-
-def _event_from_row(names: list[str], row: tuple[Any, ...]) -> dict[str, Any]:
+def _stored_event(names: list[str], row: tuple[Any, ...]) -> dict[str, Any]:
     rec = dict(zip(names, row, strict=True))
-    for name in _EVENT_HEX:
-        rec[name] = bytes.fromhex(rec[name])
-    for name in ("recorded_at", "ledger_partition", "sequence", "canonical_version"):
-        rec[name] = int(rec[name])
-    rec["_position"] = (int(rec.pop("src_partition")), int(rec.pop("src_offset")))
-    return rec
-
-
-def _checkpoint_from_row(names: list[str], row: tuple[Any, ...]) -> dict[str, Any]:
-    rec = dict(zip(names, row, strict=True))
-    for name in _CHECKPOINT_HEX:
-        rec[name] = bytes.fromhex(rec[name])
-    for name in ("ledger_partition", "first_sequence", "last_sequence", "created_at"):
-        rec[name] = int(rec[name])
-    return rec
+    event = event_from_row(rec)
+    event["_position"] = (int(rec["src_partition"]), int(rec["src_offset"]))
+    return event
 
 
 class ClickHouseSource:
     """Reads the ledger tables directly (see the module docstring)."""
 
-    def __init__(self, client: ClickHouse, progress: Progress = _quiet) -> None:
+    def __init__(self, client: ClickHouse, progress: Progress = quiet) -> None:
         self._client = client
         self._db = validate_identifier(client.database)
         self._progress = progress
@@ -128,11 +61,11 @@ class ClickHouseSource:
 
     def _events(self, where: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         names, rows = self._client.query(
-            f"SELECT {_EVENT_SELECT} FROM {self._db}.audit_events WHERE {where} "
+            f"SELECT {EVENT_SELECT}, src_partition, src_offset FROM {self._db}.audit_events WHERE {where} "
             "ORDER BY ledger_partition, sequence",
             params,
         )
-        out = [_event_from_row(names, r) for r in rows]
+        out = [_stored_event(names, r) for r in rows]
         if len(out) >= 100_000:
             self._progress(f"read {len(out)} audit events")
         return out
@@ -159,10 +92,10 @@ class ClickHouseSource:
 
     def checkpoints(self) -> list[dict[str, Any]]:
         names, rows = self._client.query(
-            f"SELECT {_CHECKPOINT_SELECT} FROM {self._db}.checkpoints "
+            f"SELECT {CHECKPOINT_SELECT} FROM {self._db}.checkpoints "
             "ORDER BY ledger_partition, last_sequence, checkpoint_id"
         )
-        return [_checkpoint_from_row(names, r) for r in rows]
+        return [checkpoint_from_row(dict(zip(names, r, strict=True))) for r in rows]
 
     def action_events(self, action_id: str) -> list[dict[str, Any]]:
         return self._events("action_id = {aid:String}", {"aid": action_id})
@@ -186,7 +119,7 @@ class ClickHouseSource:
 class ApiSource:
     """Reads the ledger through the running sink's HTTP API (see the module docstring)."""
 
-    def __init__(self, base_url: str, state_dir: Path, progress: Progress = _quiet,
+    def __init__(self, base_url: str, state_dir: Path, progress: Progress = quiet,
                  timeout_s: float = 30.0) -> None:
         from sinks.tokens import create_token
 
@@ -223,14 +156,7 @@ class ApiSource:
             page = self._get("/api/events", {"partition": part, "after": after, "limit": _PAGE})
             rows = page["events"]
             for r in rows:
-                out.append({
-                    "event_id": r["event_id"], "kind": r["kind"], "recorded_at": int(r["recorded_at_us"]),
-                    "tenant": r["tenant"], "action_id": r["action_id"],
-                    "payload": base64.b64decode(r["payload_b64"]), "detail": r["detail"],
-                    "ledger_partition": int(r["ledger_partition"]), "sequence": int(r["sequence"]),
-                    "prev_hash": bytes.fromhex(r["prev_hash_hex"]), "hash": bytes.fromhex(r["hash_hex"]),
-                    "canonical_version": int(r["canonical_version"]),
-                })
+                out.append(event_from_row(r))
             if len(rows) < _PAGE or page.get("next_after") is None:
                 return out
             after = int(page["next_after"])
@@ -268,14 +194,7 @@ class ApiSource:
                 rows = self._get("/api/checkpoints", {"partition": part, "after": after, "limit": _PAGE})
                 cps = rows["checkpoints"]
                 for c in cps:
-                    out.append({
-                        "checkpoint_id": c["checkpoint_id"], "ledger_partition": int(c["ledger_partition"]),
-                        "first_sequence": int(c["first_sequence"]), "last_sequence": int(c["last_sequence"]),
-                        "head_hash": bytes.fromhex(c["head_hash_hex"]),
-                        "merkle_root": bytes.fromhex(c["merkle_root_hex"]),
-                        "created_at": int(c["created_at_us"]), "processor_id": c["processor_id"],
-                        "key_id": c["key_id"], "signature": bytes.fromhex(c["signature_hex"]),
-                    })
+                    out.append(checkpoint_from_row(c))
                 if len(cps) < _PAGE:
                     break
                 after = int(cps[-1]["last_sequence"])
@@ -292,30 +211,6 @@ class ApiSource:
         from sinks.tokens import revoke_token
 
         revoke_token(self._state_dir, self._token_id)
-
-
-def open_source(progress: Progress = _quiet) -> LedgerSource:
-    """The direct ClickHouse source, or the running sink's API (module docstring)."""
-    loc = locate()
-    embedded = loc.dsn.startswith("chdb:")
-    if embedded and stack_sink_running():
-        for url in loc.api_urls:
-            if healthy(url):
-                progress(f"the sink is running; reading through its API at {url}")
-                return ApiSource(url, loc.state_dir, progress)
-        raise SinkError(
-            "the sink owns the embedded ClickHouse directory but its API does not answer "
-            f"/healthz at {', '.join(loc.api_urls)}; see `lockgate status` and the sink's log"
-        )
-    try:
-        return ClickHouseSource(connect(loc.dsn, loc.database), progress)
-    except SinkError as exc:
-        if embedded:
-            for url in loc.api_urls:
-                if healthy(url):
-                    progress(f"ClickHouse directory is in use; reading through the API at {url}")
-                    return ApiSource(url, loc.state_dir, progress)
-        raise SinkError(f"{exc}; if a sink owns the directory, start it with `lockgate up`") from exc
 
 
 def _consume_all(bootstrap: str, topic: str, progress: Progress) -> Iterator[tuple[int, int, bytes]]:
@@ -359,7 +254,7 @@ def _consume_all(bootstrap: str, topic: str, progress: Progress) -> Iterator[tup
         consumer.close()
 
 
-def load_from_topics(bootstrap: str, prefix: str, progress: Progress = _quiet
+def load_from_topics(bootstrap: str, prefix: str, progress: Progress = quiet
                      ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """AuditEvents and Checkpoints from the replay topics, beginning to high watermark.
 

@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from lockgate.kernel.durations import DurationInvalid, parse_duration_us
 from sinks.clickhouse import ClickHouse, validate_identifier
 from sinks.errors import QueryRejected
+from sinks.ledger_rows import CHECKPOINT_SELECT, EVENT_SELECT
 
 __all__ = [
     "ActionFilter",
@@ -39,8 +41,6 @@ __all__ = [
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 50
 DEFAULT_SINCE_US = 24 * 3600 * 1_000_000
-_SINCE = re.compile(r"^(\d{1,6})(s|m|h|d)$")
-_UNIT_US = {"s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000}
 _SAFE_TEXT = re.compile(r"^[^\x00-\x08\x0b\x0c\x0e-\x1f]{1,512}$")
 _DECISIONS = ("allow", "block")
 _OUTCOMES = ("committed", "failed", "none")
@@ -80,13 +80,6 @@ _SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 _SELECT_SUMMARY = ", ".join(f"{expr} AS a_{name}" for name, expr in _SUMMARY_COLUMNS)
 
-_LEDGER_SELECT = (
-    "event_id, kind, toUnixTimestamp64Micro(recorded_at) AS recorded_at_us, tenant, action_id, "
-    "base64Encode(payload) AS payload_b64, detail, ledger_partition, sequence, "
-    "hex(prev_hash) AS prev_hash_hex, hex(hash) AS hash_hex, canonical_version"
-)
-
-
 def _now_us() -> int:
     return time.time_ns() // 1000
 
@@ -115,12 +108,10 @@ def parse_time_range(
         raise QueryRejected("give either since (like 1h) or from/to, not both")
     end = _parse_instant("to", to) if to else now
     if since:
-        m = _SINCE.match(since.strip())
-        if not m:
-            raise QueryRejected(
-                f"since={since[:20]!r} is not a duration; use a number and s/m/h/d, e.g. 30m, 7d"
-            )
-        start = end - int(m.group(1)) * _UNIT_US[m.group(2)]
+        try:
+            start = end - parse_duration_us(since, "since")
+        except DurationInvalid as exc:
+            raise QueryRejected(str(exc)) from None
     elif from_:
         start = _parse_instant("from", from_)
     else:
@@ -354,7 +345,7 @@ class AuditQueries:
             return None
         record = _summary_row(names, rows[0])
         enames, erows = self._client.query(
-            f"SELECT {_LEDGER_SELECT}, payload_schema, decode_error, src_topic, src_partition, "
+            f"SELECT {EVENT_SELECT}, payload_schema, decode_error, src_topic, src_partition, "
             f"src_offset FROM {self._db}.audit_events "
             f"WHERE {tenant_sql}action_id = {{id:String}} "
             "ORDER BY recorded_at, ledger_partition, sequence",
@@ -437,7 +428,7 @@ class AuditQueries:
             tenant_sql = " AND tenant = {tenant:String}"
             params["tenant"] = tenant
         names, rows = self._client.query(
-            f"SELECT {_LEDGER_SELECT} FROM {self._db}.audit_events "
+            f"SELECT {EVENT_SELECT} FROM {self._db}.audit_events "
             f"WHERE ledger_partition = {{p:Int32}} AND sequence > {{after:Int64}}{tenant_sql} "
             "ORDER BY sequence LIMIT {limit:UInt32} WITH TIES",
             params,
@@ -456,10 +447,7 @@ class AuditQueries:
             part_sql = "ledger_partition = {p:Int32} AND "
             params["p"] = partition
         names, rows = self._client.query(
-            "SELECT checkpoint_id, ledger_partition, first_sequence, last_sequence, "
-            "hex(head_hash) AS head_hash_hex, hex(merkle_root) AS merkle_root_hex, "
-            "toUnixTimestamp64Micro(created_at) AS created_at_us, processor_id, key_id, "
-            f"hex(signature) AS signature_hex FROM {self._db}.checkpoints "
+            f"SELECT {CHECKPOINT_SELECT} FROM {self._db}.checkpoints "
             f"WHERE {part_sql}last_sequence > {{after:Int64}} "
             "ORDER BY ledger_partition, last_sequence LIMIT 1 BY checkpoint_id "
             "LIMIT {limit:UInt32}",

@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from schemas.codec import Codec, get_codec
 from schemas.errors import CodecError
+from schemas.records import AUDIT_FIELDS
 from sinks.errors import InsertFailed, SinkError
 
 __all__ = [
@@ -48,10 +49,7 @@ KIND_SCHEMA: dict[str, str] = {
     "policy": "PolicySet",
 }
 
-LEDGER_COLUMNS: tuple[str, ...] = (
-    "event_id", "kind", "recorded_at", "tenant", "action_id", "payload", "detail",
-    "ledger_partition", "sequence", "prev_hash", "hash", "canonical_version",
-)
+LEDGER_COLUMNS: tuple[str, ...] = AUDIT_FIELDS
 SOURCE_COLUMNS: tuple[str, ...] = ("src_topic", "src_partition", "src_offset")
 EXTRACTED_COLUMNS: tuple[str, ...] = (
     "payload_schema", "decode_error", "correlation_id", "actor_id", "actor_roles", "service",

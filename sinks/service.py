@@ -40,7 +40,6 @@ import signal
 import socket
 import threading
 import time
-import uuid
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -50,9 +49,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from lockgate.home import default_home
+from lockgate.kernel.home import default_home
 from schemas.codec import get_codec
 from schemas.errors import CodecError
+from schemas.records import dead_letter
 from schemas.topics import TOPIC_MAX_MESSAGE_BYTES
 from sinks.api import ApiServer
 from sinks.clickhouse import ClickHouse, connect
@@ -266,18 +266,8 @@ class SinkService:
             self.writer.skip(topic, partition, offset)
 
     def _dead_letter(self, msg: Message, exc: Exception) -> None:
-        dl = {
-            "dead_letter_id": str(uuid.uuid4()),
-            "recorded_at": time.time_ns() // 1000,
-            "source_topic": msg.topic(),
-            "source_partition": msg.partition(),
-            "source_offset": msg.offset(),
-            "stage": "sink",
-            "error_type": type(exc).__name__,
-            "error": str(exc),
-            "key": msg.key(),
-            "raw": msg.value() or b"",
-        }
+        dl = dead_letter(msg.value() or b"", exc, topic=msg.topic() or "", partition=msg.partition() or 0,
+                         offset=msg.offset() or 0, stage="sink", key=msg.key())
         self._producer.produce(self.settings.deadletter_topic,
                                value=self._codec.encode("DeadLetter", dl), key=msg.key())
         self._producer.poll(0)

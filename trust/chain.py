@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring as _json_str  # the encoder json.dumps uses
 from typing import Any
 
+from schemas.records import AUDIT_FIELDS
 from trust.canonical import CANONICAL_VERSION, canonical_bytes
 from trust.errors import ChainError
 
@@ -65,21 +66,6 @@ __all__ = [
 GENESIS = b"\0" * 32
 """``prev_hash`` of the first event (sequence 0) of every partition."""
 
-AUDIT_FIELDS: tuple[str, ...] = (
-    "event_id",
-    "kind",
-    "recorded_at",
-    "tenant",
-    "action_id",
-    "payload",
-    "detail",
-    "ledger_partition",
-    "sequence",
-    "prev_hash",
-    "hash",
-    "canonical_version",
-)
-"""The AuditEvent record's fields, in schema order."""
 
 HASHED_FIELDS: tuple[str, ...] = tuple(f for f in AUDIT_FIELDS if f not in ("hash", "prev_hash"))
 """The fields whose canonical form is hashed (everything but ``hash`` and ``prev_hash``)."""

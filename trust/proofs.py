@@ -45,6 +45,7 @@ import binascii
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from schemas.records import field_types
 from trust.chain import ChainError, event_hash
 from trust.checkpoints import verify_checkpoint
 from trust.errors import ProofError
@@ -58,32 +59,8 @@ PROOF_VERSION = 1
 _PROOF_KEYS = frozenset(
     {"format", "version", "event", "leaf_index", "tree_size", "audit_path", "checkpoint", "key_id"}
 )
-_EVENT_TYPES: dict[str, tuple[type, ...]] = {
-    "event_id": (str,),
-    "kind": (str,),
-    "recorded_at": (int,),
-    "tenant": (str,),
-    "action_id": (str, type(None)),
-    "payload": (bytes,),
-    "detail": (str, type(None)),
-    "ledger_partition": (int,),
-    "sequence": (int,),
-    "prev_hash": (bytes,),
-    "hash": (bytes,),
-    "canonical_version": (int,),
-}
-_CHECKPOINT_TYPES: dict[str, tuple[type, ...]] = {
-    "checkpoint_id": (str,),
-    "ledger_partition": (int,),
-    "first_sequence": (int,),
-    "last_sequence": (int,),
-    "head_hash": (bytes,),
-    "merkle_root": (bytes,),
-    "created_at": (int,),
-    "processor_id": (str,),
-    "key_id": (str,),
-    "signature": (bytes,),
-}
+_EVENT_TYPES = field_types("AuditEvent")
+_CHECKPOINT_TYPES = field_types("Checkpoint")
 
 
 

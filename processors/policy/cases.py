@@ -20,7 +20,7 @@ A cases file is a list of cases::
 honest when a new rule starts matching too. Omit it to check only the decision.
 
 The runner builds full ProposedAction dicts (placeholder ids, reply fields) and calls the
-same :meth:`~processors.policy_engine.CompiledPolicy.evaluate` the processor calls, so a
+same :meth:`~processors.policy.engine.CompiledPolicy.evaluate` the processor calls, so a
 passing case means the live processor would decide the same way.
 """
 
@@ -34,8 +34,8 @@ from typing import Any
 import yaml
 
 from processors.errors import PolicyCasesInvalid, PolicyProblem
-from processors.policy_engine import CompiledPolicy, Decision
-from processors.policy_files import EFFECTS, compose_yaml, load_policy_file
+from processors.policy.engine import CompiledPolicy, Decision
+from processors.policy.files import EFFECTS, compose_yaml, load_policy_file
 
 __all__ = [
     "CaseResult",

@@ -33,7 +33,7 @@ reads are bound, and ``attributes.sql`` is parsed only if a candidate reads ``sq
 
 ``action``  ``{type, resource, service, tenant, attributes, authenticated}``
 ``actor``   ``{id, roles, attributes}``
-``sql``     :func:`processors.sql_facts.sql_facts` of ``attributes.sql`` plus
+``sql``     :func:`processors.policy.sql_facts.sql_facts` of ``attributes.sql`` plus
             ``present: true`` and ``parsed``; when there is no string ``attributes.sql``,
             ``{kind: "", kinds: [], statements: 0, tables: [], has_where: false,
             has_limit: false, present: false, parsed: false}``
@@ -56,8 +56,8 @@ from typing import Any
 import cel
 
 from processors.errors import PolicyInvalid, PolicyProblem, SqlUnparseable
-from processors.policy_files import CEL_VARIABLES, EFFECTS, MODES, check_cel
-from processors.sql_facts import empty_sql_facts, sql_facts
+from processors.policy.files import CEL_VARIABLES, EFFECTS, MODES, check_cel
+from processors.policy.sql_facts import empty_sql_facts, sql_facts
 
 __all__ = ["CompiledPolicy", "Decision", "no_policy_decision"]
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from processors.policy_engine import CompiledPolicy
+from processors.policy.engine import CompiledPolicy
 from schemas.codec import get_codec
 from schemas.errors import CodecError
 

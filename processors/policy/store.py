@@ -15,10 +15,10 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from lockgate.kafka_offsets import watermarks
-from processors.decider import audit_event
+from lockgate.kernel.kafka_offsets import watermarks
 from schemas.codec import get_codec
 from schemas.errors import CodecError
+from schemas.records import AuditKind, audit_event
 from schemas.topics import Topics
 
 __all__ = ["PublishedPolicy", "current_policies", "publish_policy"]
@@ -84,7 +84,7 @@ def publish_policy(record: dict[str, Any], bootstrap: str, topics: Topics,
     value = codec.encode("PolicySet", rec)
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
     producer.produce(topics.policies, value, key=tenant.encode())
-    event = audit_event("policy", tenant, None, value, detail=f"policy {rec['name']} v{rec['version']} applied")
+    event = audit_event(AuditKind.POLICY, tenant, None, value, detail=f"policy {rec['name']} v{rec['version']} applied")
     producer.produce(topics.audit_intake, codec.encode("AuditEvent", event), key=f"policy:{tenant}".encode())
     if producer.flush(timeout_s):
         from processors.errors import PolicyError

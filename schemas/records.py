@@ -1,0 +1,116 @@
+"""One definition per record shape: field lists read from the ``.avsc`` contracts, and the
+one constructor of each record that more than one room builds.
+
+Nothing here retypes a schema: :data:`AUDIT_FIELDS` and :data:`CHECKPOINT_FIELDS` come from
+``AuditEvent.avsc`` and ``Checkpoint.avsc``; :class:`AuditKind` is pinned to the schema's
+``AuditKind`` enum by a test. The chain writer, the sink's row builder, the verifier, the
+proof format and the ledger sources all take their field lists from here.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+import uuid
+from typing import Any
+
+from schemas.codec import load_schema_json
+
+__all__ = [
+    "AUDIT_FIELDS",
+    "CHECKPOINT_FIELDS",
+    "DEAD_LETTER_ERROR_MAX",
+    "AuditKind",
+    "audit_event",
+    "dead_letter",
+    "field_names",
+    "field_types",
+]
+
+DEAD_LETTER_ERROR_MAX = 4000
+"""Characters of an error message kept in a dead letter (the raw record is kept whole)."""
+
+
+def field_names(schema: str) -> tuple[str, ...]:
+    """The field names of a top-level record schema, in schema order."""
+    return tuple(f["name"] for f in load_schema_json(schema)["fields"])
+
+
+_PY_TYPES: dict[str, type] = {"string": str, "long": int, "int": int, "bytes": bytes, "boolean": bool,
+                               "null": type(None), "enum": str}
+
+
+def _py_types(avro_type: Any) -> tuple[type, ...]:
+    if isinstance(avro_type, list):
+        return tuple(t for branch in avro_type for t in _py_types(branch))
+    name = avro_type["type"] if isinstance(avro_type, dict) else avro_type
+    if name not in _PY_TYPES:
+        raise TypeError(f"no flat Python type for Avro type {name!r}")
+    return (_PY_TYPES[name],)
+
+
+def field_types(schema: str) -> dict[str, tuple[type, ...]]:
+    """Each field of a flat record schema and the Python types its decoded value may have.
+
+    For schemas whose fields are primitives, enums and nullable primitives (AuditEvent,
+    Checkpoint); a nested record raises ``TypeError``.
+    """
+    return {f["name"]: _py_types(f["type"]) for f in load_schema_json(schema)["fields"]}
+
+
+AUDIT_FIELDS: tuple[str, ...] = field_names("AuditEvent")
+"""The AuditEvent record's fields, in schema order."""
+
+CHECKPOINT_FIELDS: tuple[str, ...] = field_names("Checkpoint")
+"""The Checkpoint record's fields, in schema order."""
+
+
+class AuditKind(enum.StrEnum):
+    """What an audit event records (the ``AuditKind`` enum of ``AuditEvent.avsc``)."""
+
+    ACTION = "action"
+    VERDICT = "verdict"
+    OUTCOME = "outcome"
+    POLICY = "policy"
+    DEAD_LETTER = "dead_letter"
+    SECURITY = "security"
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def audit_event(kind: AuditKind | str, tenant: str, action_id: str | None, payload: bytes,
+                detail: str | None = None, now_us: int | None = None) -> dict[str, Any]:
+    """An unchained AuditEvent; the ledger writer fills the chain fields."""
+    return {
+        "event_id": str(uuid.uuid4()),
+        "kind": str(AuditKind(kind)),
+        "recorded_at": now_us if now_us is not None else _now_us(),
+        "tenant": tenant,
+        "action_id": action_id,
+        "payload": payload,
+        "detail": detail,
+        "ledger_partition": -1,
+        "sequence": -1,
+        "prev_hash": b"",
+        "hash": b"",
+        "canonical_version": 1,
+    }
+
+
+def dead_letter(raw: bytes, error: BaseException, *, topic: str, partition: int, offset: int,
+                stage: str, key: bytes | None) -> dict[str, Any]:
+    """A DeadLetter record: the raw bytes kept whole, the error named and bounded."""
+    return {
+        "dead_letter_id": str(uuid.uuid4()),
+        "recorded_at": _now_us(),
+        "source_topic": topic,
+        "source_partition": partition,
+        "source_offset": offset,
+        "stage": stage,
+        "error_type": type(error).__name__,
+        "error": str(error)[:DEAD_LETTER_ERROR_MAX],
+        "key": key,
+        "raw": raw,
+    }
