@@ -99,7 +99,7 @@ class ApiServer:
         queries: AuditQueries,
         tokens: TokenStore,
         host: str = "127.0.0.1",
-        port: int = 8765,
+        port: int = 8740,
         *,
         registry: CollectorRegistry = REGISTRY,
         health: Callable[[], dict[str, Any]] | None = None,

@@ -28,6 +28,7 @@ from sinks.errors import SinkError
 
 __all__ = [
     "RETENTION_TABLES",
+    "SCHEMA_MIGRATIONS_DDL",
     "Migration",
     "applied_versions",
     "apply_retention",
@@ -80,13 +81,19 @@ def _has_sql(chunk: str) -> bool:
     return any(line.strip() and not line.strip().startswith("--") for line in chunk.splitlines())
 
 
+SCHEMA_MIGRATIONS_DDL = """\
+CREATE TABLE IF NOT EXISTS {db}.schema_migrations
+(
+    version UInt32, name String, checksum String,
+    applied_at DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = ReplacingMergeTree
+ORDER BY version"""
+"""Where applied versions are recorded (``{db}`` unresolved); the cluster DDL derives from it too."""
+
+
 def _ensure_table(client: ClickHouse, db: str) -> None:
-    client.command(
-        f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations ("
-        " version UInt32, name String, checksum String,"
-        " applied_at DateTime64(3, 'UTC') DEFAULT now64(3))"
-        " ENGINE = ReplacingMergeTree ORDER BY version"
-    )
+    client.command(SCHEMA_MIGRATIONS_DDL.replace("{db}", db))
 
 
 def applied_versions(client: ClickHouse) -> dict[int, str]:

@@ -27,7 +27,7 @@ LOCKGATE_CLICKHOUSE_DATABASE   database name                       ``lockgate``
 LOCKGATE_SINK_GROUP_ID         consumer group                      ``lockgate-sink``
 LOCKGATE_SINK_BATCH_ROWS       rows per batch                      10000
 LOCKGATE_SINK_BATCH_MS         max batch age (ms)                  500
-LOCKGATE_SINK_HTTP_HOST/PORT   API + metrics listen address        ``127.0.0.1:8765``
+LOCKGATE_SINK_HTTP_HOST/PORT   API + metrics listen address        ``127.0.0.1:8740``
 LOCKGATE_RETENTION_DAYS        TTL in days (unset: keep forever)   unset
 LOCKGATE_HOME                  state dir (tokens, chDB dir)        ``~/.lockgate``
 =============================  ==================================  ===========================
@@ -53,7 +53,7 @@ from lockgate.kernel.home import default_home
 from schemas.codec import get_codec
 from schemas.errors import CodecError
 from schemas.records import dead_letter
-from schemas.topics import TOPIC_MAX_MESSAGE_BYTES
+from schemas.topics import DEFAULT_PREFIX, TOPIC_MAX_MESSAGE_BYTES, Topics
 from sinks.api import ApiServer
 from sinks.clickhouse import ClickHouse, connect
 from sinks.errors import InsertFailed, SinkError
@@ -73,8 +73,8 @@ class SinkSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LOCKGATE_", frozen=True, extra="ignore")
 
-    topic_prefix: str = "lockgate."
-    bootstrap_servers: str = "localhost:9092"
+    topic_prefix: str = DEFAULT_PREFIX
+    bootstrap_servers: str = "127.0.0.1:9092"
     clickhouse_dsn: str = ""
     clickhouse_database: str = "lockgate"
     sink_group_id: str = "lockgate-sink"
@@ -83,7 +83,7 @@ class SinkSettings(BaseSettings):
     sink_batch_rows: int = Field(default=10_000, ge=1)
     sink_batch_ms: int = Field(default=500, ge=1)
     sink_http_host: str = "127.0.0.1"
-    sink_http_port: int = Field(default=8765, ge=0, le=65535)
+    sink_http_port: int = Field(default=8740, ge=0, le=65535)
     retention_days: int | None = Field(default=None, ge=1)
     home: Path | None = None
 
@@ -96,16 +96,20 @@ class SinkSettings(BaseSettings):
         return self.clickhouse_dsn or f"chdb://{(self.state_dir / 'clickhouse').resolve()}"
 
     @property
+    def topics(self) -> Topics:
+        return Topics(self.topic_prefix)
+
+    @property
     def audit_topic(self) -> str:
-        return f"{self.topic_prefix}audit"
+        return self.topics.audit
 
     @property
     def checkpoints_topic(self) -> str:
-        return f"{self.topic_prefix}checkpoints"
+        return self.topics.checkpoints
 
     @property
     def deadletter_topic(self) -> str:
-        return f"{self.topic_prefix}deadletter"
+        return self.topics.deadletter
 
 
 class SinkMetrics:

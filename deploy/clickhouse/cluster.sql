@@ -1,15 +1,10 @@
--- Lockgate audit tables on a ClickHouse cluster (production variant of
--- sinks/migrations/*.sql). Same columns, codecs, projections and the same
--- one-row-per-action design; storage is ReplicatedMergeTree per shard, reads and writes go
--- through Distributed tables named like the embedded ones, so sinks/query.py and the
--- writer work unchanged with LOCKGATE_CLICKHOUSE_DATABASE=lockgate.
+-- Lockgate audit tables on a ClickHouse cluster. GENERATED from sinks/migrations/*.sql by
+--   python -m sinks.cluster_ddl > deploy/clickhouse/cluster.sql
+-- (do not edit by hand; tests/unit/sinks/test_cluster_ddl.py fails when this file drifts).
+-- Storage is Replicated*MergeTree per shard; reads and writes go through Distributed tables
+-- named like the embedded ones, so the query layer and the writer work unchanged.
 --
 -- Macros expected in each server's config: {cluster}, {shard}, {replica}.
--- Sharding: by ledger_partition for events (a chain stays on one shard, so verify reads
--- one shard per partition and insert dedup windows are per chain), by cityHash64(action_id)
--- for the action summary (all partial rows of an action fold on one shard).
--- Replicated tables deduplicate inserts by block hash/token without extra settings
--- (replicated_deduplication_window); the writer's token + source-offset check still apply.
 -- Apply with: clickhouse-client --multiquery < deploy/clickhouse/cluster.sql
 
 CREATE DATABASE IF NOT EXISTS lockgate ON CLUSTER '{cluster}';
@@ -22,6 +17,21 @@ CREATE TABLE IF NOT EXISTS lockgate.schema_migrations_local ON CLUSTER '{cluster
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/lockgate/schema_migrations', '{replica}')
 ORDER BY version;
 
+CREATE TABLE IF NOT EXISTS lockgate.schema_migrations ON CLUSTER '{cluster}'
+AS lockgate.schema_migrations_local
+ENGINE = Distributed('{cluster}', lockgate, schema_migrations_local, version);
+
+-- One row per AuditEvent. The ledger columns (event_id .. canonical_version) are stored
+-- losslessly so `verify` can recompute every hash from ClickHouse alone; the remaining
+-- columns are decoded from the payload for querying and may be empty when the payload
+-- could not be decoded (decode_error says why).
+--
+-- ORDER BY (tenant, actor_id, recorded_at): the top audit questions are "what did this
+-- tenant/actor do, when". Two projections serve the other access paths:
+--   p_chain    the ledger in chain order (ledger_partition, sequence) for verify paging;
+--   p_resource (tenant, resource, recorded_at) for resource-prefix + time questions.
+-- src_topic/src_partition/src_offset identify the Kafka record a row came from; the writer
+-- uses them (through p_source) to drop redelivered records after a restart.
 CREATE TABLE IF NOT EXISTS lockgate.audit_events_local ON CLUSTER '{cluster}'
 (
     event_id          String                     CODEC(ZSTD(1)),
@@ -36,10 +46,12 @@ CREATE TABLE IF NOT EXISTS lockgate.audit_events_local ON CLUSTER '{cluster}'
     prev_hash         String                     CODEC(ZSTD(1)),
     hash              String                     CODEC(ZSTD(1)),
     canonical_version Int32 DEFAULT 1,
+
     src_topic         LowCardinality(String),
     src_partition     Int32,
     src_offset        Int64                      CODEC(Delta, ZSTD(1)),
     ingested_at       DateTime64(3, 'UTC') DEFAULT now64(3) CODEC(Delta, ZSTD(1)),
+
     payload_schema    LowCardinality(String),
     decode_error      String                     CODEC(ZSTD(1)),
     correlation_id    String                     CODEC(ZSTD(1)),
@@ -71,6 +83,7 @@ CREATE TABLE IF NOT EXISTS lockgate.audit_events_local ON CLUSTER '{cluster}'
     eval_latency_us   Int64                      CODEC(T64, ZSTD(1)),
     processor_id      LowCardinality(String),
     key_id            LowCardinality(String),
+
     INDEX idx_action_id action_id TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_event_id event_id TYPE bloom_filter(0.01) GRANULARITY 1,
     PROJECTION p_chain
@@ -99,6 +112,7 @@ CREATE TABLE IF NOT EXISTS lockgate.audit_events ON CLUSTER '{cluster}'
 AS lockgate.audit_events_local
 ENGINE = Distributed('{cluster}', lockgate, audit_events_local, ledger_partition);
 
+-- One row per Checkpoint, every field kept (hashes and signature as raw bytes).
 CREATE TABLE IF NOT EXISTS lockgate.checkpoints_local ON CLUSTER '{cluster}'
 (
     checkpoint_id     String                     CODEC(ZSTD(1)),
@@ -130,6 +144,16 @@ CREATE TABLE IF NOT EXISTS lockgate.checkpoints ON CLUSTER '{cluster}'
 AS lockgate.checkpoints_local
 ENGINE = Distributed('{cluster}', lockgate, checkpoints_local, ledger_partition);
 
+-- ONE ROW PER ACTION, maintained incrementally: a materialized view turns every action,
+-- verdict and outcome event into a partial row, an AggregatingMergeTree folds partial rows
+-- of the same (tenant, day, action_id) together during merges, and readers finish the fold
+-- with GROUP BY (see sinks/query.py). Each column is filled by exactly one event kind and
+-- is empty/zero in the others, so `max` picks that kind's value (actor and service, which
+-- outcomes and verdicts repeat, are taken from the proposal only). `max` is idempotent: a
+-- duplicated event (should one ever slip past the writer's deduplication) changes nothing.
+--
+-- `day` is the day of each event, so an action whose outcome lands after midnight has two
+-- partial rows; readers scan [day(from), day(to) + 1] and finish the fold per action_id.
 CREATE TABLE IF NOT EXISTS lockgate.action_summary_local ON CLUSTER '{cluster}'
 (
     tenant          LowCardinality(String),
@@ -172,8 +196,6 @@ CREATE TABLE IF NOT EXISTS lockgate.action_summary ON CLUSTER '{cluster}'
 AS lockgate.action_summary_local
 ENGINE = Distributed('{cluster}', lockgate, action_summary_local, cityHash64(action_id));
 
--- The MV runs on each shard over the rows that shard receives and writes through the
--- Distributed summary table, so an action's partial rows meet on one shard.
 CREATE MATERIALIZED VIEW IF NOT EXISTS lockgate.action_summary_mv ON CLUSTER '{cluster}'
 TO lockgate.action_summary AS
 SELECT

@@ -16,7 +16,7 @@ import json
 import sys
 from typing import Any
 
-from lockgate.cli.output import EXIT_OK, emit_json
+from lockgate.cli.output import EXIT_OK, emit_json, progress
 from lockgate.kernel.errors import LockgateError
 
 __all__ = ["fetch_actions", "register"]
@@ -84,9 +84,6 @@ def cmd_history(args: argparse.Namespace) -> int:
     from lockgate.cli.sources import open_source
     from sinks.ledger_source import load_from_topics
     from trust.history import resource_history
-
-    def progress(message: str) -> None:
-        print(f"lockgate: {message}", file=sys.stderr)
 
     if args.from_topics:
         events, _cps = load_from_topics(bootstrap(), topics().prefix, progress)

@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Any
 
-__all__ = ["EXIT_ERROR", "EXIT_NEGATIVE", "EXIT_OK", "emit_json", "fail"]
+__all__ = ["EXIT_ERROR", "EXIT_NEGATIVE", "EXIT_OK", "emit_json", "fail", "progress"]
 
 EXIT_OK = 0
 EXIT_NEGATIVE = 1
@@ -16,6 +16,11 @@ EXIT_ERROR = 2
 def emit_json(value: Any) -> None:
     json.dump(value, sys.stdout, indent=2, sort_keys=True, default=str)
     sys.stdout.write("\n")
+
+
+def progress(message: str) -> None:
+    """One progress line on stderr (stdout stays clean for ``--json`` and pipes)."""
+    print(f"lockgate: {message}", file=sys.stderr, flush=True)
 
 
 def fail(message: str, *, json_mode: bool = False, kind: str = "error") -> int:

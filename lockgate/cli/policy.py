@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from lockgate.cli import context
-from lockgate.cli.output import EXIT_NEGATIVE, EXIT_OK, emit_json
+from lockgate.cli.output import EXIT_NEGATIVE, EXIT_OK, emit_json, progress
 
 __all__ = ["register"]
 
@@ -84,7 +84,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    import sys
 
     from lockgate.cli.sources import open_source
     from processors.policy.engine import CompiledPolicy
@@ -92,7 +91,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from processors.policy.replay import replay
 
     policy = CompiledPolicy.from_record(load_policy_file(args.file))
-    source = open_source(lambda m: print(f"lockgate: {m}", file=sys.stderr))
+    source = open_source(progress)
     try:
         report = replay(source.events(), policy)
     finally:

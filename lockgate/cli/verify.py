@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lockgate.cli.output import EXIT_NEGATIVE, EXIT_OK, emit_json
+from lockgate.cli.output import EXIT_NEGATIVE, EXIT_OK, emit_json, progress
 from lockgate.kernel.durations import parse_duration_us
 from lockgate.kernel.errors import ConfigError
 from lockgate.kernel.home import Home
@@ -21,10 +21,6 @@ from trust.witness import checkpoint_to_json, load_checkpoint_file, since_anchor
 
 __all__ = ["register"]
 
-
-
-def _progress(message: str) -> None:
-    print(f"lockgate: {message}", file=sys.stderr, flush=True)
 
 
 def _home() -> Path:
@@ -70,11 +66,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         from lockgate.cli.context import bootstrap, topics
 
         where = f"topics {topics().prefix}audit and {topics().prefix}checkpoints"
-        _progress(f"reading {where} from the beginning")
-        events, stored = load_from_topics(bootstrap(), topics().prefix, _progress)
+        progress(f"reading {where} from the beginning")
+        events, stored = load_from_topics(bootstrap(), topics().prefix, progress)
         position_key = "_position"
     else:
-        source = open_source(_progress)
+        source = open_source(progress)
         where = source.description
         try:
             stored = source.checkpoints()
@@ -95,7 +91,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         all_cps = [c for c in all_cps
                    if c["ledger_partition"] not in anchors
                    or c["first_sequence"] >= anchors[c["ledger_partition"]][0]]
-    _progress(f"verifying {len(events)} events and {len(all_cps)} checkpoints from {where}")
+    progress(f"verifying {len(events)} events and {len(all_cps)} checkpoints from {where}")
     findings = [_finding_json(f) for f in verify_ledger(events, all_cps, keyring,
                                                         position_key=position_key, anchors=anchors)]
     findings += witness_findings(stored, witness)
@@ -124,7 +120,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_checkpoints_export(args: argparse.Namespace) -> int:
     from lockgate.cli.sources import open_source
 
-    source = open_source(_progress)
+    source = open_source(progress)
     try:
         cps = source.checkpoints()
     finally:
@@ -151,7 +147,7 @@ def cmd_prove(args: argparse.Namespace) -> int:
     from trust.proofs import ProofError, build_proof
 
     keyring = Keyring([_public_key(None)])
-    source = open_source(_progress)
+    source = open_source(progress)
     proofs: list[dict[str, Any]] = []
     unproven: list[dict[str, Any]] = []
     try:
@@ -182,7 +178,7 @@ def cmd_prove(args: argparse.Namespace) -> int:
     text = json.dumps(bundle, indent=2, sort_keys=True) + "\n"
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
-        _progress(f"wrote {len(proofs)} proof(s) to {args.out}")
+        progress(f"wrote {len(proofs)} proof(s) to {args.out}")
     else:
         sys.stdout.write(text)
     return EXIT_OK if proofs and not unproven else EXIT_NEGATIVE
