@@ -1,5 +1,13 @@
-"""Lockgate processors: the Faust app and the pure policy language it evaluates.
+"""The processor: the Faust app that decides, and the pure cores it runs.
 
-The policy language (``policy_files``, ``policy_engine``, ``sql_facts``, ``policy_cases``)
-has no Kafka dependency, so it can be tested and benchmarked offline.
+Modules:
+
+    app           the Faust app: agents as thin shells over the cores
+    decider       the pure decision core: proposal in, signed verdict and audit events out
+    worker        ``python -m processors.worker``: the process entry point
+    settings      ProcessorSettings (LOCKGATE_* environment)
+    policy        the policy language (sub-package; no Kafka dependency)
+    errors        PolicyError and its tree
 """
+
+__all__ = ["app", "decider", "errors", "policy", "settings", "worker"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from lockgate.kernel.errors import LockgateError
 
-__all__ = ["AuthError", "InsertFailed", "QueryRejected", "SinkError"]
+__all__ = ["AuthError", "InsertFailed", "QueryRejected", "RowError", "SinkError"]
 
 
 class SinkError(LockgateError):
@@ -32,6 +32,10 @@ class InsertFailed(SinkError):
     def __init__(self, message: str, retry_after: float = 1.0) -> None:
         self.retry_after = retry_after
         super().__init__(message)
+
+
+class RowError(SinkError):
+    """The record is not a well-formed AuditEvent/Checkpoint; dead-letter it."""
 
 
 class QueryRejected(SinkError):

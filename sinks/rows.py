@@ -26,7 +26,7 @@ import pyarrow as pa
 from schemas.codec import Codec, get_codec
 from schemas.errors import CodecError
 from schemas.records import AUDIT_FIELDS
-from sinks.errors import InsertFailed, SinkError
+from sinks.errors import InsertFailed, RowError
 
 __all__ = [
     "AUDIT_ARROW_SCHEMA",
@@ -34,7 +34,6 @@ __all__ = [
     "CHECKPOINT_ARROW_SCHEMA",
     "CHECKPOINT_COLUMNS",
     "KIND_SCHEMA",
-    "RowError",
     "SourceRef",
     "audit_event_row",
     "checkpoint_row",
@@ -133,10 +132,6 @@ _PROCESSOR = _AT["processor_id"]
 _KEY_ID = _AT["key_id"]
 _FIRST_EXTRACTED = _SCHEMA
 _BYTES = (bytes, bytearray, memoryview)
-
-
-class RowError(SinkError):
-    """The record is not a well-formed AuditEvent/Checkpoint; dead-letter it."""
 
 
 def _s(value: Any) -> str:

@@ -21,7 +21,7 @@ Settings (env, read once at start into :class:`SinkSettings`):
 env                            meaning                             default
 =============================  ==================================  ===========================
 LOCKGATE_TOPIC_PREFIX          topic name prefix                   ``lockgate.``
-LOCKGATE_BOOTSTRAP_SERVERS     Kafka bootstrap servers             ``localhost:9092``
+LOCKGATE_BOOTSTRAP_SERVERS     Kafka bootstrap servers             ``127.0.0.1:9092``
 LOCKGATE_CLICKHOUSE_DSN        ``chdb:///dir`` or ``http(s)://…``  ``chdb://$HOME/clickhouse``
 LOCKGATE_CLICKHOUSE_DATABASE   database name                       ``lockgate``
 LOCKGATE_SINK_GROUP_ID         consumer group                      ``lockgate-sink``
@@ -56,10 +56,9 @@ from schemas.records import dead_letter
 from schemas.topics import DEFAULT_PREFIX, TOPIC_MAX_MESSAGE_BYTES, Topics
 from sinks.api import ApiServer
 from sinks.clickhouse import ClickHouse, connect
-from sinks.errors import InsertFailed, SinkError
+from sinks.errors import InsertFailed, RowError, SinkError
 from sinks.migrations import apply_retention, migrate
 from sinks.query import AuditQueries
-from sinks.rows import RowError
 from sinks.tokens import TokenStore
 from sinks.writer import BatchWriter, RecordKind, WriterConfig
 

@@ -1,4 +1,4 @@
-"""Registry of the CLI's subcommands; each lives in a ``lockgate.cmd_*`` module."""
+"""Registry of the CLI's subcommands; each lives in a module of :mod:`lockgate.cli`."""
 
 from __future__ import annotations
 

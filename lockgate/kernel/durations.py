@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import re
 
-from lockgate.kernel.errors import ConfigError
+from lockgate.kernel.errors import DurationInvalid
 
 __all__ = ["DURATION_HELP", "DurationInvalid", "parse_duration_us"]
 
 DURATION_HELP = "a number and s/m/h/d/w, e.g. 90s, 30m, 24h, 7d, 2w"
 _DURATION = re.compile(r"^(\d{1,6})([smhdw])$")
 _UNIT_US = {"s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000, "w": 604_800_000_000}
-
-
-class DurationInvalid(ConfigError):
-    """A duration option does not follow the grammar."""
 
 
 def parse_duration_us(raw: str, what: str = "duration") -> int:

@@ -1,15 +1,12 @@
 """The root of every error Lockgate raises.
 
-Each room (``schemas``, ``producers``, ``processors``, ``sinks``, ``deploy``) keeps its own
-small ``errors.py`` whose classes derive from :class:`LockgateError`, so callers can catch
-everything Lockgate raises with one ``except`` and still tell the cases apart::
+Each room keeps its own small ``errors.py`` whose classes derive from :class:`LockgateError`,
+so callers can catch everything Lockgate raises with one ``except`` and still tell the
+cases apart::
 
     LockgateError
-    ├── ConfigError                      fixed by an operator (schemas.signing)
-    │   ├── KeyMissing                   no key file: run `lockgate keys init`
-    │   ├── KeyFileUnsafe                key readable by group/other: chmod 600
-    │   ├── KeyInvalid                   not an Ed25519 key Lockgate wrote
-    │   └── RegistryError                services.json unreadable, bad service name
+    ├── ConfigError                      fixed by an operator
+    │   └── DurationInvalid              not a duration (90s, 30m, 24h, 7d, 2w)
     ├── schemas.errors.CodecError
     │   ├── MalformedRecord              bytes are not a valid record of the named schema
     │   ├── TruncatedRecord              bytes end before the record does
@@ -17,6 +14,10 @@ everything Lockgate raises with one ``except`` and still tell the cases apart::
     │   ├── OversizedRecord              bigger than the configured limit
     │   ├── EncodeError                  a record does not fit its schema
     │   └── IncompatibleSchema           evolution check failed
+    ├── trust.errors.TrustError          the trust model refused something
+    │   ├── KeyMissing, KeyFileUnsafe, KeyInvalid, RegistryError   (also ConfigError)
+    │   ├── ChainError, CheckpointError, ProofError   ledger invariants (never signed, never proven)
+    │   └── WitnessFileError             a witness file is unreadable (also ConfigError)
     ├── deploy.errors.StackError
     │   ├── PortInUse                    a port the stack needs is taken (names the holder)
     │   ├── JarResolutionFailed          Maven could not resolve the broker's jars
@@ -31,8 +32,6 @@ everything Lockgate raises with one ``except`` and still tell the cases apart::
     │   ├── PolicyInvalid                a policy file failed validation (file:line each)
     │   │   └── PolicyCasesInvalid       a `policy test` cases file failed validation
     │   └── SqlUnparseable               attributes.sql is not SQL we can parse
-    ├── trust.chain.ChainError, trust.checkpoints.CheckpointError,
-    │   trust.proofs.ProofError          ledger invariants refused (never signed, never proven)
     └── sinks.errors.SinkError
         ├── InsertFailed                 ClickHouse refused a batch; carries retry_after
         ├── RowError                     a record is not an AuditEvent/Checkpoint
@@ -44,7 +43,7 @@ Every message says what went wrong and what to do next.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "LockgateError"]
+__all__ = ["ConfigError", "DurationInvalid", "LockgateError"]
 
 
 class LockgateError(Exception):
@@ -53,3 +52,7 @@ class LockgateError(Exception):
 
 class ConfigError(LockgateError):
     """A setting is missing or invalid, or a secret file is unsafe to use."""
+
+
+class DurationInvalid(ConfigError):
+    """A duration option does not follow the grammar of :mod:`lockgate.kernel.durations`."""

@@ -180,11 +180,11 @@ class CompiledPolicy:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> CompiledPolicy:
-        """Compile a PolicySet record dict (as produced by ``policy_files`` or the codec).
+        """Compile a PolicySet record dict (as produced by ``processors.policy.files`` or the codec).
 
         Raises :class:`~processors.errors.PolicyInvalid` (file = ``policyset
         tenant/name vN``, line 0) if a rule's CEL does not compile or an enum is bad, which
-        for a record that came through ``policy_files`` means a bug or a hand-made record.
+        for a record that came through ``processors.policy.files`` means a bug or a hand-made record.
         """
         where = (
             f"policyset {record.get('tenant', '?')}/{record.get('name', '?')} v{record.get('version', '?')}"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sinks.rows import AUDIT_COLUMNS, CHECKPOINT_COLUMNS, RowError, audit_event_row, checkpoint_row
+from sinks.errors import RowError
+from sinks.rows import AUDIT_COLUMNS, CHECKPOINT_COLUMNS, audit_event_row, checkpoint_row
 from tests.integration.sinks.sink_fixtures import Events
 
 SRC = ("lockgate.audit", 3, 99)
