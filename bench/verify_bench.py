@@ -7,7 +7,8 @@ payloads, chained over a few partitions), then times:
   advance — the floor no verifier can beat;
 * ``verify_chain``: group, sort, canonicalize, hash, compare, link — the real work.
 
-Run: ``.venv/bin/python bench/verify_bench.py [events]``. Not part of the test suite.
+Run: ``.venv/bin/python -m bench.verify_bench [events]`` (from the repository root: it shares
+the tests' ledger builder). Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -16,110 +17,27 @@ import hashlib
 import random
 import sys
 import time
-import uuid
 from typing import Any
 
-from schemas.codec import get_codec
-from trust.chain import Chain, hashed_bytes
+from tests.factories.ledger import LedgerBuilder
+from trust.chain import hashed_bytes
 from trust.keys import SigningKey
-from trust.signatures import sign_record
 from trust.verify import verify_chain
 
 PARTITIONS = 4
 ROUNDS = 5
 
 
-def _payloads(key: SigningKey) -> list[tuple[str, bytes]]:
-    codec = get_codec()
-    aid = str(uuid.uuid4())
-    action = {
-        "action_id": aid,
-        "correlation_id": aid,
-        "proposed_at": 1,
-        "tenant": "acme",
-        "service": "billing",
-        "actor": {"id": "alice", "roles": ["dba"], "attributes": {}},
-        "type": "db.query",
-        "resource": "db/prod/orders",
-        "attributes": {"sql": "UPDATE orders SET status = 'shipped' WHERE id = 42", "rows": 1},
-        "change_json": '{"status":"shipped"}',
-        "reply_topic": "lockgate.verdicts",
-        "reply_partition": 0,
-        "reply_instance": "guard-1",
-        "service_key_id": None,
-        "service_signature": None,
-    }
-    verdict = sign_record(
-        {
-            "action_id": aid,
-            "correlation_id": aid,
-            "reply_instance": "guard-1",
-            "decided_at": 2,
-            "tenant": "acme",
-            "service": "billing",
-            "decision": "allow",
-            "basis": "rule",
-            "matched_rules": [
-                {"id": "r1", "effect": "allow", "mode": "enforce", "message": "", "error": None}
-            ],
-            "policy_name": "default",
-            "policy_version": 3,
-            "reason": "rule r1 allows",
-            "eval_latency_us": 40,
-            "processor_id": "proc-1",
-            "key_id": "",
-            "signature": b"",
-        },
-        "signature",
-        b"",
-        key,
-    )
-    v = codec.encode("Verdict", verdict)
-    outcome = {
-        "outcome_id": aid,
-        "action_id": aid,
-        "correlation_id": aid,
-        "recorded_at": 3,
-        "tenant": "acme",
-        "service": "billing",
-        "actor_id": "alice",
-        "status": "committed",
-        "error_type": None,
-        "error_message": None,
-        "before_json": '{"status":"paid"}',
-        "after_json": '{"status":"shipped"}',
-        "verdict": v,
-        "service_key_id": None,
-        "service_signature": None,
-    }
-    return [
-        ("action", codec.encode("ProposedAction", action)),
-        ("verdict", v),
-        ("outcome", codec.encode("ActionOutcome", outcome)),
-    ]
-
-
 def build(n: int) -> list[dict[str, Any]]:
-    payloads = _payloads(SigningKey.generate())
-    chain = Chain()
-    events = []
-    for i in range(n):
-        kind, payload = payloads[i % 3]
-        events.append(
-            chain.append(
-                {
-                    "event_id": str(uuid.uuid4()),
-                    "kind": kind,
-                    "recorded_at": 1_700_000_000_000_000 + i,
-                    "tenant": "acme",
-                    "action_id": str(uuid.uuid4()),
-                    "payload": payload,
-                    "detail": None,
-                },
-                i % PARTITIONS,
-            )
-        )
-    random.Random(1).shuffle(events)  # storage order is not chain order
+    """``n`` chained events of action/verdict/outcome flows (the tests' ledger builder),
+    spread over the partitions and shuffled: storage order is not chain order."""
+    ledger = LedgerBuilder(SigningKey.generate())
+    i = 0
+    while len(ledger.events) < n:
+        ledger.flow(partition=i % PARTITIONS)
+        i += 1
+    events = ledger.events[:n]
+    random.Random(1).shuffle(events)
     return events
 
 

@@ -5,11 +5,13 @@ Three implementations of :class:`trust.source.LedgerSource` (the shape is docume
 * :class:`ClickHouseSource` — straight from ClickHouse with parameterized queries. Used
   when no sink process owns the embedded chDB directory, or always for an ``http(s)://``
   DSN (a server takes many clients). Every stored row is returned, duplicates included, so
-  an inserted row at an existing sequence is seen.
+  an inserted row at an existing sequence is seen; ``_position`` is the row's source
+  record on the audit topic (partition, offset).
 * :class:`ApiSource` — through the running sink's HTTP API (``/api/events`` paged per
   ledger partition, ``/api/checkpoints``), with an all-tenant bearer token created for the
-  run and revoked afterwards. Limit: the API returns one row per sequence, so a second row
-  at an existing sequence is invisible this way; stop the sink for a full check.
+  run and revoked afterwards. The API returns every stored row, a second row at an existing
+  sequence included (``WITH TIES`` paging), so an inserted record is seen this way too; it
+  gives no storage position.
 * :func:`load_from_topics` — the replay topics ``<prefix>audit`` and
   ``<prefix>checkpoints`` read from the beginning to the high watermark (confluent-kafka);
   the record's offset is the storage position.

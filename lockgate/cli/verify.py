@@ -82,6 +82,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 events = source.events()
         finally:
             source.close()
+        if events and all("_position" in e for e in events):
+            position_key = "_position"  # the store keeps each row's audit-topic offset
     anchors: dict[int, tuple[int, bytes]] = {}
     all_cps = stored + witness
     if args.since:

@@ -15,7 +15,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from tests.unit.trust.trust_ledger_factory import LedgerBuilder  # the producing side only
+from tests.factories.ledger import LedgerBuilder  # the producing side only
 
 
 def canonical(obj: Any) -> bytes:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from schemas.codec import get_codec
-from tests.unit.trust.trust_ledger_factory import LedgerBuilder
+from tests.factories.ledger import LedgerBuilder
 from trust.canonical import signing_payload
 from trust.chain import GENESIS
 from trust.checkpoints import CheckpointError, build_checkpoint, verify_checkpoint

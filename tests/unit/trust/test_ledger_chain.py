@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.codec import get_codec
-from tests.unit.trust.trust_ledger_factory import unchained
+from tests.factories.ledger import unchained
 from trust.canonical import canonical_bytes
 from trust.chain import (
     AUDIT_FIELDS,

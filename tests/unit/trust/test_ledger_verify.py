@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.codec import get_codec
-from tests.unit.trust.trust_ledger_factory import LedgerBuilder, outcome, unchained, verdict
+from tests.factories.ledger import LedgerBuilder, outcome, unchained, verdict
 from trust.chain import Chain, event_hash
 from trust.checkpoints import build_checkpoint
 from trust.keys import Keyring, SigningKey

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.unit.trust.trust_ledger_factory import LedgerBuilder
+from tests.factories.ledger import LedgerBuilder
 from trust.checkpoints import build_checkpoint
 from trust.keys import SigningKey
 from trust.proofs import PROOF_FORMAT, ProofError, build_proof, verify_proof

@@ -1,4 +1,4 @@
-"""Builders for realistic ledgers in the trust tests (and the verify benchmark's shape).
+"""Builders for realistic ledgers: the trust tests and ``bench/verify_bench.py`` use them.
 
 Records are real: Avro-encoded ProposedAction / Verdict / ActionOutcome payloads, verdicts
 signed with a processor key, chained with :class:`trust.chain.Chain`.
@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 from schemas.codec import get_codec
+from schemas.records import audit_event
 from trust.chain import Chain
 from trust.keys import SigningKey
 from trust.signatures import sign_record
@@ -90,20 +91,8 @@ def outcome(
 def unchained(
     kind: str, payload: bytes, at_us: int, action_id: str | None, tenant: str = "acme"
 ) -> dict[str, Any]:
-    return {
-        "event_id": str(uuid.uuid4()),
-        "kind": kind,
-        "recorded_at": at_us,
-        "tenant": tenant,
-        "action_id": action_id,
-        "payload": payload,
-        "detail": None,
-        "ledger_partition": 0,
-        "sequence": 0,
-        "prev_hash": b"",
-        "hash": b"",
-        "canonical_version": 1,
-    }
+    """An unchained AuditEvent built by the one constructor the processor uses."""
+    return audit_event(kind, tenant, action_id, payload, now_us=at_us)
 
 
 class LedgerBuilder:
