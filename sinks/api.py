@@ -9,7 +9,7 @@ Routes (GET only):
 ``/api/actions/{id}``       the full record of one action incl. all its audit events
 ``/api/stats``              allow/block over time, top blocking rules, top actors
 ``/api/events``             raw ledger rows: ``partition``, ``after`` (sequence), limit
-``/api/checkpoints``        signed checkpoints: ``partition``, ``after``, limit
+``/api/checkpoints``        signed checkpoints: ``partition``, ``after``, limit (all-tenant tokens only)
 ``/metrics``                Prometheus text (no auth: carries no audit data)
 ``/healthz``                liveness + ClickHouse reachability (no auth)
 ``/``                       the dashboard (static; its data calls need a token)
@@ -18,6 +18,8 @@ Routes (GET only):
 Auth: ``Authorization: Bearer <token>`` on every ``/api`` route. 401 for a missing or
 unknown token, 403 when a ``tenant`` parameter names a tenant the token may not see, 400
 for a malformed query. The token's tenant is forced into every query server-side.
+Checkpoints sign ledger partitions that every tenant shares (their sizes and heads say how
+much all tenants did), so only an all-tenant token may read them: 403 otherwise.
 """
 
 from __future__ import annotations
@@ -202,6 +204,9 @@ class ApiServer:
             return self._json(200, {"events": rows, "next_after": nxt})
         if path == "/api/checkpoints":
             _only(params, {"tenant", "partition", "after", "limit"})
+            if not token.all_tenants:
+                raise AuthError("checkpoints cover every tenant's events; they need an all-tenant token "
+                                "(lockgate tokens create --tenant '*')", 403)
             partition = _int_param(params, "partition", None, 0, 1_000_000)
             after = _int_param(params, "after", -1, -1, 2**62)
             limit = _int_param(params, "limit", 100, 1, 10_000)

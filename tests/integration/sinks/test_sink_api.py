@@ -150,8 +150,10 @@ def test_action_detail_stats_events_checkpoints(api: dict[str, Any]) -> None:
     assert seqs == [0, 1, 2, 3, 4] and ev["next_after"] == 4
     _, ev2 = get(api, "/api/events?partition=0&after=4&limit=2", api["admin"])
     assert [e["sequence"] for e in ev2["events"]] == [5, 6]
-    _, cps = get(api, "/api/checkpoints", api["acme"])
+    _, cps = get(api, "/api/checkpoints", api["admin"])
     assert len(cps["checkpoints"]) == 1 and len(cps["checkpoints"][0]["merkle_root_hex"]) == 64
+    status, refused = get(api, "/api/checkpoints", api["acme"])  # shared partitions: not one tenant's
+    assert status == 403 and "all-tenant" in refused["error"]
 
 
 def test_metrics_health_dashboard_without_token(api: dict[str, Any]) -> None:
