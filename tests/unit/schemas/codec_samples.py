@@ -15,7 +15,7 @@ from typing import Any
 
 from schemas.codec import Codec
 
-__all__ = ["Sample", "samples"]
+__all__ = ["Sample", "samples", "typed"]
 
 T0 = 1_700_000_000_000_000
 LONG_MAX = 2**63 - 1
@@ -189,3 +189,12 @@ def samples(codec: Codec) -> list[Sample]:
             "key": key, "raw": b"{\"json\": \"not avro\"}",
         }))
     return out
+
+
+def typed(value: Any) -> Any:
+    """``value`` with every leaf paired with its type, so ``False`` no longer equals ``0`` or ``0.0``."""
+    if isinstance(value, dict):
+        return {k: typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [typed(v) for v in value]
+    return (type(value).__name__, value)

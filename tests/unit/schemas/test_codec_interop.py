@@ -6,27 +6,17 @@ The Java reference decoder gets the same samples in ``tests/interop/test_avro_ja
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from schemas.codec import SCHEMA_NAMES, TOP_LEVEL, get_codec
 from tests.unit.schemas.apache_avro_codec import ApacheAvroCodec
-from tests.unit.schemas.codec_samples import Sample, samples
+from tests.unit.schemas.codec_samples import Sample, samples, typed
 
 CODEC = get_codec()
 SCHEMA_DIR = Path(__file__).resolve().parents[3] / "schemas"
 APACHE = ApacheAvroCodec([SCHEMA_DIR / f"{name}.avsc" for name in SCHEMA_NAMES])
 SAMPLES = samples(CODEC)
-
-
-def typed(value: Any) -> Any:
-    """``value`` with every leaf paired with its type, so ``False`` no longer equals ``0`` or ``0.0``."""
-    if isinstance(value, dict):
-        return {k: typed(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [typed(v) for v in value]
-    return (type(value).__name__, value)
 
 
 def test_samples_cover_every_top_level_schema() -> None:
