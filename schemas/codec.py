@@ -16,7 +16,7 @@ The codec knows the current schemas and every released version under
 ``schemas/released/``; bytes written with a released version are resolved into the current
 shape (Avro schema resolution), so consumers upgrade before producers without losing
 records. Records written before the codec followed the spec carry *legacy* fingerprints
-(see :func:`_legacy_fingerprints`); they are still read, never written.
+(see :data:`LEGACY_FINGERPRINTS`); they are still read, never written.
 
 fastavro is used on the hot path (measured in ``bench/codec_bench.py``: about 10x faster
 than the pure-Python ``avro`` package). Timestamps stay integers (microseconds since the
@@ -52,6 +52,7 @@ from schemas.errors import (
 
 __all__ = [
     "DEFAULT_MAX_RECORD_BYTES",
+    "LEGACY_FINGERPRINTS",
     "MAGIC",
     "SCHEMA_NAMES",
     "Codec",
@@ -205,20 +206,25 @@ def _crc64_avro(parsed: Any) -> bytes:
     return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
 
 
-def _legacy_fingerprints(released: str | None) -> dict[str, bytes]:
-    """The fingerprints Lockgate wrote before following the spec, by schema name: read-only aliases.
-
-    The old codec parsed the files into one fastavro name space, so a type from another file
-    stayed a bare name in the canonical form, and it reversed the (already little-endian)
-    fingerprint bytes. No other Avro library can read those records, but topics and ledgers
-    keep them forever, so this codec still does.
-    """
-    named: dict[str, Any] = {}
-    legacy: dict[str, bytes] = {}
-    for name in SCHEMA_NAMES:
-        parsed = parse_schema(_strip_logical(load_schema_json(name, released)), named_schemas=named)
-        legacy[name] = _crc64_avro(parsed)[::-1]
-    return legacy
+# The fingerprints the codec wrote before it followed the spec, all with the schema set
+# released as v1 (then also the current one): the canonical form was taken of each file
+# parsed into one shared fastavro name space, so a type from another file stayed a bare
+# name, and the already little-endian CRC-64-AVRO bytes were reversed. No other Avro library
+# reads these records, but topics and ledgers keep them forever, so this codec still does;
+# it never writes them. The list is closed. docs/auditor.md prints the same table, and
+# tests/unit/schemas/test_codec.py recomputes it the old way.
+LEGACY_FINGERPRINTS: Mapping[bytes, tuple[str, str]] = {
+    bytes.fromhex(fp): ("v1", name)
+    for fp, name in (
+        ("a94d2f4650958ff4", "ProposedAction"),
+        ("7fb1557dd45b7659", "Verdict"),
+        ("c81bb4ff61b05daa", "ActionOutcome"),
+        ("bbf153ef5eefffdd", "PolicySet"),
+        ("7e76c420fa71536b", "AuditEvent"),
+        ("84fd060e7d8e284e", "Checkpoint"),
+        ("c794870587787775", "DeadLetter"),
+    )
+}
 
 
 class _Reader(NamedTuple):
@@ -237,13 +243,20 @@ class Codec:
         self._current = _parse_set(None)
         self._headers = {name: MAGIC + _crc64_avro(self._current[name]) for name in TOP_LEVEL}
         self._readers: dict[bytes, _Reader] = {}
-        for version in [None, *released_versions()]:
-            parsed = self._current if version is None else _parse_set(version)
-            legacy = _legacy_fingerprints(version)
+        sets = {version: _parse_set(version) for version in released_versions()}
+        for name in TOP_LEVEL:
+            self._register(self.fingerprint_of(name), _Reader(name, self._current[name], None))
+        for parsed in sets.values():
             for name in TOP_LEVEL:
-                reader = _Reader(name, parsed[name], None if version is None else self._current[name])
-                self._register(_crc64_avro(parsed[name]), reader)
-                self._register(legacy[name], reader)
+                self._register(_crc64_avro(parsed[name]), self._reader(name, parsed[name]))
+        for fp, (version, name) in LEGACY_FINGERPRINTS.items():
+            self._register(fp, self._reader(name, sets[version][name]))
+
+    def _reader(self, name: str, writer: Any) -> _Reader:
+        """Read ``writer``'s bytes into the current shape, resolving only when the schemas differ."""
+        if _crc64_avro(writer) == self.fingerprint_of(name):
+            return _Reader(name, self._current[name], None)
+        return _Reader(name, writer, self._current[name])
 
     def _register(self, fp: bytes, reader: _Reader) -> None:
         """Map ``fp`` to ``reader`` unless already known (the newest set comes first)."""

@@ -7,11 +7,23 @@ import struct
 from typing import Any
 
 import pytest
-from fastavro.schema import to_parsing_canonical_form
+from fastavro import parse_schema
+from fastavro.schema import fingerprint, to_parsing_canonical_form
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.codec import MAGIC, TOP_LEVEL, Codec, _crc64_avro, _Reader, get_codec
+from schemas.codec import (
+    LEGACY_FINGERPRINTS,
+    MAGIC,
+    SCHEMA_NAMES,
+    TOP_LEVEL,
+    Codec,
+    _crc64_avro,
+    _Reader,
+    _strip_logical,
+    get_codec,
+    load_schema_json,
+)
 from schemas.errors import (
     EncodeError,
     IncompatibleSchema,
@@ -173,6 +185,15 @@ LEGACY_AUDIT_EVENT = bytes.fromhex(
     "c3017e76c420fa71536b046531028280f281838985060861636d65020461319201" + LEGACY_VERDICT.hex()
     + "00000e0800000000081111111102"
 )
+
+
+def test_legacy_fingerprints_are_what_the_old_codec_wrote() -> None:
+    named: dict[str, Any] = {}
+    old: dict[str, bytes] = {}
+    for name in SCHEMA_NAMES:  # one shared name space, bare names, reversed bytes: the old way
+        parsed = parse_schema(_strip_logical(load_schema_json(name, "v1")), named_schemas=named)
+        old[name] = bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))[::-1]
+    assert dict(LEGACY_FINGERPRINTS) == {old[name]: ("v1", name) for name in TOP_LEVEL}
 
 
 def test_records_with_legacy_fingerprints_are_still_read() -> None:
