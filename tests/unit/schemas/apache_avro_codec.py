@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +40,13 @@ def _without_logical_types(node: Any) -> Any:
 
 
 class ApacheAvroCodec:
-    """Encode and decode single-object-encoded records of the record schemas in ``schema_files``."""
+    """Encode and decode single-object-encoded records of the record schemas in ``schema_files``.
 
-    def __init__(self, schema_files: Sequence[Path]) -> None:
+    ``aliases`` maps further header fingerprints to a schema's full name (the legacy ones
+    docs/auditor.md lists); they are read, never written.
+    """
+
+    def __init__(self, schema_files: Sequence[Path], aliases: Mapping[bytes, str] | None = None) -> None:
         names = avro.name.Names()
         self._by_fingerprint: dict[bytes, avro.schema.RecordSchema] = {}
         self._by_name: dict[str, avro.schema.RecordSchema] = {}
@@ -51,6 +55,8 @@ class ApacheAvroCodec:
             if isinstance(schema, avro.schema.RecordSchema):
                 self._by_fingerprint[schema.fingerprint("CRC-64-AVRO")] = schema
                 self._by_name[schema.fullname] = schema
+        for fingerprint, full_name in (aliases or {}).items():
+            self._by_fingerprint[fingerprint] = self._by_name[full_name]
 
     def encode(self, full_name: str, record: dict[str, Any]) -> bytes:
         """``record`` single-object encoded with the schema ``full_name``."""

@@ -15,11 +15,22 @@ from typing import Any
 
 from schemas.codec import Codec
 
-__all__ = ["Sample", "samples", "typed"]
+__all__ = ["LEGACY_AUDIT_EVENT", "LEGACY_VERDICT", "Sample", "samples", "typed"]
 
 T0 = 1_700_000_000_000_000
 LONG_MAX = 2**63 - 1
 LONG_MIN = -(2**63)
+
+# Written by the codec before it followed the spec (reversed bytes, bare names in the
+# canonical form): a Verdict, and an AuditEvent carrying that Verdict as its payload.
+LEGACY_VERDICT = bytes.fromhex(
+    "c3017fb1557dd45b76590461310463310467318080f281838985060861636d650e62696c6c696e670200020472310200"
+    "046e6f0000027006047231500c70726f632d31046b31040102"
+)
+LEGACY_AUDIT_EVENT = bytes.fromhex(
+    "c3017e76c420fa71536b046531028280f281838985060861636d65020461319201" + LEGACY_VERDICT.hex()
+    + "00000e0800000000081111111102"
+)
 
 
 @dataclass(frozen=True)

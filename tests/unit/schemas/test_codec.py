@@ -32,6 +32,7 @@ from schemas.errors import (
     TruncatedRecord,
     UnknownSchema,
 )
+from tests.unit.schemas.codec_samples import LEGACY_AUDIT_EVENT, LEGACY_VERDICT
 
 CODEC = get_codec()
 
@@ -173,18 +174,6 @@ def test_canonical_form_defines_each_named_type_at_its_first_use(name: str) -> N
     for full in set(re.findall(r'"(dev\.lockgate\.\w+)"', form)):
         first = form.index(f'"{full}"')
         assert form[first - len('"name":'):first] == '"name":', f"{full} is used before it is defined"
-
-
-# Written by the codec before it followed the spec (reversed bytes, bare names in the
-# canonical form): a Verdict, and an AuditEvent carrying that Verdict as its payload.
-LEGACY_VERDICT = bytes.fromhex(
-    "c3017fb1557dd45b76590461310463310467318080f281838985060861636d650e62696c6c696e670200020472310200"
-    "046e6f0000027006047231500c70726f632d31046b31040102"
-)
-LEGACY_AUDIT_EVENT = bytes.fromhex(
-    "c3017e76c420fa71536b046531028280f281838985060861636d65020461319201" + LEGACY_VERDICT.hex()
-    + "00000e0800000000081111111102"
-)
 
 
 def test_legacy_fingerprints_are_what_the_old_codec_wrote() -> None:
