@@ -58,7 +58,6 @@ __all__ = [
     "Codec",
     "get_codec",
     "load_schema_json",
-    "standalone_schemas",
 ]
 
 MAGIC = b"\xc3\x01"
@@ -176,7 +175,7 @@ def _index_named(node: Any, library: dict[str, Any]) -> None:
             _index_named(kind, library)
 
 
-def standalone_schemas(released: str | None = None) -> dict[str, dict[str, Any]]:
+def _standalone_schemas(released: str | None = None) -> dict[str, dict[str, Any]]:
     """Every schema of a set (current, or ``released``) as standalone JSON, by name.
 
     Named types from other files are inlined at their first use (see :func:`_inline_named`),
@@ -194,7 +193,7 @@ def standalone_schemas(released: str | None = None) -> dict[str, dict[str, Any]]
 
 def _parse_set(released: str | None) -> dict[str, Any]:
     """fastavro's parsed standalone schemas of a set, by name (logical types stripped)."""
-    return {name: parse_schema(_strip_logical(schema)) for name, schema in standalone_schemas(released).items()}
+    return {name: parse_schema(_strip_logical(schema)) for name, schema in _standalone_schemas(released).items()}
 
 
 def _crc64_avro(parsed: Any) -> bytes:
