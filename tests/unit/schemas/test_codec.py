@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
+import re
 import struct
 from typing import Any
 
 import pytest
+from fastavro import parse_schema
+from fastavro.schema import fingerprint, to_parsing_canonical_form
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.codec import MAGIC, TOP_LEVEL, Codec, get_codec
-from schemas.errors import EncodeError, MalformedRecord, OversizedRecord, TruncatedRecord, UnknownSchema
+from schemas.codec import (
+    LEGACY_FINGERPRINTS,
+    MAGIC,
+    SCHEMA_NAMES,
+    TOP_LEVEL,
+    Codec,
+    _crc64_avro,
+    _Reader,
+    _strip_logical,
+    get_codec,
+    load_schema_json,
+)
+from schemas.errors import (
+    EncodeError,
+    IncompatibleSchema,
+    MalformedRecord,
+    OversizedRecord,
+    TruncatedRecord,
+    UnknownSchema,
+)
+from tests.unit.schemas.codec_samples import LEGACY_AUDIT_EVENT, LEGACY_VERDICT
 
 CODEC = get_codec()
 
@@ -52,16 +74,9 @@ def strategy_for(node: Any, named: dict[str, Any]) -> st.SearchStrategy[Any]:
     raise AssertionError(f"unhandled schema node {node!r}")
 
 
-def _named() -> dict[str, Any]:
-    named: dict[str, Any] = {}
-    for name in ("Actor", "MatchedRule"):
-        strategy_for(CODEC._current[name], named)
-    return named
-
-
 @pytest.mark.parametrize("name", TOP_LEVEL)
 def test_every_schema_round_trips(name: str) -> None:
-    strat = strategy_for(CODEC.schema(name), _named())
+    strat = strategy_for(CODEC.schema(name), {})
 
     @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(strat)
@@ -145,3 +160,48 @@ def test_oversized_record_is_refused_both_ways() -> None:
 def test_record_that_does_not_fit_names_the_field() -> None:
     with pytest.raises(EncodeError, match="ledger_partition"):
         CODEC.encode("Checkpoint", {"checkpoint_id": "x"})
+
+
+def test_fingerprint_is_the_spec_crc64_in_little_endian_order() -> None:
+    # The Avro spec's test vector: CRC-64-AVRO of the canonical form "null" is 7195948357588979594.
+    assert _crc64_avro("null") == struct.pack("<Q", 7195948357588979594)
+
+
+@pytest.mark.parametrize("name", TOP_LEVEL)
+def test_canonical_form_defines_each_named_type_at_its_first_use(name: str) -> None:
+    # Actor, MatchedRule, Effect ... come from other files; a bare name at first use is not canonical.
+    form = to_parsing_canonical_form(CODEC.schema(name))
+    for full in set(re.findall(r'"(dev\.lockgate\.\w+)"', form)):
+        first = form.index(f'"{full}"')
+        assert form[first - len('"name":'):first] == '"name":', f"{full} is used before it is defined"
+
+
+def test_legacy_fingerprints_are_what_the_old_codec_wrote() -> None:
+    named: dict[str, Any] = {}
+    old: dict[str, bytes] = {}
+    for name in SCHEMA_NAMES:  # one shared name space, bare names, reversed bytes: the old way
+        parsed = parse_schema(_strip_logical(load_schema_json(name, "v1")), named_schemas=named)
+        old[name] = bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))[::-1]
+    assert dict(LEGACY_FINGERPRINTS) == {old[name]: ("v1", name) for name in TOP_LEVEL}
+
+
+def test_records_with_legacy_fingerprints_are_still_read() -> None:
+    verdict = CODEC.decode_as("Verdict", LEGACY_VERDICT)
+    rule = {"id": "r1", "effect": "block", "mode": "enforce", "message": "no", "error": None}
+    assert verdict["matched_rules"] == [rule]
+    event = CODEC.decode_as("AuditEvent", LEGACY_AUDIT_EVENT)
+    assert CODEC.decode_as("Verdict", event["payload"]) == verdict
+
+
+def test_legacy_fingerprints_are_never_written() -> None:
+    verdict = CODEC.decode_as("Verdict", LEGACY_VERDICT)
+    data = CODEC.encode("Verdict", verdict)
+    assert data[10:] == LEGACY_VERDICT[10:]
+    assert data[2:10] != LEGACY_VERDICT[2:10]
+    assert {fp for fp, name in CODEC.known_fingerprints() if name == "Verdict"} == {data[2:10], LEGACY_VERDICT[2:10]}
+
+
+def test_a_fingerprint_naming_two_schemas_is_refused() -> None:
+    codec = Codec()
+    with pytest.raises(IncompatibleSchema, match="names both Verdict and Checkpoint"):
+        codec._register(codec.fingerprint_of("Verdict"), _Reader("Checkpoint", codec.schema("Checkpoint"), None))

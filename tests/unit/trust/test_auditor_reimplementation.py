@@ -1,7 +1,8 @@
 """docs/auditor.md is enough to check a proof: an independent verifier built only from it.
 
 Nothing from ``sinks`` or ``processors`` is used on the verifying side: hashlib,
-``cryptography`` and ``json``, following the document step by step.
+``cryptography`` and ``json``, following the document step by step, and Apache Avro's Python
+package for the payloads (section 5a).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -16,6 +19,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from tests.factories.ledger import LedgerBuilder  # the producing side only
+from tests.unit.schemas.apache_avro_codec import ApacheAvroCodec
+from tests.unit.schemas.codec_samples import LEGACY_AUDIT_EVENT, LEGACY_VERDICT
+
+ROOT = Path(__file__).resolve().parents[3]
+AUDITOR_DOC = ROOT / "docs" / "auditor.md"
+KIND_SCHEMA = {"action": "ProposedAction", "verdict": "Verdict", "outcome": "ActionOutcome", "policy": "PolicySet"}
 
 
 def canonical(obj: Any) -> bytes:
@@ -106,3 +115,39 @@ def test_independent_verifier_rejects_a_changed_byte() -> None:
     payload[0] ^= 1
     proof["event"]["payload"] = {"$b64": base64.b64encode(bytes(payload)).decode()}
     assert not auditor_check(json.dumps(proof), pem)
+
+
+def schema_files(directory: Path) -> list[Path]:
+    """Section 5a: ``Actor.avsc`` and ``MatchedRule.avsc`` first, then the rest."""
+    first = [directory / "Actor.avsc", directory / "MatchedRule.avsc"]
+    return first + sorted(p for p in directory.glob("*.avsc") if p not in first)
+
+
+def legacy_fingerprints() -> dict[bytes, str]:
+    """Section 5a's table of legacy fingerprints, read from the document itself."""
+    rows = re.findall(r"^\| `(\w+)` \| `([0-9a-f]{16})` \|$", AUDITOR_DOC.read_text(), re.MULTILINE)
+    return {bytes.fromhex(fp): f"dev.lockgate.{name}" for name, fp in rows}
+
+
+def test_independent_decoder_reads_every_payload() -> None:
+    texts, _ = _proofs()
+    avro = ApacheAvroCodec(schema_files(ROOT / "schemas"))
+    for text in texts:
+        event = json.loads(text)["event"]
+        name, record = avro.decode(b64(event["payload"]))
+        assert name == f"dev.lockgate.{KIND_SCHEMA[event['kind']]}"
+        assert record["action_id"] == event["action_id"]
+        if event["kind"] == "outcome":
+            assert avro.decode(record["verdict"])[0] == "dev.lockgate.Verdict"
+
+
+def test_independent_decoder_reads_legacy_payloads_with_the_documented_table() -> None:
+    from schemas.codec import LEGACY_FINGERPRINTS  # the producing side, to hold the table to it
+
+    table = legacy_fingerprints()
+    assert table == {fp: f"dev.lockgate.{name}" for fp, (_, name) in LEGACY_FINGERPRINTS.items()}
+    avro = ApacheAvroCodec(schema_files(ROOT / "schemas" / "released" / "v1"), aliases=table)
+    name, event = avro.decode(LEGACY_AUDIT_EVENT)
+    assert name == "dev.lockgate.AuditEvent"
+    assert event["payload"] == LEGACY_VERDICT
+    assert avro.decode(event["payload"])[1]["matched_rules"][0]["id"] == "r1"
