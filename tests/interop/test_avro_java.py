@@ -48,12 +48,15 @@ def _classpath(out: Path) -> str:
     return out.read_text().strip()
 
 
+_MISSING = [tool for tool in ("java", "javac", "mvn") if shutil.which(tool) is None]
+pytestmark = pytest.mark.skipif(
+    bool(_MISSING),
+    reason=f"{', '.join(_MISSING)} not on PATH: install a JDK 17+ and Maven 3.8+ to run the Java interop test",
+)
+
 @pytest.fixture(scope="session")
 def java_decoder(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     """The command that runs DecodeMessages (compiled once per session)."""
-    missing = [tool for tool in ("java", "javac", "mvn") if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"{', '.join(missing)} not on PATH: install a JDK 17+ and Maven 3.8+ to run the Java interop test")
     work = tmp_path_factory.mktemp("avro-java")
     classpath = _classpath(work / "classpath.txt")
     classes = work / "classes"
