@@ -24,7 +24,6 @@ from fastavro import json_reader
 from schemas.codec import SCHEMA_NAMES, TOP_LEVEL, get_codec
 from tests.unit.schemas.codec_samples import samples, typed
 
-pytestmark = pytest.mark.java
 
 JAVA_DIR = Path(__file__).resolve().parent / "avro_java"
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
@@ -49,10 +48,13 @@ def _classpath(out: Path) -> str:
 
 
 _MISSING = [tool for tool in ("java", "javac", "mvn") if shutil.which(tool) is None]
-pytestmark = pytest.mark.skipif(
-    bool(_MISSING),
-    reason=f"{', '.join(_MISSING)} not on PATH: install a JDK 17+ and Maven 3.8+ to run the Java interop test",
-)
+pytestmark = [
+    pytest.mark.java,
+    pytest.mark.skipif(
+        bool(_MISSING),
+        reason=f"{', '.join(_MISSING)} not on PATH: install a JDK 17+ and Maven 3.8+ to run the Java interop test",
+    ),
+]
 
 @pytest.fixture(scope="session")
 def java_decoder(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
