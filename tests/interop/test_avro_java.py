@@ -24,7 +24,6 @@ from fastavro import json_reader
 from schemas.codec import SCHEMA_NAMES, TOP_LEVEL, get_codec
 from tests.unit.schemas.codec_samples import samples, typed
 
-
 JAVA_DIR = Path(__file__).resolve().parent / "avro_java"
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 CODEC = get_codec()
