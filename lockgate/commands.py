@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "lockgate.cmd_submit",
     "lockgate.cmd_audit",
     "lockgate.cmd_verify",
+    "lockgate.cmd_spool",
 )
 
 
