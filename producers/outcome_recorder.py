@@ -104,16 +104,19 @@ class _Pending:
 class _Delivery:
     """The outcome producer, its poll thread, and the outcomes in flight."""
 
-    def __init__(self, bootstrap: str, name: str) -> None:
+    def __init__(self, bootstrap: str, name: str, *, quiet: bool = False) -> None:
         self.bootstrap = bootstrap
-        self.producer = Producer({
+        conf: dict[str, object] = {
             "bootstrap.servers": bootstrap,
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 0,
             "message.max.bytes": TOPIC_MAX_MESSAGE_BYTES,
             "message.timeout.ms": 0,  # never give up locally: see the module docstring
-        })
+        }
+        if quiet:  # a command reports failures itself; librdkafka's connection noise is not news
+            conf["log_level"] = 0
+        self.producer = Producer(conf)
         self.poison: set[str] = set()
         self.on_failure: Callable[[], None] = lambda: None
         self.closed = False
@@ -357,7 +360,7 @@ def flush_spool(bootstrap: str, spool: OutcomeSpool, timeout_s: float) -> FlushR
     most ``timeout_s`` for confirmations; undelivered entries stay spooled."""
     deadline = time.monotonic() + timeout_s
     result = FlushResult()
-    delivery = _Delivery(bootstrap, "flush")
+    delivery = _Delivery(bootstrap, "flush", quiet=True)
     tried: set[str] = set()
     try:
         while time.monotonic() < deadline:
