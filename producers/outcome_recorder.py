@@ -90,15 +90,24 @@ class SpoolCheckFailed(Exception):
 class _Pending:
     """One outcome handed to the producer, until its delivery callback (or a local refusal)."""
 
-    __slots__ = ("claim", "entry", "error", "finished", "future")
+    __slots__ = ("claim", "entry", "error", "finished", "future", "unclaimed_copy")
 
     def __init__(self, entry: SpoolEntry, claim: SpoolClaim | None) -> None:
         self.entry = entry
         self.claim = claim
+        # The spool holding an unclaimed copy (past MAX_HELD_CLAIMS), to remove on success.
+        self.unclaimed_copy: OutcomeSpool | None = None
         self.error: str | None = None
         self.finished = False
         # Resolves to None (delivered) or the error text.
         self.future: concurrent.futures.Future[str | None] = concurrent.futures.Future()
+
+
+def remove_copy(spool: OutcomeSpool, outcome_id: str) -> None:
+    """Remove a spooled copy of a delivered outcome, unless someone else holds it."""
+    got = spool.claim(spool.path_of(outcome_id))
+    if got is not None:
+        got[1].remove()
 
 
 class _Delivery:
@@ -163,10 +172,13 @@ class _Delivery:
             pending.error = error
             pending.finished = True
             claim, pending.claim = pending.claim, None
+            copy, pending.unclaimed_copy = pending.unclaimed_copy, None
             self._inflight.discard(pending)
             if permanent:
                 self.poison.add(pending.entry.outcome_id)
             self._idle.notify_all()
+        if copy is not None and error is None:
+            remove_copy(copy, pending.entry.outcome_id)
         if claim is not None:
             if error is None:
                 claim.remove()
@@ -188,6 +200,19 @@ class _Delivery:
                 return False
             pending.claim = claim
             return True
+
+    def note_unclaimed_copy(self, pending: _Pending, spool: OutcomeSpool) -> bool:
+        """The in-flight outcome also sits unclaimed in ``spool``; False if its callback already came."""
+        with self._lock:
+            if pending.finished:
+                return False
+            pending.unclaimed_copy = spool
+            return True
+
+    def poisoned(self) -> frozenset[str]:
+        """Outcome ids Kafka refused for good in this process (not re-sent in the background)."""
+        with self._lock:
+            return frozenset(self.poison)
 
     def in_flight(self) -> int:
         with self._lock:
@@ -214,6 +239,9 @@ class _Delivery:
     def close(self, deadline: float) -> None:
         """Wait for the in-flight outcomes until ``deadline``, then give up on the rest: their
         spool claims are released (the entries stay spooled) and the producer is closed."""
+        with self._lock:
+            if self.closed:
+                return
         self.wait_idle(deadline)
         with self._lock:
             self.closed = True
@@ -316,7 +344,7 @@ def redeliver_pass(delivery: _Delivery, spool: OutcomeSpool, topic: str | None, 
     room = MAX_HELD_CLAIMS - delivery.claims_held()
     if room <= 0:
         return report
-    skip = skip | delivery.poison | delivery.in_flight_ids()
+    skip = skip | delivery.poisoned() | delivery.in_flight_ids()
     by_topic: dict[str, list[tuple[SpoolEntry, SpoolClaim]]] = defaultdict(list)
     for entry, claim in spool.claim_all(topic, room, skip=skip):
         by_topic[entry.topic].append((entry, claim))
@@ -448,6 +476,8 @@ class OutcomeRecorder:
         try:
             claim = self.spool.write(entry, hold=hold)
         except OSError as exc:
+            log.error("outcome %s of action %s was not confirmed by Kafka (%s) and could not be spooled to "
+                      "%s: %s", entry.outcome_id, entry.action_id, reason, self.spool.directory, exc)
             raise SpoolError(
                 f"outcome {entry.outcome_id} of action {entry.action_id} was not confirmed by Kafka "
                 f"({reason}) and could not be spooled to {self.spool.directory}: {exc}. It stays in "
@@ -456,8 +486,12 @@ class OutcomeRecorder:
         log.warning("outcome %s of action %s spooled to %s (%s); it is redelivered when Kafka takes it",
                     entry.outcome_id, entry.action_id, self.spool.directory, reason)
         if claim is None:
-            if pending.finished:
-                self._wake_retry()
+            if self.delivery.note_unclaimed_copy(pending, self.spool):
+                return "spooled"
+            if pending.error is None:  # delivered while we were writing
+                remove_copy(self.spool, entry.outcome_id)
+                return "delivered"
+            self._wake_retry()
             return "spooled"
         if self.delivery.attach(pending, claim):
             return "spooled"
@@ -508,10 +542,12 @@ class OutcomeRecorder:
     def close(self, timeout_s: float | None = None) -> RedeliveryReport:
         """Redeliver what is spooled and wait for outcomes in flight, for at most ``timeout_s``
         (default: the outcome timeout); whatever is not confirmed by then stays spooled."""
+        report = RedeliveryReport()
+        if self._closing.is_set():
+            return report
         deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
         self._closing.set()
         self._wake.set()
-        report = RedeliveryReport()
         if self._retry is not None:
             self._retry.join(timeout=max(0.0, deadline - time.monotonic()))
         try:
