@@ -26,7 +26,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from deploy.stack import Stack
-from producers import AsyncGuard
+from producers import AsyncGuard, outcome_recorder
 from producers.outcome_recorder import OutcomeRecorder
 from producers.spool import OutcomeSpool, SpoolEntry
 from schemas.codec import get_codec
@@ -101,8 +101,11 @@ def spooled(spool: OutcomeSpool) -> list[SpoolEntry]:
     return [s.entry for s in spool.status()]
 
 
+@pytest.mark.parametrize("held_limit", [outcome_recorder.MAX_HELD_CLAIMS, 0], ids=["claimed", "over-claim-limit"])
 def test_stalled_broker_sync_guard_spools_within_the_bound_then_delivers_once_while_open(
-        processor: ProcessorHandle, kafka_stack: Stack, tmp_path: Path) -> None:
+        processor: ProcessorHandle, kafka_stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        held_limit: int) -> None:
+    monkeypatch.setattr(outcome_recorder, "MAX_HELD_CLAIMS", held_limit)
     spool = OutcomeSpool(tmp_path / "spool")
     guard = processor.guard(outcome_timeout_s=BOUND_S, spool_dir=spool.directory)
     try:
@@ -115,7 +118,9 @@ def test_stalled_broker_sync_guard_spools_within_the_bound_then_delivers_once_wh
             assert act.recorded == "spooled"
             [status] = list(spool.status())
             assert status.entry.action_id == act.action_id
-            assert status.held, "the spooled copy must stay claimed while the message is in flight"
+            # In flight, the spooled copy stays claimed (past the limit of open claims it is
+            # spooled unclaimed; this process still does not re-send it, and the callback removes it).
+            assert status.held is (held_limit > 0)
         # Resumed: the in-flight message lands and its callback removes the spool file.
         wait_for(lambda: spool.count() == 0, 30, "the open Guard to deliver the spooled outcome")
         entry = status.entry
