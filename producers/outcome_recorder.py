@@ -138,7 +138,10 @@ class _Delivery:
 
     def _poll(self) -> None:
         while not self._stop.is_set():
-            self.producer.poll(0.1)
+            try:
+                self.producer.poll(0.1)
+            except Exception:  # a callback's failure must not stop every later callback
+                log.exception("outcome delivery callback failed")
 
     def send(self, entry: SpoolEntry, claim: SpoolClaim | None = None) -> _Pending:
         """Hand one outcome to the producer; the returned pending resolves on its callback."""
@@ -177,21 +180,27 @@ class _Delivery:
             if permanent:
                 self.poison.add(pending.entry.outcome_id)
             self._idle.notify_all()
-        if copy is not None and error is None:
-            remove_copy(copy, pending.entry.outcome_id)
-        if claim is not None:
-            if error is None:
-                claim.remove()
-            else:
-                claim.release()
-                log.warning("outcome %s of action %s stays spooled: %s", pending.entry.outcome_id,
-                            pending.entry.action_id, error)
-        if error is not None:
-            self.on_failure()
         try:
-            pending.future.set_result(error)
-        except concurrent.futures.InvalidStateError:
-            pass
+            if copy is not None and error is None:
+                remove_copy(copy, pending.entry.outcome_id)
+            if claim is not None:
+                if error is None:
+                    claim.remove()
+                else:
+                    claim.release()
+                    log.warning("outcome %s of action %s stays spooled: %s", pending.entry.outcome_id,
+                                pending.entry.action_id, error)
+        except OSError:
+            # The outcome is safe either way: on Kafka, or still in the spool (then a later
+            # pass finds it on the topic and removes it).
+            log.exception("could not update the spool file of outcome %s", pending.entry.outcome_id)
+        finally:
+            if error is not None:
+                self.on_failure()
+            try:
+                pending.future.set_result(error)
+            except concurrent.futures.InvalidStateError:
+                pass
 
     def attach(self, pending: _Pending, claim: SpoolClaim) -> bool:
         """Give the in-flight outcome its spool claim; False if its callback already came."""
