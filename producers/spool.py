@@ -49,6 +49,8 @@ SUFFIX = ".outcome"
 QUARANTINE = "quarantine"
 #: A temporary file this old belongs to no live writer (a write takes milliseconds).
 STALE_TMP_S = 3600.0
+#: Largest valid entry: an 8 MiB record, base64-encoded, with its envelope. Bigger is corrupt.
+MAX_ENTRY_BYTES = 16 * 1024 * 1024
 
 
 class SpoolCorrupt(ValueError):
@@ -322,7 +324,7 @@ class OutcomeSpool:
         a file another process may be writing; they skip what they cannot parse."""
         for path in self.paths():
             try:
-                data = path.read_bytes()
+                data = _read_path(path)
                 entry = SpoolEntry.from_bytes(data, path.name.removesuffix(SUFFIX))
             except (FileNotFoundError, SpoolCorrupt):
                 continue
@@ -333,7 +335,7 @@ class OutcomeSpool:
         bad: list[Path] = []
         for path in self.paths():
             try:
-                SpoolEntry.from_bytes(path.read_bytes(), path.name.removesuffix(SUFFIX))
+                SpoolEntry.from_bytes(_read_path(path), path.name.removesuffix(SUFFIX))
             except SpoolCorrupt:
                 bad.append(path)
             except FileNotFoundError:
@@ -380,9 +382,22 @@ class OutcomeSpool:
 
 
 def _read_all(fd: int) -> bytes:
+    """The file's bytes; :class:`SpoolCorrupt` past :data:`MAX_ENTRY_BYTES` (never read whole)."""
     chunks: list[bytes] = []
+    size = 0
     while True:
         chunk = os.read(fd, 1 << 20)
         if not chunk:
             return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_ENTRY_BYTES:
+            raise SpoolCorrupt(f"larger than {MAX_ENTRY_BYTES} bytes, more than any outcome entry")
         chunks.append(chunk)
+
+
+def _read_path(path: Path) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return _read_all(fd)
+    finally:
+        os.close(fd)

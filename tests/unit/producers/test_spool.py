@@ -162,6 +162,17 @@ def test_corrupt_entry_is_quarantined_with_a_log_line_and_others_still_replay(
         claim.release()
 
 
+def test_an_oversized_file_is_quarantined_without_being_read_whole(spool: OutcomeSpool,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from producers import spool as spool_mod
+
+    monkeypatch.setattr(spool_mod, "MAX_ENTRY_BYTES", 1000)
+    big = entry(value=b"x" * 2000)
+    spool.write(big)
+    assert spool.claim_all() == []
+    assert spool.count() == 0 and len(spool.quarantined()) == 1
+
+
 def test_entry_named_for_another_outcome_is_corrupt(spool: OutcomeSpool) -> None:
     a, b = entry(), entry()
     with pytest.raises(SpoolCorrupt, match="named for outcome"):
