@@ -54,6 +54,16 @@ class BrokerStall:
     def stop(self) -> None:
         os.kill(self.pid, signal.SIGSTOP)
         self.stopped = True
+        wait_for(self._all_threads_stopped, 10, "every broker thread to stop")
+
+    def _all_threads_stopped(self) -> bool:
+        states = []
+        for task in Path(f"/proc/{self.pid}/task").iterdir():
+            try:
+                states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+        return all(state in ("T", "t") for state in states)
 
     def resume(self) -> None:
         if self.stopped:
@@ -163,8 +173,9 @@ def test_stalled_broker_async_guard_keeps_the_loop_free_and_close_delivers_once(
         blocked, ticks_while_waiting, recorded, entries = asyncio.run(scenario(stall))
     assert recorded == "spooled"
     assert BOUND_S <= blocked < BOUND_S + SLACK_S, f"recording blocked the caller {blocked:.2f}s"
-    # The loop kept running while the outcome waited for Kafka (a blocked loop ticks ~0 times).
-    assert ticks_while_waiting >= 0.5 * BOUND_S / 0.02, ticks_while_waiting
+    # The loop kept running while the outcome waited for Kafka (a blocked loop ticks 0 or 1
+    # times; a free one ~BOUND_S / 0.02, fewer on a busy box).
+    assert ticks_while_waiting >= 5, ticks_while_waiting
     [entry] = entries
     assert spool.count() == 0, "close() returned with the outcome still spooled"
     assert copies_of(processor.bootstrap, processor.topics.outcomes, entry.outcome_id) == [entry.value]
