@@ -8,9 +8,10 @@ Public API (kept small on purpose; ``tests/unit/producers/test_public_api.py`` p
     Verdict, MatchedRule       a verified decision
     GuardSettings              configuration (arguments or LOCKGATE_* env)
     GuardError and subclasses  ActionBlocked, VerdictTimeout, VerdictRejected, GuardUnavailable
+    SpoolError                 an outcome could be neither confirmed by Kafka nor spooled
 """
 
-from producers.errors import ActionBlocked, GuardError, GuardUnavailable, VerdictRejected, VerdictTimeout
+from producers.errors import ActionBlocked, GuardError, GuardUnavailable, SpoolError, VerdictRejected, VerdictTimeout
 from producers.guard import Action, Actor, AsyncGuard, Guard, GuardedAction
 from producers.settings import GuardSettings
 from producers.verdicts import MatchedRule, Verdict
@@ -26,6 +27,7 @@ __all__ = [
     "GuardUnavailable",
     "GuardedAction",
     "MatchedRule",
+    "SpoolError",
     "Verdict",
     "VerdictRejected",
     "VerdictTimeout",

@@ -1,4 +1,4 @@
-"""Errors of the decision path. Every one of them stops the guarded body (fail-closed)."""
+"""Errors of the decision path (every one stops the guarded body: fail-closed), and of recording."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from lockgate.kernel.errors import LockgateError
 if TYPE_CHECKING:
     from producers.verdicts import Verdict
 
-__all__ = ["ActionBlocked", "GuardError", "GuardUnavailable", "VerdictRejected", "VerdictTimeout"]
+__all__ = ["ActionBlocked", "GuardError", "GuardUnavailable", "SpoolError", "VerdictRejected", "VerdictTimeout"]
 
 
 class GuardError(LockgateError):
@@ -35,3 +35,11 @@ class VerdictRejected(GuardError):
 
 class GuardUnavailable(GuardError):
     """The proposed action could not be published (broker unreachable, queue full)."""
+
+
+class SpoolError(LockgateError):
+    """An outcome could be neither confirmed by Kafka nor written to the local spool.
+
+    Not a :class:`GuardError`: the guarded code has already run. The message names the
+    outcome, the spool directory and the cause (typically space or permissions).
+    """

@@ -10,8 +10,10 @@ Fail-closed contract: the guarded body runs only after :func:`accept_verdict` re
 signature, or a verdict for another action → :class:`VerdictRejected`. All of them derive
 from :class:`GuardError` and are raised before the body starts.
 
-Recording path: the outcome is published with idempotence and acks=all and flushed before
-the ``with`` block returns, so a returned block means the outcome is on the broker.
+Recording path (:mod:`producers.outcome_recorder`): once the body has run, its outcome is
+never lost. Returning from the ``with`` block means the outcome was delivered (acknowledged
+by Kafka in its own delivery callback) or durably spooled on local disk and will be
+redelivered; the block waits at most ``outcome_timeout_s`` for Kafka, plus one spool write.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from lockgate.kernel.errors import ConfigError
 from producers.errors import ActionBlocked, GuardUnavailable, VerdictTimeout
+from producers.outcome_recorder import OutcomeRecorder, Recorded
 from producers.reply_router import ReplyRouter
 from producers.settings import GuardSettings
+from producers.spool import OutcomeSpool, SpoolEntry
 from producers.verdicts import Verdict, accept_verdict
 from schemas.codec import get_codec
 from schemas.errors import CodecError
@@ -75,13 +79,18 @@ class Action:
 
 
 class GuardedAction:
-    """Handle given to the body of ``with guard.action(...)``: the verdict and a change log."""
+    """Handle given to the body of ``with guard.action(...)``: the verdict and a change log.
+
+    After the block, ``recorded`` says what became of the outcome: ``"delivered"`` (Kafka
+    confirmed it) or ``"spooled"`` (kept on local disk, redelivered later).
+    """
 
     def __init__(self, proposal: dict[str, Any], verdict: Verdict) -> None:
         self.proposal = proposal
         self.verdict = verdict
         self.before: Any = None
         self.after: Any = None
+        self.recorded: Recorded | None = None
 
     @property
     def action_id(self) -> str:
@@ -108,6 +117,14 @@ class _GuardCore:
         self.verdict_key = PublicKey.load(key_path)
         service_key = settings.resolved_service_key()
         self.service_key = SigningKey.load(service_key) if service_key is not None else None
+        spool = OutcomeSpool(settings.resolved_spool_dir())
+        try:
+            spool.ensure()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create the outcome spool directory {spool.directory} ({exc}); the Guard "
+                "refuses to run without it. Set LOCKGATE_SPOOL_DIR to a writable directory"
+            ) from exc
         self.producer = Producer({
             "bootstrap.servers": settings.bootstrap_servers,
             "enable.idempotence": True,
@@ -126,6 +143,8 @@ class _GuardCore:
                 f"cannot reach Kafka at {settings.bootstrap_servers} ({exc.args[0].str()}); "
                 "is the stack up (`lockgate status`)?"
             ) from exc
+        self.outcomes = OutcomeRecorder(settings.bootstrap_servers, self.topics.outcomes, spool,
+                                        settings.resolved_outcome_timeout())
 
     def build(self, action: Action) -> dict[str, Any]:
         rec: dict[str, Any] = {
@@ -207,12 +226,24 @@ class _GuardCore:
             "action did not run. Is the processor up (`lockgate status`)?"
         )
 
-    def outcome(self, handle: GuardedAction, error: BaseException | None) -> None:
+    def outcome(self, handle: GuardedAction, error: BaseException | None) -> Recorded:
+        """Deliver or spool the outcome; blocks at most the outcome timeout plus a spool write."""
+        handle.recorded = self.outcomes.record(self.outcome_entry(handle, error))
+        return handle.recorded
+
+    async def aoutcome(self, handle: GuardedAction, error: BaseException | None) -> Recorded:
+        """:meth:`outcome` without blocking the event loop (the spool write runs in a thread)."""
+        handle.recorded = await self.outcomes.arecord(self.outcome_entry(handle, error))
+        return handle.recorded
+
+    def outcome_entry(self, handle: GuardedAction, error: BaseException | None) -> SpoolEntry:
+        """The signed, encoded ActionOutcome, as it is sent and, if need be, spooled."""
+        recorded_at = _now_us()
         rec: dict[str, Any] = {
             "outcome_id": str(uuid.uuid4()),
             "action_id": handle.action_id,
             "correlation_id": handle.proposal["correlation_id"],
-            "recorded_at": _now_us(),
+            "recorded_at": recorded_at,
             "tenant": self.settings.tenant,
             "service": self.settings.service,
             "actor_id": handle.proposal["actor"]["id"],
@@ -227,17 +258,12 @@ class _GuardCore:
         }
         if self.service_key is not None:
             rec = sign_record(rec, "service_signature", None, self.service_key)
-        self.producer.produce(self.topics.outcomes, self.codec.encode("ActionOutcome", rec),
-                              key=handle.action_id.encode())
-        remaining = self.producer.flush(self.settings.timeout_s)
-        if remaining:
-            raise GuardUnavailable(
-                f"outcome of action {handle.action_id} not confirmed by Kafka within "
-                f"{self.settings.timeout_s:.1f}s; it stays queued and is retried on close()"
-            )
+        return SpoolEntry(rec["outcome_id"], handle.action_id, self.topics.outcomes, handle.action_id.encode(),
+                          self.codec.encode("ActionOutcome", rec), recorded_at // 1000)
 
     def close(self) -> None:
         self.router.close()
+        self.outcomes.close()
         self.producer.flush(max(self.settings.timeout_s, 5.0))
 
 
@@ -281,7 +307,18 @@ class Guard:
     def action(self, *, actor: str | Actor, type: str, resource: str,
                attributes: Mapping[str, AttrValue] | None = None, change: Any = None,
                roles: tuple[str, ...] | list[str] | None = None) -> Iterator[GuardedAction]:
-        """Run the body only on a valid allow; publish the outcome afterwards."""
+        """Run the body only on a valid allow; record its outcome afterwards.
+
+        Before the body: the verdict, or one of the :class:`GuardError` s (the body does not run).
+        After the body, however it ended: its outcome (committed, or failed with the
+        exception's type) is **delivered** — acknowledged by Kafka in its delivery callback —
+        or **spooled** — fsync'd to the spool directory, and redelivered by this Guard while it
+        is open, by :meth:`close`, by the next Guard that starts on that directory, or by
+        ``lockgate spool flush``. The block returns (or re-raises the body's exception) only
+        then, at most ``outcome_timeout_s`` plus one spool write after the body ended;
+        ``handle.recorded`` says which of the two happened. :class:`SpoolError` only if the
+        outcome could be neither confirmed nor written to the spool.
+        """
         rec, future = self._core.propose(_action(actor, type, resource, attributes, change, roles))
         handle = self._core.admit(rec, self._core.wait(rec, future, None))
         try:
@@ -292,6 +329,8 @@ class Guard:
         self._core.outcome(handle, None)
 
     def close(self) -> None:
+        """Stop; first redeliver spooled outcomes and wait for those in flight, for at most
+        ``outcome_timeout_s``. What Kafka has not confirmed by then stays spooled."""
         self._core.close()
 
     def __enter__(self) -> Guard:
@@ -316,15 +355,19 @@ class AsyncGuard:
     async def action(self, *, actor: str | Actor, type: str, resource: str,
                      attributes: Mapping[str, AttrValue] | None = None, change: Any = None,
                      roles: tuple[str, ...] | list[str] | None = None) -> AsyncIterator[GuardedAction]:
-        """Like :meth:`Guard.action`, as ``async with``."""
+        """Like :meth:`Guard.action`, as ``async with``, with the same guarantee on exit.
+
+        The wait for Kafka's confirmation happens on the event loop; only the spool write (an
+        fsync) runs in a worker thread.
+        """
         rec, future = self._core.propose(_action(actor, type, resource, attributes, change, roles))
         handle = self._core.admit(rec, await self._core.await_(rec, future, None))
         try:
             yield handle
         except BaseException as exc:
-            await asyncio.to_thread(self._core.outcome, handle, exc)
+            await self._core.aoutcome(handle, exc)
             raise
-        await asyncio.to_thread(self._core.outcome, handle, None)
+        await self._core.aoutcome(handle, None)
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self._core.close)

@@ -19,6 +19,10 @@ class GuardSettings(BaseSettings):
     ``service_key`` is the service's private key (signs proposals and outcomes);
     ``verdict_public_key`` the processor's public key (verdicts signed by anything else are
     refused). Both default to the local stack's files under ``LOCKGATE_HOME``.
+
+    ``outcome_timeout_s`` bounds how long a guarded block waits for Kafka to confirm its
+    outcome before spooling it (default: ``timeout_s``); ``spool_dir`` is where unconfirmed
+    outcomes are kept until redelivered (default ``$LOCKGATE_HOME/spool/outcomes``).
     """
 
     model_config = SettingsConfigDict(env_prefix="LOCKGATE_", frozen=True, extra="ignore")
@@ -32,6 +36,8 @@ class GuardSettings(BaseSettings):
     topic_prefix: str = DEFAULT_PREFIX
     reply_partition: int | None = Field(default=None, ge=0)
     home: Path = Field(default_factory=default_home)
+    outcome_timeout_s: float | None = Field(default=None, gt=0)
+    spool_dir: Path | None = None
 
     def resolved_service_key(self) -> Path | None:
         if self.service_key is not None:
@@ -41,3 +47,9 @@ class GuardSettings(BaseSettings):
 
     def resolved_verdict_key(self) -> Path:
         return self.verdict_public_key or Home(self.home).processor_public_key
+
+    def resolved_outcome_timeout(self) -> float:
+        return self.outcome_timeout_s if self.outcome_timeout_s is not None else self.timeout_s
+
+    def resolved_spool_dir(self) -> Path:
+        return self.spool_dir or Home(self.home).outcome_spool

@@ -40,7 +40,10 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from lockgate.cli.spool import spool_dir, spool_summary
+
     status = _stack().status()
+    status["spool"] = spool_summary(spool_dir())
     if args.json:
         emit_json(status)
     else:
@@ -49,6 +52,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"topic prefix     {status['topic_prefix']}")
         print(f"logs             {status['logs']}")
         print(f"dashboard        {status['dashboard']}  (needs a token: lockgate tokens create --tenant default)")
+        spool = status["spool"]
+        print(f"spooled outcomes {spool['outcomes']} in {spool['dir']}"
+              + (" (lockgate spool list / flush)" if spool["outcomes"] else "")
+              + (f"; {spool['quarantined']} quarantined" if spool["quarantined"] else ""))
         for c in status["components"]:
             state = f"running (pid {c['pid']})" if c["running"] else "stopped"
             print(f"  {c['name']:<10} {state:<22} {c['address'] or '':<26} log {c['log']}")
@@ -84,7 +91,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(handler=cmd_down)
     p = sub.add_parser("status", help="what runs, where logs are", formatter_class=fmt,
                        description="Show each component's state and pid, its address, its log file,\n"
-                       "the bootstrap address and the state directory.")
+                       "the bootstrap address, the state directory, and how many outcomes wait in\n"
+                       "the local spool for Kafka (`spool` in --json: dir, outcomes, quarantined).")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_status)
     p = sub.add_parser("smoke", help="produce and consume Avro records through the broker",

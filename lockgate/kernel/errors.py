@@ -28,6 +28,7 @@ cases apart::
     │   ├── VerdictTimeout               no verdict in time
     │   ├── VerdictRejected              unsigned, forged, or another action's verdict
     │   └── GuardUnavailable             the proposal could not be published
+    ├── producers.errors.SpoolError      an outcome neither confirmed by Kafka nor spooled (body ran)
     ├── processors.errors.PolicyError
     │   ├── PolicyInvalid                a policy file failed validation (file:line each)
     │   │   └── PolicyCasesInvalid       a `policy test` cases file failed validation

@@ -71,6 +71,11 @@ class Home:
         return self.services_dir / f"{service}.pem"
 
     @property
+    def outcome_spool(self) -> Path:
+        """Where Guards spool outcomes Kafka did not confirm in time (0700 dir, 0600 files)."""
+        return self.root / "spool" / "outcomes"
+
+    @property
     def clickhouse(self) -> Path:
         return self.root / "clickhouse"
 

@@ -25,7 +25,8 @@ def test_main_help_reads_like_a_man_page() -> None:
 COMMANDS = [["up"], ["down"], ["status"], ["smoke"], ["demo"], ["submit"], ["keys", "init"],
             ["keys", "add-service"], ["policy", "validate"], ["policy", "apply"], ["policy", "test"],
             ["policy", "list"], ["audit", "query"], ["tokens", "create"], ["verify"], ["prove"],
-            ["verify-proof"], ["checkpoints", "export"], ["history"], ["policy", "replay"]]
+            ["verify-proof"], ["checkpoints", "export"], ["history"], ["policy", "replay"], ["spool", "list"],
+            ["spool", "flush"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
@@ -56,3 +57,27 @@ def test_policy_test_runs_offline_on_the_example() -> None:
     res = run("policy", "test", "processors/policies/example.yaml", "processors/policies/example_cases.yaml")
     assert res.returncode == 0, res.stdout
     assert "0 failed" in res.stdout
+
+
+def test_spool_help_documents_exit_status_environment_and_files() -> None:
+    res = run("spool", "flush", "--help")
+    assert res.returncode == 0
+    for section in ("exit status:", "environment:", "files:", "LOCKGATE_SPOOL_DIR", "examples:"):
+        assert section in res.stdout
+
+
+def test_spool_list_of_an_empty_spool_exits_0_and_of_a_waiting_outcome_exits_1(tmp_path: object) -> None:
+    import json
+    from pathlib import Path
+
+    from producers.spool import OutcomeSpool, SpoolEntry
+
+    spool = OutcomeSpool(Path(str(tmp_path)) / "spool")
+    res = run("spool", "list", "--dir", str(spool.directory), "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["outcomes"] == []
+    spool.ensure()
+    spool.write(SpoolEntry("o-1", "a-1", "t.outcomes", b"a-1", b"bytes", 1, 2, "not confirmed"))
+    res = run("spool", "list", "--dir", str(spool.directory))
+    assert res.returncode == 1
+    assert "o-1" in res.stdout and "not confirmed" in res.stdout

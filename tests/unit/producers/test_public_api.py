@@ -6,7 +6,8 @@ import producers
 
 EXPECTED = {
     "Action", "ActionBlocked", "Actor", "AsyncGuard", "Guard", "GuardError", "GuardSettings",
-    "GuardUnavailable", "GuardedAction", "MatchedRule", "Verdict", "VerdictRejected", "VerdictTimeout",
+    "GuardUnavailable", "GuardedAction", "MatchedRule", "SpoolError", "Verdict", "VerdictRejected",
+    "VerdictTimeout",
 }
 
 
