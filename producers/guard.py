@@ -282,14 +282,26 @@ class Guard:
                attributes: Mapping[str, AttrValue] | None = None, change: Any = None,
                roles: tuple[str, ...] | list[str] | None = None) -> Iterator[GuardedAction]:
         """Run the body only on a valid allow; publish the outcome afterwards."""
-        rec, future = self._core.propose(_action(actor, type, resource, attributes, change, roles))
-        handle = self._core.admit(rec, self._core.wait(rec, future, None))
+        handle = self.admit(_action(actor, type, resource, attributes, change, roles))
         try:
             yield handle
         except BaseException as exc:
-            self._core.outcome(handle, exc)
+            self.record(handle, exc)
             raise
-        self._core.outcome(handle, None)
+        self.record(handle, None)
+
+    def admit(self, action: Action, *, timeout_s: float | None = None) -> GuardedAction:
+        """The first half of :meth:`action`, for callers whose "body" is not a Python block.
+
+        Returns the handle only on a valid allow (raises like :meth:`action` otherwise). The
+        caller then owes exactly one :meth:`record` for it, once the outcome is known.
+        """
+        rec, future = self._core.propose(action)
+        return self._core.admit(rec, self._core.wait(rec, future, timeout_s))
+
+    def record(self, handle: GuardedAction, error: BaseException | None = None) -> None:
+        """Publish ``handle``'s outcome: committed when ``error`` is None, else failed with it."""
+        self._core.outcome(handle, error)
 
     def close(self) -> None:
         self._core.close()
@@ -317,14 +329,22 @@ class AsyncGuard:
                      attributes: Mapping[str, AttrValue] | None = None, change: Any = None,
                      roles: tuple[str, ...] | list[str] | None = None) -> AsyncIterator[GuardedAction]:
         """Like :meth:`Guard.action`, as ``async with``."""
-        rec, future = self._core.propose(_action(actor, type, resource, attributes, change, roles))
-        handle = self._core.admit(rec, await self._core.await_(rec, future, None))
+        handle = await self.admit(_action(actor, type, resource, attributes, change, roles))
         try:
             yield handle
         except BaseException as exc:
-            await asyncio.to_thread(self._core.outcome, handle, exc)
+            await self.record(handle, exc)
             raise
-        await asyncio.to_thread(self._core.outcome, handle, None)
+        await self.record(handle, None)
+
+    async def admit(self, action: Action, *, timeout_s: float | None = None) -> GuardedAction:
+        """Like :meth:`Guard.admit`: the handle on a valid allow; one :meth:`record` is owed."""
+        rec, future = self._core.propose(action)
+        return self._core.admit(rec, await self._core.await_(rec, future, timeout_s))
+
+    async def record(self, handle: GuardedAction, error: BaseException | None = None) -> None:
+        """Like :meth:`Guard.record`, without blocking the event loop."""
+        await asyncio.to_thread(self._core.outcome, handle, error)
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self._core.close)
