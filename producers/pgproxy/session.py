@@ -852,7 +852,8 @@ class Session:
             rules = ", ".join(r.id for r in v.enforced_rules) or "policy default"
             return error_response(
                 SQLSTATE_BLOCKED, f"lockgate: {scope} blocked by policy: {v.reason}",
-                detail=f"action {v.action_id}; rules: {rules}; policy {v.policy_name} v{v.policy_version}",
+                detail=f"action {v.action_id}; basis {v.basis}; rules: {rules}; "
+                       f"policy {v.policy_name} v{v.policy_version}",
                 hint="Nothing was executed. Change the statement, or ask for a policy change.")
         if isinstance(exc, VerdictRejected):
             return error_response(SQLSTATE_BLOCKED, f"lockgate: {scope} refused, the verdict was not trustworthy: "
