@@ -16,6 +16,7 @@ PostgreSQL's own (from the CommandComplete tag), not the image's.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +76,7 @@ class RowImage:
     size: int = 0
     error: str | None = None
     _key_index: tuple[int, ...] = ()
+    _full: bool = False  # a cap was reached: the image is a prefix (in key order) of the rows
 
     def on_columns(self, names: list[str]) -> None:
         self.columns = names[: self.limits.max_columns]
@@ -85,14 +87,11 @@ class RowImage:
             self.error = f"key column(s) {', '.join(self.key)} not in the table; no after-image"
             self._key_index = ()
 
-    def on_row(self, values: list[bytes | None]) -> None:
-        if len(self.rows) >= self.limits.max_rows:
-            self.truncated = True
-            return
+    def on_row(self, values: Sequence[bytes | None]) -> None:
         kept = values[: self.limits.max_columns]
         size = sum(len(v) for v in kept if v is not None)
-        if self.size + size > self.limits.max_bytes:
-            self.truncated = True
+        if self._full or len(self.rows) >= self.limits.max_rows or self.size + size > self.limits.max_bytes:
+            self.truncated = self._full = True
             return
         key = tuple(values[i] for i in self._key_index)
         if self._key_index and key in self.keys:

@@ -23,7 +23,7 @@ psycopg = pytest.importorskip("psycopg", reason="psycopg 3 (dev extra) is not in
 from psycopg import errors as pg_errors  # noqa: E402
 from psycopg.pq import TransactionStatus  # noqa: E402
 
-from deploy.postgres import PostgresServer  # noqa: E402
+from deploy.postgres import PostgresServer, find_postgres_bin  # noqa: E402
 from lockgate.kernel.topic_admin import ensure_topics  # noqa: E402
 from schemas.topics import Topics  # noqa: E402
 from tests.integration.conftest import ProcessorHandle  # noqa: E402
@@ -79,9 +79,12 @@ def connect(proxy: ProxyProcess, app: str, *, user: str = "alice", autocommit: b
 
 def psql(proxy: ProxyProcess, *commands: str, app: str, user: str = "alice", sslmode: str = "disable",
          timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run psql (the server's own, next to initdb) against the proxy; each command is one Query."""
     conninfo = (f"host=127.0.0.1 port={proxy.port} dbname=shop user={user} sslmode={sslmode} "
                 f"application_name={app}")
-    args = ["psql", "-X", "-A", "-t", "-v", "VERBOSITY=verbose", conninfo]
+    bin_dir = find_postgres_bin()
+    assert bin_dir is not None
+    args = [str(bin_dir / "psql"), "-X", "-A", "-t", "-v", "VERBOSITY=verbose", conninfo]
     for command in commands:
         args += ["-c", command]
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False,
@@ -143,7 +146,8 @@ def test_multi_statement_string_with_one_blocked_statement_runs_nothing(proxy: P
 
 def test_multi_statement_string_allowed_maps_each_result(proxy: ProxyProcess, processor: ProcessorHandle) -> None:
     app = app_name()
-    first, second = f"INSERT INTO notes (body) VALUES ('{app}')", f"UPDATE notes SET body = 'x{app}' WHERE body = '{app}'"
+    first = f"INSERT INTO notes (body) VALUES ('{app}')"
+    second = f"UPDATE notes SET body = 'x{app}' WHERE body = '{app}'"
     res = psql(proxy, f"BEGIN; {first}; {second}; COMMIT", app=app)
     assert res.returncode == 0, res.stderr
     assert json.loads(outcome(processor, app, first)["after_json"])["command_tag"] == "INSERT 0 1"

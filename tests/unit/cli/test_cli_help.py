@@ -25,7 +25,7 @@ def test_main_help_reads_like_a_man_page() -> None:
 COMMANDS = [["up"], ["down"], ["status"], ["smoke"], ["demo"], ["submit"], ["keys", "init"],
             ["keys", "add-service"], ["policy", "validate"], ["policy", "apply"], ["policy", "test"],
             ["policy", "list"], ["audit", "query"], ["tokens", "create"], ["verify"], ["prove"],
-            ["verify-proof"], ["checkpoints", "export"], ["history"], ["policy", "replay"]]
+            ["verify-proof"], ["checkpoints", "export"], ["history"], ["policy", "replay"], ["proxy", "postgres"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
@@ -56,3 +56,13 @@ def test_policy_test_runs_offline_on_the_example() -> None:
     res = run("policy", "test", "processors/policies/example.yaml", "processors/policies/example_cases.yaml")
     assert res.returncode == 0, res.stdout
     assert "0 failed" in res.stdout
+
+
+def test_proxy_reports_a_bad_config_with_exit_2(tmp_path: object) -> None:
+    from pathlib import Path
+
+    cfg = Path(str(tmp_path)) / "proxy.yaml"
+    cfg.write_text("upstream: nowhere\nlisten: 127.0.0.1:6432\n")
+    res = run("proxy", "postgres", "--config", str(cfg))
+    assert res.returncode == 2
+    assert "upstream" in res.stderr and "HOST:PORT" in res.stderr
