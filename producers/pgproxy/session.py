@@ -668,8 +668,6 @@ class Session:
         return run
 
     async def _on_query(self, msg: Message) -> None:
-        self.statements.pop(b"", None)
-        self.portals.pop(b"", None)
         text = self.decode(cstring(msg.body, 0)[0])
         if text is None:
             self._refuse(self._undecodable(), sync=True)
@@ -677,6 +675,8 @@ class Session:
         runs = [self._new_run(piece, "simple") for piece in split_statements(text)]
         if not await self._judge(runs, sync=True):
             return
+        self.statements.pop(b"", None)  # a simple query replaces the unnamed statement and portal
+        self.portals.pop(b"", None)
         if any(r.needs_proxy_execution for r in runs):
             await self._execute_stepwise(runs)
             return

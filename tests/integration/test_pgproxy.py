@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -153,6 +154,20 @@ def test_multi_statement_string_allowed_maps_each_result(proxy: ProxyProcess, pr
     assert json.loads(outcome(processor, app, first)["after_json"])["command_tag"] == "INSERT 0 1"
     updated = outcome(processor, app, second)
     assert updated["status"] == "committed" and json.loads(updated["after_json"])["rows"] == 1
+
+
+def test_rollback_to_savepoint_marks_only_the_later_statement_rolled_back(proxy: ProxyProcess,
+                                                                         processor: ProcessorHandle,
+                                                                         pg: PostgresServer) -> None:
+    app = app_name()
+    kept = f"INSERT INTO notes (body) VALUES ('{app}-kept')"
+    undone = f"INSERT INTO notes (body) VALUES ('{app}-undone')"
+    res = psql(proxy, f"BEGIN; {kept}; SAVEPOINT s1; {undone}; ROLLBACK TO SAVEPOINT s1; COMMIT", app=app)
+    assert res.returncode == 0, res.stderr
+    assert outcome(processor, app, kept)["status"] == "committed"
+    rolled = outcome(processor, app, undone)
+    assert rolled["status"] == "failed" and rolled["error_type"] == "RolledBack"
+    assert count(pg, f"SELECT count(*) FROM notes WHERE body LIKE '{app}-%'") == 1
 
 
 def test_unparseable_sql_is_proposed_and_follows_on_error(proxy: ProxyProcess, processor: ProcessorHandle) -> None:
@@ -339,21 +354,44 @@ def test_no_password_in_any_log_or_topic(proxy: ProxyProcess, processor: Process
 # --- fail-closed ---------------------------------------------------------------------------------
 
 
-def test_processor_down_refuses_within_the_timeout(processor: ProcessorHandle, pg: PostgresServer,
-                                                   workdir: Path, kafka_bootstrap: str) -> None:
-    """No processor answers this proxy's topics: every statement is refused, none runs, none hangs."""
+TIMEOUT_S = 2.0
+
+
+@pytest.fixture(scope="module")
+def proxy_without_processor(processor: ProcessorHandle, pg: PostgresServer, workdir: Path,
+                            kafka_bootstrap: str) -> Iterator[ProxyProcess]:
+    """A proxy whose topics no processor reads: the decision path is down."""
     idle = Topics("idle-" + processor.topics.prefix)
     ensure_topics(kafka_bootstrap, idle)
-    down = start_proxy(processor, {"upstream": f"127.0.0.1:{pg.port}", "timeout_s": 1.0}, workdir,
+    down = start_proxy(processor, {"upstream": f"127.0.0.1:{pg.port}", "timeout_s": TIMEOUT_S}, workdir,
                        topic_prefix=idle.prefix)
-    app = app_name()
     try:
-        with connect(down, app) as conn:
-            for _ in range(2):  # the session stays usable, and refuses again
-                start = time.monotonic()
-                with pytest.raises(psycopg.errors.SystemError, match="did not answer"):
-                    conn.execute("INSERT INTO notes (body) VALUES (%s)", (app,))
-                assert time.monotonic() - start < 4.0
+        yield down
     finally:
         down.stop()
+
+
+def test_processor_down_refuses_within_the_timeout(proxy_without_processor: ProxyProcess,
+                                                   pg: PostgresServer) -> None:
+    app = app_name()
+    with connect(proxy_without_processor, app) as conn:
+        for _ in range(2):  # the session stays usable, and refuses again
+            start = time.monotonic()
+            with pytest.raises(pg_errors.SystemError, match="did not answer"):
+                conn.execute("INSERT INTO notes (body) VALUES (%s)", (app,))
+            assert TIMEOUT_S <= time.monotonic() - start < TIMEOUT_S + 3.0
+    assert count(pg, f"SELECT count(*) FROM notes WHERE body = '{app}'") == 0
+
+
+def test_cancel_request_ends_the_wait_for_a_verdict(proxy_without_processor: ProxyProcess,
+                                                    pg: PostgresServer) -> None:
+    app = app_name()
+    with connect(proxy_without_processor, app) as conn:
+        timer = threading.Timer(0.2, conn.cancel_safe)  # Ctrl-C in psql does the same
+        timer.start()
+        start = time.monotonic()
+        with pytest.raises(pg_errors.QueryCanceled, match="waiting for the verdict"):
+            conn.execute("INSERT INTO notes (body) VALUES (%s)", (app,))
+        assert time.monotonic() - start < TIMEOUT_S
+        timer.join()
     assert count(pg, f"SELECT count(*) FROM notes WHERE body = '{app}'") == 0
