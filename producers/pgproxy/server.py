@@ -61,6 +61,8 @@ class PgProxy:
             self._clients.add(task)
         try:
             await Session(self, reader, writer).run()
+        except asyncio.CancelledError:
+            pass  # the proxy is closing; the session closed its sockets on the way out
         finally:
             if task is not None:
                 self._clients.discard(task)

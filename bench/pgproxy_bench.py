@@ -1,0 +1,141 @@
+"""Latency the PostgreSQL guard proxy adds per statement, against a direct connection in the same run.
+
+Needs the local stack with the example policy and the proxy's service identity::
+
+    lockgate up && lockgate policy apply processors/policies/example.yaml
+    lockgate keys add-service pgproxy
+    .venv/bin/python bench/pgproxy_bench.py [N]
+
+and Debian's postgresql (``make postgres-deps``). Starts a private PostgreSQL (trust auth,
+no fsync), runs the proxy in-process on the stack's broker, and times N sequential
+statements with psycopg 3 — direct vs through the proxy, simple and extended protocol,
+a read and a write — plus ``Guard.check`` alone: the decision round trip the proxy waits
+for on every statement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from deploy.postgres import PostgresServer, find_postgres_bin
+from deploy.settings import StackSettings
+from producers import Action, Actor, Guard, GuardSettings
+from producers.pgproxy import ProxyConfig, run_proxy
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def timed(n: int, op: Callable[[int], Any]) -> list[float]:
+    for i in range(min(20, n)):
+        op(i)
+    samples = []
+    for i in range(n):
+        start = time.perf_counter()
+        op(i)
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+class ProxyThread:
+    """The proxy on its own event loop in a thread, as `lockgate proxy postgres` would run it."""
+
+    def __init__(self, config: ProxyConfig, settings: GuardSettings) -> None:
+        self.ready = threading.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stop_event: asyncio.Event | None = None
+        self.thread = threading.Thread(target=self._run, args=(config, settings), daemon=True)
+        self.thread.start()
+        if not self.ready.wait(60):
+            raise RuntimeError("proxy did not start")
+
+    def _run(self, config: ProxyConfig, settings: GuardSettings) -> None:
+        async def main() -> None:
+            self.loop = asyncio.get_running_loop()
+            self.stop_event = asyncio.Event()
+            await run_proxy(config, settings, ready=lambda _h, _p: self.ready.set(), stop=self.stop_event)
+
+        asyncio.run(main())
+
+    def stop(self) -> None:
+        if self.loop is not None and self.stop_event is not None:
+            self.loop.call_soon_threadsafe(self.stop_event.set)
+        self.thread.join(30)
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+    bin_dir = find_postgres_bin()
+    if bin_dir is None:
+        sys.exit("PostgreSQL is not installed: make postgres-deps")
+    stack = StackSettings()
+    settings = GuardSettings(bootstrap_servers=stack.bootstrap, topic_prefix=stack.topic_prefix, home=stack.home,
+                             service="pgproxy", timeout_s=10)
+    root = Path(tempfile.mkdtemp(prefix="lockgate-pgbench-"))
+    root.chmod(0o755)
+    pg = PostgresServer(root / "data", free_port(), bin_dir)
+    pg.init(["host all all 127.0.0.1/32 trust"])
+    pg.start()
+    proxy_port = free_port()
+    proxy: ProxyThread | None = None
+    try:
+        pg.sql("CREATE DATABASE bench")
+        pg.sql("CREATE TABLE t (id serial PRIMARY KEY, v int); INSERT INTO t (v) SELECT g FROM generate_series(1, 1000) g",
+               database="bench")
+        config = ProxyConfig(listen=f"127.0.0.1:{proxy_port}", upstream=f"127.0.0.1:{pg.port}",
+                             resource="db/bench/{database}", service="pgproxy", timeout_s=10)
+        proxy = ProxyThread(config, settings)
+
+        def conn(port: int) -> Any:
+            return psycopg.connect(host="127.0.0.1", port=port, dbname="bench", user="postgres", autocommit=True,
+                                   application_name="pgproxy-bench")
+
+        workloads: list[tuple[str, Callable[[Any, int], Any]]] = [
+            ("SELECT 1 (simple protocol)", lambda c, _i: c.execute("SELECT 1").fetchone()),
+            ("SELECT by key (extended, $1)", lambda c, i: c.execute("SELECT v FROM t WHERE id = %s",
+                                                                    (i % 1000 + 1,)).fetchone()),
+            ("INSERT (extended, outcome recorded)", lambda c, i: c.execute("INSERT INTO t (v) VALUES (%s)", (i,))),
+        ]
+        print(f"{n} sequential statements each; ms per statement (p50 / p95 / p99)")
+        with Guard(settings) as guard:
+            check = timed(n, lambda _i: guard.check(Action(Actor("bench"), "db.query", "db/bench/bench",
+                                                           {"sql": "SELECT 1"})))
+        print(f"  {'Guard.check alone (decision round trip)':42s} {pct(check, .5):7.2f} {pct(check, .95):7.2f} "
+              f"{pct(check, .99):7.2f}")
+        for name, op in workloads:
+            with conn(pg.port) as direct, conn(proxy_port) as guarded:
+                base = timed(n, lambda i, c=direct, op=op: op(c, i))
+                via = timed(n, lambda i, c=guarded, op=op: op(c, i))
+            added = statistics.median(via) * 1000 - statistics.median(base) * 1000
+            print(f"  {name:42s} direct {pct(base, .5):6.2f} {pct(base, .95):6.2f} {pct(base, .99):6.2f}   "
+                  f"proxy {pct(via, .5):6.2f} {pct(via, .95):6.2f} {pct(via, .99):6.2f}   added p50 {added:6.2f}")
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        pg.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
