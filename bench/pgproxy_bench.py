@@ -101,8 +101,8 @@ def main() -> None:
     proxy: ProxyThread | None = None
     try:
         pg.sql("CREATE DATABASE bench")
-        pg.sql("CREATE TABLE t (id serial PRIMARY KEY, v int); INSERT INTO t (v) SELECT g FROM generate_series(1, 1000) g",
-               database="bench")
+        pg.sql("CREATE TABLE t (id serial PRIMARY KEY, v int); "
+               "INSERT INTO t (v) SELECT g FROM generate_series(1, 1000) g", database="bench")
         config = ProxyConfig(listen=f"127.0.0.1:{proxy_port}", upstream=f"127.0.0.1:{pg.port}",
                              resource="db/bench/{database}", service="pgproxy", timeout_s=10)
         proxy = ProxyThread(config, settings)

@@ -170,6 +170,25 @@ def test_rollback_to_savepoint_marks_only_the_later_statement_rolled_back(proxy:
     assert count(pg, f"SELECT count(*) FROM notes WHERE body LIKE '{app}-%'") == 1
 
 
+def test_copy_from_stdin_is_judged_and_its_data_relayed(proxy: ProxyProcess, processor: ProcessorHandle,
+                                                         pg: PostgresServer) -> None:
+    app = app_name()
+    bin_dir = find_postgres_bin()
+    assert bin_dir is not None
+    res = subprocess.run(
+        [str(bin_dir / "psql"), "-X", f"host=127.0.0.1 port={proxy.port} dbname=shop user=alice sslmode=disable "
+         f"application_name={app}", "-c", "\\copy notes (body) FROM STDIN"],
+        input=f"{app}\n{app}\n", capture_output=True, text=True, timeout=60, check=False,
+        env={"PGPASSWORD": PASSWORDS["alice"]})
+    assert res.returncode == 0, res.stderr
+    assert count(pg, f"SELECT count(*) FROM notes WHERE body = '{app}'") == 2
+    action = read_topic(processor.bootstrap, processor.topics.actions,
+                        lambda r: r["attributes"].get("application_name") == app, "ProposedAction")
+    assert str(action["attributes"]["sql"]).upper().startswith("COPY")  # psql spells \copy its own way
+    rec = outcome(processor, app, str(action["attributes"]["sql"]))
+    assert json.loads(rec["after_json"]) == {"command_tag": "COPY 2", "rows": 2}
+
+
 def test_unparseable_sql_is_proposed_and_follows_on_error(proxy: ProxyProcess, processor: ProcessorHandle) -> None:
     app = app_name()
     res = psql(proxy, "DELETE FROM orders WHERE", app=app)
@@ -381,6 +400,13 @@ def test_processor_down_refuses_within_the_timeout(proxy_without_processor: Prox
                 conn.execute("INSERT INTO notes (body) VALUES (%s)", (app,))
             assert TIMEOUT_S <= time.monotonic() - start < TIMEOUT_S + 3.0
     assert count(pg, f"SELECT count(*) FROM notes WHERE body = '{app}'") == 0
+
+
+def test_without_a_certificate_the_proxy_answers_no_to_tls(proxy_without_processor: ProxyProcess) -> None:
+    with pytest.raises(psycopg.OperationalError, match="does not support SSL"):
+        connect(proxy_without_processor, app_name(), sslmode="require")
+    with connect(proxy_without_processor, app_name(), sslmode="prefer") as conn:
+        assert not conn.pgconn.ssl_in_use
 
 
 def test_cancel_request_ends_the_wait_for_a_verdict(proxy_without_processor: ProxyProcess,
