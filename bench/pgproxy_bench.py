@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,10 @@ def free_port() -> int:
 def pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def run_on(connection: Any, op: Callable[[Any, int], Any], i: int) -> Any:
+    return op(connection, i)
 
 
 def timed(n: int, op: Callable[[int], Any]) -> list[float]:
@@ -125,8 +130,8 @@ def main() -> None:
               f"{pct(check, .99):7.2f}")
         for name, op in workloads:
             with conn(pg.port) as direct, conn(proxy_port) as guarded:
-                base = timed(n, lambda i, c=direct, op=op: op(c, i))
-                via = timed(n, lambda i, c=guarded, op=op: op(c, i))
+                base = timed(n, partial(run_on, direct, op))
+                via = timed(n, partial(run_on, guarded, op))
             added = statistics.median(via) * 1000 - statistics.median(base) * 1000
             print(f"  {name:42s} direct {pct(base, .5):6.2f} {pct(base, .95):6.2f} {pct(base, .99):6.2f}   "
                   f"proxy {pct(via, .5):6.2f} {pct(via, .95):6.2f} {pct(via, .99):6.2f}   added p50 {added:6.2f}")
