@@ -7,20 +7,20 @@ Needs the local stack with the example policy and the proxy's service identity::
     .venv/bin/python bench/pgproxy_bench.py [N]
 
 and Debian's postgresql (``make postgres-deps``). Starts a private PostgreSQL (trust auth,
-no fsync), runs the proxy in-process on the stack's broker, and times N sequential
-statements with psycopg 3 — direct vs through the proxy, simple and extended protocol,
-a read and a write — plus ``Guard.check`` alone: the decision round trip the proxy waits
-for on every statement.
+no fsync) and a proxy on the stack's broker, and times N sequential
+statements with psycopg 3 — direct vs through the proxy (its own process, as deployed), simple and extended protocol,
+a read and a write, and a BEGIN/ROLLBACK pair (never judged: the proxy's own relay cost)
+— plus ``Guard.check`` alone: the decision round trip the proxy waits for on every
+judged statement.
 """
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from functools import partial
@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import yaml
 
 from deploy.postgres import PostgresServer, find_postgres_bin
 from deploy.settings import StackSettings
 from producers import Action, Actor, Guard, GuardSettings
-from producers.pgproxy import ProxyConfig, run_proxy
 
 
 def free_port() -> int:
@@ -63,30 +63,25 @@ def timed(n: int, op: Callable[[int], Any]) -> list[float]:
     return samples
 
 
-class ProxyThread:
-    """The proxy on its own event loop in a thread, as `lockgate proxy postgres` would run it."""
+class ProxyProcess:
+    """The proxy as production runs it: its own process, `lockgate proxy postgres --config FILE`."""
 
-    def __init__(self, config: ProxyConfig, settings: GuardSettings) -> None:
-        self.ready = threading.Event()
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.stop_event: asyncio.Event | None = None
-        self.thread = threading.Thread(target=self._run, args=(config, settings), daemon=True)
-        self.thread.start()
-        if not self.ready.wait(60):
-            raise RuntimeError("proxy did not start")
-
-    def _run(self, config: ProxyConfig, settings: GuardSettings) -> None:
-        async def main() -> None:
-            self.loop = asyncio.get_running_loop()
-            self.stop_event = asyncio.Event()
-            await run_proxy(config, settings, ready=lambda _h, _p: self.ready.set(), stop=self.stop_event)
-
-        asyncio.run(main())
+    def __init__(self, config: dict[str, Any], workdir: Path) -> None:
+        cfg = workdir / "proxy.yaml"
+        cfg.write_text(yaml.safe_dump(config))
+        self.log = workdir / "proxy.log"
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "lockgate.cli", "proxy", "postgres", "--config",
+                                          str(cfg), "--log-level", "warning"], stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while "listening on" not in self.log.read_text():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"proxy did not start:\n{self.log.read_text()[-2000:]}")
+            time.sleep(0.1)
 
     def stop(self) -> None:
-        if self.loop is not None and self.stop_event is not None:
-            self.loop.call_soon_threadsafe(self.stop_event.set)
-        self.thread.join(30)
+        self.proc.terminate()
+        self.proc.wait(30)
 
 
 def main() -> None:
@@ -103,20 +98,24 @@ def main() -> None:
     pg.init(["host all all 127.0.0.1/32 trust"])
     pg.start()
     proxy_port = free_port()
-    proxy: ProxyThread | None = None
+    proxy: ProxyProcess | None = None
     try:
         pg.sql("CREATE DATABASE bench")
         pg.sql("CREATE TABLE t (id serial PRIMARY KEY, v int); "
                "INSERT INTO t (v) SELECT g FROM generate_series(1, 1000) g", database="bench")
-        config = ProxyConfig(listen=f"127.0.0.1:{proxy_port}", upstream=f"127.0.0.1:{pg.port}",
-                             resource="db/bench/{database}", service="pgproxy", timeout_s=10)
-        proxy = ProxyThread(config, settings)
+        proxy = ProxyProcess({"listen": f"127.0.0.1:{proxy_port}", "upstream": f"127.0.0.1:{pg.port}",
+                              "resource": "db/bench/{database}", "service": "pgproxy", "timeout_s": 10}, root)
 
         def conn(port: int) -> Any:
             return psycopg.connect(host="127.0.0.1", port=port, dbname="bench", user="postgres", autocommit=True,
                                    application_name="pgproxy-bench")
 
+        def begin_rollback(c: Any, _i: int) -> None:
+            c.execute("BEGIN")
+            c.execute("ROLLBACK")
+
         workloads: list[tuple[str, Callable[[Any, int], Any]]] = [
+            ("BEGIN + ROLLBACK (unjudged: relay only)", begin_rollback),
             ("SELECT 1 (simple protocol)", lambda c, _i: c.execute("SELECT 1").fetchone()),
             ("SELECT by key (extended, $1)", lambda c, i: c.execute("SELECT v FROM t WHERE id = %s",
                                                                     (i % 1000 + 1,)).fetchone()),
