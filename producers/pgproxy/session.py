@@ -558,6 +558,8 @@ class Session:
         for result in results:
             if isinstance(result, ProtocolViolation):
                 raise result
+            if isinstance(result, Exception) and not isinstance(result, ConnectionError | asyncio.IncompleteReadError):
+                log.error("session %s: ended by an internal error", self.peer, exc_info=result)
 
     def to_client(self, msg: Message) -> None:
         self.c_writer.write(msg.encode())
