@@ -23,6 +23,7 @@ Example (YAML; the same keys in TOML)::
     blast_radius:                     # most rows one statement may change, else undone
       tables: {orders: 100}
       rules: {bulk-update-reviewed: 1000}   # applies when the verdict matched this rule
+    connect_timeout_s: 10             # how long to wait for the upstream server
 
 Table names match ``schema.table`` or the bare ``table``, lower case.
 """

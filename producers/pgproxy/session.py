@@ -449,7 +449,7 @@ class Session:
                     await writer.wait_closed()
                 except (ConnectionError, OSError):
                     pass
-        if self.user:
+        if self.actor.id:
             log.info("session %s: closed", self.peer)
 
     # --- startup and authentication ------------------------------------------------------------
