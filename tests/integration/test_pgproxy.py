@@ -42,6 +42,7 @@ pytestmark = pytest.mark.integration
 __all__ = ["pg"]  # the module fixture, re-exported for pytest
 
 ROW_LIMIT = 3
+RULE_LIMIT = 50  # rows a statement may return or change when the verdict matched the shadow rule below
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,7 @@ def proxy(processor: ProcessorHandle, pg: PostgresServer, workdir: Path) -> Iter
         "roles": {"alice": ["dba"]},
         "tls": {"cert": str(cert), "key": str(key)},
         "images": {"tables": {"orders": {"key": ["id"]}}, "max_rows": 5},
-        "blast_radius": {"tables": {"orders": ROW_LIMIT}},
+        "blast_radius": {"tables": {"orders": ROW_LIMIT}, "rules": {"prod-select-without-limit": RULE_LIMIT}},
     }, workdir)
     try:
         yield handle
@@ -212,6 +213,22 @@ def test_psycopg_simple_and_extended_protocol_block_and_session_continues(proxy:
     assert count(pg, "SELECT count(*) FROM notes") > 0
 
 
+def test_extended_protocol_is_judged_at_execute_not_at_parse(proxy: ProxyProcess, pg: PostgresServer) -> None:
+    """libpq's PQprepare (Parse, Sync) succeeds; PQexecPrepared (Bind, Describe, Execute, Sync) is refused."""
+    from psycopg import pq
+
+    before = count(pg, "SELECT count(*) FROM notes")
+    with connect(proxy, app_name()) as conn:
+        prepared = conn.pgconn.prepare(b"wipe", b"DELETE FROM notes")
+        assert prepared.status == pq.ExecStatus.COMMAND_OK
+        executed = conn.pgconn.exec_prepared(b"wipe", [])
+        assert executed.status == pq.ExecStatus.FATAL_ERROR
+        assert executed.error_field(pq.DiagnosticField.SQLSTATE) == b"42501"
+        assert conn.pgconn.transaction_status == pq.TransactionStatus.IDLE
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert count(pg, "SELECT count(*) FROM notes") == before
+
+
 def test_prepared_statement_is_judged_at_every_execution(proxy: ProxyProcess, processor: ProcessorHandle,
                                                          pg: PostgresServer) -> None:
     app = app_name()
@@ -310,6 +327,15 @@ def test_blast_radius_over_the_limit_is_rolled_back(proxy: ProxyProcess, process
     rec = outcome(processor, app, sql)
     assert rec["status"] == "failed" and rec["error_type"] == "RowLimitExceeded"
     assert json.loads(rec["after_json"])["rows"] == 5
+
+
+def test_a_limit_can_come_from_a_rule_the_verdict_matched(proxy: ProxyProcess) -> None:
+    """The example policy's shadow rule prod-select-without-limit matched: at most 50 rows."""
+    with connect(proxy, app_name()) as conn:
+        assert len(conn.execute("SELECT g FROM generate_series(1, 50) g").fetchall()) == RULE_LIMIT
+        with pytest.raises(pg_errors.InsufficientPrivilege, match="rule prod-select-without-limit"):
+            conn.execute("SELECT g FROM generate_series(1, %s) g", (RULE_LIMIT + 1,))
+        assert len(conn.execute("SELECT g FROM generate_series(1, 500) g LIMIT 500").fetchall()) == 500
 
 
 def test_within_the_limit_commits(proxy: ProxyProcess, pg: PostgresServer) -> None:
