@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser-deps demo test lint bench clean down
+.PHONY: install browser-deps postgres-deps demo test lint bench clean down
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing lockgate with its dependencies (first run: ~1-2 min)"
@@ -41,7 +41,26 @@ browser-deps:
 	  echo "    they will be skipped. Install it with: sudo apt-get install -y chromium"; \
 	fi
 
-test: install browser-deps
+# The guard proxy's tests run a real PostgreSQL server (Debian's postgresql, started as the
+# postgres user in a temp dir). Install it when missing and we may (root, or passwordless
+# sudo); a failed install fails the set-up rather than silently skipping those tests.
+APT_POSTGRES := DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql
+
+postgres-deps:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "==> proxy tests: using $$(ls -d /usr/lib/postgresql/*/bin | tail -1)"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "==> proxy tests: PostgreSQL missing; running: apt-get update && $(APT_POSTGRES)"; \
+	  apt-get update -q && $(APT_POSTGRES); \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+	  echo "==> proxy tests: PostgreSQL missing; running: sudo apt-get update && sudo $(APT_POSTGRES)"; \
+	  sudo -n apt-get update -q && sudo -n env $(APT_POSTGRES); \
+	else \
+	  echo "==> proxy tests: PostgreSQL missing and not root (no passwordless sudo);"; \
+	  echo "    they will be skipped. Install it with: sudo apt-get install -y postgresql"; \
+	fi
+
+test: install browser-deps postgres-deps
 	$(BIN)/python -m pytest
 
 lint: install

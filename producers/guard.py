@@ -319,14 +319,27 @@ class Guard:
         ``handle.recorded`` says which of the two happened. :class:`SpoolError` only if the
         outcome could be neither confirmed nor written to the spool.
         """
-        rec, future = self._core.propose(_action(actor, type, resource, attributes, change, roles))
-        handle = self._core.admit(rec, self._core.wait(rec, future, None))
+        handle = self.admit(_action(actor, type, resource, attributes, change, roles))
         try:
             yield handle
         except BaseException as exc:
-            self._core.outcome(handle, exc)
+            self.record(handle, exc)
             raise
-        self._core.outcome(handle, None)
+        self.record(handle, None)
+
+    def admit(self, action: Action, *, timeout_s: float | None = None) -> GuardedAction:
+        """The first half of :meth:`action`, for callers whose "body" is not a Python block.
+
+        Returns the handle only on a valid allow (raises like :meth:`action` otherwise). The
+        caller then owes exactly one :meth:`record` for it, once the outcome is known.
+        """
+        rec, future = self._core.propose(action)
+        return self._core.admit(rec, self._core.wait(rec, future, timeout_s))
+
+    def record(self, handle: GuardedAction, error: BaseException | None = None) -> Recorded:
+        """Record ``handle``'s outcome (committed when ``error`` is None, else failed with it),
+        with :meth:`action`'s guarantee: delivered or spooled when this returns."""
+        return self._core.outcome(handle, error)
 
     def close(self) -> None:
         """Stop; first redeliver spooled outcomes and wait for those in flight, for at most
@@ -360,14 +373,23 @@ class AsyncGuard:
         The wait for Kafka's confirmation happens on the event loop; only the spool write (an
         fsync) runs in a worker thread.
         """
-        rec, future = self._core.propose(_action(actor, type, resource, attributes, change, roles))
-        handle = self._core.admit(rec, await self._core.await_(rec, future, None))
+        handle = await self.admit(_action(actor, type, resource, attributes, change, roles))
         try:
             yield handle
         except BaseException as exc:
-            await self._core.aoutcome(handle, exc)
+            await self.record(handle, exc)
             raise
-        await self._core.aoutcome(handle, None)
+        await self.record(handle, None)
+
+    async def admit(self, action: Action, *, timeout_s: float | None = None) -> GuardedAction:
+        """Like :meth:`Guard.admit`: the handle on a valid allow; one :meth:`record` is owed."""
+        rec, future = self._core.propose(action)
+        return self._core.admit(rec, await self._core.await_(rec, future, timeout_s))
+
+    async def record(self, handle: GuardedAction, error: BaseException | None = None) -> Recorded:
+        """Like :meth:`Guard.record`: the wait for Kafka is on the event loop, only the spool
+        write runs in a thread."""
+        return await self._core.aoutcome(handle, error)
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self._core.close)

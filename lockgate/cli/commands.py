@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "lockgate.cli.audit",
     "lockgate.cli.verify",
     "lockgate.cli.spool",
+    "lockgate.cli.proxy",
 )
 
 

@@ -26,7 +26,7 @@ COMMANDS = [["up"], ["down"], ["status"], ["smoke"], ["demo"], ["submit"], ["key
             ["keys", "add-service"], ["policy", "validate"], ["policy", "apply"], ["policy", "test"],
             ["policy", "list"], ["audit", "query"], ["tokens", "create"], ["verify"], ["prove"],
             ["verify-proof"], ["checkpoints", "export"], ["history"], ["policy", "replay"], ["spool", "list"],
-            ["spool", "flush"]]
+            ["spool", "flush"], ["proxy", "postgres"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
@@ -81,3 +81,13 @@ def test_spool_list_of_an_empty_spool_exits_0_and_of_a_waiting_outcome_exits_1(t
     res = run("spool", "list", "--dir", str(spool.directory))
     assert res.returncode == 1
     assert "o-1" in res.stdout and "not confirmed" in res.stdout
+
+
+def test_proxy_reports_a_bad_config_with_exit_2(tmp_path: object) -> None:
+    from pathlib import Path
+
+    cfg = Path(str(tmp_path)) / "proxy.yaml"
+    cfg.write_text("upstream: nowhere\nlisten: 127.0.0.1:6432\n")
+    res = run("proxy", "postgres", "--config", str(cfg))
+    assert res.returncode == 2
+    assert "upstream" in res.stderr and "HOST:PORT" in res.stderr
