@@ -27,6 +27,7 @@ class ProcessorSettings(BaseSettings):
     require_service_auth: bool = True
     checkpoint_every: int = Field(default=1000, gt=0)
     checkpoint_interval_s: float = Field(default=5.0, gt=0)
+    stall_after_s: float = Field(default=30.0, gt=0)  # lag and no commit this long: "up but not consuming"
 
     @property
     def processor_key(self) -> Path:
