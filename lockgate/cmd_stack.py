@@ -49,8 +49,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"topic prefix     {status['topic_prefix']}")
         print(f"logs             {status['logs']}")
         print(f"dashboard        {status['dashboard']}  (needs a token: lockgate tokens create --tenant default)")
+        from deploy.health import describe
+
         for c in status["components"]:
-            state = f"running (pid {c['pid']})" if c["running"] else "stopped"
+            state = describe(c["running"], c["pid"], c.get("health"))
             print(f"  {c['name']:<10} {state:<22} {c['address'] or '':<26} log {c['log']}")
     return EXIT_OK
 
