@@ -29,14 +29,14 @@ Settings (env, read once at start into :class:`SinkSettings`):
 env                            meaning                             default
 =============================  ==================================  ===========================
 LOCKGATE_TOPIC_PREFIX          topic name prefix                   ``lockgate.``
-LOCKGATE_BOOTSTRAP_SERVERS     Kafka bootstrap servers             ``localhost:9092``
+LOCKGATE_BOOTSTRAP_SERVERS     Kafka bootstrap servers             ``127.0.0.1:$LOCKGATE_KAFKA_PORT``
 LOCKGATE_CLICKHOUSE_DSN        ``chdb:///dir`` or ``http(s)://…``  ``chdb://$HOME/clickhouse``
 LOCKGATE_CLICKHOUSE_DATABASE   database name                       ``lockgate``
 LOCKGATE_SINK_GROUP_ID         consumer group                      ``lockgate-sink``
 LOCKGATE_SINK_BATCH_ROWS       rows per batch                      10000
 LOCKGATE_SINK_BATCH_MS         max batch age (ms)                  500
 LOCKGATE_STALL_AFTER_S         lag, no commit: not consuming       30
-LOCKGATE_SINK_HTTP_HOST/PORT   API + metrics listen address        ``127.0.0.1:8765``
+LOCKGATE_SINK_HTTP_HOST/PORT   API + metrics listen address        ``127.0.0.1:$LOCKGATE_API_PORT``
 LOCKGATE_RETENTION_DAYS        TTL in days (unset: keep forever)   unset
 LOCKGATE_HOME                  state dir (tokens, chDB dir)        ``~/.lockgate``
 =============================  ==================================  ===========================
@@ -61,6 +61,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lockgate.consumer_health import ConsumerHealth, LagProbe, LagReading, Partition
 from lockgate.home import default_home
+from lockgate.local_broker import DEFAULT_KAFKA_PORT, local_bootstrap
 from schemas.codec import get_codec
 from schemas.errors import CodecError
 from schemas.topics import TOPIC_MAX_MESSAGE_BYTES
@@ -104,7 +105,8 @@ class SinkSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOCKGATE_", frozen=True, extra="ignore")
 
     topic_prefix: str = "lockgate."
-    bootstrap_servers: str = "localhost:9092"
+    kafka_port: int = Field(default=DEFAULT_KAFKA_PORT, ge=1, le=65535)  # the local stack's, when no bootstrap
+    bootstrap_servers: str = Field(default_factory=local_bootstrap)
     clickhouse_dsn: str = ""
     clickhouse_database: str = "lockgate"
     sink_group_id: str = "lockgate-sink"
@@ -114,7 +116,8 @@ class SinkSettings(BaseSettings):
     sink_batch_ms: int = Field(default=500, ge=1)
     stall_after_s: float = Field(default=30.0, gt=0)
     sink_http_host: str = "127.0.0.1"
-    sink_http_port: int = Field(default=8765, ge=0, le=65535)
+    api_port: int = Field(default=8740, ge=0, le=65535)  # the local stack's, when no sink_http_port
+    sink_http_port: int = Field(default_factory=lambda validated: validated.get("api_port", 8740), ge=0, le=65535)
     retention_days: int | None = Field(default=None, ge=1)
     home: Path | None = None
 
