@@ -129,6 +129,10 @@ class Stack:
             proc.start([sys.executable, "-m", svc.module], self._env())
             self._wait_healthy(svc, proc)
             started.append(svc.name)
+        if any(svc.name == "processor" and self._enabled(svc) for svc in _SERVICES):  # healthy is not deciding
+            from deploy.verdict_probe import await_first_verdict
+
+            self.progress(f"processor answered a probe action in {await_first_verdict(self.settings):.1f}s")
         return UpReport(started, already, created, drifts)
 
     def _wait_healthy(self, svc: _Service, proc: ManagedProcess) -> None:

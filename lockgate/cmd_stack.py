@@ -73,9 +73,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser("up", help="start the local stack (idempotent)", formatter_class=fmt,
                        description="Start Apache Kafka (KRaft), create the catalogue's topics, then "
-                       "the processor and the sink, each in the background.\nRunning it again while "
-                       "the stack is up changes nothing. The first run resolves Kafka's jars\nfrom "
-                       "Maven Central and shows progress.",
+                       "the processor and the sink, each in the background,\nand return once the processor "
+                       "has answered a probe action. Running it again while the\nstack is up changes "
+                       "nothing. The first run resolves Kafka's jars from Maven Central\nand shows progress.",
                        epilog="examples:\n  lockgate up\n  LOCKGATE_HOME=/tmp/lg LOCKGATE_KAFKA_PORT=29092 lockgate up")
     p.add_argument("--json", action="store_true", help="print a JSON report")
     p.set_defaults(handler=cmd_up)
@@ -86,7 +86,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(handler=cmd_down)
     p = sub.add_parser("status", help="what runs, where logs are", formatter_class=fmt,
                        description="Show each component's state and pid, its address, its log file,\n"
-                       "the bootstrap address and the state directory.")
+                       "the bootstrap address and the state directory. For the processor and the\n"
+                       "sink: consuming, idle, or UP BUT NOT CONSUMING (lag, no commit, and why).")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_status)
     p = sub.add_parser("smoke", help="produce and consume Avro records through the broker",
