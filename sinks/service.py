@@ -12,13 +12,13 @@ Loop contract:
   producer has flushed. An insert failure pauses consumption and retries the same batch
   after ``retry_after`` (no loss, no duplicates: see ``sinks.writer``).
 * A consumer that can no longer consume — a fatal error such as ``FENCED_INSTANCE_ID`` (a
-  static member fenced, e.g. after a broker restart), or a partition of its own with lag
-  and no commit for ``LOCKGATE_STALL_AFTER_S`` — is closed and replaced: its uncommitted
-  rows are dropped from the writer, and the new consumer re-joins the group and re-reads
-  from the committed offsets; rows that had already landed are recognised by their source
-  offsets and not inserted again (``sinks.writer``). Each replacement is logged and
-  counted (``lockgate_sink_consumer_restarts_total``); ``/healthz`` says whether the sink
-  is consuming (``state``, see ``lockgate.consumer_health``).
+  static member fenced, e.g. after a broker restart), or nothing read while a partition
+  of its own has lag and no commit for ``LOCKGATE_STALL_AFTER_S`` — is closed and
+  replaced: its uncommitted rows are dropped from the writer, and the new consumer
+  re-joins the group and re-reads from the committed offsets; rows that had already
+  landed are recognised by their source offsets and not inserted again (``sinks.writer``).
+  Each replacement is logged and counted (``lockgate_sink_consumer_restarts_total``);
+  ``/healthz`` says whether the sink is consuming (``state``, ``lockgate.consumer_health``).
 * SIGTERM/SIGINT: stop polling, final flush + commit, close.
 * The same process serves the API/dashboard/``/metrics`` (the embedded engine allows one
   owning process per data directory, so the API must live where the writer lives).
@@ -234,6 +234,7 @@ class SinkService:
         self._replacing = False
         self._backoff_s = _MIN_BACKOFF_S
         self._last_replaced = 0.0
+        self._last_read = 0.0
         self._last_stall_check = 0.0
         self.ready = threading.Event()
 
@@ -388,24 +389,26 @@ class SinkService:
         log.info("new consumer subscribed; waiting for partitions")
 
     def _check_stall(self) -> None:
-        """Replace a consumer whose partitions have lag and see no commit for the stall window.
+        """Replace a consumer that reads nothing while its partitions have lag and see no commit.
 
-        A consumer without partitions answers for every stalled partition of the group (it
-        may have lost its assignment). Not while inserts fail (the loop pauses on purpose
-        then), and only on a fresh lag reading: with Kafka unreachable a new consumer would
-        fare no better.
+        Both for the stall window: a consumer that still reads is working through its
+        batches (replacing it would throw that work away). A consumer without partitions
+        answers for every stalled partition of the group (it may have lost its assignment).
+        Not while inserts fail (the loop pauses on purpose then), and only on a fresh lag
+        reading: with Kafka unreachable a new consumer would fare no better.
         """
         now = time.monotonic()
         if self._paused_until or now - self._last_stall_check < 1.0:
             return
         self._last_stall_check = now
         h = self.health
-        if not h.lag_is_fresh(3 * _LAG_INTERVAL_S) or now - self._last_replaced < h.stall_after_s:
+        if not h.lag_is_fresh(3 * _LAG_INTERVAL_S) or now - max(self._last_read, self._last_replaced) < h.stall_after_s:
             return
         stalled = h.stalled(self._assigned or None)
         if stalled:
             names = ", ".join(f"{t}[{p}]" for t, p in stalled)
-            raise _ConsumerStalled(f"no commit for {h.stall_after_s:.0f}s on {names} although records wait there")
+            raise _ConsumerStalled(f"nothing read and no commit for {h.stall_after_s:.0f}s on {names} although "
+                                   "records wait there")
 
     # -- per record ---------------------------------------------------------------------
 
@@ -419,6 +422,7 @@ class SinkService:
             return
         self._backoff_s = _MIN_BACKOFF_S
         self._last_consumed = time.time()
+        self._last_read = time.monotonic()
         topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
         value = msg.value() or b""
         try:
@@ -492,6 +496,7 @@ class SinkService:
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         log.info("assigned %s", [(p.topic, p.partition) for p in partitions])
         self._assigned = {(p.topic, p.partition) for p in partitions}
+        self._last_read = time.monotonic()
         self.health.consumer_started()  # (re-)joined: give it a full window before calling it stalled
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:

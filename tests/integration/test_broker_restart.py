@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from deploy.health import describe
 from deploy.stack import Stack
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import get_json, wait_for
 from tests.integration.own_broker import kill_broker, own_stack
 from tests.integration.sink_process import audit_records, produce, start_sink
 
@@ -30,13 +31,20 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 
 def test_sink_resumes_by_itself_after_broker_kill_9(stack: Stack, tmp_path: Path) -> None:
     s = stack.settings
-    sink = start_sink(s.bootstrap, s.topic_prefix, s.home, tmp_path, {"LOCKGATE_SINK_BATCH_ROWS": "500"})
+    sink = start_sink(s.bootstrap, s.topic_prefix, s.home, tmp_path,
+                      {"LOCKGATE_SINK_BATCH_ROWS": "500", "LOCKGATE_STALL_AFTER_S": "5"})
     try:
         before, before_ids = audit_records(12_000)
         produce(s.bootstrap, s.topics.audit, before)
         landed = wait_for(lambda: (n := sink.stored()) >= 2_000 and n, 60, "the sink ingesting")
         kill_broker(stack)  # mid-stream: rows buffered, batches uncommitted
         killed_at = time.monotonic()
+        # Up but not consuming, and `lockgate status` says so, with the reason.
+        stalled = wait_for(lambda: (h := sink.health()).get("state") == "stalled" and h.get("reason") and h, 60,
+                           "the sink to report itself stalled")
+        assert "Kafka unreachable" in stalled["reason"]
+        assert describe(True, sink.proc.pid, stalled).startswith("UP BUT NOT CONSUMING")
+        assert "lockgate_sink_stalled 1.0" in sink.metrics()
         stack.broker.start()
         back_at = time.monotonic()
 
@@ -49,9 +57,9 @@ def test_sink_resumes_by_itself_after_broker_kill_9(stack: Stack, tmp_path: Path
         assert len(ids) == total, f"{len(ids) - len(set(ids))} duplicates landed"
         assert set(ids) == before_ids | after_ids
         assert sink.proc.poll() is None, "the sink exited"
-        health = wait_for(lambda: (h := sink.health()).get("lag") == 0 and h, 30,
-                          "the lag probe to see the sink caught up")
-        assert health["state"] in ("consuming", "idle")
+        health = wait_for(lambda: (h := sink.health()).get("state") == "idle" and h, 30,
+                          "the sink to report itself caught up")
+        assert "lockgate_sink_stalled 0.0" in sink.metrics()
         print(f"\nlanded before the kill: {landed}; broker restarted in {back_at - killed_at:.1f}s; "
               f"all {total} rows stored {done_at - back_at:.1f}s after the broker was back; "
               f"consumer restarts: {health['consumer_restarts']}")
@@ -75,5 +83,8 @@ def test_processor_resumes_deciding_after_broker_kill_9(stack: Stack, tmp_path: 
         wait_until_deciding(handle, 60)
         print(f"\nfirst verdict {time.monotonic() - back_at:.1f}s after the broker was back")
         assert handle.proc.poll() is None
+        url = f"http://127.0.0.1:{handle.port}/healthz/consumer"
+        wait_for(lambda: (get_json(url, None) or {}).get("state") in ("consuming", "idle"), 30,
+                 "the processor to report its consumer healthy")
     finally:
         stop_processor(handle)
