@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from deploy.errors import ProcessFailed
+from deploy.health import consumer_health
 from deploy.kafka_broker import KafkaBroker
 from deploy.processes import ManagedProcess, check_port_free
 from deploy.settings import StackSettings
@@ -35,6 +36,9 @@ class ComponentStatus:
     pid: int | None
     log: str
     address: str | None
+    # What a running component says about its consumer (``deploy.health``): e.g.
+    # {"state": "stalled", ...} is a component that is up but not consuming.
+    health: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -52,11 +56,12 @@ class _Service:
     name: str
     module: str
     port_attr: str
+    health_path: str
 
 
 _SERVICES = (
-    _Service("processor", "processors.worker", "processor_port"),
-    _Service("sink", "sinks", "api_port"),
+    _Service("processor", "processors.worker", "processor_port", "/healthz/consumer"),
+    _Service("sink", "sinks", "api_port", "/healthz"),
 )
 
 
@@ -124,6 +129,10 @@ class Stack:
             proc.start([sys.executable, "-m", svc.module], self._env())
             self._wait_healthy(svc, proc)
             started.append(svc.name)
+        if any(svc.name == "processor" and self._enabled(svc) for svc in _SERVICES):  # healthy is not deciding
+            from deploy.verdict_probe import await_first_verdict
+
+            self.progress(f"processor answered a probe action in {await_first_verdict(self.settings):.1f}s")
         return UpReport(started, already, created, drifts)
 
     def _wait_healthy(self, svc: _Service, proc: ManagedProcess) -> None:
@@ -159,8 +168,10 @@ class Stack:
         for svc in _SERVICES:
             proc = self._process(svc.name)
             port = getattr(s, svc.port_attr)
-            comps.append(ComponentStatus(svc.name, proc.running(), proc.pid(), str(proc.logfile),
-                                         f"http://127.0.0.1:{port}"))
+            running = proc.running()
+            health = consumer_health(f"http://127.0.0.1:{port}{svc.health_path}") if running else None
+            comps.append(ComponentStatus(svc.name, running, proc.pid(), str(proc.logfile),
+                                         f"http://127.0.0.1:{port}", health))
         return {
             "home": str(s.home),
             "bootstrap": s.bootstrap,

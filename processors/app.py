@@ -138,6 +138,7 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
         topic_allow_declare=True,
         web_enabled=True,
         web_host="127.0.0.1",
+        web_bind="127.0.0.1",  # Faust binds 0.0.0.0 unless told; health and metrics stay on loopback
         web_port=s.processor_port,
         web_in_thread=False,
         producer_linger=0.002,

@@ -8,6 +8,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lockgate.kernel.home import Home, default_home
+from lockgate.kernel.local_broker import DEFAULT_KAFKA_PORT, local_bootstrap
 from schemas.topics import DEFAULT_PREFIX
 
 __all__ = ["ProcessorSettings"]
@@ -19,7 +20,8 @@ class ProcessorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOCKGATE_", frozen=True, extra="ignore")
 
     home: Path = Field(default_factory=default_home)
-    bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_port: int = Field(default=DEFAULT_KAFKA_PORT, ge=1, le=65535)  # the local stack's, when no bootstrap
+    bootstrap_servers: str = Field(default_factory=local_bootstrap)
     topic_prefix: str = DEFAULT_PREFIX
     processor_port: int = Field(default=8741, ge=0, le=65535)
     processor_id: str = "processor-1"
@@ -27,6 +29,7 @@ class ProcessorSettings(BaseSettings):
     require_service_auth: bool = True
     checkpoint_every: int = Field(default=1000, gt=0)
     checkpoint_interval_s: float = Field(default=5.0, gt=0)
+    stall_after_s: float = Field(default=30.0, gt=0)  # lag and no commit this long: "up but not consuming"
 
     @property
     def processor_key(self) -> Path:

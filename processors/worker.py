@@ -8,6 +8,7 @@ from typing import Any
 
 from lockgate.kernel.errors import LockgateError
 from processors.app import build_app
+from processors.consumer_health import install_consumer_health
 from processors.settings import ProcessorSettings
 
 
@@ -28,6 +29,7 @@ def main() -> int:
     settings = ProcessorSettings()
     try:
         app = build_app(settings)
+        install_consumer_health(app, settings)
         _prepare_internal_topics(app, settings)
     except LockgateError as exc:
         print(f"lockgate processor: {exc}", file=sys.stderr)

@@ -8,6 +8,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lockgate.kernel.home import Home, default_home
+from lockgate.kernel.local_broker import DEFAULT_KAFKA_PORT, local_bootstrap
 from schemas.topics import DEFAULT_PREFIX
 
 __all__ = ["GuardSettings"]
@@ -27,7 +28,8 @@ class GuardSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LOCKGATE_", frozen=True, extra="ignore")
 
-    bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_port: int = Field(default=DEFAULT_KAFKA_PORT, ge=1, le=65535)  # the local stack's, when no bootstrap
+    bootstrap_servers: str = Field(default_factory=local_bootstrap)
     tenant: str = "default"
     service: str = "cli"
     service_key: Path | None = None

@@ -162,6 +162,11 @@ class BatchWriter:
         self._verify.discard(tp)
         self._known.discard(tp)
 
+    def forget_all(self) -> None:
+        """Drop everything buffered (the consumer is being replaced; it re-reads from the commit)."""
+        for tp in {*self._open, *self._sealed, *self._committable, *self._known}:
+            self.forget(*tp)
+
     def _see(self, tp: TopicPartition) -> None:
         if tp not in self._known:
             self._known.add(tp)

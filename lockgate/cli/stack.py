@@ -56,8 +56,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"spooled outcomes {spool['outcomes']} in {spool['dir']}"
               + (" (lockgate spool list / flush)" if spool["outcomes"] else "")
               + (f"; {spool['quarantined']} quarantined" if spool["quarantined"] else ""))
+        from deploy.health import describe
+
         for c in status["components"]:
-            state = f"running (pid {c['pid']})" if c["running"] else "stopped"
+            state = describe(c["running"], c["pid"], c.get("health"))
             print(f"  {c['name']:<10} {state:<22} {c['address'] or '':<26} log {c['log']}")
     return EXIT_OK
 
@@ -78,9 +80,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser("up", help="start the local stack (idempotent)", formatter_class=fmt,
                        description="Start Apache Kafka (KRaft), create the catalogue's topics, then "
-                       "the processor and the sink, each in the background.\nRunning it again while "
-                       "the stack is up changes nothing. The first run resolves Kafka's jars\nfrom "
-                       "Maven Central and shows progress.",
+                       "the processor and the sink, each in the background,\nand return once the processor "
+                       "has answered a probe action. Running it again while the\nstack is up changes "
+                       "nothing. The first run resolves Kafka's jars from Maven Central\nand shows progress.",
                        epilog="examples:\n  lockgate up\n  LOCKGATE_HOME=/tmp/lg LOCKGATE_KAFKA_PORT=29092 lockgate up")
     p.add_argument("--json", action="store_true", help="print a JSON report")
     p.set_defaults(handler=cmd_up)
@@ -91,8 +93,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(handler=cmd_down)
     p = sub.add_parser("status", help="what runs, where logs are", formatter_class=fmt,
                        description="Show each component's state and pid, its address, its log file,\n"
-                       "the bootstrap address, the state directory, and how many outcomes wait in\n"
-                       "the local spool for Kafka (`spool` in --json: dir, outcomes, quarantined).")
+                       "the bootstrap address, the state directory, how many outcomes wait in the\n"
+                       "local spool for Kafka (`spool` in --json: dir, outcomes, quarantined), and for\n"
+                       "the processor and the sink: consuming, idle, or UP BUT NOT CONSUMING (lag,\n"
+                       "no commit, and why).")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_status)
     p = sub.add_parser("smoke", help="produce and consume Avro records through the broker",
