@@ -68,9 +68,14 @@ _SERVICES = (
 class Stack:
     """The local stack under one ``LOCKGATE_HOME``."""
 
-    def __init__(self, settings: StackSettings | None = None, progress: Progress | None = None) -> None:
+    def __init__(self, settings: StackSettings | None = None, progress: Progress | None = None,
+                 probe: Callable[[StackSettings], float] | None = None) -> None:
+        """``probe``, when given, is how ``up`` proves the processor decides (it returns the
+        seconds a probe action took to get a verdict); the CLI passes a Guard-based one
+        (:mod:`lockgate.cli.probe`), since the stack itself knows no SDK."""
         self.settings = settings or StackSettings()
         self.progress: Progress = progress or (lambda m: print(m, file=sys.stderr))
+        self.probe = probe
         self.broker = KafkaBroker(self.settings, self.progress)
 
     def _process(self, name: str) -> ManagedProcess:
@@ -129,10 +134,9 @@ class Stack:
             proc.start([sys.executable, "-m", svc.module], self._env())
             self._wait_healthy(svc, proc)
             started.append(svc.name)
-        if any(svc.name == "processor" and self._enabled(svc) for svc in _SERVICES):  # healthy is not deciding
-            from deploy.verdict_probe import await_first_verdict
-
-            self.progress(f"processor answered a probe action in {await_first_verdict(self.settings):.1f}s")
+        processor = any(svc.name == "processor" and self._enabled(svc) for svc in _SERVICES)
+        if processor and self.probe is not None:  # healthy is not deciding
+            self.progress(f"processor answered a probe action in {self.probe(self.settings):.1f}s")
         return UpReport(started, already, created, drifts)
 
     def _wait_healthy(self, svc: _Service, proc: ManagedProcess) -> None:

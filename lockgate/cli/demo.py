@@ -72,12 +72,13 @@ def example_policy_path() -> Path:
 
 def run_demo(count: int = 45, settings: StackSettings | None = None, out: Print = print,
              seed: int | None = None) -> DemoReport:
+    from lockgate.cli.probe import await_first_verdict
     from processors.policy.files import load_policy_file
     from processors.policy.store import publish_policy
     from producers import ActionBlocked, Guard, GuardSettings
 
     s = settings or StackSettings()
-    Stack(s).up()
+    Stack(s, probe=await_first_verdict).up()
     published = publish_policy(load_policy_file(example_policy_path()), s.bootstrap, s.topics,
                                published_by="lockgate-demo")
     out(f"applied policy {published.name} v{published.version} ({published.rules} rules)")

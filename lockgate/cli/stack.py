@@ -13,8 +13,9 @@ __all__ = ["register"]
 
 def _stack() -> Any:
     from deploy.stack import Stack
+    from lockgate.cli.probe import await_first_verdict
 
-    return Stack()
+    return Stack(probe=await_first_verdict)
 
 
 def cmd_up(args: argparse.Namespace) -> int:

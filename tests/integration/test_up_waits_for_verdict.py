@@ -16,6 +16,7 @@ import pytest
 
 from deploy.settings import StackSettings
 from deploy.stack import Stack
+from lockgate.cli.probe import await_first_verdict
 from producers import Action, Actor, Guard, GuardSettings
 from tests.conftest import free_port
 from tests.integration.conftest import wait_for
@@ -28,7 +29,7 @@ def test_up_returns_only_once_a_probe_action_got_a_verdict(tmp_path: Path) -> No
                              api_port=free_port(), processor_port=free_port(),
                              topic_prefix=f"up{uuid.uuid4().hex[:6]}.", kafka_heap="512m", start_sink=False)
     said: list[str] = []
-    stack = Stack(settings, progress=said.append)
+    stack = Stack(settings, progress=said.append, probe=await_first_verdict)
     try:
         report = stack.up()
         assert "processor" in report.started

@@ -19,7 +19,7 @@ def _lint_imports() -> str:
 
 
 def test_the_project_keeps_its_layers() -> None:
-    res = subprocess.run([_lint_imports(), "--config", str(ROOT / "pyproject.toml")], cwd=ROOT,
+    res = subprocess.run([_lint_imports(), str(ROOT / "pyproject.toml")], cwd=ROOT,
                          capture_output=True, text=True, timeout=120, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "0 broken" in res.stdout
@@ -48,7 +48,7 @@ def test_a_back_import_breaks_the_contract(tmp_path: Path) -> None:
             tru
             kern
         """))
-    res = subprocess.run([_lint_imports(), "--config", str(tmp_path / "setup.cfg")], cwd=tmp_path,
+    res = subprocess.run([_lint_imports(), str(tmp_path / "setup.cfg")], cwd=tmp_path,
                          capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(tmp_path)}, check=False)
     assert res.returncode != 0
     assert "tru.chain -> room.service" in res.stdout

@@ -14,6 +14,7 @@ import time
 
 from deploy.errors import ProcessFailed
 from deploy.settings import StackSettings
+from producers import Action, Actor, Guard, GuardSettings, GuardUnavailable, VerdictTimeout
 
 __all__ = ["PROBE_TENANT", "await_first_verdict"]
 
@@ -22,8 +23,6 @@ PROBE_TENANT = "lockgate-probe"
 
 def await_first_verdict(settings: StackSettings, timeout_s: float | None = None) -> float:
     """Block until a probe action gets a verdict; return the seconds it took."""
-    from producers import Action, Actor, Guard, GuardSettings, GuardUnavailable, VerdictTimeout
-
     budget = settings.start_timeout_s if timeout_s is None else timeout_s
     started = time.monotonic()
     deadline = started + budget
