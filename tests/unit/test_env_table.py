@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings
 from deploy.settings import StackSettings
 from lockgate.cli import context
 from lockgate.cli.locate import locate
+from lockgate.cli.spool import spool_dir
 from processors.settings import ProcessorSettings
 from producers.settings import GuardSettings
 from sinks.service import SinkSettings
@@ -41,6 +42,7 @@ CLI: dict[str, Callable[[], Any]] = {
     "LOCKGATE_KAFKA_PORT": context.bootstrap,
     "LOCKGATE_CLICKHOUSE_DSN": lambda: locate().dsn,
     "LOCKGATE_CLICKHOUSE_DATABASE": lambda: locate().database,
+    "LOCKGATE_SPOOL_DIR": lambda: spool_dir(),
 }
 
 
