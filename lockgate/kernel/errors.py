@@ -5,6 +5,7 @@ small ``errors.py`` whose classes derive from :class:`LockgateError`, so callers
 everything Lockgate raises with one ``except`` and still tell the cases apart::
 
     LockgateError
+    ├── KafkaReadError                   a partition could not be read back (broker error, no progress)
     ├── ConfigError                      fixed by an operator (schemas.signing)
     │   ├── KeyMissing                   no key file: run `lockgate keys init`
     │   ├── KeyFileUnsafe                key readable by group/other: chmod 600
@@ -31,6 +32,9 @@ everything Lockgate raises with one ``except`` and still tell the cases apart::
     │   ├── PolicyInvalid                a policy file failed validation (file:line each)
     │   │   └── PolicyCasesInvalid       a `policy test` cases file failed validation
     │   └── SqlUnparseable               attributes.sql is not SQL we can parse
+    ├── processors.errors.StageError     a stage cannot process a record or keep its guarantees
+    │   ├── NullRecord                   a record without a value (tombstone): dead-lettered
+    │   └── LedgerStageFailed            the ledger stage stopped (fenced, fatal Kafka error)
     ├── trust.chain.ChainError, trust.checkpoints.CheckpointError,
     │   trust.proofs.ProofError          ledger invariants refused (never signed, never proven)
     └── sinks.errors.SinkError
@@ -44,7 +48,7 @@ Every message says what went wrong and what to do next.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "LockgateError"]
+__all__ = ["ConfigError", "KafkaReadError", "LockgateError"]
 
 
 class LockgateError(Exception):
@@ -53,3 +57,7 @@ class LockgateError(Exception):
 
 class ConfigError(LockgateError):
     """A setting is missing or invalid, or a secret file is unsafe to use."""
+
+
+class KafkaReadError(LockgateError):
+    """A partition could not be read back: a broker error, or no progress within the timeout."""
