@@ -60,6 +60,13 @@ def test_memory_resends_stored_decisions_and_forgets_them_as_the_stream_passes()
     assert memory.take(0, 8) is None
 
 
+def test_a_decision_lives_in_its_inputs_partition() -> None:
+    from schemas.topics import CATALOGUE
+
+    parts = {t.name: t.partitions for t in CATALOGUE}
+    assert parts["decisions"] == parts["actions"]
+
+
 def test_recovery_is_complete_once_an_earlier_input_is_read() -> None:
     assert not DecisionMemory.recovery_complete(10, [12, 11, 10])
     assert DecisionMemory.recovery_complete(10, [12, 9])
