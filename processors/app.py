@@ -235,7 +235,13 @@ class _Publisher:
             kwargs["partition"] = record.partition
         if record.headers:
             kwargs["headers"] = list(record.headers)
-        self._producer.produce(record.topic, record.value, **kwargs)
+        for _ in range(100):  # a full local queue drains as deliveries are reported
+            try:
+                self._producer.produce(record.topic, record.value, **kwargs)
+                return done
+            except BufferError:
+                self._producer.poll(0.05)
+        self._producer.produce(record.topic, record.value, **kwargs)  # still full: raise
         return done
 
     def output(self, out: StageOutput, stage: str) -> list[_Out]:
@@ -301,7 +307,10 @@ class _Pipeline:
             try:
                 await finish
             except Exception as exc:
-                await self.publisher.refuse(event, exc, self.stage)
+                try:
+                    await self.publisher.refuse(event, exc, self.stage)
+                except Exception as refused:  # cannot even account for it: restart rather than drop it
+                    _crash(f"{self.stage}: could not dead-letter a record after {exc!r}: {refused!r}")
             await events.ack(event)
         finally:
             slots.release()

@@ -15,6 +15,7 @@ from the replay topics with ``read_committed``:
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 import uuid
@@ -137,8 +138,13 @@ def test_kill_9_mid_load_duplicates_nothing_loses_nothing_and_leaves_nothing_unp
         assert ledger.uncovered() == []
         findings = ledger.verify(home, CHECKPOINT_INTERVAL_S)
         assert findings == [], [f"{f.kind} p{f.partition} s{f.sequence}: {f.message}" for f in findings[:10]]
+        log = (tmp_path / "processor.log").read_text(errors="replace")
+        resent = sum(int(n) for n in re.findall(r"(\d+) stored decision\(s\) to re-send", log))
+        covered = sum(int(n) for n in re.findall(r"(\d+) uncovered event\(s\) to checkpoint", log))
         print(f"\n{ACTIONS} actions in {load_s:.1f}s with {len(KILL_AFTER)} kills: {dict(results)}; "
               f"{len(ledger.events)} ledger events, {len(ledger.checkpoints)} checkpoints; "
-              f"restart to first verdict {', '.join(f'{r:.1f}s' for r in workers.recoveries)}")
+              f"restart to first verdict {', '.join(f'{r:.1f}s' for r in workers.recoveries)}; "
+              f"after the kills {resent} stored verdict(s) re-sent, {covered} event(s) a dead worker left "
+              "uncovered checkpointed by its successor")
     finally:
         stop_processor(workers.handle)
