@@ -24,11 +24,13 @@ from pathlib import Path
 
 import pytest
 
+from lockgate.kernel.partition_reader import committed_reader, read_partition
 from lockgate.kernel.topic_admin import ensure_topics
 from processors.policy.files import load_policy_file
 from processors.policy.store import publish_policy
 from producers import ActionBlocked, AsyncGuard, GuardUnavailable, VerdictTimeout
-from schemas.topics import Topics
+from schemas.codec import get_codec
+from schemas.topics import CATALOGUE, Topics
 from tests.integration.conftest import (
     EXAMPLE_POLICY,
     ProcessorHandle,
@@ -45,6 +47,7 @@ ACTIONS = 1000
 IN_FLIGHT = 16
 KILL_AFTER = (200, 600)  # completed actions at which the worker is killed
 CHECKPOINT_INTERVAL_S = 1.0
+INTAKE_PARTITIONS = next(t.partitions for t in CATALOGUE if t.name == "audit-intake")
 
 
 class _Workers:
@@ -103,6 +106,18 @@ async def _load(handle: ProcessorHandle, workers: _Workers) -> tuple[list[str], 
     return executed, results
 
 
+def _intake_ids(bootstrap: str, topic: str) -> list[str]:
+    """Event ids of every record on audit-intake (repeats included: the upstream is at-least-once)."""
+    codec = get_codec()
+    consumer = committed_reader(bootstrap, "test-intake")
+    try:
+        return [codec.decode_as("AuditEvent", r.value or b"")["event_id"]
+                for p in range(INTAKE_PARTITIONS)
+                for r in read_partition(consumer, topic, p)]
+    finally:
+        consumer.close()
+
+
 def test_kill_9_mid_load_duplicates_nothing_loses_nothing_and_leaves_nothing_unprovable(
         kafka_bootstrap: str, tmp_path: Path) -> None:
     prefix = f"k{uuid.uuid4().hex[:8]}."
@@ -139,12 +154,15 @@ def test_kill_9_mid_load_duplicates_nothing_loses_nothing_and_leaves_nothing_unp
         findings = ledger.verify(home, CHECKPOINT_INTERVAL_S)
         assert findings == [], [f"{f.kind} p{f.partition} s{f.sequence}: {f.message}" for f in findings[:10]]
         log = (tmp_path / "processor.log").read_text(errors="replace")
+        intake = Counter(_intake_ids(kafka_bootstrap, topics.audit_intake))
+        repeats = sum(n - 1 for n in intake.values())
         resent = sum(int(n) for n in re.findall(r"(\d+) stored decision\(s\) to re-send", log))
         covered = sum(int(n) for n in re.findall(r"(\d+) uncovered event\(s\) to checkpoint", log))
         print(f"\n{ACTIONS} actions in {load_s:.1f}s with {len(KILL_AFTER)} kills: {dict(results)}; "
               f"{len(ledger.events)} ledger events, {len(ledger.checkpoints)} checkpoints; "
               f"restart to first verdict {', '.join(f'{r:.1f}s' for r in workers.recoveries)}; "
-              f"after the kills {resent} stored verdict(s) re-sent, {covered} event(s) a dead worker left "
-              "uncovered checkpointed by its successor")
+              f"after the kills {resent} stored verdict(s) re-sent, {repeats} re-processed intake "
+              f"event(s) dropped as repeats, {covered} event(s) a dead worker left uncovered checkpointed "
+              "by its successor")
     finally:
         stop_processor(workers.handle)
