@@ -1,49 +1,88 @@
-"""The Faust application: verdict agent, outcome agent, ledger agent, policy GlobalTable.
+"""The processor worker: Faust agents and the ledger stage, thin shells over pure cores.
 
 Topology (topic names from :class:`schemas.topics.Topics`)::
 
-    actions ──▶ decide ──▶ verdicts (reply partition)      policies ══▶ GlobalTable
-                   └─────▶ audit-intake ◀── record_outcome ◀── outcomes
-    audit-intake ──▶ chain ──▶ audit  (+ checkpoints every N events / T seconds)
-    anything undecodable ──▶ deadletter (raw bytes + error) and a dead_letter audit event
+    actions ──▶ decide ──▶ decisions (stored and acknowledged first)
+                   ├─────▶ verdicts (the requester's reply partition)
+                   └─────▶ audit-intake ◀── record-outcome ◀── outcomes
+    audit-intake ══▶ ledger stage ══▶ audit + checkpoints     (one Kafka transaction per batch)
+    policies ──▶ load-policies ──▶ GlobalTable (every worker holds every tenant's policy)
+    anything unprocessable ──▶ deadletter (raw bytes + error) and a dead_letter audit event
+
+Cores (no Kafka, unit-tested): :class:`processors.decider.Decider`,
+:class:`processors.outcomes.OutcomeRecorder`, :class:`processors.ledger_writer.LedgerWriter`,
+:class:`processors.decisions.DecisionMemory`, :class:`processors.registry_watch.RegistryWatcher`.
+The shells here only move bytes between them and Kafka.
+
+Guarantees and how they are kept:
+
+* **Exactly-once ledger.** The ledger stage (:mod:`processors.ledger_stage`) chains
+  ``audit-intake`` into ``audit`` in Kafka transactions that also commit the intake
+  offsets; its head after a restart comes from the committed log only. The upstream
+  agents are at-least-once, so they derive every event id from the input's coordinates
+  and the ledger drops repeats: a crash anywhere yields no duplicated and no lost entry.
+* **One decision per action.** ``decide`` writes each decision to ``decisions`` and waits
+  for the broker's acknowledgement before it sends the verdict or any audit event; a
+  re-delivered input re-sends the stored verdict bytes (:mod:`processors.decisions`).
+* **Every event provable.** The ledger stage signs a checkpoint within
+  ``LOCKGATE_CHECKPOINT_INTERVAL_S`` of chaining an event, and whoever owns a partition
+  next checkpoints what a crashed owner left uncovered.
+* **No input drops an action.** Every record on ``actions`` and ``outcomes`` ends in a
+  result (a signed verdict; an outcome event) or in a dead letter plus a ``dead_letter``
+  ledger event: null values, tombstones and any exception in a core included. Every
+  output is acknowledged by the broker before the input counts as processed; if Kafka
+  keeps refusing, the worker exits hard (``os._exit``) rather than let Faust commit an
+  input whose outputs are missing — a restart re-processes it from committed state.
+* **The registry is never lost to a bad edit.** A refused reload of ``services.json``
+  (unsafe permissions, bad JSON) keeps the last good registry and puts a ``security``
+  event on the ledger (:mod:`processors.registry_watch`), checked every half second
+  whether or not actions arrive.
+
+Speed: waiting for acknowledgements must not serialise the agents, so each agent is a
+:class:`_Pipeline` — records start in input order (decide, enqueue the produces) and
+finish concurrently (wait for acks, send what must wait for them), each acked to Faust
+only when finished. Outputs go through a librdkafka producer (:class:`_Publisher`),
+whose acknowledged round trip is several times shorter than aiokafka's in a busy loop.
+Faust's own producer carries only the policies table's changelog. Faust's consumer uses
+static membership (the processor id), so a restarted worker resumes at once.
 
 The ``load-policies`` agent copies each version from the compacted policies topic into
-the ``policies`` GlobalTable, whose changelog every worker reads, so all workers hold all
-policies and ``lockgate policy apply`` takes effect on running workers without restart.
-(Faust cannot use our own topic as a GlobalTable changelog: its assignor looks the
-changelog up by the default name and the worker never gets partitions.)
-
-Ledger state (next sequence and head hash per partition) lives in a changelog-backed
-table, so a restarted worker continues the chain instead of forking it at sequence 0.
-Processing is at-least-once: a crash between publishing a chained event and committing
-its input offset re-chains that input once more under a new sequence number; ``verify``
-reports such duplicates by event id, nothing is lost, and the chain itself stays valid.
+the ``policies`` GlobalTable, whose changelog every worker reads, so ``lockgate policy
+apply`` takes effect on running workers without restart. (Faust cannot use our own topic
+as a GlobalTable changelog: its assignor looks the changelog up by the default name and
+the worker never gets partitions.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import json
 import logging
+import os
 import re
-import time
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import faust
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
-from processors.decider import Decider
+from lockgate.kernel.partition_reader import committed_reader, read_tail
+from processors.decider import Decider, DecisionResult
+from processors.decisions import DecisionMemory, decision_headers, parse_decision
+from processors.ledger_stage import LedgerStage
+from processors.ledger_writer import LedgerWriter
+from processors.outcomes import OutcomeRecorder
 from processors.policy.engine import CompiledPolicy
+from processors.registry_watch import RegistryWatcher
 from processors.settings import ProcessorSettings
+from processors.stage import Source, StageOutput, refuse
 from schemas.codec import get_codec
-from schemas.errors import CodecError
-from schemas.records import AuditKind, audit_event, dead_letter
 from schemas.topics import CATALOGUE, TOPIC_MAX_MESSAGE_BYTES, Topics
-from trust.canonical import signing_payload
-from trust.chain import GENESIS, Chain
-from trust.checkpoints import build_checkpoint
 from trust.keys import SigningKey
-from trust.registry import ServiceRegistry, ServiceVerification
+from trust.registry import ServiceRegistry
 
 __all__ = ["build_app"]
 
@@ -52,11 +91,14 @@ log = logging.getLogger("lockgate.processor")
 VERDICT_LATENCY = Histogram("lockgate_verdict_latency_seconds", "Policy evaluation latency per action",
                             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25))
 DECISIONS = Counter("lockgate_decisions_total", "Verdicts by decision and basis", ["decision", "basis"])
+REPLAYED = Counter("lockgate_decisions_replayed_total",
+                   "Re-delivered proposals answered with their stored verdict instead of a new decision")
 RULE_MATCHES = Counter("lockgate_rule_matches_total", "Matched rules by id, effect and mode",
                        ["rule", "effect", "mode"])
 DEAD_LETTERS = Counter("lockgate_dead_letters_total", "Records sent to the dead-letter topic", ["stage"])
-LEDGER_EVENTS = Counter("lockgate_ledger_events_total", "Audit events chained into the ledger")
-CHECKPOINTS = Counter("lockgate_checkpoints_total", "Signed checkpoints published")
+
+_SEND_ATTEMPTS = 6  # with doubling backoff from 0.25 s: about 8 s of broker trouble before a hard exit
+_IN_FLIGHT = 256  # records an agent finishes concurrently (each waits for broker acknowledgements)
 
 
 class _Policies:
@@ -88,29 +130,190 @@ class _Policies:
         return compiled
 
 
-class _Registry:
-    """The service registry, reloaded when ``services.json`` changes (checked at most 1/s)."""
+@dataclass(frozen=True)
+class _Out:
+    """One record to publish."""
 
-    def __init__(self, directory: Any) -> None:
-        self.registry = ServiceRegistry(directory)
-        self._checked = 0.0
-        self._mtime = self._stat()
+    topic: str
+    value: bytes
+    key: bytes | None = None
+    partition: int | None = None
+    headers: tuple[tuple[str, bytes], ...] | None = None
 
-    def _stat(self) -> float:
+
+def _crash(reason: str) -> None:
+    """Exit at once, like a crash: Faust must not commit an input whose outputs are missing."""
+    log.critical("%s; exiting so the worker restarts from committed state", reason)
+    logging.shutdown()
+    os._exit(70)
+
+
+class _Publisher:
+    """Publishes the agents' records and waits until the broker acknowledged each.
+
+    A librdkafka producer (idempotent, ``acks=all``, no linger) rather than Faust's: the
+    decide path waits for an acknowledgement before every verdict, and librdkafka's round
+    trip is a fraction of aiokafka's inside a busy event loop. Delivery reports arrive on
+    a poll thread and settle asyncio futures. Keys are partitioned with ``murmur2`` (what
+    the Java client and aiokafka use), so a re-processed input lands where it landed before.
+    """
+
+    def __init__(self, bootstrap: str, topics: Topics) -> None:
+        self.topics = topics
+        self.codec = get_codec()
+        self._producer = Producer({
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 0,
+            "partitioner": "murmur2_random",
+            "message.max.bytes": TOPIC_MAX_MESSAGE_BYTES,
+            "message.timeout.ms": 10_000,  # surface broker trouble to the retry loop below
+        })
+        self._running = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="lockgate-publisher", daemon=True)
+
+    def start(self) -> None:
+        self._running.set()
+        self._poller.start()
+
+    def stop(self) -> None:
+        """Deliver what is queued, stop the poll thread."""
+        self._producer.flush(10)
+        self._running.clear()
+        if self._poller.is_alive():
+            self._poller.join(5)
+
+    def _poll(self) -> None:
+        while self._running.is_set():
+            self._producer.poll(0.05)
+
+    def enqueue(self, records: list[_Out]) -> asyncio.Future[list[BaseException | None]]:
+        """Produce ``records`` now, in order; the future settles when every one is acknowledged."""
+        return asyncio.gather(*[self._produce(r) for r in records], return_exceptions=True)
+
+    async def deliver(self, records: list[_Out], pending: asyncio.Future[list[BaseException | None]] | None = None,
+                      *, retry: bool = True) -> None:
+        """Wait until the broker acknowledged ``records`` (enqueued as ``pending``, else now).
+
+        A failure is retried with backoff when ``retry`` (repeats are harmless: ids are
+        deterministic); else, or when it persists, the worker exits hard: an input must
+        never count as processed while one of its outputs is missing.
+        """
+        if not records:
+            return
+        delay = 0.25
+        attempt = 1
+        outcome = pending if pending is not None else self.enqueue(records)
+        while True:
+            failures = [r for r in await outcome if r is not None]
+            if not failures:
+                return
+            if not retry or attempt >= _SEND_ATTEMPTS:
+                _crash(f"Kafka refused {len(failures)} of {len(records)} record(s) after {attempt} attempt(s): "
+                       f"{failures[0]}")
+            log.warning("publishing %d record(s) failed (attempt %d of %d): %s", len(failures), attempt,
+                        _SEND_ATTEMPTS, failures[0])
+            await asyncio.sleep(delay)
+            delay *= 2
+            attempt += 1
+            outcome = self.enqueue(records)
+
+    async def send(self, records: list[_Out]) -> None:
+        """Publish ``records`` and wait for them (see :meth:`deliver`)."""
+        await self.deliver(records)
+
+    def _produce(self, record: _Out) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def delivered(err: KafkaError | None, _msg: Message) -> None:
+            loop.call_soon_threadsafe(_settle, done, err)
+
+        kwargs: dict[str, Any] = {"key": record.key, "on_delivery": delivered}
+        if record.partition is not None:
+            kwargs["partition"] = record.partition
+        if record.headers:
+            kwargs["headers"] = list(record.headers)
+        for _ in range(100):  # a full local queue drains as deliveries are reported
+            try:
+                self._producer.produce(record.topic, record.value, **kwargs)
+                return done
+            except BufferError:
+                self._producer.poll(0.05)
+        self._producer.produce(record.topic, record.value, **kwargs)  # still full: raise
+        return done
+
+    def output(self, out: StageOutput, stage: str) -> list[_Out]:
+        """The records of a core's output: its audit events on ``audit-intake``, its dead letter."""
+        records = [_Out(self.topics.audit_intake, self.codec.encode("AuditEvent", ev),
+                        key=(ev["action_id"] or ev["event_id"]).encode()) for ev in out.audit]
+        if out.dead_letter is not None:
+            DEAD_LETTERS.labels(stage).inc()
+            records.append(_Out(self.topics.deadletter, self.codec.encode("DeadLetter", out.dead_letter)))
+        return records
+
+    async def refuse(self, event: Any, exc: BaseException, stage: str) -> None:
+        """The last resort of every agent: account for the record whatever went wrong."""
+        msg = event.message
+        log.error("%s: %s[%d]@%d could not be processed: %s", stage, msg.topic, msg.partition, msg.offset, exc,
+                  exc_info=exc)
+        source = Source(msg.topic, msg.partition, msg.offset, msg.key)
+        await self.send(self.output(refuse(event.value, exc, source, stage, StageOutput()), stage))
+
+
+def _settle(done: asyncio.Future[None], err: KafkaError | None) -> None:
+    if done.done():
+        return
+    if err is None:
+        done.set_result(None)
+    else:
+        done.set_exception(KafkaException(err))
+
+
+class _Pipeline:
+    """An agent's loop: start each record in order, finish concurrently, ack only when finished.
+
+    ``start(event)`` runs in input order (deciding, reading stored decisions, enqueueing the
+    produces — so records of one partition reach Kafka in input order) and returns the
+    awaitable that finishes the record (waiting for acknowledgements, sending what must
+    wait for them). Up to ``limit`` records finish concurrently; each is acked to Faust only
+    after its finish completed, and Faust commits only a contiguous run of acked offsets —
+    so a crash re-delivers every record whose outputs were not all acknowledged. Any
+    exception ends in :meth:`_Publisher.refuse`: the record is accounted for, never dropped.
+    """
+
+    def __init__(self, publisher: _Publisher, stage: str, limit: int = _IN_FLIGHT) -> None:
+        self.publisher = publisher
+        self.stage = stage
+        self.limit = limit
+        self._tasks: set[asyncio.Future[None]] = set()
+
+    async def run(self, stream: Any, start: Callable[[Any], Awaitable[Awaitable[None]]]) -> None:
+        events = stream.noack()
+        slots = asyncio.Semaphore(self.limit)
+        async for event in events.events():
+            await slots.acquire()
+            try:
+                finish = await start(event)
+            except Exception as exc:
+                finish = self.publisher.refuse(event, exc, self.stage)
+            task = asyncio.ensure_future(self._finish(events, event, finish, slots))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _finish(self, events: Any, event: Any, finish: Awaitable[None], slots: asyncio.Semaphore) -> None:
         try:
-            return float(self.registry.path.stat().st_mtime_ns)
-        except OSError:
-            return 0.0
-
-    def get(self) -> ServiceRegistry:
-        now = time.monotonic()
-        if now - self._checked > 1.0:
-            self._checked = now
-            mtime = self._stat()
-            if mtime != self._mtime:
-                self._mtime = mtime
-                self.registry.reload()
-        return self.registry
+            try:
+                await finish
+            except Exception as exc:
+                try:
+                    await self.publisher.refuse(event, exc, self.stage)
+                except Exception as refused:  # cannot even account for it: restart rather than drop it
+                    _crash(f"{self.stage}: could not dead-letter a record after {exc!r}: {refused!r}")
+            await events.ack(event)
+        finally:
+            slots.release()
 
 
 def _app_id(prefix: str) -> str:
@@ -118,19 +321,24 @@ def _app_id(prefix: str) -> str:
 
 
 def build_app(settings: ProcessorSettings | None = None) -> faust.App:
-    """Build the processor app; nothing connects until the worker starts."""
+    """Build the processor app; nothing connects until the worker starts.
+
+    Raises :class:`lockgate.kernel.errors.LockgateError` subclasses for a missing or unsafe
+    processor key or service registry (the worker refuses to start).
+    """
     s = settings or ProcessorSettings()
     topics = Topics(s.topic_prefix)
     codec = get_codec()
-    proposal_codec = get_codec(s.max_record_bytes)
     key = SigningKey.load(s.processor_key)
-    registry = _Registry(s.service_dir)
+    registry = ServiceRegistry(s.service_dir)
+    watcher = RegistryWatcher(registry)
     partitions = {spec.name: spec.partitions for spec in CATALOGUE}
-    datadir = s.home / "processor" / _app_id(s.topic_prefix)
+    app_id = _app_id(s.topic_prefix)
+    datadir = s.home / "processor" / app_id
     datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
 
     app = faust.App(
-        _app_id(s.topic_prefix),
+        app_id,
         broker=f"kafka://{s.bootstrap_servers}",
         store="memory://",
         topic_replication_factor=1,
@@ -141,10 +349,17 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
         web_bind="127.0.0.1",  # Faust binds 0.0.0.0 unless told; health and metrics stay on loopback
         web_port=s.processor_port,
         web_in_thread=False,
-        producer_linger=0.002,
+        producer_linger=0.002,  # Faust's own producer only carries the policies table's changelog
         producer_acks=-1,
         producer_max_request_size=TOPIC_MAX_MESSAGE_BYTES,
         consumer_auto_offset_reset="earliest",
+        # Static membership: a restarted worker takes its partitions back at once instead of
+        # after the dead member's session timeout. The group hands a static member its old
+        # assignment, and Faust asserts that assignment names this worker's canonical URL, so
+        # the URL must not change with the web port: it names the processor id instead (Faust
+        # routes nothing through it here).
+        consumer_group_instance_id=s.processor_id,
+        canonical_url=f"http://{re.sub(r'[^A-Za-z0-9-]', '-', s.processor_id)}.processor.invalid",
         broker_commit_every=100,
         broker_commit_interval=0.5,
         stream_buffer_maxsize=1000,
@@ -159,66 +374,96 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
 
     actions_t = raw_topic(topics.actions, partitions["actions"])
     outcomes_t = raw_topic(topics.outcomes, partitions["outcomes"])
-    intake_t = raw_topic(topics.audit_intake, partitions["audit-intake"])
-    audit_t = raw_topic(topics.audit, partitions["audit"])
-    checkpoints_t = raw_topic(topics.checkpoints, partitions["checkpoints"])
-    deadletter_t = raw_topic(topics.deadletter, partitions["deadletter"])
     policies_t = raw_topic(topics.policies, partitions["policies"])
 
     policy_table = app.GlobalTable("policies", key_type=str, value_type=str,
                                    partitions=partitions["policies"])
-    ledger_heads = app.Table("ledger-heads", key_type=str, value_type=str,
-                             partitions=partitions["audit-intake"])
-    policies = _Policies(policy_table)
-    decider = Decider(proposal_codec, key, s.processor_id, policies, registry.registry,
+    decider = Decider(get_codec(s.max_record_bytes), key, s.processor_id, _Policies(policy_table), registry,
                       require_service_auth=s.require_service_auth)
-    verdict_partitions = partitions["verdicts"]
+    recorder = OutcomeRecorder(codec, registry)
+    memory = DecisionMemory()
+    publisher = _Publisher(s.bootstrap_servers, topics)
+    ledger = LedgerStage(
+        LedgerWriter(key, s.processor_id, checkpoint_every=s.checkpoint_every,
+                     checkpoint_interval_s=s.checkpoint_interval_s, dedup_window=s.ledger_dedup_window),
+        bootstrap=s.bootstrap_servers, topics=topics, app_id=app_id, processor_id=s.processor_id)
+    decisions_reader = committed_reader(s.bootstrap_servers, "decisions")
 
-    async def reject(event: Any, exc: Exception, stage: str, *, audit: bool = True) -> None:
-        """Dead-letter a record we cannot read; with ``audit``, also put the refusal on the ledger."""
-        msg, raw = event.message, event.value or b""
-        await send_dead_letter(dead_letter(raw, exc, topic=msg.topic, partition=msg.partition,
-                                           offset=msg.offset, stage=stage, key=msg.key), stage)
-        if audit:
-            ev = audit_event(AuditKind.DEAD_LETTER, "", None, raw[: 64 * 1024], detail=f"{type(exc).__name__}: {exc}")
-            await intake_t.send(key=ev["event_id"].encode(), value=codec.encode("AuditEvent", ev))
+    def read_decisions(partition: int, from_offset: int) -> int:
+        """Blocking (run in an executor, one call at a time): load the stored decisions of
+        inputs at or after ``from_offset`` of ``actions[partition]``."""
+        found: list[tuple[int, Any]] = []
 
-    async def send_dead_letter(rec: dict[str, Any], stage: str) -> None:
-        DEAD_LETTERS.labels(stage).inc()
-        try:
-            await deadletter_t.send(value=codec.encode("DeadLetter", rec))
-        except Exception:
-            # Never let a dead letter stop the decision path; the audit-intake copy remains.
-            log.exception("could not write dead letter from %s (offset %s)", rec["source_topic"],
-                          rec["source_offset"])
+        def enough(records: Any) -> bool:
+            found[:] = [d for d in (parse_decision(r.value, r.headers) for r in records) if d is not None]
+            return DecisionMemory.recovery_complete(from_offset, (o for o, _ in found))
+
+        read_tail(decisions_reader, topics.decisions, partition, enough, chunk=512)
+        return memory.recovered(partition, from_offset, found)
+
+    @app.timer(interval=watcher.check_every_s / 2)  # type: ignore[untyped-decorator]
+    async def watch_registry() -> None:
+        """Reload ``services.json`` on change, with or without traffic; ledger a refused reload."""
+        refusal = watcher.poll()
+        if refusal is not None:
+            await publisher.send(publisher.output(StageOutput([refusal]), "registry"))
+
+    def verdict_records(result: DecisionResult) -> list[_Out]:
+        v, encoded = result.verdict, result.verdict_bytes
+        if v is None or encoded is None:
+            return []
+        if not result.replayed:
+            VERDICT_LATENCY.observe(v["eval_latency_us"] / 1e6)
+            DECISIONS.labels(v["decision"], v["basis"]).inc()
+            for rule in v["matched_rules"]:
+                RULE_MATCHES.labels(rule["id"], rule["effect"], rule["mode"]).inc()
+        part = result.reply_partition
+        # Replies go only to our own verdicts topic, never to a topic the requester names.
+        if result.reply_topic == topics.verdicts and part is not None and 0 <= part < partitions["verdicts"]:
+            return [_Out(topics.verdicts, encoded, key=v["action_id"].encode(), partition=part)]
+        log.warning("action %s names reply %s/%s, not ours; no reply sent", v["action_id"], result.reply_topic, part)
+        return []
+
+    async def start_decision(event: Any) -> Awaitable[None]:
+        msg = event.message
+        if memory.needs_recovery(msg.partition, msg.offset):
+            try:
+                n = await asyncio.get_running_loop().run_in_executor(None, read_decisions, msg.partition,
+                                                                     msg.offset)
+            except Exception as exc:  # deciding blind could decide an action twice
+                _crash(f"cannot read back the stored decisions of actions[{msg.partition}]: {exc}")
+                raise
+            log.info("actions[%d] delivered from offset %d: %d stored decision(s) to re-send", msg.partition,
+                     msg.offset, n)
+        stored = memory.take(msg.partition, msg.offset)
+        result = decider.decide(event.value, Source(msg.topic, msg.partition, msg.offset, msg.key), stored)
+        if result.replayed:
+            REPLAYED.inc()
+        decision = result.stored
+        kept = [] if decision is None or result.verdict is None else [
+            _Out(topics.decisions, decision.verdict, key=str(result.verdict["action_id"]).encode(),
+                 partition=msg.partition, headers=tuple(decision_headers(msg.offset, decision)))]
+        return finish_decision(result, kept, publisher.enqueue(kept))
+
+    async def finish_decision(result: DecisionResult, kept: list[_Out],
+                              pending: asyncio.Future[list[BaseException | None]]) -> None:
+        # Never retried out of order: the read-back relies on decisions being in input order.
+        await publisher.deliver(kept, pending, retry=False)
+        await publisher.send(verdict_records(result) + publisher.output(result, "processor"))
+
+    async def start_outcome(event: Any) -> Awaitable[None]:
+        msg = event.message
+        out = recorder.record(event.value, Source(msg.topic, msg.partition, msg.offset, msg.key))
+        records = publisher.output(out, "outcomes")
+        return publisher.deliver(records, publisher.enqueue(records))
 
     @app.agent(actions_t, name="decide")
     async def decide(stream: Any) -> Any:
-        async for event in stream.events():
-            msg = event.message
-            decider.registry = registry.get()
-            result = decider.decide(event.value, topic=msg.topic, partition=msg.partition,
-                                    offset=msg.offset, key=msg.key)
-            if result.verdict is not None:
-                v = result.verdict
-                VERDICT_LATENCY.observe(v["eval_latency_us"] / 1e6)
-                DECISIONS.labels(v["decision"], v["basis"]).inc()
-                for rule in v["matched_rules"]:
-                    RULE_MATCHES.labels(rule["id"], rule["effect"], rule["mode"]).inc()
-                part = result.reply_partition
-                # Replies go only to our own verdicts topic, never to a topic the requester names.
-                if result.reply_topic == topics.verdicts and part is not None and 0 <= part < verdict_partitions:
-                    await app.producer.send(topics.verdicts, key=v["action_id"].encode(),
-                                            value=codec.encode("Verdict", v), partition=part,
-                                            timestamp=None, headers=None)
-                else:
-                    log.warning("action %s names reply %s/%s, not ours; no reply sent",
-                                v["action_id"], result.reply_topic, part)
-            for ev in result.audit:
-                await intake_t.send(key=(ev["action_id"] or ev["event_id"]).encode(),
-                                    value=codec.encode("AuditEvent", ev))
-            if result.dead_letter is not None:
-                await send_dead_letter(result.dead_letter, "processor")
+        await _Pipeline(publisher, "processor").run(stream, start_decision)
+
+    @app.agent(outcomes_t, name="record-outcome")
+    async def record_outcome(stream: Any) -> Any:
+        await _Pipeline(publisher, "outcomes").run(stream, start_outcome)
 
     @app.agent(policies_t, name="load-policies")
     async def load_policies(stream: Any) -> Any:
@@ -226,92 +471,35 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
         async for event in stream.events():
             raw: bytes | None = event.value
             if raw is None:
-                continue
+                continue  # compaction tombstone: nothing to load
             try:
                 rec = codec.decode_as("PolicySet", raw)
-            except CodecError as exc:
-                await reject(event, exc, "policies")
-                continue
-            policy_table[rec["tenant"]] = base64.b64encode(raw).decode("ascii")
-            log.info("policy %s v%s active for tenant %s", rec["name"], rec["version"], rec["tenant"])
+                policy_table[rec["tenant"]] = base64.b64encode(raw).decode("ascii")
+                log.info("policy %s v%s active for tenant %s", rec["name"], rec["version"], rec["tenant"])
+            except Exception as exc:
+                await publisher.refuse(event, exc, "policies")
 
-    @app.agent(outcomes_t, name="record-outcome")
-    async def record_outcome(stream: Any) -> Any:
-        async for event in stream.events():
-            raw: bytes = event.value
-            try:
-                rec = codec.decode_as("ActionOutcome", raw)
-            except CodecError as exc:
-                await reject(event, exc, "outcomes")
-                continue
-            events = [audit_event(AuditKind.OUTCOME, rec["tenant"], rec["action_id"], raw)]
-            reg = registry.get()
-            auth = reg.verify(rec["service"], rec.get("service_key_id"),
-                              signing_payload(rec, "service_signature", None),
-                              rec.get("service_signature"), time.time_ns() // 1000)
-            if auth is not ServiceVerification.OK:
-                events.append(audit_event(AuditKind.SECURITY, rec["tenant"], rec["action_id"], raw,
-                                          detail=f"outcome from unauthenticated service "
-                                                 f"{rec['service']!r}: {auth.value}"))
-            for ev in events:
-                await intake_t.send(key=rec["action_id"].encode(), value=codec.encode("AuditEvent", ev))
+    @app.task  # type: ignore[untyped-decorator]
+    async def start_threads() -> None:
+        publisher.start()
+        ledger.start()
 
-    chain = Chain()
-    pending: dict[int, list[dict[str, Any]]] = {}
-    last_checkpoint: dict[int, float] = {}
-
-    async def checkpoint(partition: int) -> None:
-        events = pending.pop(partition, [])
-        last_checkpoint[partition] = time.monotonic()
-        if not events:
-            return
-        cp = build_checkpoint(events, key, s.processor_id, time.time_ns() // 1000)
-        await checkpoints_t.send(key=str(partition).encode(), value=codec.encode("Checkpoint", cp))
-        CHECKPOINTS.inc()
-
-    @app.agent(intake_t, name="chain")
-    async def chain_events(stream: Any) -> Any:
-        async for event in stream.events():
-            partition = event.message.partition
-            raw: bytes = event.value
-            try:
-                unchained = codec.decode_as("AuditEvent", raw)
-            except CodecError as exc:
-                # Not re-audited: an unreadable intake record must not feed itself back in.
-                await reject(event, exc, "ledger", audit=False)
-                continue
-            state_key = str(partition)
-            stored = ledger_heads.get(state_key)
-            if stored is not None:
-                head = json.loads(stored)
-                current = chain.head(partition)
-                if current.next_sequence < head["next"]:
-                    chain.resume(partition, head["next"], bytes.fromhex(head["head"]))
-            chained = chain.append(unchained, partition)
-            await audit_t.send(key=event.key, value=codec.encode("AuditEvent", chained), partition=partition)
-            state = chain.head(partition)
-            ledger_heads[state_key] = json.dumps({"next": state.next_sequence, "head": state.head.hex()})
-            LEDGER_EVENTS.inc()
-            pending.setdefault(partition, []).append(chained)
-            if (len(pending[partition]) >= s.checkpoint_every
-                    or time.monotonic() - last_checkpoint.get(partition, 0.0) >= s.checkpoint_interval_s):
-                await checkpoint(partition)
-
-    @app.timer(interval=max(0.5, s.checkpoint_interval_s / 2))  # type: ignore[untyped-decorator]
-    async def idle_checkpoints() -> None:
-        now = time.monotonic()
-        for partition in list(pending):
-            if now - last_checkpoint.get(partition, 0.0) >= s.checkpoint_interval_s:
-                await checkpoint(partition)
+    @app.on_before_shutdown.connect
+    async def stop_threads(*_args: Any, **_kwargs: Any) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, publisher.stop)
+        await loop.run_in_executor(None, ledger.stop)
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
-        return web.json({"status": "ok", "processor_id": s.processor_id,
-                         "policies": len(list(policy_table.keys()))})
+        return web.json({"status": "ok" if ledger.healthy else "ledger stage down",
+                         "processor_id": s.processor_id, "ledger": ledger.healthy,
+                         "policies": len(list(policy_table.keys()))},
+                        status=200 if ledger.healthy else 503)
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    _ = (GENESIS, load_policies, decide, record_outcome, chain_events, idle_checkpoints, healthz, metrics)
+    _ = (decide, record_outcome, load_policies, watch_registry, start_threads, stop_threads, healthz, metrics)
     return app

@@ -1,15 +1,24 @@
 """The verdict agent's pure core: raw proposal bytes in, signed verdict and audit events out.
 
 No Kafka and no Faust here, so every branch is unit-testable. :meth:`Decider.decide`
-never raises on bad input; it returns a :class:`DecisionResult` saying what to publish:
+never raises; it returns a :class:`DecisionResult` saying what to publish:
 
 * a valid, authenticated proposal → a signed verdict (allow/block from the policy) and
   two audit events (the action, the verdict);
 * a proposal from an unknown service, with a bad or missing signature → a signed block
   verdict (basis ``unauthenticated``), the audit events, and a ``security`` audit event;
-* bytes that do not decode, or exceed the size limit → a dead letter always; plus a
-  signed block verdict (basis ``invalid_request``) when the reply address and correlation
-  id can still be recovered from the bytes, so the caller fails fast instead of timing out.
+* a null value (tombstone), bytes that do not decode or exceed the size limit, or any
+  exception while deciding → :func:`processors.stage.refuse` (a dead letter and a
+  ``dead_letter`` ledger event); plus a signed block verdict when the reply address and
+  correlation id can still be read from the bytes, so the caller fails fast instead of
+  timing out (basis ``invalid_request`` for unreadable input, ``evaluation_error`` for a
+  failure of ours).
+
+**One decision per input.** Given the :class:`StoredDecision` the shell kept for this
+input (the same topic, partition and offset, decided before a crash), ``decide`` makes no
+new decision: it re-emits the stored verdict bytes unchanged, with the same audit events
+(their ids derive from the input's coordinates, so the ledger keeps one copy). A verdict
+therefore never differs from the one a caller may already hold.
 """
 
 from __future__ import annotations
@@ -17,19 +26,21 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from processors.errors import NullRecord
 from processors.policy.engine import CompiledPolicy, Decision, no_policy_decision
+from processors.stage import Source, StageOutput, refuse
 from schemas.codec import HEADER_LEN, Codec, get_codec
 from schemas.errors import CodecError
-from schemas.records import AuditKind, audit_event, dead_letter
+from schemas.records import AuditKind, audit_event
 from trust.canonical import signing_payload
 from trust.keys import SigningKey
 from trust.registry import ServiceRegistry, ServiceVerification
 from trust.signatures import sign_record
 
-__all__ = ["Decider", "DecisionResult", "audit_event", "dead_letter"]
+__all__ = ["Decider", "DecisionResult", "StoredDecision"]
 
 PolicyLookup = Callable[[str], CompiledPolicy | None]
 
@@ -38,13 +49,32 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
+@dataclass(frozen=True)
+class StoredDecision:
+    """A decision kept durably before its verdict was sent: the verdict bytes and the
+    service-authentication result it was made under."""
+
+    verdict: bytes
+    auth: ServiceVerification | None
+
+
 @dataclass
-class DecisionResult:
+class DecisionResult(StageOutput):
+    """What to publish for one proposal (see the module docstring)."""
+
     verdict: dict[str, Any] | None = None
+    verdict_bytes: bytes | None = None
     reply_topic: str | None = None
     reply_partition: int | None = None
-    audit: list[dict[str, Any]] = field(default_factory=list)
-    dead_letter: dict[str, Any] | None = None
+    auth: ServiceVerification | None = None
+    replayed: bool = False  # the verdict is a stored one, re-sent unchanged
+
+    @property
+    def stored(self) -> StoredDecision | None:
+        """What to keep durably before the verdict goes out (``None``: nothing was decided)."""
+        if self.verdict_bytes is None or self.replayed:
+            return None
+        return StoredDecision(self.verdict_bytes, self.auth)
 
 
 def _recover_reply(raw: bytes, codec: Codec) -> dict[str, Any] | None:
@@ -87,7 +117,7 @@ class Decider:
         return self.registry.verify(rec["service"], rec.get("service_key_id"), payload,
                                     rec.get("service_signature"), _now_us())
 
-    def _verdict(self, rec: dict[str, Any], decision: Decision, started_ns: int) -> dict[str, Any]:
+    def _sign(self, rec: dict[str, Any], decision: Decision, started_ns: int) -> dict[str, Any]:
         verdict = {
             "action_id": rec["action_id"],
             "correlation_id": rec["correlation_id"],
@@ -103,54 +133,85 @@ class Decider:
         }
         return sign_record(verdict, "signature", b"", self.key)
 
-    def decide(self, raw: bytes, *, topic: str, partition: int, offset: int,
-               key: bytes | None = None) -> DecisionResult:
+    def _set_verdict(self, result: DecisionResult, verdict: dict[str, Any] | None, stored: StoredDecision | None
+                     ) -> bytes:
+        """Fill the verdict fields (the stored verdict unchanged, else the new one); its bytes."""
+        if stored is not None:
+            result.verdict = self.wire.decode_as("Verdict", stored.verdict)
+            result.replayed = True
+            encoded = stored.verdict
+        elif verdict is not None:
+            result.verdict = verdict
+            encoded = self.wire.encode("Verdict", verdict)
+        else:
+            raise RuntimeError("a proposal reached the verdict step with neither a new nor a stored verdict")
+        result.verdict_bytes = encoded
+        return encoded
+
+    def decide(self, raw: bytes | None, source: Source, stored: StoredDecision | None = None) -> DecisionResult:
+        """The result for the proposal at ``source``; ``stored``: its decision from before a crash."""
         started = time.perf_counter_ns()
         try:
+            if raw is None:
+                raise NullRecord(source.topic, source.partition, source.offset)
             rec = self.codec.decode_as("ProposedAction", raw)
-        except CodecError as exc:
-            return self._reject(raw, exc, topic, partition, offset, key, started)
+        except (CodecError, NullRecord) as exc:
+            return self._refuse(raw, exc, source, started, stored, basis="invalid_request")
+        try:
+            return self._decide(raw, rec, source, stored, started)
+        except Exception as exc:  # a fault of ours (policy engine, registry, signing): fail closed
+            return self._refuse(raw, exc, source, started, stored, basis="evaluation_error")
+
+    def _decide(self, raw: bytes, rec: dict[str, Any], source: Source, stored: StoredDecision | None,
+                started: int) -> DecisionResult:
         result = DecisionResult(reply_topic=rec["reply_topic"], reply_partition=rec["reply_partition"])
         tenant = rec["tenant"]
-        auth = self._authenticate(rec)
+        auth = stored.auth if stored is not None and stored.auth is not None else self._authenticate(rec)
+        result.auth = auth
         authenticated = auth is ServiceVerification.OK
-        result.audit.append(audit_event(AuditKind.ACTION, tenant, rec["action_id"], raw))
+        result.audit.append(audit_event(AuditKind.ACTION, tenant, rec["action_id"], raw,
+                                        event_id=source.event_id(AuditKind.ACTION)))
+        verdict: dict[str, Any] | None = None
         if not authenticated and self.require_service_auth:
-            decision = Decision(
-                decision="block", basis="unauthenticated", matched_rules=[],
-                reason=(f"service {rec['service']!r} is not authenticated ({auth.value}); register it "
-                        "with `lockgate keys add-service` and configure the Guard with its key"),
-                policy_name="", policy_version=0,
-            )
             result.audit.append(audit_event(AuditKind.SECURITY, tenant, rec["action_id"], raw,
-                                            detail=f"unauthenticated action from {rec['service']!r}: {auth.value}"))
-        else:
+                                            detail=f"unauthenticated action from {rec['service']!r}: {auth.value}",
+                                            event_id=source.event_id(AuditKind.SECURITY)))
+            if stored is None:
+                verdict = self._sign(rec, Decision(
+                    decision="block", basis="unauthenticated", matched_rules=[],
+                    reason=(f"service {rec['service']!r} is not authenticated ({auth.value}); register it "
+                            "with `lockgate keys add-service` and configure the Guard with its key"),
+                    policy_name="", policy_version=0,
+                ), started)
+        elif stored is None:
             policy = self.policies(tenant)
-            if policy is None:
-                decision = no_policy_decision(tenant)
-            else:
-                decision = policy.evaluate(rec, authenticated=authenticated, now_us=_now_us())
-        verdict = self._verdict(rec, decision, started)
-        result.verdict = verdict
-        result.audit.append(audit_event(AuditKind.VERDICT, tenant, rec["action_id"],
-                                        self.wire.encode("Verdict", verdict)))
+            decision = (no_policy_decision(tenant) if policy is None
+                        else policy.evaluate(rec, authenticated=authenticated, now_us=_now_us()))
+            verdict = self._sign(rec, decision, started)
+        encoded = self._set_verdict(result, verdict, stored)
+        result.audit.append(audit_event(AuditKind.VERDICT, tenant, rec["action_id"], encoded,
+                                        event_id=source.event_id(AuditKind.VERDICT)))
         return result
 
-    def _reject(self, raw: bytes, exc: CodecError, topic: str, partition: int, offset: int,
-                key: bytes | None, started: int) -> DecisionResult:
-        result = DecisionResult(dead_letter=dead_letter(raw, exc, topic=topic, partition=partition,
-                                                        offset=offset, stage="processor", key=key))
-        result.audit.append(audit_event(AuditKind.DEAD_LETTER, "", None, raw[: 64 * 1024],
-                                         detail=f"{type(exc).__name__}: {exc}"))
-        partial = _recover_reply(raw, self.codec) if len(raw) <= 16 * self.codec.max_record_bytes else None
-        if partial is not None:
-            decision = Decision(decision="block", basis="invalid_request", matched_rules=[],
-                                reason=f"the proposed action could not be read: {type(exc).__name__}: {exc}",
-                                policy_name="", policy_version=0)
-            rec = {"action_id": str(partial.get("action_id", "")), "correlation_id": partial["correlation_id"],
-                   "reply_instance": str(partial.get("reply_instance", "")),
-                   "tenant": str(partial.get("tenant", "")), "service": str(partial.get("service", ""))}
-            result.verdict = self._verdict(rec, decision, started)
-            result.reply_topic = str(partial["reply_topic"])
-            result.reply_partition = int(partial["reply_partition"])
+    def _refuse(self, raw: bytes | None, exc: Exception, source: Source, started: int,
+                stored: StoredDecision | None, *, basis: str) -> DecisionResult:
+        """Dead-letter the proposal; answer it with a signed block if the caller can be found."""
+        result = refuse(raw, exc, source, "processor", DecisionResult())
+        data = raw or b""
+        partial = _recover_reply(data, self.codec) if len(data) <= 16 * self.codec.max_record_bytes else None
+        if partial is None:
+            return result
+        what = ("the proposed action could not be read" if basis == "invalid_request"
+                else "the processor failed while deciding; blocked (fail-closed)")
+        rec = {"action_id": str(partial.get("action_id", "")), "correlation_id": partial["correlation_id"],
+               "reply_instance": str(partial.get("reply_instance", "")),
+               "tenant": str(partial.get("tenant", "")), "service": str(partial.get("service", ""))}
+        verdict = None if stored is not None else self._sign(rec, Decision(
+            decision="block", basis=basis, matched_rules=[],
+            reason=f"{what}: {type(exc).__name__}: {exc}", policy_name="", policy_version=0), started)
+        encoded = self._set_verdict(result, verdict, stored)
+        result.reply_topic = str(partial["reply_topic"])
+        result.reply_partition = int(partial["reply_partition"])
+        result.audit.append(audit_event(AuditKind.VERDICT, rec["tenant"], rec["action_id"] or None,
+                                        encoded, event_id=source.event_id(AuditKind.VERDICT)))
         return result

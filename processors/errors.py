@@ -3,10 +3,13 @@
 ::
 
     lockgate.kernel.errors.LockgateError
-    └── PolicyError                  anything wrong with a policy or what it evaluates
-        ├── PolicyInvalid            a policy file failed validation (every problem, file:line)
-        │   └── PolicyCasesInvalid   a ``policy test`` cases file failed validation
-        └── SqlUnparseable           ``attributes.sql`` is not SQL that sqlglot can parse
+    ├── PolicyError                  anything wrong with a policy or what it evaluates
+    │   ├── PolicyInvalid            a policy file failed validation (every problem, file:line)
+    │   │   └── PolicyCasesInvalid   a ``policy test`` cases file failed validation
+    │   └── SqlUnparseable           ``attributes.sql`` is not SQL that sqlglot can parse
+    └── StageError                   a stage cannot process a record, or cannot keep its guarantees
+        ├── NullRecord               a record without a value (a tombstone) where one is needed
+        └── LedgerStageFailed        the ledger stage stopped: fenced by another worker, or broken
 
 Every message says what went wrong and what to do next.
 """
@@ -19,11 +22,14 @@ from dataclasses import dataclass
 from lockgate.kernel.errors import LockgateError
 
 __all__ = [
+    "LedgerStageFailed",
+    "NullRecord",
     "PolicyCasesInvalid",
     "PolicyError",
     "PolicyInvalid",
     "PolicyProblem",
     "SqlUnparseable",
+    "StageError",
 ]
 
 
@@ -88,3 +94,29 @@ class SqlUnparseable(PolicyError):
             f"attributes.sql is not parseable SQL ({detail}): {excerpt!r}; send the exact "
             "statement text the service will run, without templating placeholders"
         )
+
+
+class StageError(LockgateError):
+    """A processing stage cannot process a record, or cannot keep its guarantees."""
+
+
+class NullRecord(StageError):
+    """A record arrived without a value (a tombstone, or a producer bug).
+
+    Nothing can be decided or recorded from it; the stage dead-letters it and puts the
+    refusal on the ledger, so the record is accounted for.
+    """
+
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        super().__init__(
+            f"record {topic}[{partition}]@{offset} has no value (a tombstone); only the SDK may "
+            "write to this topic, and it never writes empty records — find the producer that did"
+        )
+
+
+class LedgerStageFailed(StageError):
+    """The ledger stage stopped and the worker must restart to resume it.
+
+    Raised for a fenced transactional producer (another worker runs with the same
+    ``LOCKGATE_PROCESSOR_ID``) and for other fatal Kafka errors.
+    """

@@ -11,7 +11,10 @@ from lockgate.kernel.home import Home, default_home
 from lockgate.kernel.local_broker import DEFAULT_KAFKA_PORT, local_bootstrap
 from schemas.topics import DEFAULT_PREFIX
 
-__all__ = ["ProcessorSettings"]
+__all__ = ["DEFAULT_CHECKPOINT_INTERVAL_S", "ProcessorSettings"]
+
+DEFAULT_CHECKPOINT_INTERVAL_S = 5.0
+"""Default longest wait between chaining an event and signing a checkpoint over it."""
 
 
 class ProcessorSettings(BaseSettings):
@@ -27,8 +30,10 @@ class ProcessorSettings(BaseSettings):
     processor_id: str = "processor-1"
     max_record_bytes: int = Field(default=1024 * 1024, gt=0)  # largest proposed action accepted
     require_service_auth: bool = True
-    checkpoint_every: int = Field(default=1000, gt=0)
-    checkpoint_interval_s: float = Field(default=5.0, gt=0)
+    checkpoint_every: int = Field(default=1000, gt=0)  # events per signed checkpoint, at most
+    checkpoint_interval_s: float = Field(default=DEFAULT_CHECKPOINT_INTERVAL_S, gt=0)  # max wait for coverage
+    # Event ids remembered per ledger partition to drop repeats of re-processed inputs.
+    ledger_dedup_window: int = Field(default=20_000, gt=0)
     stall_after_s: float = Field(default=30.0, gt=0)  # lag and no commit this long: "up but not consuming"
 
     @property

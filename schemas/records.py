@@ -23,6 +23,7 @@ __all__ = [
     "AuditKind",
     "audit_event",
     "dead_letter",
+    "event_id_for",
     "field_names",
     "field_types",
 ]
@@ -80,11 +81,32 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
+_EVENT_NAMESPACE = uuid.UUID("6c0c4b1e-3f0a-5d8e-9a57-1f5b0c6e2d41")
+"""Namespace of derived event ids (a fixed random UUID; changing it changes every derived id)."""
+
+
+def event_id_for(kind: AuditKind | str, *source: object) -> str:
+    """A deterministic event id: UUIDv5 over the kind and the coordinates of what caused it.
+
+    Why: a stage that processes the same input twice (at-least-once, after a crash) must
+    produce the same event ids, so the ledger writer can drop the second copy. For an
+    event caused by a Kafka record, ``source`` is ``(topic, partition, offset)``; other
+    causes pass whatever identifies them uniquely (the registry file's state, say).
+    """
+    name = "|".join([str(AuditKind(kind)), *(str(part) for part in source)])
+    return str(uuid.uuid5(_EVENT_NAMESPACE, name))
+
+
 def audit_event(kind: AuditKind | str, tenant: str, action_id: str | None, payload: bytes,
-                detail: str | None = None, now_us: int | None = None) -> dict[str, Any]:
-    """An unchained AuditEvent; the ledger writer fills the chain fields."""
+                detail: str | None = None, now_us: int | None = None,
+                event_id: str | None = None) -> dict[str, Any]:
+    """An unchained AuditEvent; the ledger writer fills the chain fields.
+
+    Give ``event_id`` (from :func:`event_id_for`) whenever the event can be produced again
+    from the same cause; a random id is only right for one-shot events (``policy apply``).
+    """
     return {
-        "event_id": str(uuid.uuid4()),
+        "event_id": event_id or str(uuid.uuid4()),
         "kind": str(AuditKind(kind)),
         "recorded_at": now_us if now_us is not None else _now_us(),
         "tenant": tenant,
@@ -101,9 +123,13 @@ def audit_event(kind: AuditKind | str, tenant: str, action_id: str | None, paylo
 
 def dead_letter(raw: bytes, error: BaseException, *, topic: str, partition: int, offset: int,
                 stage: str, key: bytes | None) -> dict[str, Any]:
-    """A DeadLetter record: the raw bytes kept whole, the error named and bounded."""
+    """A DeadLetter record: the raw bytes kept whole, the error named and bounded.
+
+    Its id is derived from ``stage`` and the source coordinates, so a record dead-lettered
+    again after a crash carries the same id and readers can drop the repeat.
+    """
     return {
-        "dead_letter_id": str(uuid.uuid4()),
+        "dead_letter_id": str(uuid.uuid5(_EVENT_NAMESPACE, f"dead_letter|{stage}|{topic}|{partition}|{offset}")),
         "recorded_at": _now_us(),
         "source_topic": topic,
         "source_partition": partition,

@@ -4,7 +4,10 @@ Names are ``<prefix><name>``; the prefix (``LOCKGATE_TOPIC_PREFIX``, default ``l
 lets several stacks or test runs share one cluster. Replay topics (actions, verdicts,
 outcomes, audit-intake, audit, checkpoints) keep records forever by default so history can be
 reconstructed and re-verified; ``policies`` is compacted (latest version per tenant/policy);
-the dead-letter topic keeps raw records for 30 days.
+the dead-letter topic keeps raw records for 30 days; ``decisions`` (the decide stage's record
+of what it decided for which input, so a re-delivered input is never decided twice) is
+only needed until its input is committed and keeps 7 days. ``decisions`` has as many
+partitions as ``actions``: a decision lives in its input's partition.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["CATALOGUE", "DEAD_LETTER_MAX_BYTES", "DEFAULT_PREFIX", "TOPIC_MAX_MESSAGE_BYTES", "TopicSpec", "Topics"]
+__all__ = ["CATALOGUE", "DEAD_LETTER_MAX_BYTES", "DECISIONS_RETENTION_MS", "DEFAULT_PREFIX", "TOPIC_MAX_MESSAGE_BYTES",
+           "TopicSpec", "Topics"]
 
 DEFAULT_PREFIX = "lockgate."
 # A dead letter carries the whole raw record plus the error, so its topic accepts more than
@@ -22,6 +26,7 @@ DEAD_LETTER_MAX_BYTES = 8 * 1024 * 1024
 TOPIC_MAX_MESSAGE_BYTES = DEAD_LETTER_MAX_BYTES + 65536
 FOREVER = -1
 THIRTY_DAYS_MS = 30 * 24 * 3600 * 1000
+DECISIONS_RETENTION_MS = 7 * 24 * 3600 * 1000
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,8 @@ CATALOGUE: tuple[TopicSpec, ...] = (
               "signed checkpoints of ledger chain heads"),
     TopicSpec("deadletter", 1, "delete", THIRTY_DAYS_MS, "DeadLetter",
               "records that could not be processed, raw, with the error", TOPIC_MAX_MESSAGE_BYTES),
+    TopicSpec("decisions", 4, "delete", DECISIONS_RETENTION_MS, "Verdict",
+              "each decided input's verdict, stored before it is sent; partition = the input's"),
 )
 
 
@@ -109,6 +116,10 @@ class Topics:
     @property
     def deadletter(self) -> str:
         return self.name("deadletter")
+
+    @property
+    def decisions(self) -> str:
+        return self.name("decisions")
 
     def specs(self) -> list[tuple[str, TopicSpec]]:
         return [(self.name(t.name), t) for t in CATALOGUE]

@@ -216,52 +216,49 @@ class ApiSource:
 
 
 def _consume_all(bootstrap: str, topic: str, progress: Progress) -> Iterator[tuple[int, int, bytes]]:
-    from confluent_kafka import Consumer, TopicPartition
+    """Every committed record of ``topic``, partition by partition, to the stable end.
 
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": f"lockgate-verify-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False, "isolation.level": "read_committed",
-        "auto.offset.reset": "earliest",
-    })
+    ``read_committed`` alone is not enough on a transactional topic: its last offsets are
+    transaction markers no consumer delivers, so the end is found by the kernel reader
+    (partition EOF at the last stable offset), never by waiting for offset ``high - 1``.
+    """
+    from confluent_kafka import KafkaException
+
+    from lockgate.kernel.errors import KafkaReadError
+    from lockgate.kernel.partition_reader import committed_reader, read_partition
+
+    consumer = committed_reader(bootstrap, "replay")
     try:
-        meta = consumer.list_topics(topic, timeout=10)
+        try:
+            meta = consumer.list_topics(topic, timeout=10)
+        except KafkaException as exc:
+            raise SinkError(f"cannot list topic {topic} at {bootstrap}: {exc}") from exc
         tmeta = meta.topics.get(topic)
         if tmeta is None or tmeta.error is not None:
             raise SinkError(f"topic {topic} is not available at {bootstrap}")
-        ends: dict[int, int] = {}
-        assign = []
-        for p in tmeta.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if high > low:
-                ends[p] = high
-                assign.append(TopicPartition(topic, p, low))
-        if not assign:
-            return
-        consumer.assign(assign)
         n = 0
-        while ends:
-            msg = consumer.poll(1.0)
-            if msg is None:
-                continue
-            if msg.error() is not None:
-                raise SinkError(f"reading {topic}: {msg.error()}")
-            p, off = int(msg.partition() or 0), int(msg.offset() or 0)
-            yield p, off, bytes(msg.value() or b"")
-            n += 1
-            if n % 50_000 == 0:
-                progress(f"{topic}: read {n} records")
-            if off + 1 >= ends.get(p, 0):
-                ends.pop(p, None)
+        for p in sorted(tmeta.partitions):
+            try:
+                for rec in read_partition(consumer, topic, p):
+                    yield p, rec.offset, rec.value or b""
+                    n += 1
+                    if n % 50_000 == 0:
+                        progress(f"{topic}: read {n} records")
+            except KafkaReadError as exc:
+                raise SinkError(str(exc)) from exc
     finally:
         consumer.close()
 
 
 def load_from_topics(bootstrap: str, prefix: str, progress: Progress = quiet
                      ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """AuditEvents and Checkpoints from the replay topics, beginning to high watermark.
+    """AuditEvents and Checkpoints from the replay topics: every committed record.
 
     Each event carries ``_position`` = (topic partition, offset). Undecodable records are
-    reported on ``progress`` and skipped (they are not AuditEvents).
+    reported on ``progress`` and skipped (they are not AuditEvents). Checkpoints are read
+    first: a checkpoint is committed with or after the events it covers, so on a live
+    ledger every checkpoint read has its events in the audit read that follows (the other
+    order reports the events chained in between as a truncated tail).
     """
     from schemas.codec import get_codec
     from schemas.errors import CodecError
@@ -269,7 +266,7 @@ def load_from_topics(bootstrap: str, prefix: str, progress: Progress = quiet
     codec = get_codec()
     events: list[dict[str, Any]] = []
     cps: list[dict[str, Any]] = []
-    for name, out in (("AuditEvent", events), ("Checkpoint", cps)):
+    for name, out in (("Checkpoint", cps), ("AuditEvent", events)):
         topic = f"{prefix}{'audit' if name == 'AuditEvent' else 'checkpoints'}"
         for p, off, raw in _consume_all(bootstrap, topic, progress):
             try:

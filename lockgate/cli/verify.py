@@ -44,6 +44,22 @@ def _public_key(path: Path | None) -> Any:
 # -- verify ---------------------------------------------------------------------------
 
 
+def _checkpoint_interval_s(given: float | None) -> float:
+    """``--checkpoint-interval``, else the processor's own setting (its env var or default)."""
+    if given is not None:
+        if given <= 0:
+            raise ConfigError(f"--checkpoint-interval must be positive, got {given}")
+        return given
+    from pydantic import ValidationError
+
+    from processors.settings import ProcessorSettings
+
+    try:
+        return ProcessorSettings().checkpoint_interval_s
+    except ValidationError as exc:
+        raise ConfigError(f"the processor settings in the environment are invalid: {exc}") from exc
+
+
 def _finding_json(f: Any) -> dict[str, Any]:
     return {
         "kind": str(f.kind), "partition": f.partition, "sequence": f.sequence,
@@ -56,9 +72,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from lockgate.cli.sources import open_source
     from sinks.ledger_source import ClickHouseSource, load_from_topics
     from trust.keys import Keyring
-    from trust.verify import verify_ledger
+    from trust.verify import CoverageRule, verify_ledger
 
     started = time.monotonic()
+    interval_s = _checkpoint_interval_s(args.checkpoint_interval)
     keyring = Keyring([_public_key(None)])
     witness = load_checkpoint_file(Path(args.checkpoints)) if args.checkpoints else []
     position_key: str | None = None
@@ -94,8 +111,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
                    if c["ledger_partition"] not in anchors
                    or c["first_sequence"] >= anchors[c["ledger_partition"]][0]]
     progress(f"verifying {len(events)} events and {len(all_cps)} checkpoints from {where}")
-    findings = [_finding_json(f) for f in verify_ledger(events, all_cps, keyring,
-                                                        position_key=position_key, anchors=anchors)]
+    coverage = CoverageRule(int(interval_s * 1e6), time.time_ns() // 1000)
+    findings = [_finding_json(f) for f in verify_ledger(events, all_cps, keyring, position_key=position_key,
+                                                        anchors=anchors, coverage=coverage)]
     findings += witness_findings(stored, witness)
     partitions = sorted({e["ledger_partition"] for e in events})
     report = {
@@ -217,7 +235,9 @@ _VERIFY_DESC = """\
 Verify the audit ledger: recompute every event's hash and each partition's chain,
 check every checkpoint's Ed25519 signature (processor key from
 $LOCKGATE_HOME/keys/processor.pub.pem), its Merkle root and head against the stored
-events, and that every committed outcome had a validly signed allow verdict.
+events, that no event is chained twice, that every event older than twice the
+checkpoint interval is covered by a signed checkpoint (so it can be proven), and that
+every committed outcome had a validly signed allow verdict.
 
 The ledger is read from ClickHouse directly when no sink owns the embedded directory,
 else through the running sink's API (an all-tenant token is created for the run and
@@ -227,7 +247,8 @@ topics instead (from the beginning to the high watermark).
 
 Each finding names its kind, ledger partition, sequence and event id. Kinds:
 modified_record, deleted_record, inserted_record, reordered_records, truncated_tail,
-forged_checkpoint, altered_checkpoint, forged_verdict, undecodable_payload,
+forged_checkpoint, altered_checkpoint, duplicate_event, uncovered_event, forged_verdict,
+undecodable_payload,
 commit_without_allow, verdict_after_commit, verdict_for_other_action,
 embedded_verdict_missing, embedded_verdict_forged, embedded_verdict_mismatch, and with
 --checkpoints: witness_checkpoint_missing, witness_checkpoint_differs.
@@ -283,6 +304,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                    help="only events after the newest checkpoint older than DURATION (90s, 30m, 24h, 7d)")
     p.add_argument("--checkpoints", metavar="FILE", help="witness copy from `lockgate checkpoints export`")
     p.add_argument("--from-topics", action="store_true", help="read the replay topics instead of ClickHouse")
+    p.add_argument("--checkpoint-interval", metavar="SECONDS", type=float,
+                   help="the processor's checkpoint interval: events older than twice this that no "
+                        "checkpoint covers are uncovered_event (default: the processor's setting, "
+                        "LOCKGATE_CHECKPOINT_INTERVAL_S, else 5)")
     p.add_argument("--json", action="store_true", help="print a JSON report")
     p.set_defaults(handler=cmd_verify)
 

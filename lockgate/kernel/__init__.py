@@ -4,6 +4,7 @@ Everything imports it; it imports nothing of Lockgate's (import-linter contracts
 ``pyproject.toml``). Modules: :mod:`~lockgate.kernel.errors` (``LockgateError``,
 ``ConfigError``), :mod:`~lockgate.kernel.home` (``Home``: every path under
 ``LOCKGATE_HOME``), :mod:`~lockgate.kernel.kafka_offsets` (watermarks with retries),
+:mod:`~lockgate.kernel.partition_reader` (committed records: a whole partition or its tail),
 :mod:`~lockgate.kernel.topic_admin` (create topics, report drift),
 :mod:`~lockgate.kernel.durations` (the one duration grammar).
 """

@@ -5,6 +5,7 @@ so callers can catch everything Lockgate raises with one ``except`` and still te
 cases apart::
 
     LockgateError
+    ├── KafkaReadError                   a partition could not be read back (broker error, no progress)
     ├── ConfigError                      fixed by an operator
     │   └── DurationInvalid              not a duration (90s, 30m, 24h, 7d, 2w)
     ├── schemas.errors.CodecError
@@ -33,6 +34,9 @@ cases apart::
     │   ├── PolicyInvalid                a policy file failed validation (file:line each)
     │   │   └── PolicyCasesInvalid       a `policy test` cases file failed validation
     │   └── SqlUnparseable               attributes.sql is not SQL we can parse
+    ├── processors.errors.StageError     a stage cannot process a record or keep its guarantees
+    │   ├── NullRecord                   a record without a value (tombstone): dead-lettered
+    │   └── LedgerStageFailed            the ledger stage stopped (fenced, fatal Kafka error)
     └── sinks.errors.SinkError
         ├── InsertFailed                 ClickHouse refused a batch; carries retry_after
         ├── RowError                     a record is not an AuditEvent/Checkpoint
@@ -44,7 +48,7 @@ Every message says what went wrong and what to do next.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DurationInvalid", "LockgateError"]
+__all__ = ["ConfigError", "DurationInvalid", "KafkaReadError", "LockgateError"]
 
 
 class LockgateError(Exception):
@@ -57,3 +61,7 @@ class ConfigError(LockgateError):
 
 class DurationInvalid(ConfigError):
     """A duration option does not follow the grammar of :mod:`lockgate.kernel.durations`."""
+
+
+class KafkaReadError(LockgateError):
+    """A partition could not be read back: a broker error, or no progress within the timeout."""

@@ -14,10 +14,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
 
-__all__ = ["Catalogue", "TopicDrift", "create_if_missing", "ensure_topics", "wait_for_leaders"]
+__all__ = ["Catalogue", "TopicDrift", "create_if_missing", "ensure_topics", "wait_for_leaders", "wait_until_serving"]
 
 
 class TopicSpec(Protocol):
@@ -62,6 +62,7 @@ def ensure_topics(bootstrap: str, topics: Catalogue, timeout_s: float = 30.0) ->
     created = _create(admin, new, timeout_s)
     if created:
         wait_for_leaders(admin, created, timeout_s)
+        wait_until_serving(bootstrap, admin, created, timeout_s)
     drifts: list[TopicDrift] = []
     # Judge drift on fresh metadata: a topic may have appeared since the first listing.
     existing = admin.list_topics(timeout=timeout_s).topics
@@ -97,6 +98,32 @@ def wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float) -> 
             time.sleep(0.05)
 
 
+def wait_until_serving(bootstrap: str, admin: AdminClient, names: list[str], timeout_s: float) -> None:
+    """Return once every partition of ``names`` answers an offsets request.
+
+    A leader in the metadata is not yet a leader that serves: on a busy broker a new
+    partition answers NOT_LEADER_FOR_PARTITION for a while longer (over a second was
+    seen), and a client that starts at once — a Guard reading its reply partition's end
+    — fails. "Created" here means usable.
+    """
+    md = admin.list_topics(timeout=timeout_s).topics
+    pending = [TopicPartition(n, p) for n in names if n in md for p in md[n].partitions]
+    if not pending:
+        return
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "lockgate-topic-admin"})
+    deadline = time.monotonic() + timeout_s
+    try:
+        while pending and time.monotonic() < deadline:
+            tp = pending[0]
+            try:
+                consumer.get_watermark_offsets(tp, timeout=max(0.5, deadline - time.monotonic()))
+                pending.pop(0)
+            except KafkaException:
+                time.sleep(0.05)
+    finally:
+        consumer.close()
+
+
 def create_if_missing(bootstrap: str, wanted: dict[str, tuple[int, dict[str, str]]],
                       timeout_s: float = 30.0) -> list[str]:
     """Create each ``name: (partitions, configs)`` that does not exist; wait for its leaders.
@@ -111,6 +138,7 @@ def create_if_missing(bootstrap: str, wanted: dict[str, tuple[int, dict[str, str
            for name, (parts, configs) in wanted.items() if name not in existing]
     created = _create(admin, new, timeout_s)
     wait_for_leaders(admin, list(wanted), timeout_s)
+    wait_until_serving(bootstrap, admin, created, timeout_s)
     return created
 
 

@@ -49,12 +49,12 @@ class ProcessorHandle:
 
 
 def start_processor(bootstrap: str, home: Path, prefix: str, log: Path,
-                    extra_env: dict[str, str] | None = None) -> ProcessorHandle:
+                    extra_env: dict[str, str] | None = None, port: int | None = None) -> ProcessorHandle:
     topics = Topics(prefix)
     ensure_topics(bootstrap, topics)
     ensure_processor_key(home)
     ensure_cli_identity(home)
-    port = free_port()
+    port = port or free_port()
     env = dict(os.environ)
     env.update({"LOCKGATE_HOME": str(home), "LOCKGATE_BOOTSTRAP_SERVERS": bootstrap,
                 "LOCKGATE_TOPIC_PREFIX": prefix, "LOCKGATE_PROCESSOR_PORT": str(port),

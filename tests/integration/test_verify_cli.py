@@ -128,7 +128,10 @@ def test_edited_checkpoint(ledger: tuple[Path, dict[str, Any]]) -> None:
             "unhex(repeat('00', 32)) WHERE checkpoint_id = 'p0:0-5' SETTINGS mutations_sync = 1")
     report = _verify(home, 1)
     _has(report, "forged_checkpoint", 0, 0, None)
-    assert [f["checkpoint_id"] for f in report["findings"]] == ["p0:0-5"]
+    # A checkpoint that no longer verifies covers nothing: its events cannot be proven now.
+    assert [(f["kind"], f["checkpoint_id"]) for f in report["findings"]] == [
+        ("forged_checkpoint", "p0:0-5"), ("uncovered_event", None)]
+    assert "sequences 0..5 (6 events)" in report["findings"][1]["message"]
 
 
 def test_witness_copy_reports_the_edited_checkpoint(ledger: tuple[Path, dict[str, Any]],

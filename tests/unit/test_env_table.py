@@ -42,7 +42,7 @@ CLI: dict[str, Callable[[], Any]] = {
     "LOCKGATE_KAFKA_PORT": context.bootstrap,
     "LOCKGATE_CLICKHOUSE_DSN": lambda: locate().dsn,
     "LOCKGATE_CLICKHOUSE_DATABASE": lambda: locate().database,
-    "LOCKGATE_SPOOL_DIR": lambda: spool_dir(),
+    "LOCKGATE_SPOOL_DIR": spool_dir,
 }
 
 

@@ -1,7 +1,7 @@
 """The ledger verification engine: chain, checkpoints, and proof of enforcement.
 
-This is the thin front: :func:`verify_ledger` runs the three passes, each in its own
-module (:mod:`trust.verify.chain`, :mod:`trust.verify.checkpoints`,
+This is the thin front: :func:`verify_ledger` runs the passes, each in its own module
+(:mod:`trust.verify.chain`, :mod:`trust.verify.checkpoints`, :mod:`trust.verify.coverage`,
 :mod:`trust.verify.enforcement`) over the findings model of :mod:`trust.verify.findings`.
 
 Pure: it reads AuditEvent dicts (as stored, in any order) and Checkpoint dicts, and
@@ -26,7 +26,12 @@ What is checked
    checkpoint's ``created_at``), then the RFC 6962 root over the stored hashes of
    ``first_sequence..last_sequence`` and the stored hash at ``last_sequence``.
 
-3. **Enforcement** (from decoded payloads): every ``committed`` ActionOutcome needs a
+3. **Completeness** (:mod:`trust.verify.coverage`, its own decision table): an event id
+   stored at two places is a ``duplicate_event``; with a :class:`CoverageRule`, a run of
+   events older than twice the checkpoint interval that no validly signed checkpoint
+   covers is an ``uncovered_event``.
+
+4. **Enforcement** (from decoded payloads): every ``committed`` ActionOutcome needs a
    validly signed ``allow`` Verdict for its action in the ledger, decided no later than
    the outcome was recorded; the Verdict embedded in the outcome must be for the same
    action, validly signed, and equal to a ledger verdict for that action.
@@ -106,11 +111,13 @@ from typing import Any
 
 from trust.keys import Keyring
 from trust.verify.chain import verify_chain
-from trust.verify.checkpoints import verify_checkpoints
+from trust.verify.checkpoints import signed_checkpoints, verify_checkpoints
+from trust.verify.coverage import CoverageRule, duplicate_events, uncovered_events
 from trust.verify.enforcement import reconcile_enforcement
 from trust.verify.findings import Event, Finding, FindingKind, PartitionState
 
 __all__ = [
+    "CoverageRule",
     "Finding",
     "FindingKind",
     "PartitionState",
@@ -129,15 +136,23 @@ def verify_ledger(
     position_key: str | None = None,
     anchors: Mapping[int, tuple[int, bytes]] | None = None,
     enforcement: bool = True,
+    coverage: CoverageRule | None = None,
 ) -> list[Finding]:
-    """Everything: chain, checkpoints, and (unless ``enforcement=False``) enforcement.
+    """Everything: chain, checkpoints, duplicates, (with ``coverage``) uncovered events, and
+    (unless ``enforcement=False``) enforcement.
 
     Findings are sorted by (partition, sequence, kind); an empty list means the ledger
     verified. ``keyring`` holds the processor's public keys (checkpoints and verdicts).
+    ``coverage`` needs the current time and the checkpoint interval, so it is the caller's
+    choice (the CLI always passes it); without it nothing is judged by age.
     """
     rows = events if isinstance(events, list) else list(events)
     findings, states = verify_chain(rows, position_key=position_key, anchors=anchors)
-    findings.extend(verify_checkpoints(checkpoints, states, keyring))
+    signed = signed_checkpoints(checkpoints, keyring)
+    findings.extend(verify_checkpoints(checkpoints, states, keyring, signed=signed))
+    findings.extend(duplicate_events(rows))
+    if coverage is not None:
+        findings.extend(uncovered_events(rows, signed[0], coverage))
     if enforcement:
         findings.extend(reconcile_enforcement(rows, keyring))
     findings.sort(key=Finding.sort_key)

@@ -13,17 +13,19 @@ from trust.keys import Keyring
 from trust.merkle import merkle_root
 from trust.verify.findings import Finding, FindingKind, PartitionState
 
-__all__ = ["verify_checkpoints"]
+__all__ = ["signed_checkpoints", "verify_checkpoints"]
+
+Valid = dict[int, list[Mapping[str, Any]]]
+"""Validly signed checkpoints by ledger partition."""
 
 
-def verify_checkpoints(
-    checkpoints: Iterable[Mapping[str, Any]],
-    states: Mapping[int, PartitionState],
-    keyring: Keyring,
-) -> list[Finding]:
-    """Check checkpoint signatures, then the stored chain against each valid checkpoint."""
+def signed_checkpoints(checkpoints: Iterable[Mapping[str, Any]], keyring: Keyring) -> tuple[Valid, list[Finding]]:
+    """The validly signed checkpoints by partition, and a ``forged_checkpoint`` for each other one.
+
+    Each checkpoint is verified once; a byte-identical copy (same id and signature) is one.
+    """
     findings: list[Finding] = []
-    valid: dict[int, list[Mapping[str, Any]]] = {}
+    valid: Valid = {}
     seen_ids: set[Any] = set()
     for cp in checkpoints:
         ident = (cp.get("checkpoint_id"), cp.get("signature"))
@@ -48,7 +50,22 @@ def verify_checkpoints(
             )
             continue
         valid.setdefault(part, []).append(cp)
+    return valid, findings
 
+
+def verify_checkpoints(
+    checkpoints: Iterable[Mapping[str, Any]],
+    states: Mapping[int, PartitionState],
+    keyring: Keyring,
+    *,
+    signed: tuple[Valid, list[Finding]] | None = None,
+) -> list[Finding]:
+    """Check checkpoint signatures, then the stored chain against each valid checkpoint.
+
+    ``signed``: the result of :func:`signed_checkpoints` when the caller already has it.
+    """
+    valid, forged = signed if signed is not None else signed_checkpoints(checkpoints, keyring)
+    findings = list(forged)
     for part, cps in valid.items():
         cps.sort(key=lambda c: (c["last_sequence"], c["created_at"]))
         state = states.get(part)

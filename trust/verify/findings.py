@@ -18,7 +18,7 @@ Event = Mapping[str, Any]
 
 
 class FindingKind(enum.StrEnum):
-    """What is wrong. The first group is the chain, then checkpoints, then enforcement."""
+    """What is wrong. The first group is the chain, then checkpoints, completeness, enforcement."""
 
     MODIFIED_RECORD = "modified_record"
     DELETED_RECORD = "deleted_record"
@@ -27,6 +27,8 @@ class FindingKind(enum.StrEnum):
     TRUNCATED_TAIL = "truncated_tail"
     FORGED_CHECKPOINT = "forged_checkpoint"
     ALTERED_CHECKPOINT = "altered_checkpoint"
+    DUPLICATE_EVENT = "duplicate_event"
+    UNCOVERED_EVENT = "uncovered_event"
     FORGED_VERDICT = "forged_verdict"
     UNDECODABLE_PAYLOAD = "undecodable_payload"
     COMMIT_WITHOUT_ALLOW = "commit_without_allow"

@@ -1,4 +1,5 @@
-"""The verdict agent's pure core: every input yields a signed answer or a dead letter, never a crash."""
+"""The verdict agent's pure core: every input yields a signed answer or a dead letter, never a crash;
+one input, one decision."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from processors.decider import Decider
+from processors.decider import Decider, DecisionResult, StoredDecision
 from processors.policy.engine import CompiledPolicy
 from processors.policy.files import load_policy_file
+from processors.stage import Source
 from schemas.codec import Codec, get_codec
 from trust.keys import SigningKey
 from trust.registry import ServiceRegistry
@@ -44,8 +46,13 @@ def decider(reg: ServiceRegistry | None, codec: Codec | None = None, policy: Com
     return Decider(codec or get_codec(), PROCESSOR_KEY, "proc-test", lambda _t: policy, reg)
 
 
-def decide(d: Decider, raw: bytes) -> Any:
-    return d.decide(raw, topic="lockgate.actions", partition=0, offset=42, key=b"k")
+SOURCE = Source("lockgate.actions", 0, 42, b"k")
+
+
+def decide(d: Decider, raw: bytes | None, stored: StoredDecision | None = None, source: Source = SOURCE) -> Any:
+    """The result, untyped: the tests index its optional fields directly."""
+    result: DecisionResult = d.decide(raw, source, stored)
+    return result
 
 
 def test_authenticated_action_gets_signed_policy_verdict(registry: tuple[ServiceRegistry, SigningKey]) -> None:
@@ -111,3 +118,91 @@ def test_verdict_never_echoes_an_action_of_another_type(registry: tuple[ServiceR
     result = decide(decider(registry[0]), get_codec().encode("Checkpoint", cp))
     assert result.verdict is None
     assert "expected a ProposedAction" in result.dead_letter["error"]
+
+
+def test_null_value_is_a_dead_letter_and_a_ledger_event(registry: tuple[ServiceRegistry, SigningKey]) -> None:
+    result = decide(decider(registry[0]), None)
+    assert result.verdict is None
+    assert result.dead_letter["error_type"] == "NullRecord"
+    assert result.dead_letter["raw"] == b""
+    assert [e["kind"] for e in result.audit] == ["dead_letter"]
+    assert "NullRecord" in result.audit[0]["detail"] and "tombstone" in result.audit[0]["detail"]
+
+
+class _Broken:
+    def evaluate(self, *_a: Any, **_k: Any) -> Any:
+        raise RuntimeError("engine bug")
+
+
+def test_an_exception_while_deciding_is_a_signed_block_and_a_dead_letter(
+        registry: tuple[ServiceRegistry, SigningKey]) -> None:
+    reg, key = registry
+    d = Decider(get_codec(), PROCESSOR_KEY, "proc-test", lambda _t: _Broken(), reg)  # type: ignore[arg-type, return-value]
+    result = decide(d, get_codec().encode("ProposedAction", proposal(key)))
+    assert result.verdict["decision"] == "block" and result.verdict["basis"] == "evaluation_error"
+    assert "RuntimeError: engine bug" in result.verdict["reason"]
+    assert verify_record(result.verdict, "signature", b"", PROCESSOR_KEY.public())
+    assert result.dead_letter["error_type"] == "RuntimeError"
+    assert sorted(e["kind"] for e in result.audit) == ["dead_letter", "verdict"]
+    assert result.reply_partition == 2
+
+
+def test_a_registry_that_raises_does_not_escape(registry: tuple[ServiceRegistry, SigningKey]) -> None:
+    reg, key = registry
+
+    def boom(*_a: Any, **_k: Any) -> Any:
+        raise OSError("services.json vanished mid-read")
+
+    reg.verify = boom  # type: ignore[method-assign]
+    result = decide(decider(reg), get_codec().encode("ProposedAction", proposal(key)))
+    assert result.verdict["basis"] == "evaluation_error"
+    assert result.dead_letter["error_type"] == "OSError"
+
+
+def test_event_ids_derive_from_the_input_coordinates(registry: tuple[ServiceRegistry, SigningKey]) -> None:
+    reg, key = registry
+    raw = get_codec().encode("ProposedAction", proposal(key))
+    first = [e["event_id"] for e in decide(decider(reg), raw).audit]
+    again = [e["event_id"] for e in decide(decider(reg), raw).audit]
+    elsewhere = [e["event_id"] for e in decide(decider(reg), raw, source=Source("lockgate.actions", 0, 43)).audit]
+    assert first == again
+    assert not set(first) & set(elsewhere)
+    assert len(set(first)) == len(first)
+
+
+def test_a_stored_decision_is_resent_unchanged_and_nothing_is_decided_again(
+        registry: tuple[ServiceRegistry, SigningKey]) -> None:
+    reg, key = registry
+    raw = get_codec().encode("ProposedAction", proposal(key))
+    first = decide(decider(reg), raw)
+    stored = first.stored
+    assert stored is not None and stored.verdict == first.verdict_bytes and not first.replayed
+    # After the "crash" the policy would now say something else, and the clock moved on.
+    lenient = decider(reg, policy=None)
+    again = decide(lenient, raw, stored)
+    assert again.replayed and again.stored is None
+    assert again.verdict_bytes == first.verdict_bytes
+    assert again.verdict == first.verdict
+    assert [(e["event_id"], e["kind"], e["payload"]) for e in again.audit] == [
+        (e["event_id"], e["kind"], e["payload"]) for e in first.audit]
+
+
+def test_a_stored_unauthenticated_decision_keeps_its_security_event(
+        registry: tuple[ServiceRegistry, SigningKey]) -> None:
+    reg, _ = registry
+    raw = get_codec().encode("ProposedAction", proposal(None))
+    first = decide(decider(reg), raw)
+    assert first.stored.auth.value == "unsigned"
+    again = decide(decider(reg), raw, first.stored)
+    assert [e["kind"] for e in again.audit] == ["action", "security", "verdict"]
+    assert again.verdict_bytes == first.verdict_bytes
+
+
+def test_a_stored_block_for_an_unreadable_proposal_is_resent(registry: tuple[ServiceRegistry, SigningKey]) -> None:
+    reg, key = registry
+    raw = get_codec().encode("ProposedAction", proposal(key, attributes={"blob": "x" * 5000}))
+    small = Codec(max_record_bytes=2048)
+    first = decide(decider(reg, codec=small), raw)
+    again = decide(decider(reg, codec=small), raw, first.stored)
+    assert again.replayed and again.verdict_bytes == first.verdict_bytes
+    assert again.dead_letter["dead_letter_id"] == first.dead_letter["dead_letter_id"]

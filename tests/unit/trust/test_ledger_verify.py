@@ -258,7 +258,9 @@ def test_truncated_then_reappended_tail_mismatches_the_head() -> None:
         kept.append(chain.append(dict(e, detail="rewritten"), 0))
     findings = verify_ledger(kept, cps, RING, enforcement=False)
     last = cps[1]["last_sequence"]
-    assert [(f.kind, f.sequence) for f in findings] == [(K.TRUNCATED_TAIL, last)]
+    # The re-appended tail reuses the last two event ids: each is chained twice as well.
+    repeats = [(K.DUPLICATE_EVENT, e["sequence"]) for e in kept[-2:]]
+    assert [(f.kind, f.sequence) for f in findings] == [(K.TRUNCATED_TAIL, last), *repeats]
 
 
 def test_forged_checkpoint() -> None:

@@ -1,0 +1,378 @@
+"""The ledger stage: ``audit-intake`` → ``audit`` + ``checkpoints``, exactly once.
+
+A thin shell over :class:`processors.ledger_writer.LedgerWriter`, run in its own thread
+inside each processor worker. It is a consume-transform-produce loop on confluent-kafka:
+
+* a ``read_committed`` consumer in the group ``<app id>-ledger`` reads ``audit-intake``
+  (static membership ``<processor id>-ledger``: a restarted worker takes its partitions
+  back at once instead of after a session timeout);
+* each batch it polls becomes **one Kafka transaction** holding the chained events
+  (``audit``, same partition number as the intake partition), the checkpoints that fell
+  due (``checkpoints``), dead letters for unreadable intake records, and the intake
+  offsets (``send_offsets_to_transaction`` with the consumer's group metadata, KIP-447).
+  Either all of it is committed or none of it: a crash at any instant leaves the ledger
+  as of the last committed batch, and the uncommitted inputs are chained again by
+  whoever owns the partition next — from the same committed head, so nothing is
+  duplicated and nothing lost;
+* the transactional id is ``<app id>-ledger-<processor id>``: a restarted worker's
+  ``init_transactions`` aborts whatever its previous incarnation left open, and a second
+  live worker with the same processor id is fenced (the stage then stops the worker:
+  two writers must never share a chain).
+
+Recovery (on assignment, and after any aborted transaction): the intake offset is fetched
+with ``require_stable`` semantics (librdkafka does so under ``read_committed``: a fetch
+waits for an in-flight transaction of a previous owner to finish); the chain head is the
+last committed record of the audit partition and the dedup window its last
+``LOCKGATE_LEDGER_DEDUP_WINDOW`` event ids; the last covered sequence comes from the
+newest committed checkpoint of the partition on ``checkpoints``. Events after it — the
+previous owner's last writes — are checkpointed in the first transaction. Nothing is kept
+anywhere else, so nothing can disagree with the log.
+
+Why not Faust's ``processing_guarantee="exactly_once"``: Faust keeps a transaction open
+on an idle partition until ``transaction.timeout.ms`` fences its producer and the worker
+crashes (``IllegalOperation: Not in the middle of a transaction``). This loop opens a
+transaction only when it has something to write.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from prometheus_client import Counter
+
+from lockgate.kernel.errors import KafkaReadError
+from lockgate.kernel.partition_reader import StoredRecord, committed_reader, read_tail
+from processors.errors import LedgerStageFailed, NullRecord
+from processors.ledger_writer import LedgerWriter
+from processors.stage import Source, StageOutput, refuse
+from schemas.codec import get_codec
+from schemas.topics import TOPIC_MAX_MESSAGE_BYTES, Topics
+from trust.chain import ChainError
+
+__all__ = ["EVENT_ID_HEADER", "LedgerStage"]
+
+log = logging.getLogger("lockgate.ledger")
+
+EVENT_ID_HEADER = "lockgate.event-id"
+"""Header of every ``audit`` record: its event id (readable without decoding the value)."""
+
+STAGE = "ledger"
+_TRANSACTION_TIMEOUT_MS = 15_000  # how long a dead worker's open transaction can hold readers back
+_POLL_S = 0.1
+_BATCH = 2000
+
+LEDGER_EVENTS = Counter("lockgate_ledger_events_total", "Audit events chained into the ledger")
+LEDGER_DUPLICATES = Counter("lockgate_ledger_duplicates_total",
+                            "Intake events dropped because their event id is already chained")
+CHECKPOINTS = Counter("lockgate_checkpoints_total", "Signed checkpoints published")
+TRANSACTIONS = Counter("lockgate_ledger_transactions_total", "Ledger transactions by result", ["result"])
+RECOVERIES = Counter("lockgate_ledger_recoveries_total", "Ledger partitions recovered from committed state")
+
+
+class LedgerStage:
+    """Runs the ledger loop in a thread (see the module docstring)."""
+
+    def __init__(self, writer: LedgerWriter, *, bootstrap: str, topics: Topics, app_id: str,
+                 processor_id: str, recovery_timeout_s: float = 60.0) -> None:
+        self.writer = writer
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.group_id = f"{app_id}-ledger"
+        self.transactional_id = f"{app_id}-ledger-{processor_id}"
+        self.instance_id = f"{processor_id}-ledger"
+        self.recovery_timeout_s = recovery_timeout_s
+        self.codec = get_codec()
+        self.failure: BaseException | None = None
+        self.ready = threading.Event()  # set once the transactional producer is initialised
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lockgate-ledger", daemon=True)
+        self._to_recover: set[int] = set()
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._reader: Consumer | None = None
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Finish the current transaction, leave the group, close."""
+        self._stop.set()
+        self._thread.join(timeout_s)
+
+    @property
+    def healthy(self) -> bool:
+        return self.failure is None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            self._open()
+            while not self._stop.is_set():
+                self._step()
+        except Exception as exc:
+            self.failure = exc
+            log.critical("ledger stage stopped; stopping the worker so it restarts cleanly: %s", exc, exc_info=True)
+            os.kill(os.getpid(), signal.SIGTERM)
+        finally:
+            self._close()
+
+    def _open(self) -> None:
+        self._producer = Producer({
+            "bootstrap.servers": self.bootstrap,
+            "transactional.id": self.transactional_id,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "message.max.bytes": TOPIC_MAX_MESSAGE_BYTES,
+            "transaction.timeout.ms": _TRANSACTION_TIMEOUT_MS,
+        })
+        self._producer.init_transactions(self.recovery_timeout_s)  # aborts our previous incarnation's
+        self._reader = committed_reader(self.bootstrap, "ledger")
+        self._consumer = Consumer({
+            "bootstrap.servers": self.bootstrap,
+            "group.id": self.group_id,
+            "group.instance.id": self.instance_id,
+            "session.timeout.ms": 10_000,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "max.poll.interval.ms": 300_000,
+        })
+        self._consumer.subscribe([self.topics.audit_intake], on_assign=self._on_assign,
+                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        self.ready.set()
+
+    def _close(self) -> None:
+        for client in (self._consumer, self._reader):
+            if client is not None:
+                try:
+                    client.close()
+                except (KafkaException, RuntimeError):
+                    log.warning("closing a ledger consumer failed", exc_info=True)
+        if self._producer is not None:
+            self._producer.flush(5)
+
+    # -- rebalance ------------------------------------------------------------------
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Recovery reads Kafka; it runs before the next batch, not inside the callback.
+        self._to_recover.update(tp.partition for tp in partitions)
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Every transaction is committed before the next poll, so nothing is in flight here.
+        for tp in partitions:
+            self._to_recover.discard(tp.partition)
+            self.writer.release(tp.partition)
+
+    # -- the loop -------------------------------------------------------------------
+
+    def _step(self) -> None:
+        consumer = self._require(self._consumer)
+        msgs = consumer.consume(num_messages=_BATCH, timeout=_POLL_S)
+        try:
+            self._recover_assigned()
+            self._process(msgs)
+        except KafkaException as exc:
+            self._after_failed_transaction(exc)
+
+    def _process(self, msgs: Sequence[Message]) -> None:
+        now, now_us = time.monotonic(), time.time_ns() // 1000
+        audit: list[tuple[int, bytes | None, bytes, str]] = []
+        dead_letters: list[dict[str, Any]] = []
+        offsets: dict[int, int] = {}
+        skipped: dict[int, int] = {}
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("ledger consumer: %s", err.str())
+                continue
+            partition, offset = int(msg.partition() or 0), int(msg.offset() or 0)
+            if not self.writer.owns(partition):
+                skipped.setdefault(partition, offset)  # revoked, or not recovered yet
+                continue
+            offsets[partition] = offset + 1
+            source = Source(self.topics.audit_intake, partition, offset, msg.key())
+            for event in self._intake_events(msg.value(), source, dead_letters):
+                chained = self.writer.append(partition, event, now)
+                if chained is None:
+                    LEDGER_DUPLICATES.inc()
+                    continue
+                audit.append((partition, source.key, self.codec.encode("AuditEvent", chained), chained["event_id"]))
+        checkpoints = self.writer.due_checkpoints(now, now_us)
+        if audit or checkpoints or dead_letters or offsets:
+            self._commit(audit, checkpoints, dead_letters, offsets)
+            LEDGER_EVENTS.inc(len(audit))
+            CHECKPOINTS.inc(len(checkpoints))
+        for partition, offset in skipped.items():  # read them again once the partition is ours
+            self._seek(self._require(self._consumer), partition, offset)
+
+    def _intake_events(self, raw: bytes | None, source: Source,
+                       dead_letters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The intake record's event, or — for a record that is not one — the refusal's event."""
+        try:
+            if raw is None:
+                raise NullRecord(source.topic, source.partition, source.offset)
+            event = self.codec.decode_as("AuditEvent", raw)
+            if not isinstance(event.get("event_id"), str) or not event["event_id"]:
+                raise ChainError("audit-intake record has an empty event_id")
+            return [event]
+        except Exception as exc:
+            refused = refuse(raw, exc, source, STAGE, StageOutput())
+            if refused.dead_letter is not None:
+                dead_letters.append(refused.dead_letter)
+            log.error("audit-intake %s[%d]@%d refused: %s", source.topic, source.partition, source.offset, exc)
+            return refused.audit  # chained directly: the refusal itself is on the ledger
+
+    def _commit(self, audit: list[tuple[int, bytes | None, bytes, str]], checkpoints: list[dict[str, Any]],
+                dead_letters: list[dict[str, Any]], offsets: dict[int, int]) -> None:
+        producer = self._require(self._producer)
+        consumer = self._require(self._consumer)
+        producer.begin_transaction()
+        for partition, key, value, event_id in audit:
+            producer.produce(self.topics.audit, value, key=key, partition=partition,
+                             headers=[(EVENT_ID_HEADER, event_id.encode())])
+            producer.poll(0)
+        for cp in checkpoints:
+            producer.produce(self.topics.checkpoints, self.codec.encode("Checkpoint", cp),
+                             key=str(cp["ledger_partition"]).encode())
+        for dl in dead_letters:
+            producer.produce(self.topics.deadletter, self.codec.encode("DeadLetter", dl))
+        if offsets:
+            producer.send_offsets_to_transaction(
+                [TopicPartition(self.topics.audit_intake, p, o) for p, o in sorted(offsets.items())],
+                consumer.consumer_group_metadata(), self.recovery_timeout_s)
+        producer.commit_transaction(self.recovery_timeout_s)
+        TRANSACTIONS.labels("committed").inc()
+
+    def _after_failed_transaction(self, exc: KafkaException) -> None:
+        """Abort, then rebuild every owned partition from committed state (or stop, if fatal)."""
+        err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        if err is not None and err.fatal():
+            raise LedgerStageFailed(
+                f"the ledger's transactional producer hit a fatal error ({err.str()}); another worker may "
+                f"run with the same LOCKGATE_PROCESSOR_ID (transactional id {self.transactional_id}) — give "
+                "each worker its own id") from exc
+        log.warning("ledger transaction failed, aborting and recovering from committed state: %s", exc)
+        TRANSACTIONS.labels("aborted").inc()
+        producer = self._require(self._producer)
+        try:
+            producer.abort_transaction(self.recovery_timeout_s)
+        except KafkaException as abort_exc:
+            if abort_exc.args and isinstance(abort_exc.args[0], KafkaError) and abort_exc.args[0].fatal():
+                raise LedgerStageFailed(f"aborting a ledger transaction failed fatally: {abort_exc}") from abort_exc
+            log.info("nothing to abort: %s", abort_exc)
+        consumer = self._require(self._consumer)
+        owned = self.writer.partitions()
+        for partition in owned:
+            self.writer.release(partition)
+        self._to_recover.update(owned)
+        self._rewind(consumer, owned)
+
+    def _rewind(self, consumer: Consumer, partitions: list[int]) -> None:
+        """Seek ``partitions`` back to their committed intake offsets."""
+        if not partitions:
+            return
+        committed = consumer.committed([TopicPartition(self.topics.audit_intake, p) for p in partitions],
+                                       timeout=self.recovery_timeout_s)
+        for tp in committed:
+            self._seek(consumer, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
+
+    def _seek(self, consumer: Consumer, partition: int, offset: int) -> None:
+        try:
+            consumer.seek(TopicPartition(self.topics.audit_intake, partition, offset))
+        except KafkaException as exc:
+            log.info("could not seek audit-intake[%d] (revoked meanwhile?): %s", partition, exc)
+
+    # -- recovery -------------------------------------------------------------------
+
+    def _recover_assigned(self) -> None:
+        if not self._to_recover:
+            return
+        consumer = self._require(self._consumer)
+        assigned = {tp.partition for tp in consumer.assignment() if tp.topic == self.topics.audit_intake}
+        self._to_recover &= assigned
+        for partition in sorted(self._to_recover):
+            try:
+                self._recover(consumer, partition)
+            except (KafkaReadError, KafkaException) as exc:
+                log.warning("ledger partition %d not recovered yet, retrying: %s", partition, exc)
+                continue
+            self._to_recover.discard(partition)
+
+    def _recover(self, consumer: Consumer, partition: int) -> None:
+        started = time.monotonic()
+        # Waits for a previous owner's in-flight transaction on this partition to finish.
+        consumer.committed([TopicPartition(self.topics.audit_intake, partition)], timeout=self.recovery_timeout_s)
+        reader = self._require(self._reader)
+        last = self._last_record(reader, partition)
+        covered = self._last_checkpointed(reader, partition) if last is not None else None
+        floor = -1 if covered is None else covered
+        window = self.writer.dedup_window
+
+        def enough(records: Sequence[StoredRecord]) -> bool:
+            first = self._decode_event(records[0]) if records else None
+            first_seq = first["sequence"] if first is not None else -1
+            return len(records) >= window and first_seq <= floor + 1
+
+        tail = [] if last is None else [
+            ev for ev in (self._decode_event(r) for r in read_tail(
+                reader, self.topics.audit, partition, enough, chunk=min(window, 5000),
+                timeout_s=self.recovery_timeout_s))
+            if ev is not None
+        ]
+        state = self.writer.recover(partition, tail, covered)
+        RECOVERIES.inc()
+        log.info("ledger partition %d recovered in %.2fs: next sequence %d, %d uncovered event(s) to "
+                 "checkpoint, %d event id(s) in the dedup window", partition, time.monotonic() - started,
+                 state.next_sequence, state.uncovered, state.remembered)
+
+    def _last_record(self, reader: Consumer, partition: int) -> StoredRecord | None:
+        tail = read_tail(reader, self.topics.audit, partition, bool, chunk=16,
+                         timeout_s=self.recovery_timeout_s)
+        return tail[-1] if tail else None
+
+    def _last_checkpointed(self, reader: Consumer, partition: int) -> int | None:
+        """``last_sequence`` of the newest committed checkpoint of ``partition``, if any.
+
+        The checkpoints topic is shared by every ledger partition; it is read backwards
+        until one of ours shows up (normally within the last few records). A partition
+        that has events but never had a checkpoint is read to the start once; its first
+        recovery checkpoints it.
+        """
+        found: list[int] = []
+
+        def enough(records: Sequence[StoredRecord]) -> bool:
+            found.clear()
+            for rec in records:
+                cp = self._decode(rec, "Checkpoint")
+                if cp is not None and cp["ledger_partition"] == partition:
+                    found.append(int(cp["last_sequence"]))
+            return bool(found)
+
+        read_tail(reader, self.topics.checkpoints, 0, enough, chunk=256, timeout_s=self.recovery_timeout_s)
+        return max(found) if found else None
+
+    def _decode_event(self, rec: StoredRecord) -> dict[str, Any] | None:
+        return self._decode(rec, "AuditEvent")
+
+    def _decode(self, rec: StoredRecord, schema: str) -> dict[str, Any] | None:
+        try:
+            return dict(self.codec.decode_as(schema, rec.value or b""))
+        except Exception:
+            log.error("%s[%d]@%d is not a %s; skipped during recovery", schema, rec.partition, rec.offset, schema)
+            return None
+
+    @staticmethod
+    def _require(client: Any) -> Any:
+        if client is None:
+            raise LedgerStageFailed("the ledger stage is not running")
+        return client

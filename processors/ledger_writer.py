@@ -1,0 +1,211 @@
+"""The ledger stage's pure core: unchained audit events in, chained events and checkpoints out.
+
+No Kafka here. The shell (:mod:`processors.ledger_stage`) owns the transactions; this core
+owns the decisions, for each ledger partition it was handed:
+
+* **Where the chain stands.** :meth:`LedgerWriter.recover` takes the partition's committed
+  tail (the last events of the audit partition as a read_committed consumer sees them) and
+  the last sequence a committed checkpoint covers. The head is the tail's last event —
+  committed state only, so there is no second copy of the head that could disagree with
+  the log.
+* **Each event once.** Event ids are derived from what caused the event
+  (:func:`schemas.records.event_id_for`), so an upstream stage that re-processes an input
+  after a crash re-emits the same ids; :meth:`append` drops an id already among the
+  partition's last ``dedup_window`` events (the window is rebuilt from the tail on
+  recovery). A repeat that arrives more than ``dedup_window`` events later is chained
+  again, and ``verify`` reports it as ``duplicate_event``: the window is the documented
+  bound, not a silent one.
+* **Every event provable.** Chained events wait in ``pending`` until a checkpoint covers
+  them: :meth:`due_checkpoints` signs one when ``checkpoint_every`` events are pending or
+  the oldest pending event has waited ``checkpoint_interval_s``. Events recovered after
+  the last committed checkpoint (a crashed owner's last writes) are due at once, so
+  whoever owns the partition next covers them.
+
+The core's state is only valid together with a committed transaction: when the shell
+aborts one, it calls :meth:`release` and recovers the partition again from Kafka.
+Times are passed in (``now``: monotonic seconds, ``now_us``: wall-clock microseconds) so
+every rule is testable without a clock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from trust.chain import GENESIS, Chain, ChainError, event_hash
+from trust.checkpoints import build_checkpoint
+from trust.keys import SigningKey
+
+__all__ = ["LedgerWriter", "RecoveredPartition"]
+
+log = logging.getLogger("lockgate.ledger")
+
+
+@dataclass
+class _Partition:
+    """What the writer knows of one owned partition between two committed transactions."""
+
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    chained_at: list[float] = field(default_factory=list)  # monotonic time each pending event was chained
+    recent: deque[str] = field(default_factory=deque)
+    recent_ids: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class RecoveredPartition:
+    """What :meth:`LedgerWriter.recover` found, for the shell's log line and tests."""
+
+    partition: int
+    next_sequence: int
+    uncovered: int  # committed events no committed checkpoint covers yet
+    remembered: int  # event ids in the dedup window
+
+
+class LedgerWriter:
+    """Chain state, dedup window and checkpoint schedule of the partitions one worker owns.
+
+    Not thread-safe; one ledger loop drives it. ``dedup_window`` is per partition.
+    """
+
+    def __init__(self, key: SigningKey, processor_id: str, *, checkpoint_every: int,
+                 checkpoint_interval_s: float, dedup_window: int) -> None:
+        if checkpoint_every < 1 or dedup_window < 1 or checkpoint_interval_s <= 0:
+            raise ValueError("checkpoint_every and dedup_window must be >= 1, checkpoint_interval_s > 0")
+        self.key = key
+        self.processor_id = processor_id
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self.dedup_window = dedup_window
+        self._chain = Chain()
+        self._parts: dict[int, _Partition] = {}
+
+    # -- ownership ------------------------------------------------------------------
+
+    def owns(self, partition: int) -> bool:
+        return partition in self._parts
+
+    def partitions(self) -> list[int]:
+        return sorted(self._parts)
+
+    def recover(self, partition: int, tail: Sequence[Mapping[str, Any]],
+                last_checkpointed: int | None) -> RecoveredPartition:
+        """Take ownership of ``partition`` from its committed state.
+
+        ``tail``: the partition's last committed events in log order (chained AuditEvents),
+        ending at its newest; it must reach back to ``last_checkpointed + 1`` (or to the
+        partition's start) and should hold ``dedup_window`` events when the log has them.
+        ``last_checkpointed``: the ``last_sequence`` of the newest committed checkpoint of
+        the partition, ``None`` if it has none.
+
+        Events after ``last_checkpointed`` become pending and are due for a checkpoint at
+        once. Only a contiguous, linked run ending at the head can be signed; anything
+        older that is broken (a history forked before this writer existed) is left to
+        ``verify`` and logged.
+        """
+        state = _Partition()
+        if tail:
+            head = tail[-1]
+            self._chain.resume_from(head)
+            covered = -1 if last_checkpointed is None else last_checkpointed
+            state.pending = _signable_suffix(tail, after=covered)
+            missing = (int(head["sequence"]) - covered) - len(state.pending)
+            if missing > 0:
+                log.error("ledger partition %d: %d event(s) after checkpointed sequence %d cannot be "
+                          "checkpointed (the stored chain does not link there); `lockgate verify` names them",
+                          partition, missing, covered)
+            # A previous owner's uncovered writes: due at once.
+            state.chained_at = [float("-inf")] * len(state.pending)
+        else:
+            self._chain.resume(partition, 0, GENESIS)
+        for ev in tail[-self.dedup_window:]:
+            self._remember(state, str(ev["event_id"]))
+        self._parts[partition] = state
+        return RecoveredPartition(partition, self._chain.head(partition).next_sequence,
+                                  len(state.pending), len(state.recent))
+
+    def release(self, partition: int) -> None:
+        """Forget ``partition`` (revoked, or its transaction aborted: recover it again)."""
+        self._parts.pop(partition, None)
+
+    # -- chaining ---------------------------------------------------------------------
+
+    def append(self, partition: int, unchained: Mapping[str, Any], now: float) -> dict[str, Any] | None:
+        """Chain ``unchained`` as the partition's next event, or ``None`` if its id is a repeat.
+
+        Raises :class:`trust.chain.ChainError` (state unchanged) for a record that is not
+        an AuditEvent, and :class:`KeyError` for a partition this writer does not own.
+        """
+        state = self._parts[partition]
+        event_id = unchained.get("event_id")
+        if not isinstance(event_id, str) or not event_id:
+            raise ChainError("audit event has no event_id")
+        if event_id in state.recent_ids:
+            return None
+        chained = self._chain.append(unchained, partition)
+        self._remember(state, event_id)
+        state.pending.append(chained)
+        state.chained_at.append(now)
+        return chained
+
+    def _remember(self, state: _Partition, event_id: str) -> None:
+        if event_id in state.recent_ids:
+            return
+        state.recent.append(event_id)
+        state.recent_ids.add(event_id)
+        if len(state.recent) > self.dedup_window:
+            state.recent_ids.discard(state.recent.popleft())
+
+    # -- checkpoints ------------------------------------------------------------------
+
+    def due_checkpoints(self, now: float, now_us: int) -> list[dict[str, Any]]:
+        """Signed checkpoints that are due, at most ``checkpoint_every`` events each.
+
+        Due: a partition with ``checkpoint_every`` pending events, or whose oldest pending
+        event has waited ``checkpoint_interval_s``. The checkpoints cover the pending
+        events in order without gaps; they leave pending as they are signed.
+        """
+        out: list[dict[str, Any]] = []
+        for partition in sorted(self._parts):
+            state = self._parts[partition]
+            while state.pending and (len(state.pending) >= self.checkpoint_every
+                                     or now - state.chained_at[0] >= self.checkpoint_interval_s):
+                batch = state.pending[: self.checkpoint_every]
+                out.append(build_checkpoint(batch, self.key, self.processor_id, now_us))
+                del state.pending[: len(batch)]
+                del state.chained_at[: len(batch)]
+        return out
+
+    def pending(self, partition: int) -> int:
+        """Chained events of ``partition`` no checkpoint covers yet."""
+        state = self._parts.get(partition)
+        return len(state.pending) if state is not None else 0
+
+
+def _signable_suffix(tail: Sequence[Mapping[str, Any]], *, after: int) -> list[dict[str, Any]]:
+    """The events with ``sequence > after`` that form one linked run ending at the head.
+
+    Walks back from the head while each event recomputes and links to its predecessor;
+    stops at the first break (or at ``after``), so only a chain a checkpoint may attest
+    is returned.
+    """
+    run: list[dict[str, Any]] = []
+    expected_seq: int | None = None
+    expected_hash: bytes | None = None
+    for ev in reversed(tail):
+        seq = ev.get("sequence")
+        if type(seq) is not int or seq <= after:
+            break
+        try:
+            ok = event_hash(ev) == ev.get("hash")
+        except ChainError:
+            ok = False
+        if not ok or (expected_seq is not None and (seq != expected_seq or ev.get("hash") != expected_hash)):
+            break
+        run.append(dict(ev))
+        expected_seq = seq - 1
+        expected_hash = ev.get("prev_hash")
+    run.reverse()
+    return run

@@ -1,0 +1,51 @@
+"""The outcome agent's pure core: an ActionOutcome's bytes in, its audit events out.
+
+:meth:`OutcomeRecorder.record` never raises. An outcome becomes an ``outcome`` audit event
+(the raw bytes as payload, so ``verify`` can check the verdict it embeds), plus a
+``security`` event when its service signature does not verify against the registry. A
+null value, undecodable bytes, or any exception → :func:`processors.stage.refuse`.
+Event ids derive from the record's coordinates, so recording it twice chains it once.
+"""
+
+from __future__ import annotations
+
+import time
+
+from processors.errors import NullRecord
+from processors.stage import Source, StageOutput, refuse
+from schemas.codec import Codec
+from schemas.records import AuditKind, audit_event
+from trust.canonical import signing_payload
+from trust.registry import ServiceRegistry, ServiceVerification
+
+__all__ = ["OutcomeRecorder"]
+
+STAGE = "outcomes"
+
+
+class OutcomeRecorder:
+    """Turns outcomes into audit events; ``registry`` authenticates the reporting service."""
+
+    def __init__(self, codec: Codec, registry: ServiceRegistry) -> None:
+        self.codec = codec
+        self.registry = registry
+
+    def record(self, raw: bytes | None, source: Source) -> StageOutput:
+        """The audit events for the outcome at ``source`` (see the module docstring)."""
+        try:
+            if raw is None:
+                raise NullRecord(source.topic, source.partition, source.offset)
+            rec = self.codec.decode_as("ActionOutcome", raw)
+            out = StageOutput([audit_event(AuditKind.OUTCOME, rec["tenant"], rec["action_id"], raw,
+                                           event_id=source.event_id(AuditKind.OUTCOME))])
+            auth = self.registry.verify(rec["service"], rec.get("service_key_id"),
+                                        signing_payload(rec, "service_signature", None),
+                                        rec.get("service_signature"), time.time_ns() // 1000)
+            if auth is not ServiceVerification.OK:
+                out.audit.append(audit_event(
+                    AuditKind.SECURITY, rec["tenant"], rec["action_id"], raw,
+                    detail=f"outcome from unauthenticated service {rec['service']!r}: {auth.value}",
+                    event_id=source.event_id(AuditKind.SECURITY)))
+            return out
+        except Exception as exc:  # unreadable input (CodecError, NullRecord) or a fault of ours
+            return refuse(raw, exc, source, STAGE, StageOutput())

@@ -1,0 +1,126 @@
+"""No input drops an action: null values, tombstones and a refused registry, against a real worker.
+
+Every record on ``actions`` and ``outcomes`` must end in a signed verdict, or in a dead
+letter plus a ledger event saying why — and the worker must keep deciding afterwards.
+The worker has its own ``LOCKGATE_HOME`` here: one test makes its ``services.json``
+group-writable.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+
+from lockgate.kernel.partition_reader import committed_reader, read_partition
+from lockgate.kernel.topic_admin import ensure_topics
+from processors.policy.files import load_policy_file
+from processors.policy.store import publish_policy
+from producers import Action, Actor
+from schemas.codec import get_codec
+from schemas.topics import DEAD_LETTER_MAX_BYTES, Topics
+from tests.integration.conftest import (
+    EXAMPLE_POLICY,
+    ProcessorHandle,
+    start_processor,
+    stop_processor,
+    wait_for,
+    wait_until_deciding,
+)
+from tests.integration.ledger_readback import Ledger
+
+pytestmark = pytest.mark.integration
+
+READER = get_codec(DEAD_LETTER_MAX_BYTES)
+
+
+@pytest.fixture(scope="module")
+def own_processor(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessorHandle]:
+    prefix = f"i{uuid.uuid4().hex[:8]}."
+    state = tmp_path_factory.mktemp("inputs")
+    topics = Topics(prefix)
+    ensure_topics(kafka_bootstrap, topics)
+    publish_policy(load_policy_file(EXAMPLE_POLICY), kafka_bootstrap, topics, published_by="tests")
+    handle = start_processor(kafka_bootstrap, state / "home", prefix, state / "processor.log")
+    try:
+        wait_until_deciding(handle)
+        yield handle
+    finally:
+        stop_processor(handle)
+
+
+def _dead_letters(handle: ProcessorHandle) -> list[dict[str, Any]]:
+    consumer = committed_reader(handle.bootstrap, "test-dead-letters")
+    try:
+        return [READER.decode_as("DeadLetter", r.value or b"")
+                for r in read_partition(consumer, handle.topics.deadletter, 0)]
+    finally:
+        consumer.close()
+
+
+def _produce(handle: ProcessorHandle, topic: str, key: bytes | None) -> tuple[int, int]:
+    """A record with a null value; returns its (partition, offset)."""
+    where: list[tuple[int, int]] = []
+
+    def delivered(err: Any, msg: Any) -> None:
+        if err is None:
+            where.append((msg.partition(), msg.offset()))
+
+    producer = Producer({"bootstrap.servers": handle.bootstrap})
+    producer.produce(topic, None, key=key, on_delivery=delivered)
+    assert producer.flush(10) == 0 and where
+    return where[0]
+
+
+@pytest.mark.parametrize("topic_name", ["actions", "outcomes"])
+@pytest.mark.parametrize("key", [b"tombstone-key", None], ids=["tombstone", "null-value"])
+def test_null_values_and_tombstones_end_in_a_dead_letter_and_a_ledger_event(
+        own_processor: ProcessorHandle, topic_name: str, key: bytes | None) -> None:
+    handle = own_processor
+    topic = handle.topics.name(topic_name)
+    partition, offset = _produce(handle, topic, key)
+
+    def dead_letter() -> dict[str, Any] | None:
+        return next((d for d in _dead_letters(handle) if (d["source_topic"], d["source_partition"],
+                                                          d["source_offset"]) == (topic, partition, offset)), None)
+
+    dl = wait_for(dead_letter, 30, f"a dead letter for {topic}[{partition}]@{offset}")
+    assert dl["error_type"] == "NullRecord" and dl["key"] == key
+    assert dl["stage"] == ("processor" if topic_name == "actions" else "outcomes")
+
+    def ledgered() -> list[dict[str, Any]]:
+        return [e for e in Ledger.read(handle.bootstrap, handle.topics.prefix).of_kind("dead_letter")
+                if f"{topic}[{partition}]@{offset}" in (e["detail"] or "")]
+
+    (event,) = wait_for(ledgered, 30, "the dead_letter ledger event")
+    assert "NullRecord" in event["detail"]
+    with handle.guard() as guard:  # and the worker keeps deciding
+        assert guard.check(Action(Actor("alice"), "deploy", "svc/staging/api")).allowed
+
+
+def test_a_refused_registry_reload_is_ledgered_each_time_and_the_last_good_registry_kept(
+        own_processor: ProcessorHandle) -> None:
+    handle = own_processor
+    path = handle.home / "keys" / "services.json"
+    action = Action(Actor("alice"), "deploy", "svc/staging/api")
+
+    def refusals() -> list[dict[str, Any]]:
+        return [e for e in Ledger.read(handle.bootstrap, handle.topics.prefix).of_kind("security")
+                if str(path) in (e["detail"] or "")]
+
+    try:
+        path.chmod(0o660)  # group-writable: whoever is in the group could register keys
+        (first,) = wait_for(refusals, 30, "a security event for the group-writable registry")
+        assert "last good registry stays in force" in first["detail"] and "KeyFileUnsafe" in first["detail"]
+        os.utime(path)  # touched while still unsafe: refused again, recorded again
+        both = wait_for(lambda: len(refusals()) >= 2 and refusals(), 30, "a second security event")
+        assert len({e["event_id"] for e in both}) == len(both) == 2
+        with handle.guard() as guard:  # the CLI service is still known: decided, not "unauthenticated"
+            verdict = guard.check(action)
+        assert verdict.allowed and verdict.basis != "unauthenticated"
+    finally:
+        path.chmod(0o600)
