@@ -194,3 +194,16 @@ def test_bad_json_is_refused_with_the_file_as_evidence(registry: tuple[ServiceRe
     assert refusal is not None and refusal["payload"] == b'{"billing": ['
     assert "not valid JSON" in refusal["detail"]
     assert watcher.registry.services() == list(good)
+
+
+def test_a_re_sent_outcome_keeps_its_event_id_so_the_ledger_chains_it_once(
+        registry: tuple[ServiceRegistry, SigningKey]) -> None:
+    """A spooled outcome re-sent by a Guard lands at another offset: same bytes, same id."""
+    reg, key = registry
+    raw = _outcome(key)
+    first = OutcomeRecorder(CODEC, reg).record(raw, SOURCE).audit[0]["event_id"]
+    again = OutcomeRecorder(CODEC, reg).record(raw, Source("lockgate.outcomes", 3, 9001, b"a-1")).audit[0]
+    assert again["event_id"] == first
+    forged = CODEC.decode_as("ActionOutcome", raw) | {"status": "failed"}
+    other = OutcomeRecorder(CODEC, reg).record(CODEC.encode("ActionOutcome", forged), SOURCE).audit[0]
+    assert other["event_id"] != first  # other bytes under the same outcome_id are chained for verify to see
