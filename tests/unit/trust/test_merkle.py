@@ -275,4 +275,4 @@ def test_consistency_edge_sizes() -> None:
 def test_verify_consistency_never_raises(bad: object) -> None:
     assert not verify_consistency(2, 5, bytes(32), bytes(32), bad)  # type: ignore[arg-type]
     assert not verify_consistency("2", 5, bytes(32), bytes(32), [])  # type: ignore[arg-type]
-    assert not verify_consistency(True, 5, bytes(32), bytes(32), [bytes(32)])  # type: ignore[arg-type]
+    assert not verify_consistency(True, 5, bytes(32), bytes(32), [bytes(32)])
