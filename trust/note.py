@@ -95,7 +95,7 @@ def vkey(name: str, signature_type: int, public_key: bytes) -> str:
 def parse_vkey(text: str) -> tuple[str, int, int, bytes]:
     """``(name, key id, signature type, public key)`` from a vkey; :class:`KeyInvalid` if it
     is malformed or its key id is not the one its name and key give."""
-    parts = text.strip().split("+")
+    parts = text.strip().split("+", 2)  # the base64 part may itself hold '+'
     if len(parts) != 3:
         raise KeyInvalid("a verifier key is NAME+KEYID+BASE64, three parts joined by '+'")
     name, hash_hex, material_b64 = parts

@@ -152,6 +152,16 @@ def test_add_signatures_merges_without_duplicates(signer: Ed25519Signer) -> None
     assert open_note(merged, [signer.verifier, other.verifier]).verified[1].name == "witness.example/w"
 
 
+def test_vkeys_whose_base64_holds_a_plus_parse() -> None:
+    """The key material's base64 may contain '+': only the first two '+' separate parts."""
+    for _ in range(64):
+        v = Ed25519Verifier("log.example/a", SigningKey.generate().public())
+        if "+" in v.vkey.split("+", 2)[2]:
+            assert Ed25519Verifier.from_vkey(v.vkey).key_id == v.key_id
+            return
+    pytest.fail("no key with a '+' in its base64 among 64 random keys")
+
+
 def test_key_names_and_vkeys() -> None:
     assert valid_key_name("example.com/log/p0")
     for bad in ("", "a b", "a+b", "a\u00a0b", "a\nb", "a\tb"):
