@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "lockgate.cli.submit",
     "lockgate.cli.audit",
     "lockgate.cli.verify",
+    "lockgate.cli.witness",
 )
 
 
