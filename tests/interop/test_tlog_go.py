@@ -79,7 +79,7 @@ WITNESS = CosignatureV1Signer("witness.example/w1", SigningKey.generate())
 
 
 def test_our_inclusion_proofs_verify_in_go(tlogcheck: Path) -> None:
-    cases = []
+    cases: list[dict[str, Any]] = []
     for n in range(1, 34):
         root = merkle_root(LEAVES[:n])
         for i in range(n):
@@ -98,7 +98,7 @@ def test_our_inclusion_proofs_verify_in_go(tlogcheck: Path) -> None:
 
 
 def test_our_consistency_proofs_verify_in_go(tlogcheck: Path) -> None:
-    cases = []
+    cases: list[dict[str, Any]] = []
     for n in range(0, 41):
         for m in range(0, n + 1):
             p = consistency_proof(LEAVES[:n], m)
