@@ -55,6 +55,7 @@ from collections.abc import Callable, Sequence
 __all__ = [
     "EMPTY_ROOT",
     "SubtreeHash",
+    "TreeLevels",
     "consistency_proof",
     "consistency_proof_with",
     "inclusion_proof",
@@ -191,12 +192,59 @@ def consistency_proof_with(old_size: int, new_size: int, subtree: SubtreeHash) -
     return head + later[::-1]
 
 
+class TreeLevels:
+    """Every perfect subtree's hash over a list of leaves, level by level.
+
+    Built bottom-up in one pass (``n`` leaf hashes and ``n - 1`` node hashes, as
+    :func:`merkle_root`), it then answers the root of *any* prefix size and any subtree a
+    proof needs in ``O(log n)`` hashes: a subtree ``[lo, hi)`` of an RFC 6962 tree is a
+    stored node when it is perfect, else the node hash of its two RFC halves. ``verify``
+    reads every whole-log checkpoint's root and every consistency proof from one of these.
+    Memory: about ``2n`` 32-byte hashes.
+    """
+
+    def __init__(self, leaves: Sequence[bytes]) -> None:
+        sha = _sha256
+        level = _leaf_level(leaves)
+        self._levels = [level]
+        while len(level) > 1:
+            level = [sha(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)]
+            self._levels.append(level)
+        self.size = len(leaves)
+
+    def subtree(self, lo: int, hi: int) -> bytes:
+        """MTH of leaves ``lo .. hi - 1`` (``0 <= lo < hi <= size``), as an RFC 6962 subtree."""
+        width = hi - lo
+        if width & (width - 1) == 0 and lo % width == 0:
+            return self._levels[width.bit_length() - 1][lo // width]
+        k = _largest_power_of_two_below(width)
+        return _sha256(b"\x01" + self.subtree(lo, lo + k) + self.subtree(lo + k, hi)).digest()
+
+    def root(self, size: int | None = None) -> bytes:
+        """MTH of the first ``size`` leaves (all of them by default)."""
+        n = self.size if size is None else size
+        if not 0 <= n <= self.size:
+            raise ValueError(f"size {n} is outside 0 .. {self.size}")
+        return self.subtree(0, n) if n else EMPTY_ROOT
+
+    def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
+        """RFC 6962 proof from ``old_size`` to ``new_size`` (default: all leaves)."""
+        n = self.size if new_size is None else new_size
+        if n > self.size:
+            raise ValueError(f"new size {n} is beyond the {self.size} leaves")
+        return consistency_proof_with(old_size, n, self.subtree)
+
+
 def consistency_proof(leaves: Sequence[bytes], old_size: int) -> list[bytes]:
     """The consistency proof from the first ``old_size`` leaves to all of ``leaves`` (leaf data).
 
-    Cost: one pass over the leaves (the proof's subtrees are disjoint), about ``2n`` SHA-256.
+    Cost: one pass over the leaves, about ``2n`` SHA-256 (:class:`TreeLevels`).
     """
-    return consistency_proof_with(old_size, len(leaves), lambda lo, hi: merkle_root(leaves[lo:hi]))
+    if type(old_size) is not int or not 0 <= old_size <= len(leaves):
+        raise ValueError(f"a consistency proof needs 0 <= old size ({old_size}) <= new size ({len(leaves)})")
+    if old_size in (0, len(leaves)):
+        return []
+    return TreeLevels(leaves).consistency_proof(old_size)
 
 
 def verify_consistency(

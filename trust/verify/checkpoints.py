@@ -2,8 +2,8 @@
 
 Both record formats (:mod:`trust.checkpoints`) are checked; the decision table is in
 :mod:`trust.verify` (the package docstring). For whole-log checkpoints the stored hashes
-are folded once into a :class:`~trust.frontier.CompactRange`, its root read at every
-checkpoint's size (O(n + c log n) for n events and c checkpoints), and each pair of
+are hashed once into :class:`~trust.merkle.TreeLevels`, whose root is read at every
+checkpoint's size (O(n + c log n) for n events and c checkpoints), and a pair of
 consecutive checkpoints is checked for consistency with an RFC 6962 proof built from the
 stored events and verified literally (RFC 9162 §2.1.4.2).
 """
@@ -16,9 +16,8 @@ from typing import Any
 
 from trust.checkpoints import INTERVAL_FORMAT, checkpoint_format, verify_checkpoint
 from trust.errors import CheckpointError
-from trust.frontier import CompactRange
 from trust.keys import Keyring
-from trust.merkle import merkle_root, verify_consistency
+from trust.merkle import TreeLevels, merkle_root, verify_consistency
 from trust.tlog import NOTE_FORMAT, LogCheckpoint, open_log_checkpoint
 from trust.verify.findings import Finding, FindingKind, PartitionState
 
@@ -150,8 +149,8 @@ def _interval_findings(
     return findings
 
 
-def _stored_roots(state: PartitionState, sizes: list[int]) -> tuple[dict[int, CompactRange], list[bytes]]:
-    """The stored tree's frontier at each size in ``sizes`` it reaches, and the stored hashes.
+def _stored_tree(state: PartitionState, sizes: list[int]) -> TreeLevels:
+    """The stored events' tree, up to the largest size in ``sizes`` the stored chain reaches.
 
     Stops at the stored head or at the first missing sequence (a gap is already a
     ``deleted_record``; nothing after it can be root-checked).
@@ -166,16 +165,7 @@ def _stored_roots(state: PartitionState, sizes: list[int]) -> tuple[dict[int, Co
             if row is None or not isinstance(row.get("hash"), bytes):
                 break
             hashes.append(row["hash"])
-    wanted = set(sizes)
-    tree = CompactRange()
-    frontiers: dict[int, CompactRange] = {}
-    if 0 in wanted:
-        frontiers[0] = tree.copy()
-    for h in hashes:
-        tree.append(h)
-        if tree.size in wanted:
-            frontiers[tree.size] = tree.copy()
-    return frontiers, hashes
+    return TreeLevels(hashes)
 
 
 def _log_findings(part: int, opened: list[LogCheckpoint], state: PartitionState | None) -> list[Finding]:
@@ -193,15 +183,15 @@ def _log_findings(part: int, opened: list[LogCheckpoint], state: PartitionState 
         findings.append(_truncated(part, newest.record["checkpoint_id"], newest.size - 1, head_seq))
     if state is None or head_seq is None or state.first_sequence != 0:
         return findings  # nothing stored, or verified from an anchor: roots need every event from 0
-    frontiers, hashes = _stored_roots(state, sizes)
-    matches = {s: s in frontiers and frontiers[s].root() == by_size[s].root for s in sizes}
+    tree = _stored_tree(state, sizes)
+    matches = {s: s <= tree.size and tree.root(s) == by_size[s].root for s in sizes}
     explained: set[int] = set()
     for older, newer in itertools.pairwise(sizes):
         if not matches[newer] or matches[older]:
             continue
         # The stored history reproduces the newer checkpoint: prove the older against it.
-        proof = frontiers[older].consistency_proof(hashes[older:newer]) if older in frontiers else None
-        if proof is None or not verify_consistency(older, newer, by_size[older].root, by_size[newer].root, proof):
+        proof = tree.consistency_proof(older, newer)
+        if not verify_consistency(older, newer, by_size[older].root, by_size[newer].root, proof):
             findings.append(_inconsistent(
                 part, by_size[older], by_size[newer],
                 "the newer one's tree (the stored history) does not extend the older one: the first "
@@ -210,7 +200,7 @@ def _log_findings(part: int, opened: list[LogCheckpoint], state: PartitionState 
             explained.add(older)
     for s in sizes:
         cp = by_size[s]
-        if matches[s] or s in explained or s not in frontiers:
+        if matches[s] or s in explained or s > tree.size:
             continue
         cp_id, last = cp.record["checkpoint_id"], s - 1
         last_row = state.row_at(last)

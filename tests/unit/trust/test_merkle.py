@@ -276,3 +276,18 @@ def test_verify_consistency_never_raises(bad: object) -> None:
     assert not verify_consistency(2, 5, bytes(32), bytes(32), bad)  # type: ignore[arg-type]
     assert not verify_consistency("2", 5, bytes(32), bytes(32), [])  # type: ignore[arg-type]
     assert not verify_consistency(True, 5, bytes(32), bytes(32), [bytes(32)])
+
+
+@settings(max_examples=40, deadline=None)
+@given(leaf_lists)
+def test_tree_levels_answer_every_prefix_root_and_proof(leaves: list[bytes]) -> None:
+    from trust.merkle import TreeLevels
+
+    tree = TreeLevels(leaves)
+    n = len(leaves)
+    assert tree.root(0) == EMPTY_ROOT
+    for size in range(1, n + 1):
+        assert tree.root(size) == _reference_mth(leaves[:size])
+        for m in range(size + 1):
+            assert tree.consistency_proof(m, size) == (_reference_subproof(m, leaves[:size], True)
+                                                       if 0 < m < size else [])
