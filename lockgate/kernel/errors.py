@@ -17,7 +17,10 @@ cases apart::
     ├── trust.errors.TrustError          the trust model refused something
     │   ├── KeyMissing, KeyFileUnsafe, KeyInvalid, RegistryError   (also ConfigError)
     │   ├── ChainError, CheckpointError, ProofError   ledger invariants (never signed, never proven)
-    │   └── WitnessFileError             a witness file is unreadable (also ConfigError)
+    │   ├── WitnessFileError             a witness file is unreadable (also ConfigError)
+    │   ├── NoteError                    a signed note refused: NoteMalformed, NoteUnverified,
+    │   │                                NoteSignatureInvalid
+    │   └── TlogFormatError              a checkpoint body, tlog-proof or witness request is malformed
     ├── deploy.errors.StackError
     │   ├── PortInUse                    a port the stack needs is taken (names the holder)
     │   ├── JarResolutionFailed          Maven could not resolve the broker's jars
@@ -32,6 +35,9 @@ cases apart::
     │   ├── PolicyInvalid                a policy file failed validation (file:line each)
     │   │   └── PolicyCasesInvalid       a `policy test` cases file failed validation
     │   └── SqlUnparseable               attributes.sql is not SQL we can parse
+    ├── witness.errors.WitnessError
+    │   ├── WitnessConfigError           no log to trust, a bad name (also ConfigError)
+    │   └── WitnessStateCorrupt          a per-log record does not check out: cosign nothing
     └── sinks.errors.SinkError
         ├── InsertFailed                 ClickHouse refused a batch; carries retry_after
         ├── RowError                     a record is not an AuditEvent/Checkpoint
