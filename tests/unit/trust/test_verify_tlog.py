@@ -180,3 +180,38 @@ def test_root_of_the_whole_log_is_checked_once_per_checkpoint() -> None:
     cps = _checkpoints(events, sizes)
     assert verify_ledger(events, cps, RING, enforcement=False) == []
     assert cps[-1]["merkle_root"] == merkle_root([e["hash"] for e in events[:60]])
+
+
+def test_a_log_rolled_back_and_checkpointed_again_is_a_truncated_tail() -> None:
+    """The store is cut back to 10 events and a fresh (smaller) checkpoint signed over them:
+    the larger checkpoint signed before still attests what was cut."""
+    events = _events()
+    before = _checkpoints(events, [20])
+    after = _checkpoints(events, [10])
+    after[0]["created_at"] = before[0]["created_at"] + 10**9  # signed later, smaller: a size regression
+    findings = verify_ledger(events[:10], before + after, RING, enforcement=False)
+    assert _kinds(findings) == [("truncated_tail", 10)]
+
+
+def test_the_witness_file_carries_both_formats(tmp_path: Any) -> None:
+    """``checkpoints export`` lines keep signature_format; old lines without it are intervals;
+    whole-log checkpoints never anchor ``--since`` (their head hash is not signed)."""
+    import json
+
+    from trust.witness import checkpoint_to_json, load_checkpoint_file, since_anchors, witness_findings
+
+    events = _events()
+    interval = build_checkpoint(events[:6], KEY, "proc-1", 5)
+    (whole,) = _checkpoints(events, [12])
+    old_line = checkpoint_to_json(interval)
+    del old_line["signature_format"]  # as an export written before the field existed
+    path = tmp_path / "cps.jsonl"
+    path.write_text(json.dumps(old_line) + "\n" + json.dumps(checkpoint_to_json(whole)) + "\n")
+    loaded = load_checkpoint_file(path)
+    assert [c["signature_format"] for c in loaded] == ["interval/v1", "tlog-checkpoint/v1"]
+    assert loaded[1] == whole
+    assert witness_findings([interval, whole], loaded) == []
+    altered = {**whole, "signature_format": "interval/v1"}
+    assert [f["kind"] for f in witness_findings([interval, altered], loaded)] == ["witness_checkpoint_differs"]
+    anchors = since_anchors([interval, whole], 1 << 62, RING)
+    assert anchors == {0: (6, events[5]["hash"])}
