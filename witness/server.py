@@ -68,7 +68,8 @@ class TrustedLogs:
         parsed = parse_origin(origin)
         if parsed is not None:
             found += [log_verifier(origin, key) for name, key in self.lockgate_logs if name == parsed[0]]
-        return found or None
+        unique = {(v.name, v.key_id): v for v in found}  # one key configured twice counts once
+        return list(unique.values()) or None
 
 
 class WitnessServer:
@@ -165,7 +166,12 @@ def _handler_for(witness: WitnessServer) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 self._send(413, b"request too large\n")
                 return
-            reply = witness.add_checkpoint(self.rfile.read(int(length)))
+            body = self.rfile.read(int(length))
+            try:
+                reply = witness.add_checkpoint(body)
+            except Exception:  # disk full, a bug: answer, cosign nothing, keep serving
+                log.exception("add-checkpoint failed")
+                reply = WitnessReply(500, b"internal error; nothing was cosigned\n")
             self._send(reply.status, reply.body, reply.content_type)
 
         def do_GET(self) -> None:

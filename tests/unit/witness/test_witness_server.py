@@ -27,7 +27,7 @@ from trust.note import open_note
 from trust.partition_log import PartitionLog
 from trust.tlog import build_log_checkpoint, log_verifier
 from trust.tlog_witness import Cosigned, add_checkpoint_body, read_add_checkpoint_response, submit_checkpoint
-from witness import WitnessServer, WitnessSettings, build_witness
+from witness import TrustedLogs, WitnessServer, WitnessSettings, build_witness
 
 LEAVES = [hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(200)]
 ORIGIN = "lockgate.example/ledger/p0"
@@ -208,3 +208,26 @@ def test_the_log_client_drives_a_real_witness(server: WitnessServer, home: Home)
         assert known_after == size
         known = size
         log.forget_before(size)
+
+
+def test_the_same_log_key_configured_twice_counts_once(home: Home) -> None:
+    public = _key(home).public()
+    vkey = log_verifier(ORIGIN, public).vkey
+    logs = TrustedLogs((("lockgate.example/ledger", public),), (log_verifier(ORIGIN, public),))
+    assert len(logs.verifiers_for(ORIGIN) or []) == 1
+    server = build_witness(WitnessSettings(home=home.root, witness_port=0), [vkey])
+    server.start()
+    try:
+        assert submit(server, home, 0, 4) == 200
+    finally:
+        server.close()
+
+
+def test_a_failing_disk_answers_500_and_cosigns_nothing(server: WitnessServer, home: Home,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(server.state, "store", full)
+    assert submit(server, home, 0, 4) == 500
+    assert server.state.load(ORIGIN) is None
