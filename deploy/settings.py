@@ -26,11 +26,13 @@ class StackSettings(BaseSettings):
     controller_port: int = Field(default=9093, ge=1, le=65535)
     api_port: int = Field(default=8740, ge=0, le=65535)
     processor_port: int = Field(default=8741, ge=0, le=65535)
+    witness_port: int = Field(default=8742, ge=0, le=65535)
     topic_prefix: str = DEFAULT_PREFIX
     kafka_heap: str = "768m"
     start_timeout_s: float = 90.0
     start_processor: bool = True
     start_sink: bool = True
+    start_witness: bool = False  # a tlog witness for the demo (`lockgate witness serve`); its own key
 
     @property
     def paths(self) -> Home:

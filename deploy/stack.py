@@ -1,7 +1,8 @@
 """``lockgate up`` / ``down`` / ``status``: the local stack as one unit.
 
-``up`` starts, in order, the broker, then creates the catalogue's topics, then the processor
-worker and the sink (when those components are installed), each in the background with its
+``up`` starts, in order, the broker, then creates the catalogue's topics, then (when
+``LOCKGATE_START_WITNESS`` is set) a tlog witness, then the processor worker and the sink
+(when those components are installed), each in the background with its
 own pid file and log under ``$LOCKGATE_HOME``. Each step is a no-op when already done, so
 ``up`` can be run any number of times. ``down`` stops them in reverse order (SIGTERM, wait,
 then SIGKILL) and leaves all data in place.
@@ -60,6 +61,7 @@ class _Service:
 
 
 _SERVICES = (
+    _Service("witness", "witness", "witness_port", "/healthz"),  # optional (LOCKGATE_START_WITNESS); before the log
     _Service("processor", "processors.worker", "processor_port", "/healthz/consumer"),
     _Service("sink", "sinks", "api_port", "/healthz"),
 )
@@ -100,6 +102,7 @@ class Stack:
             "LOCKGATE_API_PORT": str(s.api_port),
             "LOCKGATE_SINK_HTTP_PORT": str(s.api_port),
             "LOCKGATE_PROCESSOR_PORT": str(s.processor_port),
+            "LOCKGATE_WITNESS_PORT": str(s.witness_port),
         })
         return env
 

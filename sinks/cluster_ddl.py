@@ -12,6 +12,8 @@ runs. The transformation, statement by statement:
   writer use the same names on a cluster as on the embedded engine.
 * ``CREATE MATERIALIZED VIEW ... TO {db}.S AS SELECT ... FROM {db}.T`` runs on each shard
   over ``T_local`` and writes through the Distributed ``S``.
+* ``ALTER TABLE {db}.T ADD COLUMN ...`` alters ``T_local`` and then the Distributed ``T``,
+  both ``ON CLUSTER``.
 
 Sharding: ledger tables by ``ledger_partition`` (a chain stays on one shard), the action
 summary by ``cityHash64(action_id)`` (all partial rows of an action fold on one shard).
@@ -48,6 +50,7 @@ _TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS \{db\}\.(\w+)\s*\n?\(", re.M)
 _ENGINE = re.compile(r"^ENGINE = (\w*)MergeTree\s*$", re.M)
 _VIEW = re.compile(r"^CREATE MATERIALIZED VIEW IF NOT EXISTS \{db\}\.(\w+) TO \{db\}\.(\w+) AS", re.M)
 _FROM = re.compile(r"^FROM \{db\}\.(\w+)", re.M)
+_ALTER = re.compile(r"^ALTER TABLE \{db\}\.(\w+)\s*\n\s*(ADD COLUMN .*)\Z", re.M | re.S)
 
 
 def _drop_non_replicated_settings(stmt: str) -> str:
@@ -90,6 +93,10 @@ def cluster_ddl(db: str = "lockgate") -> str:
             statements.extend(_table(stmt, db))
         elif _VIEW.search(stmt):
             statements.append(_view(stmt))
+        elif (alter := _ALTER.search(stmt)) is not None:
+            table, change = alter.groups()
+            statements += [f"{stmt[: alter.start()] if t.endswith('_local') else ''}ALTER TABLE {{db}}.{t} "
+                           f"ON CLUSTER '{{cluster}}'\n    {change}" for t in (f"{table}_local", table)]
         else:
             raise ValueError(f"no cluster form for statement: {stmt[:80]!r}")
     return _HEADER + "\n" + "".join(f"{s.replace('{db}', db)};\n\n" for s in statements).rstrip() + "\n"

@@ -25,7 +25,7 @@ CHECKPOINT_SELECT = (
     "checkpoint_id, ledger_partition, first_sequence, last_sequence, "
     "hex(head_hash) AS head_hash_hex, hex(merkle_root) AS merkle_root_hex, "
     "toUnixTimestamp64Micro(created_at) AS created_at_us, processor_id, key_id, "
-    "hex(signature) AS signature_hex"
+    "hex(signature) AS signature_hex, signature_format"
 )
 """The Checkpoint columns of ``checkpoints`` in their JSON-safe form."""
 
@@ -51,4 +51,6 @@ def checkpoint_from_row(c: Mapping[str, Any]) -> dict[str, Any]:
         "merkle_root": bytes.fromhex(c["merkle_root_hex"]),
         "created_at": int(c["created_at_us"]), "processor_id": c["processor_id"],
         "key_id": c["key_id"], "signature": bytes.fromhex(c["signature_hex"]),
+        # an older sink's API has no such column: its rows are all interval checkpoints
+        "signature_format": c.get("signature_format", "interval/v1"),
     }

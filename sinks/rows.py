@@ -64,7 +64,8 @@ AUDIT_COLUMNS: tuple[str, ...] = LEDGER_COLUMNS + SOURCE_COLUMNS + EXTRACTED_COL
 #: Column order of rows returned by :func:`checkpoint_row`.
 CHECKPOINT_COLUMNS: tuple[str, ...] = (
     "checkpoint_id", "ledger_partition", "first_sequence", "last_sequence", "head_hash",
-    "merkle_root", "created_at", "processor_id", "key_id", "signature", *SOURCE_COLUMNS,
+    "merkle_root", "created_at", "processor_id", "key_id", "signature", "signature_format",
+    *SOURCE_COLUMNS,
 )
 
 SourceRef = tuple[str, int, int]
@@ -317,6 +318,14 @@ def rows_to_arrow(rows: Sequence[Sequence[Any]], schema: Any) -> Any:
         ) from exc
 
 
+def _checkpoint_format(cp: Mapping[str, Any]) -> str:
+    """``signature_format``, or its schema default for a record decoded without it."""
+    value = cp.get("signature_format", "interval/v1")
+    if not isinstance(value, str):
+        raise _bad_field(cp, "signature_format", "str")
+    return value
+
+
 def checkpoint_row(cp: Mapping[str, Any], source: SourceRef) -> list[Any]:
     """Row (in :data:`CHECKPOINT_COLUMNS` order) for one decoded Checkpoint; every field kept."""
     return [
@@ -330,6 +339,7 @@ def checkpoint_row(cp: Mapping[str, Any], source: SourceRef) -> list[Any]:
         _str(cp, "processor_id"),
         _str(cp, "key_id"),
         _bytes(cp, "signature"),
+        _checkpoint_format(cp),
         source[0],
         source[1],
         source[2],

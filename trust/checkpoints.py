@@ -1,6 +1,16 @@
-"""Signed checkpoints of a ledger partition's chain.
+"""Signed checkpoints of a ledger partition's chain: the record, in either signature format.
 
-A Checkpoint (``schemas/Checkpoint.avsc``) states, under the processor's Ed25519 key:
+A Checkpoint record says which way it is signed in ``signature_format``:
+
+* ``"tlog-checkpoint/v1"`` — a whole-log checkpoint, a C2SP signed note over the root of
+  every event of the partition (:mod:`trust.tlog`, what the ledger writer now issues);
+* ``"interval/v1"`` — the original interval checkpoint, below. Records written before the
+  field existed decode with this default, and :func:`verify_checkpoint` keeps verifying
+  them exactly as they were signed: over the ten v1 fields, without ``signature_format``.
+
+:func:`verify_checkpoint` accepts both; everything else in trust reads through it.
+
+An interval Checkpoint (``schemas/Checkpoint.avsc``) states, under the processor's Ed25519 key:
 "events ``first_sequence .. last_sequence`` of partition ``ledger_partition`` have Merkle
 root ``merkle_root`` (RFC 6962, leaves = the events' 32-byte ``hash`` values in sequence
 order, see :mod:`trust.merkle`) and the chain head after them is ``head_hash`` (the
@@ -27,11 +37,32 @@ from trust.errors import CheckpointError
 from trust.keys import Keyring, PublicKey, SigningKey
 from trust.merkle import merkle_root
 from trust.signatures import sign_record, verify_record
+from trust.tlog import NOTE_FORMAT, verify_log_checkpoint
 
-__all__ = ["CheckpointError", "build_checkpoint", "checkpoint_id_for", "verify_checkpoint"]
+__all__ = [
+    "INTERVAL_FIELDS",
+    "INTERVAL_FORMAT",
+    "NOTE_FORMAT",
+    "CheckpointError",
+    "build_checkpoint",
+    "checkpoint_format",
+    "checkpoint_id_for",
+    "verify_checkpoint",
+]
 
 HASH_LEN = 32
+INTERVAL_FORMAT = "interval/v1"
+INTERVAL_FIELDS = (
+    "checkpoint_id", "ledger_partition", "first_sequence", "last_sequence", "head_hash",
+    "merkle_root", "created_at", "processor_id", "key_id", "signature",
+)
+"""The fields an interval signature covers: the Checkpoint schema as released in v1."""
 
+
+def checkpoint_format(checkpoint: Mapping[str, Any]) -> str:
+    """The record's ``signature_format``; a record without the field is an interval one."""
+    fmt = checkpoint.get("signature_format", INTERVAL_FORMAT)
+    return fmt if isinstance(fmt, str) else ""
 
 
 def checkpoint_id_for(partition: int, first_sequence: int, last_sequence: int) -> str:
@@ -101,13 +132,21 @@ def build_checkpoint(
     return sign_record(unsigned, "signature", b"", key)
 
 
-def verify_checkpoint(checkpoint: Mapping[str, Any], keys: Keyring | PublicKey) -> bool:
-    """True iff the checkpoint is well-formed and signed by a key in ``keys``.
+def verify_checkpoint(
+    checkpoint: Mapping[str, Any], keys: Keyring | PublicKey, *, log_name: str | None = None
+) -> bool:
+    """True iff the checkpoint is well-formed and signed by a key in ``keys``, in its format.
 
     Key expiry is judged at the checkpoint's ``created_at``. This checks the signature
     and shape only; whether the stored events match it is :mod:`trust.verify`'s job.
-    Never raises.
+    ``log_name``, when given, is the log a whole-log checkpoint's origin must name.
+    A record with an unknown format is not valid. Never raises.
     """
+    fmt = checkpoint_format(checkpoint)
+    if fmt == NOTE_FORMAT:
+        return verify_log_checkpoint(checkpoint, keys, log_name=log_name)
+    if fmt != INTERVAL_FORMAT:
+        return False
     try:
         first = checkpoint["first_sequence"]
         last = checkpoint["last_sequence"]
@@ -124,4 +163,8 @@ def verify_checkpoint(checkpoint: Mapping[str, Any], keys: Keyring | PublicKey) 
         return False
     if type(created) is not int:
         return False
-    return verify_record(checkpoint, "signature", b"", keys, at_us=created)
+    try:
+        signed = {name: checkpoint[name] for name in INTERVAL_FIELDS}
+    except KeyError:
+        return False
+    return verify_record(signed, "signature", b"", keys, at_us=created)

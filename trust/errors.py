@@ -11,7 +11,12 @@
         ├── ChainError             an event cannot be hashed or chained
         ├── CheckpointError        events handed to a checkpoint are not one intact chain interval
         ├── ProofError             a proof cannot be built for the event as given
-        └── WitnessFileError       a witness (checkpoint export) file is unreadable or malformed
+        ├── WitnessFileError       a witness (checkpoint export) file is unreadable or malformed
+        ├── NoteError              a signed note (C2SP signed-note) was refused
+        │   ├── NoteMalformed          not a well-formed signed note
+        │   ├── NoteUnverified         no signature from a trusted key
+        │   └── NoteSignatureInvalid   a trusted key's signature line does not verify
+        └── TlogFormatError        a checkpoint body, proof text or witness request is malformed
 
 The key and registry errors are also :class:`~lockgate.kernel.errors.ConfigError`: an
 operator fixes them. Ledger invariants (chain, checkpoint, proof) are refused, never
@@ -30,8 +35,13 @@ __all__ = [
     "KeyFileUnsafe",
     "KeyInvalid",
     "KeyMissing",
+    "NoteError",
+    "NoteMalformed",
+    "NoteSignatureInvalid",
+    "NoteUnverified",
     "ProofError",
     "RegistryError",
+    "TlogFormatError",
     "TrustError",
     "WitnessFileError",
 ]
@@ -84,3 +94,35 @@ class ProofError(TrustError):
 
 class WitnessFileError(TrustError, ConfigError):
     """A witness file (``lockgate checkpoints export``) cannot be read or is malformed."""
+
+
+class NoteError(TrustError):
+    """A signed note was refused (C2SP signed-note): see the three subclasses."""
+
+
+class NoteMalformed(NoteError):
+    """The bytes are not a signed note: encoding, layout, a signature line or its base64."""
+
+
+class NoteUnverified(NoteError):
+    """No signature line from a trusted key verifies (there may be none at all)."""
+
+
+class NoteSignatureInvalid(NoteError):
+    """A signature line names a trusted key (name and key id) but does not verify.
+
+    The whole note is refused, as C2SP signed-note says clients should: a trusted key's
+    bad signature means the note was altered or forged, not merely co-signed by a stranger.
+    """
+
+    def __init__(self, name: str, key_id: int) -> None:
+        self.name = name
+        self.key_id = key_id
+        super().__init__(
+            f"the signature of trusted key {name} (key id {key_id:08x}) does not verify: the "
+            "note was altered after signing or the signature is forged"
+        )
+
+
+class TlogFormatError(TrustError):
+    """A checkpoint body, a proof's text or a witness request is not in its specified format."""

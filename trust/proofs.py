@@ -4,7 +4,35 @@ A proof lets someone holding only the processor's public key check that one even
 the ledger exactly as shown, without access to ClickHouse. An auditor can re-implement
 :func:`verify_proof` from this docstring.
 
-Format (JSON object, version 1; every key required, no others allowed)::
+Version 2 proves an event against a whole-log checkpoint (:mod:`trust.tlog`); version 1
+against a legacy interval checkpoint. :func:`build_proof` writes the version the
+checkpoint calls for and :func:`verify_proof` reads both.
+
+Version 2 (JSON object; exactly these keys)::
+
+    {
+      "format": "lockgate.inclusion-proof",
+      "version": 2,
+      "event": {...},            # the AuditEvent, all 12 fields, as in version 1
+      "tlog_proof": "c2sp.org/tlog-proof@v1\nindex 17\n<base64 hash>\n...\n\n<checkpoint note>"
+    }
+
+``tlog_proof`` is a C2SP tlog-proof (:mod:`trust.tlog_proof`): the leaf index is the
+event's ``sequence``, the audit path leads from leaf data ``event.hash`` to the root of the
+whole partition at the checkpoint's size, and the checkpoint is the signed note verbatim,
+witness cosignatures included. Verification, in order:
+
+1. format, version, exactly the keys above; the event has exactly its schema's fields.
+2. event hash (as below) equals ``event.hash``.
+3. the tlog-proof parses; the checkpoint body's origin is ``<log name>/p<partition>`` with
+   the event's ``ledger_partition`` (and the expected log name, when one is given).
+4. the note carries a valid signature of the processor key under the origin's name
+   (C2SP signed-note; verifier key ``origin+keyid+base64(0x01||key)``), and a valid
+   ``cosignature/v1`` of every witness the verifier requires.
+5. ``index = event.sequence < size`` and the RFC 9162 §2.1.3.2 inclusion check of
+   ``event.hash`` against the checkpoint's root holds.
+
+Version 1 (JSON object; every key required, no others allowed)::
 
     {
       "format": "lockgate.inclusion-proof",
@@ -47,20 +75,24 @@ from typing import Any
 
 from schemas.records import field_types
 from trust.chain import ChainError, event_hash
-from trust.checkpoints import verify_checkpoint
-from trust.errors import ProofError
+from trust.checkpoints import INTERVAL_FIELDS, checkpoint_format, verify_checkpoint
+from trust.cosignature import CosignatureV1Verifier
+from trust.errors import CheckpointError, ProofError, TlogFormatError
 from trust.keys import PublicKey
 from trust.merkle import inclusion_proof, merkle_root, verify_inclusion
+from trust.tlog import NOTE_FORMAT, open_checkpoint_note, parse_origin
+from trust.tlog_proof import format_tlog_proof, parse_tlog_proof
 
 __all__ = ["PROOF_FORMAT", "PROOF_VERSION", "ProofError", "build_proof", "verify_proof"]
 
 PROOF_FORMAT = "lockgate.inclusion-proof"
-PROOF_VERSION = 1
+PROOF_VERSION = 2
 _PROOF_KEYS = frozenset(
     {"format", "version", "event", "leaf_index", "tree_size", "audit_path", "checkpoint", "key_id"}
 )
+_PROOF_V2_KEYS = frozenset({"format", "version", "event", "tlog_proof"})
 _EVENT_TYPES = field_types("AuditEvent")
-_CHECKPOINT_TYPES = field_types("Checkpoint")
+_CHECKPOINT_TYPES = {name: t for name, t in field_types("Checkpoint").items() if name in INTERVAL_FIELDS}
 
 
 
@@ -107,12 +139,14 @@ def build_proof(
     interval_events: Sequence[Mapping[str, Any]],
     checkpoint: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """A JSON-serializable proof that ``event`` is in ``checkpoint``'s interval.
+    """A JSON-serializable proof that ``event`` is covered by ``checkpoint``.
 
     ``interval_events`` are the stored events ``first_sequence..last_sequence`` of the
-    checkpoint's partition (any order). Raises :class:`ProofError` if they are incomplete
-    or do not reproduce the checkpoint's Merkle root, or ``event`` is not among them —
-    a proof that could not verify is never handed out.
+    checkpoint's partition (any order) — for a whole-log checkpoint, every event from 0 to
+    its size - 1. Raises :class:`ProofError` if they are incomplete or do not reproduce
+    the checkpoint's Merkle root, or ``event`` is not among them — a proof that could not
+    verify is never handed out. A whole-log checkpoint gives a version 2 proof, an
+    interval one version 1.
     """
     part = checkpoint["ledger_partition"]
     first, last = checkpoint["first_sequence"], checkpoint["last_sequence"]
@@ -143,9 +177,18 @@ def build_proof(
     except ChainError as exc:
         raise ProofError(f"event {event['event_id']!r} cannot be hashed: {exc}") from exc
     index = seq - first
+    if checkpoint_format(checkpoint) == NOTE_FORMAT:
+        return {
+            "format": PROOF_FORMAT,
+            "version": 2,
+            "event": _record_to_json(event, _EVENT_TYPES),
+            "tlog_proof": format_tlog_proof(
+                index, inclusion_proof(leaves, index), bytes(checkpoint["signature"]).decode("utf-8")
+            ),
+        }
     return {
         "format": PROOF_FORMAT,
-        "version": PROOF_VERSION,
+        "version": 1,
         "event": _record_to_json(event, _EVENT_TYPES),
         "leaf_index": index,
         "tree_size": last - first + 1,
@@ -155,9 +198,24 @@ def build_proof(
     }
 
 
-def verify_proof(proof: Mapping[str, Any], public_key: PublicKey) -> tuple[bool, str]:
-    """Check a proof with the processor's public key: ``(ok, reason)``. Never raises."""
+def verify_proof(
+    proof: Mapping[str, Any],
+    public_key: PublicKey,
+    *,
+    witnesses: Sequence[CosignatureV1Verifier] = (),
+    log_name: str | None = None,
+) -> tuple[bool, str]:
+    """Check a proof with the processor's public key: ``(ok, reason)``. Never raises.
+
+    For a version 2 proof, ``witnesses`` must each have cosigned the checkpoint and
+    ``log_name`` (when given) is the log its origin must name. A version 1 proof (interval
+    checkpoint) has no witnesses: requiring any fails it.
+    """
     try:
+        if isinstance(proof, Mapping) and proof.get("version") == 2 and proof.get("format") == PROOF_FORMAT:
+            return _verify_v2(proof, public_key, witnesses, log_name)
+        if witnesses:
+            return False, "a version 1 proof (interval checkpoint) carries no witness cosignatures"
         return _verify(proof, public_key)
     except _BadProofError as exc:
         return False, f"malformed proof: {exc}"
@@ -170,10 +228,10 @@ def _verify(proof: Mapping[str, Any], public_key: PublicKey) -> tuple[bool, str]
         raise _BadProofError("a proof is a JSON object")
     if proof.get("format") != PROOF_FORMAT or type(proof.get("version")) is not int:
         raise _BadProofError(f"not a {PROOF_FORMAT} document")
-    if proof["version"] != PROOF_VERSION:
+    if proof["version"] != 1:
         return (
             False,
-            f"unsupported proof version {proof['version']}; this build reads {PROOF_VERSION}",
+            f"unsupported proof version {proof['version']}; this build reads 1 and {PROOF_VERSION}",
         )
     if set(proof) != _PROOF_KEYS:
         raise _BadProofError(f"a proof has exactly the keys {', '.join(sorted(_PROOF_KEYS))}")
@@ -230,4 +288,45 @@ def _verify(proof: Mapping[str, Any], public_key: PublicKey) -> tuple[bool, str]
         f"event {event['event_id']} is entry {index} of {size} (partition "
         f"{event['ledger_partition']}, sequence {event['sequence']}) under checkpoint "
         f"{cp['checkpoint_id']} signed by key {key_id}"
+    )
+
+
+def _verify_v2(
+    proof: Mapping[str, Any],
+    public_key: PublicKey,
+    witnesses: Sequence[CosignatureV1Verifier],
+    log_name: str | None,
+) -> tuple[bool, str]:
+    if set(proof) != _PROOF_V2_KEYS:
+        raise _BadProofError(f"a version 2 proof has exactly the keys {', '.join(sorted(_PROOF_V2_KEYS))}")
+    event = _record_from_json(proof["event"], _EVENT_TYPES, "event")
+    if not isinstance(proof["tlog_proof"], str):
+        raise _BadProofError("tlog_proof is a string")
+    try:
+        recomputed = event_hash(event)
+    except ChainError as exc:
+        return False, f"event record cannot be hashed: {exc}"
+    if recomputed != event["hash"]:
+        return False, "event record altered: its content does not hash to its recorded hash"
+    try:
+        tp = parse_tlog_proof(proof["tlog_proof"])
+    except TlogFormatError as exc:
+        raise _BadProofError(f"tlog_proof: {exc}") from None
+    try:
+        body = open_checkpoint_note(tp.checkpoint, public_key, witnesses=witnesses, log_name=log_name)
+    except CheckpointError as exc:
+        return False, f"checkpoint: {exc}"
+    origin = parse_origin(body.origin)
+    if origin is None or origin[1] != event["ledger_partition"]:
+        return False, f"the checkpoint's origin {body.origin!r} is not of partition {event['ledger_partition']}"
+    if tp.index != event["sequence"] or not tp.index < body.size:
+        return False, (
+            f"index {tp.index} is not the event's sequence {event['sequence']} inside a tree of {body.size}"
+        )
+    if not verify_inclusion(recomputed, tp.index, body.size, tp.path, body.root):
+        return False, "audit path does not lead from the event hash to the checkpoint's root"
+    cosigned = f", cosigned by {', '.join(w.name for w in witnesses)}" if witnesses else ""
+    return True, (
+        f"event {event['event_id']} is entry {tp.index} of {body.size} in log {body.origin}"
+        f"{cosigned}"
     )

@@ -2,10 +2,14 @@
 
 ``lockgate checkpoints export FILE`` writes one JSON object per line, each a Checkpoint
 with ``"format": "lockgate.checkpoint"``, its string and integer fields as they are and its
-bytes fields as lower-case hex. ``verify --checkpoints FILE`` then requires every witnessed
-checkpoint to be stored unchanged (:func:`witness_findings`), and ``verify --since`` starts
-each partition after the newest valid checkpoint older than the cutoff
-(:func:`since_anchors`).
+bytes fields as lower-case hex (``signature_format`` as a string; a line without it, from
+an older export, is an interval checkpoint). ``verify --checkpoints FILE`` then requires
+every witnessed checkpoint to be stored unchanged (:func:`witness_findings`), and
+``verify --since`` starts each partition after the newest valid checkpoint older than the
+cutoff (:func:`since_anchors`).
+
+This file is a copy kept off-system by hand; witnesses that cosign every checkpoint as it
+is made (:mod:`trust.tlog_witness`) are the online version of the same idea.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from trust.checkpoints import verify_checkpoint
+from trust.checkpoints import INTERVAL_FORMAT, checkpoint_format, verify_checkpoint
 from trust.errors import WitnessFileError
 from trust.keys import Keyring
 
@@ -34,7 +38,9 @@ def checkpoint_to_json(cp: Mapping[str, Any]) -> dict[str, Any]:
         out[name] = cp[name]
     for name in _CP_BYTES:
         out[name] = bytes(cp[name]).hex()
+    out["signature_format"] = checkpoint_format(cp)
     return out
+
 
 def load_checkpoint_file(path: Path) -> list[dict[str, Any]]:
     """Checkpoints from a ``lockgate checkpoints export`` file (format in its --help)."""
@@ -62,6 +68,10 @@ def load_checkpoint_file(path: Path) -> list[dict[str, Any]]:
                 cp[name] = data[name]
             for name in _CP_BYTES:
                 cp[name] = bytes.fromhex(data[name])
+            fmt = data.get("signature_format", INTERVAL_FORMAT)
+            if not isinstance(fmt, str):
+                raise ValueError("signature_format must be a string")
+            cp["signature_format"] = fmt
         except (ValueError, KeyError, TypeError) as exc:
             raise WitnessFileError(f"{where}: invalid checkpoint line: {exc}") from exc
         out.append(cp)
@@ -82,6 +92,8 @@ def witness_findings(stored: list[dict[str, Any]], witness: list[dict[str, Any]]
             continue
         for cp in found:
             diff = [k for k in (*_CP_STRS, *_CP_INTS, *_CP_BYTES) if cp.get(k) != w[k]]
+            if checkpoint_format(cp) != checkpoint_format(w):
+                diff.append("signature_format")
             if diff:
                 out.append({**base, "kind": "witness_checkpoint_differs",
                             "message": f"stored checkpoint {w['checkpoint_id']!r} differs from the "
@@ -89,10 +101,17 @@ def witness_findings(stored: list[dict[str, Any]], witness: list[dict[str, Any]]
     return out
 
 def since_anchors(cps: list[dict[str, Any]], cutoff_us: int, keyring: Keyring) -> dict[int, tuple[int, bytes]]:
-    """Per partition, start after the newest validly signed checkpoint created before the cutoff."""
+    """Per partition, start after the newest validly signed checkpoint created before the cutoff.
+
+    Only interval checkpoints anchor: their signature covers the chain head. A whole-log
+    checkpoint signs a root over every event from 0, not the head, so starting after it
+    would trust an unsigned ``head_hash``; a partition with only whole-log checkpoints
+    before the cutoff is verified from its start.
+    """
     best: dict[int, dict[str, Any]] = {}
     for cp in cps:
-        if cp["created_at"] >= cutoff_us or not verify_checkpoint(cp, keyring):
+        if (cp["created_at"] >= cutoff_us or checkpoint_format(cp) != INTERVAL_FORMAT
+                or not verify_checkpoint(cp, keyring)):
             continue
         cur = best.get(cp["ledger_partition"])
         if cur is None or cp["last_sequence"] > cur["last_sequence"]:

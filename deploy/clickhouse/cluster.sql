@@ -223,3 +223,12 @@ SELECT
     error_message
 FROM lockgate.audit_events_local
 WHERE kind IN ('action', 'verdict', 'outcome') AND action_id IS NOT NULL AND action_id != '';
+
+-- Checkpoint.signature_format (schemas/Checkpoint.avsc): how `signature` signs the row —
+-- 'interval/v1' (the default, every row written before the field existed) or
+-- 'tlog-checkpoint/v1' (`signature` holds a whole-log C2SP signed note; trust/tlog.py).
+ALTER TABLE lockgate.checkpoints_local ON CLUSTER '{cluster}'
+    ADD COLUMN IF NOT EXISTS signature_format LowCardinality(String) DEFAULT 'interval/v1' AFTER signature;
+
+ALTER TABLE lockgate.checkpoints ON CLUSTER '{cluster}'
+    ADD COLUMN IF NOT EXISTS signature_format LowCardinality(String) DEFAULT 'interval/v1' AFTER signature;

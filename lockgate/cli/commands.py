@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "lockgate.cli.verify",
     "lockgate.cli.spool",
     "lockgate.cli.proxy",
+    "lockgate.cli.witness",
 )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from deploy.settings import StackSettings
 from schemas.topics import Topics
 
-__all__ = ["bootstrap", "home", "topics"]
+__all__ = ["bootstrap", "home", "log_name", "topics"]
 
 
 def _stack() -> StackSettings:
@@ -26,3 +26,10 @@ def topics() -> Topics:
 
 def home() -> Path:
     return _stack().home
+
+
+def log_name() -> str:
+    """``LOCKGATE_LOG_NAME``: the log whole-log checkpoints name in their origin (``<name>/p<N>``)."""
+    from trust.tlog import DEFAULT_LOG_NAME
+
+    return os.environ.get("LOCKGATE_LOG_NAME", "").strip() or DEFAULT_LOG_NAME

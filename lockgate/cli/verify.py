@@ -41,6 +41,27 @@ def _public_key(path: Path | None) -> Any:
     return PublicKey.load(key_path)
 
 
+def _witness_keys(paths: list[str] | None) -> list[Any]:
+    """Witness verifier keys (``name+keyid+base64(0x04||key)``), one or more per file."""
+    from trust.cosignature import CosignatureV1Verifier
+    from trust.errors import KeyInvalid
+
+    out: list[Any] = []
+    for path in paths or ():
+        try:
+            lines = [ln.strip() for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
+        except OSError as exc:
+            raise ConfigError(f"cannot read witness key file {path}: {exc}") from exc
+        if not lines:
+            raise ConfigError(f"witness key file {path} is empty; it holds the witness's verifier key")
+        for line in lines:
+            try:
+                out.append(CosignatureV1Verifier.from_vkey(line))
+            except KeyInvalid as exc:
+                raise ConfigError(f"{path}: {exc} (`lockgate witness vkey` prints a witness's key)") from exc
+    return out
+
+
 # -- verify ---------------------------------------------------------------------------
 
 
@@ -69,14 +90,18 @@ def _finding_json(f: Any) -> dict[str, Any]:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from lockgate.cli.context import log_name
     from lockgate.cli.sources import open_source
     from sinks.ledger_source import ClickHouseSource, load_from_topics
+    from trust.checkpoints import NOTE_FORMAT, checkpoint_format
     from trust.keys import Keyring
     from trust.verify import CoverageRule, verify_ledger
 
     started = time.monotonic()
     interval_s = _checkpoint_interval_s(args.checkpoint_interval)
     keyring = Keyring([_public_key(None)])
+    witnesses = _witness_keys(args.witness_key)
+    expected_log = args.log_name or log_name()
     witness = load_checkpoint_file(Path(args.checkpoints)) if args.checkpoints else []
     position_key: str | None = None
     if args.from_topics:
@@ -108,17 +133,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
         events = [e for e in events
                   if e["ledger_partition"] not in anchors or e["sequence"] >= anchors[e["ledger_partition"]][0]]
         all_cps = [c for c in all_cps
-                   if c["ledger_partition"] not in anchors
+                   if c["ledger_partition"] not in anchors or checkpoint_format(c) == NOTE_FORMAT
                    or c["first_sequence"] >= anchors[c["ledger_partition"]][0]]
     progress(f"verifying {len(events)} events and {len(all_cps)} checkpoints from {where}")
     coverage = CoverageRule(int(interval_s * 1e6), time.time_ns() // 1000)
     findings = [_finding_json(f) for f in verify_ledger(events, all_cps, keyring, position_key=position_key,
-                                                        anchors=anchors, coverage=coverage)]
+                                                        anchors=anchors, coverage=coverage,
+                                                        witnesses=witnesses, log_name=expected_log)]
     findings += witness_findings(stored, witness)
     partitions = sorted({e["ledger_partition"] for e in events})
     report = {
         "ok": not findings, "source": where, "events": len(events),
         "checkpoints": len(stored), "witness_checkpoints": len(witness),
+        "witnesses": [w.name for w in witnesses], "log_name": expected_log,
         "partitions": partitions,
         "findings": findings, "seconds": round(time.monotonic() - started, 3),
     }
@@ -160,12 +187,38 @@ def cmd_checkpoints_export(args: argparse.Namespace) -> int:
 # -- prove / verify-proof -------------------------------------------------------------
 
 
+def _newest_log_checkpoints(cps: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    from trust.checkpoints import NOTE_FORMAT, checkpoint_format
+
+    newest: dict[int, dict[str, Any]] = {}
+    for c in cps:
+        if checkpoint_format(c) != NOTE_FORMAT:
+            continue
+        cur = newest.get(c["ledger_partition"])
+        if cur is None or c["last_sequence"] > cur["last_sequence"]:
+            newest[c["ledger_partition"]] = c
+    return newest
+
+
+def _leaves(source: Any, partition: int, size: int) -> list[bytes]:
+    """The hashes of events ``0 .. size - 1`` of ``partition``, in order; ConfigError on a gap."""
+    by_seq = {e["sequence"]: e["hash"] for e in source.interval(partition, 0, size - 1)}
+    missing = next((s for s in range(size) if s not in by_seq), None)
+    if missing is not None:
+        raise ConfigError(f"partition {partition} lacks stored event {missing}; run `lockgate verify`")
+    return [by_seq[s] for s in range(size)]
+
+
 def cmd_prove(args: argparse.Namespace) -> int:
     from lockgate.cli.sources import open_source
-    from trust.checkpoints import verify_checkpoint
+    from trust.checkpoints import INTERVAL_FORMAT, checkpoint_format, verify_checkpoint
     from trust.keys import Keyring
     from trust.proofs import ProofError, build_proof
 
+    if args.consistency:
+        return _prove_consistency(args)
+    if not args.action_id:
+        raise ConfigError("give ACTION_ID (inclusion proofs) or --consistency OLD NEW --partition P")
     keyring = Keyring([_public_key(None)])
     source = open_source(progress)
     proofs: list[dict[str, Any]] = []
@@ -176,38 +229,94 @@ def cmd_prove(args: argparse.Namespace) -> int:
         if not events:
             raise ConfigError(f"no audit events for action {args.action_id!r} in {source.description}")
         cps = [c for c in source.checkpoints() if verify_checkpoint(c, keyring)]
+        newest = _newest_log_checkpoints(cps)
+        whole_logs: dict[int, list[dict[str, Any]]] = {}
         for ev in events:
-            covering = sorted(
-                (c for c in cps if c["ledger_partition"] == ev["ledger_partition"]
-                 and c["first_sequence"] <= ev["sequence"] <= c["last_sequence"]),
-                key=lambda c: c["last_sequence"] - c["first_sequence"],
-            )
-            if not covering:
-                unproven.append({"event_id": ev["event_id"], "sequence": ev["sequence"],
-                                 "reason": "no signed checkpoint covers it yet; try again later"})
-                continue
-            cp = covering[0]
-            interval = source.interval(cp["ledger_partition"], cp["first_sequence"], cp["last_sequence"])
+            part = ev["ledger_partition"]
+            log_cp = newest.get(part)
+            if log_cp is not None and ev["sequence"] <= log_cp["last_sequence"]:
+                # The newest whole-log checkpoint: the one witnesses cosigned most recently.
+                if part not in whole_logs:
+                    whole_logs[part] = source.interval(part, 0, log_cp["last_sequence"])
+                cp, covering_events = log_cp, whole_logs[part]
+            else:
+                # Not under a whole-log checkpoint yet: the smallest legacy interval covering it.
+                covering = sorted(
+                    (c for c in cps if c["ledger_partition"] == part and checkpoint_format(c) == INTERVAL_FORMAT
+                     and c["first_sequence"] <= ev["sequence"] <= c["last_sequence"]),
+                    key=lambda c: c["last_sequence"] - c["first_sequence"],
+                )
+                if not covering:
+                    unproven.append({"event_id": ev["event_id"], "sequence": ev["sequence"],
+                                     "reason": "no signed checkpoint covers it yet; try again later"})
+                    continue
+                cp = covering[0]
+                covering_events = source.interval(part, cp["first_sequence"], cp["last_sequence"])
             try:
-                proofs.append(build_proof(ev, interval, cp))
+                proofs.append(build_proof(ev, covering_events, cp))
             except ProofError as exc:
                 unproven.append({"event_id": ev["event_id"], "sequence": ev["sequence"], "reason": str(exc)})
     finally:
         source.close()
     bundle = {"action_id": args.action_id, "proofs": proofs, "unproven": unproven}
-    text = json.dumps(bundle, indent=2, sort_keys=True) + "\n"
-    if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
-        progress(f"wrote {len(proofs)} proof(s) to {args.out}")
-    else:
-        sys.stdout.write(text)
+    _write(args.out, bundle, f"wrote {len(proofs)} proof(s)")
     return EXIT_OK if proofs and not unproven else EXIT_NEGATIVE
 
 
+def _write(out: str | None, doc: dict[str, Any], what: str) -> None:
+    text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    if out:
+        Path(out).write_text(text, encoding="utf-8")
+        progress(f"{what} to {out}")
+    else:
+        sys.stdout.write(text)
+
+
+def _prove_consistency(args: argparse.Namespace) -> int:
+    from lockgate.cli.sources import open_source
+    from trust.checkpoints import NOTE_FORMAT, checkpoint_format, verify_checkpoint
+    from trust.consistency import build_consistency_file
+    from trust.keys import Keyring
+    from trust.proofs import ProofError
+
+    old_size, new_size = args.consistency
+    if args.partition is None:
+        raise ConfigError("--consistency needs --partition P (each partition is a log of its own)")
+    if not 1 <= old_size <= new_size:
+        raise ConfigError(f"--consistency OLD NEW needs 1 <= OLD <= NEW, got {old_size} {new_size}")
+    keyring = Keyring([_public_key(None)])
+    source = open_source(progress)
+    try:
+        cps = [c for c in source.checkpoints()
+               if c["ledger_partition"] == args.partition and checkpoint_format(c) == NOTE_FORMAT
+               and verify_checkpoint(c, keyring)]
+        by_size: dict[int, dict[str, Any]] = {}
+        for c in sorted(cps, key=lambda c: len(c["signature"])):  # the copy with most cosignatures last
+            by_size[c["last_sequence"] + 1] = c
+        for size in (old_size, new_size):
+            if size not in by_size:
+                sizes = sorted(by_size)
+                raise ConfigError(
+                    f"partition {args.partition} has no signed whole-log checkpoint of size {size}; "
+                    f"sizes signed: {', '.join(map(str, sizes[-10:])) or 'none'}"
+                )
+        leaves = _leaves(source, args.partition, new_size)
+    finally:
+        source.close()
+    try:
+        doc = build_consistency_file(leaves, by_size[old_size], by_size[new_size])
+    except ProofError as exc:
+        raise ConfigError(str(exc)) from exc
+    _write(args.out, doc, f"wrote a consistency proof {old_size} -> {new_size} ({len(doc['proof'])} hashes)")
+    return EXIT_OK
+
+
 def cmd_verify_proof(args: argparse.Namespace) -> int:
+    from trust.consistency import CONSISTENCY_FORMAT, verify_consistency_file
     from trust.proofs import verify_proof
 
     key = _public_key(Path(args.public_key) if args.public_key else None)
+    witnesses = _witness_keys(args.witness_key)
     try:
         doc = json.loads(Path(args.file).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -218,7 +327,10 @@ def cmd_verify_proof(args: argparse.Namespace) -> int:
     else:
         results = []
         for p in proofs:
-            ok, reason = verify_proof(p, key)
+            if isinstance(p, dict) and p.get("format") == CONSISTENCY_FORMAT:
+                ok, reason = verify_consistency_file(p, key, witnesses=witnesses, log_name=args.log_name)
+            else:
+                ok, reason = verify_proof(p, key, witnesses=witnesses, log_name=args.log_name)
             results.append({"ok": ok, "reason": reason})
     all_ok = all(r["ok"] for r in results)
     if args.json:
@@ -239,6 +351,13 @@ events, that no event is chained twice, that every event older than twice the
 checkpoint interval is covered by a signed checkpoint (so it can be proven), and that
 every committed outcome had a validly signed allow verdict.
 
+Whole-log checkpoints (C2SP signed notes over the root of every event of a partition,
+origin <log name>/p<N>) are checked against all stored events from sequence 0, and each
+against the next with an RFC 6962 consistency proof: a deleted or rewritten history that
+was signed again cannot be consistent with what was signed before. Legacy interval
+checkpoints are checked as they were signed. With --witness-key FILE (repeatable), the
+newest checkpoint of every partition must carry a valid cosignature of each witness.
+
 The ledger is read from ClickHouse directly when no sink owns the embedded directory,
 else through the running sink's API (an all-tenant token is created for the run and
 revoked after it). Through the API a second row at an existing sequence is not visible:
@@ -250,17 +369,24 @@ modified_record, deleted_record, inserted_record, reordered_records, truncated_t
 forged_checkpoint, altered_checkpoint, duplicate_event, uncovered_event, forged_verdict,
 undecodable_payload,
 commit_without_allow, verdict_after_commit, verdict_for_other_action,
-embedded_verdict_missing, embedded_verdict_forged, embedded_verdict_mismatch, and with
---checkpoints: witness_checkpoint_missing, witness_checkpoint_differs.
+embedded_verdict_missing, embedded_verdict_forged, embedded_verdict_mismatch,
+inconsistent_checkpoints, with --witness-key: missing_cosignature, forged_cosignature,
+and with --checkpoints: witness_checkpoint_missing, witness_checkpoint_differs.
 Progress goes to stderr."""
 
 _VERIFY_EPILOG = """\
 examples:
   lockgate verify
   lockgate verify --since 24h --json
+  lockgate verify --witness-key w1.vkey --witness-key w2.vkey
   lockgate checkpoints export witness.jsonl   # keep this copy somewhere else
   lockgate verify --checkpoints witness.jsonl
   lockgate verify --from-topics
+
+--since starts a partition after the newest legacy interval checkpoint older than the
+cutoff (their signature covers the chain head); whole-log checkpoints are then checked
+for signatures, cosignatures and truncation, not for their roots (a root covers every
+event from 0). A partition with only whole-log checkpoints is verified in full.
 
 exit status:
   0  no findings
@@ -271,29 +397,43 @@ _EXPORT_DESC = """\
 Write every stored checkpoint to FILE ("-" for stdout) as JSON lines, one checkpoint
 per line, sorted keys:
 
-  {"format": "lockgate.checkpoint", "checkpoint_id": "p0:0-63", "ledger_partition": 0,
+  {"format": "lockgate.checkpoint", "checkpoint_id": "p0@64", "ledger_partition": 0,
    "first_sequence": 0, "last_sequence": 63, "created_at": <int microseconds UTC>,
    "processor_id": "...", "key_id": "<16 hex>", "head_hash": "<64 hex>",
-   "merkle_root": "<64 hex>", "signature": "<128 hex>"}
+   "merkle_root": "<64 hex>", "signature": "<hex>",
+   "signature_format": "tlog-checkpoint/v1"}
 
-Bytes are lowercase hex. Keep the file outside the ledger's trust domain (a witness
-copy); `lockgate verify --checkpoints FILE` then also reports stored checkpoints that
-differ from it or are missing, and checks the chain against the witness copies."""
+Bytes are lowercase hex; a whole-log checkpoint's signature is its signed note (UTF-8),
+a legacy interval checkpoint's ("interval/v1") 64 bytes of Ed25519. Keep the file
+outside the ledger's trust domain (a witness copy); `lockgate verify --checkpoints FILE`
+then also reports stored checkpoints that differ from it or are missing, and checks the
+chain against the witness copies."""
 
 _PROVE_DESC = """\
 Build inclusion proofs for every audit event of ACTION_ID (the proposal, its verdict,
-its outcome): each proof carries the event, the signed checkpoint whose interval covers
-it, and the RFC 6962 audit path from the event's hash to the checkpoint's Merkle root.
-Anyone with the processor's public key can check it offline (`lockgate verify-proof`).
+its outcome): each proof carries the event and the RFC 6962 audit path from the event's
+hash to a signed root. An event under a whole-log checkpoint is proven against the
+partition's newest one (version 2: a C2SP tlog-proof with the checkpoint note and its
+witness cosignatures); an older event only under a legacy interval checkpoint, against
+that (version 1). Anyone with the processor's public key checks it offline
+(`lockgate verify-proof`).
 
-Output: {"action_id": ..., "proofs": [<lockgate.inclusion-proof v1>...],
-"unproven": [{"event_id", "sequence", "reason"}...]} (format of a proof: trust/proofs.py).
-Events not yet covered by a checkpoint are listed under "unproven"."""
+Output: {"action_id": ..., "proofs": [<lockgate.inclusion-proof>...],
+"unproven": [{"event_id", "sequence", "reason"}...]} (format: trust/proofs.py).
+Events not yet covered by a checkpoint are listed under "unproven".
+
+With --consistency OLD NEW --partition P instead of ACTION_ID: a consistency proof that
+partition P's signed whole-log checkpoint of NEW events extends the one of OLD events
+(format: trust/consistency.py). Both sizes must be signed checkpoints; the leaf hashes
+are read from the ledger."""
 
 _VERIFY_PROOF_DESC = """\
-Check a proof file offline: a single lockgate.inclusion-proof object, or the output of
-`lockgate prove` (every proof in it must verify). Needs only the processor's public key
-(default $LOCKGATE_HOME/keys/processor.pub.pem)."""
+Check a proof file offline: a single lockgate.inclusion-proof object, the output of
+`lockgate prove` (every proof in it must verify), or a lockgate.consistency-proof. Needs
+only the processor's public key (default $LOCKGATE_HOME/keys/processor.pub.pem); a log's
+verifier key for partition P is derived from it as <log name>/pP+<key id>+base64(0x01||key)
+(docs/auditor.md). With --witness-key FILE (repeatable) each witness must have cosigned
+the checkpoint (for a consistency proof: the new one)."""
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -303,6 +443,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--since", metavar="DURATION",
                    help="only events after the newest checkpoint older than DURATION (90s, 30m, 24h, 7d)")
     p.add_argument("--checkpoints", metavar="FILE", help="witness copy from `lockgate checkpoints export`")
+    p.add_argument("--witness-key", metavar="FILE", action="append",
+                   help="a witness's verifier key file (`lockgate witness vkey`); repeatable")
+    p.add_argument("--log-name", metavar="NAME",
+                   help="the log checkpoint origins must name (default LOCKGATE_LOG_NAME or lockgate.example/ledger)")
     p.add_argument("--from-topics", action="store_true", help="read the replay topics instead of ClickHouse")
     p.add_argument("--checkpoint-interval", metavar="SECONDS", type=float,
                    help="the processor's checkpoint interval: events older than twice this that no "
@@ -323,24 +467,32 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     e.add_argument("--json", action="store_true", help="print a JSON summary")
     e.set_defaults(handler=cmd_checkpoints_export)
 
-    p = sub.add_parser("prove", help="inclusion proofs for one action's audit events",
+    p = sub.add_parser("prove", help="inclusion proofs for one action, or a consistency proof",
                        formatter_class=fmt, description=_PROVE_DESC,
                        epilog="examples:\n  lockgate prove 6f1c...-action-id --out proof.json\n"
+                       "  lockgate prove --consistency 1000 5000 --partition 2 --out c.json\n"
                        "  lockgate verify-proof proof.json\n\n"
-                       "exit status:\n  0  every event proven\n  1  some events not provable (see"
-                       " \"unproven\")\n  2  an error (no such action, storage unreachable)")
-    p.add_argument("action_id", metavar="ACTION_ID")
+                       "exit status:\n  0  every event proven (or the consistency proof written)\n"
+                       "  1  some events not provable (see \"unproven\")\n"
+                       "  2  an error (no such action or checkpoint, storage unreachable)")
+    p.add_argument("action_id", metavar="ACTION_ID", nargs="?")
+    p.add_argument("--consistency", metavar=("OLD", "NEW"), nargs=2, type=int,
+                   help="prove the checkpoint of NEW events extends the one of OLD events")
+    p.add_argument("--partition", metavar="P", type=int, help="the partition of --consistency")
     p.add_argument("--out", metavar="FILE", help="write the proofs here instead of stdout")
     p.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(handler=cmd_prove)
 
-    p = sub.add_parser("verify-proof", help="check an inclusion proof offline",
+    p = sub.add_parser("verify-proof", help="check an inclusion or consistency proof offline",
                        formatter_class=fmt, description=_VERIFY_PROOF_DESC,
                        epilog="examples:\n  lockgate verify-proof proof.json\n"
-                       "  lockgate verify-proof proof.json --public-key processor.pub.pem\n\n"
+                       "  lockgate verify-proof proof.json --public-key processor.pub.pem --witness-key w1.vkey\n"
+                       "  lockgate verify-proof c.json --public-key processor.pub.pem\n\n"
                        "exit status:\n  0  valid\n  1  invalid (the reason is printed)\n  2  an error")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--public-key", metavar="PEM", help="processor public key (PEM)")
+    p.add_argument("--witness-key", metavar="FILE", action="append",
+                   help="require this witness's cosignature (verifier key file); repeatable")
+    p.add_argument("--log-name", metavar="NAME", help="require checkpoints of this log (origin <NAME>/p<N>)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_verify_proof)
-

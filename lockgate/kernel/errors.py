@@ -18,7 +18,10 @@ cases apart::
     ├── trust.errors.TrustError          the trust model refused something
     │   ├── KeyMissing, KeyFileUnsafe, KeyInvalid, RegistryError   (also ConfigError)
     │   ├── ChainError, CheckpointError, ProofError   ledger invariants (never signed, never proven)
-    │   └── WitnessFileError             a witness file is unreadable (also ConfigError)
+    │   ├── WitnessFileError             a witness file is unreadable (also ConfigError)
+    │   ├── NoteError                    a signed note refused: NoteMalformed, NoteUnverified,
+    │   │                                NoteSignatureInvalid
+    │   └── TlogFormatError              a checkpoint body, tlog-proof or witness request is malformed
     ├── deploy.errors.StackError
     │   ├── PortInUse                    a port the stack needs is taken (names the holder)
     │   ├── JarResolutionFailed          Maven could not resolve the broker's jars
@@ -37,6 +40,9 @@ cases apart::
     ├── processors.errors.StageError     a stage cannot process a record or keep its guarantees
     │   ├── NullRecord                   a record without a value (tombstone): dead-lettered
     │   └── LedgerStageFailed            the ledger stage stopped (fenced, fatal Kafka error)
+    ├── witness.errors.WitnessError
+    │   ├── WitnessConfigError           no log to trust, a bad name (also ConfigError)
+    │   └── WitnessStateCorrupt          a per-log record does not check out: cosign nothing
     └── sinks.errors.SinkError
         ├── InsertFailed                 ClickHouse refused a batch; carries retry_after
         ├── RowError                     a record is not an AuditEvent/Checkpoint

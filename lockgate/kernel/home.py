@@ -76,6 +76,26 @@ class Home:
         return self.root / "spool" / "outcomes"
 
     @property
+    def witness_dir(self) -> Path:
+        """A witness's own state (``lockgate witness serve``): its key and its per-log records."""
+        return self.root / "witness"
+
+    @property
+    def witness_key(self) -> Path:
+        """The witness's Ed25519 cosigning key (0600); ``witness.vkey`` beside it is public."""
+        return self.witness_dir / "witness.pem"
+
+    @property
+    def witness_vkey(self) -> Path:
+        """The witness's verifier key (``name+keyid+base64``): what ``verify --witness-key`` reads."""
+        return self.witness_dir / "witness.vkey"
+
+    @property
+    def witness_logs(self) -> Path:
+        """One file per log origin: the latest checkpoint the witness cosigned for it."""
+        return self.witness_dir / "logs"
+
+    @property
     def clickhouse(self) -> Path:
         return self.root / "clickhouse"
 

@@ -24,7 +24,13 @@ What is checked
 
 2. **Checkpoints**: the Ed25519 signature (processor keyring, key expiry judged at the
    checkpoint's ``created_at``), then the RFC 6962 root over the stored hashes of
-   ``first_sequence..last_sequence`` and the stored hash at ``last_sequence``.
+   ``first_sequence..last_sequence`` and the stored hash at ``last_sequence``. A whole-log
+   checkpoint (a C2SP signed note, :mod:`trust.tlog`) covers ``0..size - 1``; consecutive
+   whole-log checkpoints of a partition must be consistent (RFC 9162 §2.1.4).
+
+2a. **Cosignatures** (only when witness keys are given): the newest whole-log checkpoint
+   of every partition carries a valid cosignature of each witness
+   (:mod:`trust.verify.cosignatures`).
 
 3. **Completeness** (:mod:`trust.verify.coverage`, its own decision table): an event id
    stored at two places is a ``duplicate_event``; with a :class:`CoverageRule`, a run of
@@ -91,7 +97,16 @@ valid; newest for its partition; stored hash at             ``truncated_tail``
 cut and re-appended)
 valid; Merkle root or head differs from the stored hashes   ``altered_checkpoint``
 (history re-hashed after it was checkpointed)
+two valid whole-log checkpoints of one size, other roots    ``inconsistent_checkpoints``
+whole-log: the stored history reproduces the newer of two   ``inconsistent_checkpoints``
+consecutive checkpoints, and the consistency proof built    (names the older)
+from it to the older one fails (history before the older
+was deleted, reordered or rewritten, then re-signed)
 =========================================================  ======================
+
+Whole-log roots need every event from sequence 0: a partition verified from an anchor
+(``--since``) gets its whole-log checkpoints' signatures and truncation checked, not
+their roots.
 
 A Merkle root says *that* an interval differs, not *where*: ``altered_checkpoint``
 names the interval's first record, and the message says so. An interval with a sequence
@@ -106,12 +121,14 @@ audit topic offset).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from trust.cosignature import CosignatureV1Verifier
 from trust.keys import Keyring
 from trust.verify.chain import verify_chain
 from trust.verify.checkpoints import signed_checkpoints, verify_checkpoints
+from trust.verify.cosignatures import verify_cosignatures
 from trust.verify.coverage import CoverageRule, duplicate_events, uncovered_events
 from trust.verify.enforcement import reconcile_enforcement
 from trust.verify.findings import Event, Finding, FindingKind, PartitionState
@@ -124,6 +141,7 @@ __all__ = [
     "reconcile_enforcement",
     "verify_chain",
     "verify_checkpoints",
+    "verify_cosignatures",
     "verify_ledger",
 ]
 
@@ -137,22 +155,28 @@ def verify_ledger(
     anchors: Mapping[int, tuple[int, bytes]] | None = None,
     enforcement: bool = True,
     coverage: CoverageRule | None = None,
+    witnesses: Sequence[CosignatureV1Verifier] = (),
+    log_name: str | None = None,
 ) -> list[Finding]:
-    """Everything: chain, checkpoints, duplicates, (with ``coverage``) uncovered events, and
-    (unless ``enforcement=False``) enforcement.
+    """Everything: chain, checkpoints, duplicates, (with ``coverage``) uncovered events,
+    cosignatures (when ``witnesses`` are given), and (unless ``enforcement=False``)
+    enforcement.
 
     Findings are sorted by (partition, sequence, kind); an empty list means the ledger
     verified. ``keyring`` holds the processor's public keys (checkpoints and verdicts).
     ``coverage`` needs the current time and the checkpoint interval, so it is the caller's
-    choice (the CLI always passes it); without it nothing is judged by age.
+    choice (the CLI always passes it); without it nothing is judged by age. ``log_name``,
+    when given, is the log whole-log checkpoints must name.
     """
     rows = events if isinstance(events, list) else list(events)
+    cps = checkpoints if isinstance(checkpoints, list) else list(checkpoints)
     findings, states = verify_chain(rows, position_key=position_key, anchors=anchors)
-    signed = signed_checkpoints(checkpoints, keyring)
-    findings.extend(verify_checkpoints(checkpoints, states, keyring, signed=signed))
+    signed = signed_checkpoints(cps, keyring, log_name=log_name)
+    findings.extend(verify_checkpoints(cps, states, keyring, log_name=log_name, signed=signed))
+    findings.extend(verify_cosignatures(cps, states, keyring, witnesses, log_name=log_name))
     findings.extend(duplicate_events(rows))
     if coverage is not None:
-        findings.extend(uncovered_events(rows, signed[0], coverage))
+        findings.extend(uncovered_events(rows, signed.valid, coverage))
     if enforcement:
         findings.extend(reconcile_enforcement(rows, keyring))
     findings.sort(key=Finding.sort_key)

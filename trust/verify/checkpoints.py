@@ -1,56 +1,85 @@
 """Checkpoint verification: signatures, then the stored chain against each valid checkpoint.
 
-Decision table in :mod:`trust.verify` (the package docstring).
+Both record formats (:mod:`trust.checkpoints`) are checked; the decision table is in
+:mod:`trust.verify` (the package docstring). For whole-log checkpoints the stored hashes
+are hashed once into :class:`~trust.merkle.TreeLevels`, whose root is read at every
+checkpoint's size (O(n + c log n) for n events and c checkpoints), and a pair of
+consecutive checkpoints is checked for consistency with an RFC 6962 proof built from the
+stored events and verified literally (RFC 9162 §2.1.4.2).
 """
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import dataclass, field
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from trust.checkpoints import verify_checkpoint
+from trust.checkpoints import INTERVAL_FORMAT, checkpoint_format, verify_checkpoint
+from trust.errors import CheckpointError
 from trust.keys import Keyring
-from trust.merkle import merkle_root
+from trust.merkle import TreeLevels, merkle_root, verify_consistency
+from trust.tlog import NOTE_FORMAT, LogCheckpoint, open_log_checkpoint
 from trust.verify.findings import Finding, FindingKind, PartitionState
 
-__all__ = ["signed_checkpoints", "verify_checkpoints"]
-
-Valid = dict[int, list[Mapping[str, Any]]]
-"""Validly signed checkpoints by ledger partition."""
+__all__ = ["SignedCheckpoints", "signed_checkpoints", "verify_checkpoints"]
 
 
-def signed_checkpoints(checkpoints: Iterable[Mapping[str, Any]], keyring: Keyring) -> tuple[Valid, list[Finding]]:
-    """The validly signed checkpoints by partition, and a ``forged_checkpoint`` for each other one.
+def _forged(cp: Mapping[str, Any], reason: str) -> Finding:
+    part, first, cp_id = cp.get("ledger_partition"), cp.get("first_sequence"), cp.get("checkpoint_id")
+    return Finding(
+        FindingKind.FORGED_CHECKPOINT,
+        part if type(part) is int else None,
+        first if type(first) is int else None,
+        None,
+        f"checkpoint {cp_id!r} is not validly signed by a processor key (key_id "
+        f"{cp.get('key_id')!r}): {reason}",
+        checkpoint_id=cp_id if isinstance(cp_id, str) else None,
+    )
 
-    Each checkpoint is verified once; a byte-identical copy (same id and signature) is one.
+
+@dataclass
+class SignedCheckpoints:
+    """Checkpoints sorted by what their signatures say: valid (by partition, both formats, as
+    stored records; whole-log ones also opened) and a ``forged_checkpoint`` per other one."""
+
+    intervals: dict[int, list[Mapping[str, Any]]] = field(default_factory=dict)
+    logs: dict[int, list[LogCheckpoint]] = field(default_factory=dict)
+    valid: dict[int, list[Mapping[str, Any]]] = field(default_factory=dict)
+    forged: list[Finding] = field(default_factory=list)
+
+
+def signed_checkpoints(checkpoints: Iterable[Mapping[str, Any]], keyring: Keyring, *,
+                       log_name: str | None = None) -> SignedCheckpoints:
+    """Verify each checkpoint's signature once (a byte-identical copy is one checkpoint).
+
+    ``log_name``, when given, is the log every whole-log checkpoint's origin must name.
     """
-    findings: list[Finding] = []
-    valid: Valid = {}
+    out = SignedCheckpoints()
     seen_ids: set[Any] = set()
     for cp in checkpoints:
         ident = (cp.get("checkpoint_id"), cp.get("signature"))
         if ident in seen_ids:
             continue
         seen_ids.add(ident)
-        part = cp.get("ledger_partition")
-        first = cp.get("first_sequence")
-        cp_id = cp.get("checkpoint_id")
-        if not verify_checkpoint(cp, keyring) or type(part) is not int:
-            findings.append(
-                Finding(
-                    FindingKind.FORGED_CHECKPOINT,
-                    part if type(part) is int else None,
-                    first if type(first) is int else None,
-                    None,
-                    f"checkpoint {cp_id!r} is not validly signed by a processor key "
-                    f"(key_id {cp.get('key_id')!r}): forged, altered, or signed by an "
-                    "unknown or expired key",
-                    checkpoint_id=cp_id if isinstance(cp_id, str) else None,
-                )
-            )
+        fmt = checkpoint_format(cp)
+        if fmt == NOTE_FORMAT:
+            try:
+                opened = open_log_checkpoint(cp, keyring, log_name=log_name)
+            except CheckpointError as exc:
+                out.forged.append(_forged(cp, str(exc)))
+                continue
+            out.logs.setdefault(opened.partition, []).append(opened)
+            out.valid.setdefault(opened.partition, []).append(cp)
             continue
-        valid.setdefault(part, []).append(cp)
-    return valid, findings
+        part = cp.get("ledger_partition")
+        if fmt != INTERVAL_FORMAT or not verify_checkpoint(cp, keyring) or type(part) is not int:
+            out.forged.append(_forged(cp, f"forged, altered, or signed by an unknown or expired key "
+                                          f"(signature_format {fmt!r})"))
+            continue
+        out.intervals.setdefault(part, []).append(cp)
+        out.valid.setdefault(part, []).append(cp)
+    return out
 
 
 def verify_checkpoints(
@@ -58,76 +87,168 @@ def verify_checkpoints(
     states: Mapping[int, PartitionState],
     keyring: Keyring,
     *,
-    signed: tuple[Valid, list[Finding]] | None = None,
+    log_name: str | None = None,
+    signed: SignedCheckpoints | None = None,
 ) -> list[Finding]:
     """Check checkpoint signatures, then the stored chain against each valid checkpoint.
 
     ``signed``: the result of :func:`signed_checkpoints` when the caller already has it.
     """
-    valid, forged = signed if signed is not None else signed_checkpoints(checkpoints, keyring)
-    findings = list(forged)
-    for part, cps in valid.items():
-        cps.sort(key=lambda c: (c["last_sequence"], c["created_at"]))
-        state = states.get(part)
-        head_seq = state.head_sequence if state is not None else None
-        newest = cps[-1]
-        for cp in cps:
-            first, last, cp_id = cp["first_sequence"], cp["last_sequence"], cp["checkpoint_id"]
-            is_newest = cp is newest
-            if state is None or head_seq is None or last > head_seq:
-                if is_newest:
-                    findings.append(
-                        Finding(
-                            FindingKind.TRUNCATED_TAIL,
-                            part,
-                            0 if head_seq is None else head_seq + 1,
-                            None,
-                            f"signed checkpoint {cp_id!r} attests sequence {last}, but the "
-                            + (
-                                "partition has no stored records"
-                                if head_seq is None
-                                else f"stored chain ends at {head_seq}"
-                            )
-                            + ": the tail was deleted",
-                            checkpoint_id=cp_id,
-                        )
-                    )
-                continue
-            hashes = state.hashes(first, last)
-            if hashes is None:
-                continue  # a gap inside the interval: already a deleted_record
-            head_ok = hashes[-1] == cp["head_hash"]
-            root_ok = merkle_root(hashes) == cp["merkle_root"]
-            if head_ok and root_ok:
-                continue
-            first_row = state.row_at(first)
-            if is_newest and not head_ok:
-                head_row = state.row_at(last)
-                findings.append(
-                    Finding(
-                        FindingKind.TRUNCATED_TAIL,
-                        part,
-                        last,
-                        head_row.get("event_id") if head_row is not None else None,
-                        f"the stored record {last} differs from the head hash in the newest "
-                        f"signed checkpoint {cp_id!r}: the tail was cut and re-appended",
-                        checkpoint_id=cp_id,
-                    )
-                )
-                continue
-            findings.append(
-                Finding(
-                    FindingKind.ALTERED_CHECKPOINT,
-                    part,
-                    first,
-                    first_row.get("event_id") if first_row is not None else None,
-                    f"records {first}..{last} disagree with signed checkpoint {cp_id!r} "
-                    f"({'merkle root' if not root_ok else 'head hash'} differs): history "
-                    "was re-hashed after it was checkpointed; a Merkle root cannot say which "
-                    "record in the interval changed first",
-                    checkpoint_id=cp_id,
-                )
-            )
+    s = signed if signed is not None else signed_checkpoints(checkpoints, keyring, log_name=log_name)
+    findings = list(s.forged)
+    for part, cps in s.intervals.items():
+        newest_log = max((c.size - 1 for c in s.logs.get(part, [])), default=-1)
+        findings.extend(_interval_findings(part, cps, states.get(part), newest_log))
+    for part, log_cps in s.logs.items():
+        findings.extend(_log_findings(part, log_cps, states.get(part)))
     findings.sort(key=Finding.sort_key)
     return findings
 
+
+def _truncated(part: int, cp_id: str, last: int, head_seq: int | None) -> Finding:
+    return Finding(
+        FindingKind.TRUNCATED_TAIL,
+        part,
+        0 if head_seq is None else head_seq + 1,
+        None,
+        f"signed checkpoint {cp_id!r} attests sequence {last}, but the "
+        + ("partition has no stored records" if head_seq is None else f"stored chain ends at {head_seq}")
+        + ": the tail was deleted",
+        checkpoint_id=cp_id,
+    )
+
+
+def _cut_and_reappended(part: int, cp_id: str, last: int, state: PartitionState) -> Finding:
+    head_row = state.row_at(last)
+    return Finding(
+        FindingKind.TRUNCATED_TAIL,
+        part,
+        last,
+        head_row.get("event_id") if head_row is not None else None,
+        f"the stored record {last} differs from the head hash in the newest "
+        f"signed checkpoint {cp_id!r}: the tail was cut and re-appended",
+        checkpoint_id=cp_id,
+    )
+
+
+def _interval_findings(
+    part: int, cps: list[Mapping[str, Any]], state: PartitionState | None, newest_log: int
+) -> list[Finding]:
+    findings: list[Finding] = []
+    cps.sort(key=lambda c: (c["last_sequence"], c["created_at"]))
+    head_seq = state.head_sequence if state is not None else None
+    newest = cps[-1] if cps[-1]["last_sequence"] > newest_log else None
+    for cp in cps:
+        first, last, cp_id = cp["first_sequence"], cp["last_sequence"], cp["checkpoint_id"]
+        is_newest = cp is newest
+        if state is None or head_seq is None or last > head_seq:
+            if is_newest:
+                findings.append(_truncated(part, cp_id, last, head_seq))
+            continue
+        hashes = state.hashes(first, last)
+        if hashes is None:
+            continue  # a gap inside the interval: already a deleted_record
+        head_ok = hashes[-1] == cp["head_hash"]
+        root_ok = merkle_root(hashes) == cp["merkle_root"]
+        if head_ok and root_ok:
+            continue
+        first_row = state.row_at(first)
+        if is_newest and not head_ok:
+            findings.append(_cut_and_reappended(part, cp_id, last, state))
+            continue
+        findings.append(
+            Finding(
+                FindingKind.ALTERED_CHECKPOINT,
+                part,
+                first,
+                first_row.get("event_id") if first_row is not None else None,
+                f"records {first}..{last} disagree with signed checkpoint {cp_id!r} "
+                f"({'merkle root' if not root_ok else 'head hash'} differs): history "
+                "was re-hashed after it was checkpointed; a Merkle root cannot say which "
+                "record in the interval changed first",
+                checkpoint_id=cp_id,
+            )
+        )
+    return findings
+
+
+def _stored_tree(state: PartitionState, sizes: list[int]) -> TreeLevels:
+    """The stored events' tree, up to the largest size in ``sizes`` the stored chain reaches.
+
+    Stops at the stored head or at the first missing sequence (a gap is already a
+    ``deleted_record``; nothing after it can be root-checked).
+    """
+    head = state.head_sequence
+    top = min(max(sizes), head + 1) if head is not None else 0
+    hashes = state.hashes(0, top - 1) if top > 0 else []
+    if hashes is None:  # a gap: take the contiguous prefix
+        hashes = []
+        for s in range(top):
+            row = state.row_at(s)
+            if row is None or not isinstance(row.get("hash"), bytes):
+                break
+            hashes.append(row["hash"])
+    return TreeLevels(hashes)
+
+
+def _log_findings(part: int, opened: list[LogCheckpoint], state: PartitionState | None) -> list[Finding]:
+    """Whole-log checkpoints of one partition against each other and the stored chain."""
+    findings: list[Finding] = []
+    by_size: dict[int, LogCheckpoint] = {}
+    for cp in sorted(opened, key=lambda c: (c.size, c.record["created_at"])):
+        first = by_size.setdefault(cp.size, cp)
+        if first.root != cp.root:
+            findings.append(_inconsistent(part, cp, first, "both sign the same size with different roots: a fork"))
+    sizes = sorted(by_size)
+    newest = by_size[sizes[-1]]
+    head_seq = state.head_sequence if state is not None else None
+    if state is None or head_seq is None or newest.size - 1 > head_seq:
+        findings.append(_truncated(part, newest.record["checkpoint_id"], newest.size - 1, head_seq))
+    if state is None or head_seq is None or state.first_sequence != 0:
+        return findings  # nothing stored, or verified from an anchor: roots need every event from 0
+    tree = _stored_tree(state, sizes)
+    matches = {s: s <= tree.size and tree.root(s) == by_size[s].root for s in sizes}
+    explained: set[int] = set()
+    for older, newer in itertools.pairwise(sizes):
+        if not matches[newer] or matches[older]:
+            continue
+        # The stored history reproduces the newer checkpoint: prove the older against it.
+        proof = tree.consistency_proof(older, newer)
+        if not verify_consistency(older, newer, by_size[older].root, by_size[newer].root, proof):
+            findings.append(_inconsistent(
+                part, by_size[older], by_size[newer],
+                "the newer one's tree (the stored history) does not extend the older one: the first "
+                f"{older} events were deleted, reordered or rewritten after the older was signed",
+            ))
+            explained.add(older)
+    for s in sizes:
+        cp = by_size[s]
+        if matches[s] or s in explained or s > tree.size:
+            continue
+        cp_id, last = cp.record["checkpoint_id"], s - 1
+        last_row = state.row_at(last)
+        if cp is newest and last_row is not None and last_row.get("hash") != cp.record["head_hash"]:
+            findings.append(_cut_and_reappended(part, cp_id, last, state))
+            continue
+        first_row = state.row_at(0)
+        findings.append(Finding(
+            FindingKind.ALTERED_CHECKPOINT, part, 0,
+            first_row.get("event_id") if first_row is not None else None,
+            f"records 0..{last} disagree with signed whole-log checkpoint {cp_id!r} (merkle root "
+            "differs): history was re-hashed after it was checkpointed; a Merkle root cannot "
+            "say which record changed first",
+            checkpoint_id=cp_id,
+        ))
+    return findings
+
+
+def _inconsistent(part: int, cp: LogCheckpoint, other: LogCheckpoint, why: str) -> Finding:
+    return Finding(
+        FindingKind.INCONSISTENT_CHECKPOINTS,
+        part,
+        cp.size - 1,
+        None,
+        f"signed checkpoints {cp.record['checkpoint_id']!r} (size {cp.size}) and "
+        f"{other.record['checkpoint_id']!r} (size {other.size}) of {cp.origin} are inconsistent: {why}",
+        checkpoint_id=cp.record["checkpoint_id"],
+    )

@@ -18,7 +18,8 @@ Event = Mapping[str, Any]
 
 
 class FindingKind(enum.StrEnum):
-    """What is wrong. The first group is the chain, then checkpoints, completeness, enforcement."""
+    """What is wrong. The first group is the chain, then checkpoints, completeness, enforcement;
+    kinds added later go at the end (whole-log consistency, witness cosignatures)."""
 
     MODIFIED_RECORD = "modified_record"
     DELETED_RECORD = "deleted_record"
@@ -37,6 +38,9 @@ class FindingKind(enum.StrEnum):
     EMBEDDED_VERDICT_MISSING = "embedded_verdict_missing"
     EMBEDDED_VERDICT_FORGED = "embedded_verdict_forged"
     EMBEDDED_VERDICT_MISMATCH = "embedded_verdict_mismatch"
+    INCONSISTENT_CHECKPOINTS = "inconsistent_checkpoints"
+    MISSING_COSIGNATURE = "missing_cosignature"
+    FORGED_COSIGNATURE = "forged_cosignature"
 
 
 _CHAIN_KINDS = frozenset(

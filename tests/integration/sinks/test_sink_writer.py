@@ -170,3 +170,27 @@ def test_batch_bounds(ch: ConnectClient, events: Events) -> None:
     assert writer.due()
     writer.flush()
     assert writer.pending_rows == 0 and not writer.due()
+
+
+def test_both_checkpoint_formats_land_and_still_verify(ch: ConnectClient, events: Events) -> None:
+    """A whole-log (signed note) and a legacy interval checkpoint keep their signature_format
+    through the table, the one SELECT and the row converter, and verify after the trip."""
+    from sinks.ledger_source import ClickHouseSource
+    from tests.factories.ledger import LedgerBuilder
+    from trust.checkpoints import build_checkpoint, verify_checkpoint
+    from trust.keys import SigningKey
+    from trust.partition_log import PartitionLog
+
+    key = SigningKey.generate()
+    ledger = LedgerBuilder(key)
+    ledger.flow(0)
+    interval = build_checkpoint(ledger.events, key, "p1", 1)
+    whole = PartitionLog.from_hashes(0, [e["hash"] for e in ledger.events]).checkpoint(key, "p1", 2)
+    writer = BatchWriter(ch, ROUTES)
+    writer.add(CPS, 0, 0, interval)  # as decoded from an old record: no signature_format key
+    writer.add(CPS, 0, 1, whole)
+    writer.flush()
+    stored = sorted(ClickHouseSource(ch).checkpoints(), key=lambda c: c["created_at"])
+    assert [c["signature_format"] for c in stored] == ["interval/v1", "tlog-checkpoint/v1"]
+    assert stored[1] == whole
+    assert all(verify_checkpoint(c, key.public()) for c in stored)

@@ -191,6 +191,15 @@ def samples(codec: Codec) -> list[Sample]:
         "checkpoint_id": "cp-1", "ledger_partition": 3, "first_sequence": 0, "last_sequence": 9,
         "head_hash": b"\x01" * 32, "merkle_root": b"\x02" * 32, "created_at": T0 + 4,
         "processor_id": "proc-1", "key_id": "0123456789abcdef", "signature": b"\x03" * 64,
+        "signature_format": "interval/v1",
+    }))
+    out.append(Sample("Checkpoint-tlog", "Checkpoint", {
+        "checkpoint_id": "p3@10", "ledger_partition": 3, "first_sequence": 0, "last_sequence": 9,
+        "head_hash": b"\x01" * 32, "merkle_root": b"\x02" * 32, "created_at": T0 + 4,
+        "processor_id": "proc-1", "key_id": "0123456789abcdef",
+        "signature": "lockgate.example/ledger/p3\n10\nAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=\n\n"
+                     "\u2014 lockgate.example/ledger/p3 AAAAAA==\n".encode(),
+        "signature_format": "tlog-checkpoint/v1",
     }))
     for key in (b"k\x00", None):
         out.append(Sample(f"DeadLetter-{'key' if key else 'no-key'}", "DeadLetter", {

@@ -36,7 +36,15 @@ def test_checkpoint_fields_and_signature(key: SigningKey, ledger: LedgerBuilder)
     assert verify_checkpoint(cp, Keyring([key.public()]))
     assert verify_checkpoint(cp, key.public())
     codec = get_codec()
-    assert codec.decode_as("Checkpoint", codec.encode("Checkpoint", cp)) == cp
+    decoded = codec.decode_as("Checkpoint", codec.encode("Checkpoint", cp))
+    assert decoded == {**cp, "signature_format": "interval/v1"}  # the field's default
+    assert verify_checkpoint(decoded, key.public())  # signed over the ten v1 fields only
+
+
+def test_an_interval_record_with_an_unknown_format_does_not_verify(key: SigningKey, ledger: LedgerBuilder) -> None:
+    cp = build_checkpoint(ledger.events, key, "proc-1", 123)
+    assert not verify_checkpoint({**cp, "signature_format": "interval/v2"}, key.public())
+    assert not verify_checkpoint({**cp, "signature_format": "tlog-checkpoint/v1"}, key.public())
 
 
 def test_interval_checkpoint_in_the_middle(key: SigningKey, ledger: LedgerBuilder) -> None:
@@ -88,3 +96,21 @@ def test_refuses_to_sign_broken_intervals(key: SigningKey, ledger: LedgerBuilder
     other.flow(1)
     with pytest.raises(CheckpointError, match="mixed"):
         build_checkpoint([evs[0], dict(other.events[0], sequence=1)], key, "p", 1)
+
+
+def test_a_checkpoint_written_with_the_v1_schema_still_verifies(key: SigningKey, ledger: LedgerBuilder) -> None:
+    """Records on the topic and in stores from before signature_format: read with its default."""
+    import io
+
+    from fastavro import parse_schema, schemaless_writer
+
+    from schemas.codec import _crc64_avro, _strip_logical, load_schema_json
+
+    cp = build_checkpoint(ledger.events, key, "proc-1", 123)
+    v1 = parse_schema(_strip_logical(load_schema_json("Checkpoint", "v1")))
+    buf = io.BytesIO()
+    schemaless_writer(buf, v1, cp)
+    old_bytes = b"\xc3\x01" + _crc64_avro(v1) + buf.getvalue()
+    decoded = get_codec().decode_as("Checkpoint", old_bytes)
+    assert decoded["signature_format"] == "interval/v1"
+    assert verify_checkpoint(decoded, key.public())

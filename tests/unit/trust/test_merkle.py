@@ -8,10 +8,12 @@ from hypothesis import strategies as st
 
 from trust.merkle import (
     EMPTY_ROOT,
+    consistency_proof,
     inclusion_proof,
     leaf_hash,
     merkle_root,
     node_hash,
+    verify_consistency,
     verify_inclusion,
 )
 
@@ -174,3 +176,118 @@ def test_one_million_leaves() -> None:
     path = inclusion_proof(leaves, 765_432)
     assert len(path) == 20
     assert verify_inclusion(leaves[765_432], 765_432, len(leaves), path, root)
+
+
+# --- consistency proofs (RFC 6962 §2.1.2 / RFC 9162 §2.1.4) ---------------------------
+
+# Consistency proofs in the same 8-leaf tree, as published with the CT reference code.
+CONSISTENCY_VECTORS = [
+    (1, 8, PATH_0_OF_8),
+    (
+        6,
+        8,
+        [
+            "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+            "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        ],
+    ),
+    (
+        2,
+        5,
+        [
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+        ],
+    ),
+]
+
+
+def _reference_subproof(m: int, d: list[bytes], b: bool) -> list[bytes]:
+    """RFC 6962 §2.1.2 SUBPROOF, recursively, as written."""
+    n = len(d)
+    if m == n:
+        return [] if b else [_reference_mth(d)]
+    k = 1
+    while k * 2 < n:
+        k *= 2
+    if m <= k:
+        return [*_reference_subproof(m, d[:k], b), _reference_mth(d[k:])]
+    return [*_reference_subproof(m - k, d[k:], False), _reference_mth(d[:k])]
+
+
+@pytest.mark.parametrize(("m", "n", "expected"), CONSISTENCY_VECTORS)
+def test_rfc6962_known_consistency_proofs(m: int, n: int, expected: list[str]) -> None:
+    proof = consistency_proof(LEAVES[:n], m)
+    assert [h.hex() for h in proof] == expected
+    assert verify_consistency(m, n, bytes.fromhex(ROOTS[m - 1]), bytes.fromhex(ROOTS[n - 1]), proof)
+
+
+@settings(max_examples=100, deadline=None)
+@given(leaf_lists, st.data())
+def test_consistency_matches_the_recursive_definition_and_verifies(leaves: list[bytes], data: st.DataObject) -> None:
+    n = len(leaves)
+    m = data.draw(st.integers(1, n))
+    proof = consistency_proof(leaves, m)
+    assert proof == (_reference_subproof(m, leaves, True) if m < n else [])
+    old, new = merkle_root(leaves[:m]), merkle_root(leaves)
+    assert verify_consistency(m, n, old, new, proof)
+    if m < n:
+        # any flipped bit, a dropped or an extra hash, or a swapped root fails
+        j = data.draw(st.integers(0, len(proof) - 1))
+        bad = list(proof)
+        bad[j] = bytes([proof[j][0] ^ 1]) + proof[j][1:]
+        assert not verify_consistency(m, n, old, new, bad)
+        assert not verify_consistency(m, n, old, new, proof[:-1])
+        assert not verify_consistency(m, n, old, new, [*proof, bytes(32)])
+        assert not verify_consistency(m, n, new, old, proof)
+        # (The sizes are not bound by a proof alone — identical leaves give identical proofs
+        # for trees of 3 and 4 — which is why both sizes come from signed checkpoints.)
+
+
+def test_a_forked_tree_is_not_consistent() -> None:
+    """The same sizes, one leaf changed before the old size: no proof makes them consistent."""
+    leaves = [bytes([i]) * 32 for i in range(13)]
+    forked = list(leaves)
+    forked[2] = b"\xff" * 32
+    old_root = merkle_root(leaves[:7])
+    forked_root = merkle_root(forked)
+    assert not verify_consistency(7, 13, old_root, forked_root, consistency_proof(forked, 7))
+    assert not verify_consistency(7, 13, old_root, forked_root, consistency_proof(leaves, 7))
+
+
+def test_consistency_edge_sizes() -> None:
+    root = merkle_root(LEAVES)
+    assert consistency_proof(LEAVES, 8) == []
+    assert verify_consistency(8, 8, root, root, [])
+    assert not verify_consistency(8, 8, root, ROOTS[0].encode(), [])
+    assert not verify_consistency(8, 8, root, root, [root])  # equal sizes take an empty proof
+    assert consistency_proof(LEAVES, 0) == []
+    assert verify_consistency(0, 8, EMPTY_ROOT, root, [])
+    assert not verify_consistency(0, 8, root, root, [])  # size 0 has the empty root
+    assert not verify_consistency(0, 8, EMPTY_ROOT, root, [root])
+    assert not verify_consistency(8, 7, root, root, [])  # a smaller new tree: a rollback
+    with pytest.raises(ValueError, match="old size"):
+        consistency_proof(LEAVES, 9)
+
+
+@pytest.mark.parametrize("bad", [None, [b"short"], ["str"], [1]])
+def test_verify_consistency_never_raises(bad: object) -> None:
+    assert not verify_consistency(2, 5, bytes(32), bytes(32), bad)  # type: ignore[arg-type]
+    assert not verify_consistency("2", 5, bytes(32), bytes(32), [])  # type: ignore[arg-type]
+    assert not verify_consistency(True, 5, bytes(32), bytes(32), [bytes(32)])
+
+
+@settings(max_examples=40, deadline=None)
+@given(leaf_lists)
+def test_tree_levels_answer_every_prefix_root_and_proof(leaves: list[bytes]) -> None:
+    from trust.merkle import TreeLevels
+
+    tree = TreeLevels(leaves)
+    n = len(leaves)
+    assert tree.root(0) == EMPTY_ROOT
+    for size in range(1, n + 1):
+        assert tree.root(size) == _reference_mth(leaves[:size])
+        for m in range(size + 1):
+            assert tree.consistency_proof(m, size) == (_reference_subproof(m, leaves[:size], True)
+                                                       if 0 < m < size else [])
