@@ -23,16 +23,21 @@ from deploy.settings import StackSettings
 from lockgate.cli import context
 from lockgate.cli.locate import locate
 from lockgate.cli.spool import spool_dir
+from lockgate.cli.verify import _checkpoint_interval_s
 from processors.settings import ProcessorSettings
 from producers.settings import GuardSettings
 from sinks.service import SinkSettings
+from witness.settings import WitnessSettings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 SETTINGS: dict[str, type[BaseSettings]] = {
     "SDK": GuardSettings, "processor": ProcessorSettings, "sink": SinkSettings, "stack": StackSettings,
+    "witness": WitnessSettings,
 }
 ALL = (*SETTINGS, "CLI")
+
+NUMERIC_CLI = ("LOCKGATE_KAFKA_PORT", "LOCKGATE_CHECKPOINT_INTERVAL_S")
 
 # How the CLI reads each variable it uses (it has no settings class of its own).
 CLI: dict[str, Callable[[], Any]] = {
@@ -43,6 +48,8 @@ CLI: dict[str, Callable[[], Any]] = {
     "LOCKGATE_CLICKHOUSE_DSN": lambda: locate().dsn,
     "LOCKGATE_CLICKHOUSE_DATABASE": lambda: locate().database,
     "LOCKGATE_SPOOL_DIR": spool_dir,
+    "LOCKGATE_LOG_NAME": context.log_name,
+    "LOCKGATE_CHECKPOINT_INTERVAL_S": lambda: _checkpoint_interval_s(None),
 }
 
 
@@ -116,7 +123,7 @@ def test_each_variable_reaches_each_component_the_table_names(
     if component == "CLI":
         assert var in CLI, f"the README says the CLI reads {var}; teach this test how it does"
         value = "kafka.example:9093" if var == "LOCKGATE_BOOTSTRAP_SERVERS" else (
-            str(tmp_path) if var == "LOCKGATE_HOME" else "4242" if var == "LOCKGATE_KAFKA_PORT" else "probe.")
+            str(tmp_path) if var == "LOCKGATE_HOME" else "4242" if var in NUMERIC_CLI else "probe.")
         monkeypatch.setenv(var, value)
         seen = CLI[var]()
         assert str(value) in str(seen), f"{var}={value} did not reach the CLI (it read {seen!r})"

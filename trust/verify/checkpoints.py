@@ -11,8 +11,8 @@ stored events and verified literally (RFC 9162 §2.1.4.2).
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from trust.checkpoints import INTERVAL_FORMAT, checkpoint_format, verify_checkpoint
