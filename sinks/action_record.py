@@ -238,15 +238,12 @@ def action_record(
     for _, ev in events:
         if is_summarized(ev["kind"], ev["action_id"]):
             partials.append(partial_row(ev["kind"], derived_columns(ev["kind"], ev["payload"], codec)))
+    # No summarized event (only, say, a security event): every column empty, no flag set.
+    values = fold(partials) if partials else partial_row("action", derived_columns("", b"", codec))
     record: dict[str, Any] = {"tenant": events[0][1]["tenant"], "action_id": action_id}
-    if partials:
-        record.update(zip(SUMMARY_NAMES, (display_value(v) for v in fold(partials)), strict=True))
-    else:
-        record.update((n, 0) for n in _FLAGS)
+    record.update((n, display_value(n, v)) for n, v in zip(SUMMARY_NAMES, values, strict=True))
     for flag in _FLAGS:
-        record[flag] = bool(record[flag])
-    if isinstance(record.get("attributes"), list):  # no attributes: an empty list of pairs
-        record["attributes"] = display_value(record["attributes"]) or {}
+        record[flag] = bool(partials) and bool(record[flag])
 
     by_part: dict[int, set[int]] = {}
     for _, ev in events:

@@ -136,9 +136,10 @@ def stored_summary(row: Mapping[str, Any]) -> tuple[SummaryKey, tuple[Any, ...]]
     return key, tuple(values)
 
 
-def display_value(value: Any) -> Any:
-    """A JSON-friendly value for a report: a list of pairs with unique keys becomes a dict."""
-    if isinstance(value, list) and value and all(isinstance(p, tuple) and len(p) == 2 for p in value):
+def display_value(column: str, value: Any) -> Any:
+    """A JSON-friendly value of ``column`` for a report: a map (a list of pairs) becomes a
+    dict, or stays a list of [key, value] pairs when a key repeats (so that shows)."""
+    if column in _MAPS and isinstance(value, list):
         keys = [k for k, _ in value]
         if len(set(keys)) == len(keys):
             return dict(value)
@@ -146,8 +147,8 @@ def display_value(value: Any) -> Any:
     return value
 
 
-def _short(value: Any) -> str:
-    text = repr(display_value(value))
+def _short(column: str, value: Any) -> str:
+    text = repr(display_value(column, value))
     return text if len(text) <= 80 else f"{text[:77]}…"
 
 
@@ -187,10 +188,10 @@ def _column_findings(ev: Event, stored: Sequence[Any], derived: Sequence[Any]) -
             continue
         out.append(Finding(
             FindingKind.ALTERED_VIEW, at["partition"], at["sequence"], at["event_id"],
-            f"audit_events.{name} of record {at['sequence']} ({what}) reads {_short(got)}, but "
-            f"its chained payload yields {_short(want)}",
+            f"audit_events.{name} of record {at['sequence']} ({what}) reads {_short(name, got)}, but "
+            f"its chained payload yields {_short(name, want)}",
             action_id=aid if isinstance(aid, str) else None, table="audit_events", column=name,
-            stored=display_value(got), ledger=display_value(want),
+            stored=display_value(name, got), ledger=display_value(name, want),
         ))
     if len(stored) != len(derived):
         out.append(Finding(
@@ -240,7 +241,7 @@ def _summary_findings(
                 f"ledger event explains: {why}",
                 action_id=aid, table="action_summary",
                 stored={"tenant": tenant, "day": day, "action_id": aid,
-                        **{n: display_value(v) for n, v in zip(SUMMARY_NAMES, got, strict=True)}},
+                        **{n: display_value(n, v) for n, v in zip(SUMMARY_NAMES, got, strict=True)}},
             ))
             continue
         at = _at(_first(members[key]))
@@ -249,9 +250,9 @@ def _summary_findings(
                 out.append(Finding(
                     FindingKind.ALTERED_SUMMARY, at["partition"], at["sequence"], at["event_id"],
                     f"action_summary.{name} of action {aid} (tenant {tenant}, {day}) reads "
-                    f"{_short(have)}, but the action's chained events yield {_short(should)}",
+                    f"{_short(name, have)}, but the action's chained events yield {_short(name, should)}",
                     action_id=aid, table="action_summary", column=name,
-                    stored=display_value(have), ledger=display_value(should),
+                    stored=display_value(name, have), ledger=display_value(name, should),
                 ))
     return out
 
