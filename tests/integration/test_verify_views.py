@@ -26,6 +26,7 @@ from sinks.rows import EXTRACTED_COLUMNS
 from sinks.summary import SUMMARY_NAMES
 from sinks.tokens import create_token
 from tests.conftest import free_port
+from tests.integration.chromium import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, needs_chromium
 from tests.integration.cli_runner import ROOT, cli, cli_json, env, helper
 
 pytestmark = pytest.mark.integration
@@ -325,3 +326,30 @@ def test_rewritten_tail_is_named_against_the_topics(tmp_path: Path, kafka_bootst
     assert all("missing in store" in f["message"] for f in found[3:])
     assert report["topics"]["pending"] == 2
     assert info["pending_sequences"] == [6, 7]
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_dashboard_detail_marks_an_edited_record(served: tuple[Path, dict[str, Any], str, str]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    home, info, url, _ = served
+    _, token = create_token(home, "acme")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(f"{url}/?token={token}#action={info['ids']['blocked']}")
+            drill = page.get_by_test_id("drill")
+            expect(drill).to_be_visible()
+            expect(drill.get_by_test_id("drill-decision")).to_have_text("block")  # the payload, not the edit
+            expect(drill.get_by_test_id("drill-integrity")).to_have_attribute("data-ok", "false")
+            expect(drill.get_by_test_id("drill-integrity-verdict")).to_have_text("DOES NOT MATCH the ledger")
+            expect(drill.get_by_test_id("drill-views")).to_contain_text("DO NOT MATCH")
+            expect(drill.get_by_test_id("drill-mismatch")).to_have_count(2)
+            expect(drill.get_by_test_id("drill-mismatch").first).to_contain_text('stored "allow", ledger "block"')
+            expect(drill.get_by_test_id("drill-chain")).to_contain_text("chain: ok")
+            expect(drill.get_by_test_id("drill-checkpoint")).to_contain_text("3 event(s) covered")
+        finally:
+            browser.close()

@@ -91,14 +91,14 @@ def _snapshot(client: ConnectClient) -> dict[str, Any]:
         rec = dict(zip(names, r, strict=True))
         values = stored_columns(rec)
         columns[_key(rec)] = {
-            n[2:]: display_value(v) for n, v in zip(names[2:], values, strict=True)}
+            n[2:]: display_value(n[2:], v) for n, v in zip(names[2:], values, strict=True)}
     names, rows = client.query(f"SELECT {SUMMARY_FOLD_SELECT} FROM {DB}.action_summary "
                                "GROUP BY tenant, day, action_id")
     summary = {}
     for r in rows:
         (tenant, day, aid), values = stored_summary(dict(zip(names, r, strict=True)))
         summary[f"{tenant}|{day}|{aid}"] = {
-            n[2:]: display_value(v) for n, v in zip(names[3:], values, strict=True)}
+            n[2:]: display_value(n[2:], v) for n, v in zip(names[3:], values, strict=True)}
     return {"columns": columns, "summary": summary}
 
 
