@@ -24,7 +24,7 @@ def test_main_help_reads_like_a_man_page() -> None:
 
 COMMANDS = [["up"], ["down"], ["status"], ["smoke"], ["demo"], ["submit"], ["keys", "init"],
             ["keys", "add-service"], ["policy", "validate"], ["policy", "apply"], ["policy", "test"],
-            ["policy", "list"], ["audit", "query"], ["tokens", "create"], ["verify"], ["prove"],
+            ["policy", "list"], ["audit", "query"], ["audit", "show"], ["tokens", "create"], ["verify"], ["prove"],
             ["verify-proof"], ["checkpoints", "export"], ["history"], ["policy", "replay"]]
 
 
