@@ -56,12 +56,18 @@ __all__ = [
 _PAGE = 10_000
 
 
+_N_DERIVED = len(EXTRACTED_COLUMNS)
+
+
 def _stored_event(names: list[str], row: tuple[Any, ...], columns: bool) -> dict[str, Any]:
-    rec = dict(zip(names, row, strict=True))
+    if not columns:
+        rec = dict(zip(names, row, strict=True))
+    else:  # the derived columns are the SELECT's last ones
+        rec = dict(zip(names[:-_N_DERIVED], row[:-_N_DERIVED], strict=True))
     event = event_from_row(rec)
     event["_position"] = (int(rec["src_partition"]), int(rec["src_offset"]))
-    if columns:  # the derived columns are the SELECT's last ones
-        event["_columns"] = stored_column_values(row[-len(EXTRACTED_COLUMNS):])
+    if columns:
+        event["_columns"] = stored_column_values(row[-_N_DERIVED:])
     return event
 
 

@@ -98,6 +98,7 @@ def _as_pairs(value: Any) -> list[tuple[Any, Any]]:
 
 
 _EVENT_KEYS = tuple(f"v_{name}" for name in EXTRACTED_COLUMNS)
+_SUMMARY_KEYS = tuple(f"s_{name}" for name in SUMMARY_NAMES)
 
 
 def stored_column_values(values: Sequence[Any]) -> tuple[Any, ...]:
@@ -127,7 +128,7 @@ def stored_summary(row: Mapping[str, Any]) -> tuple[SummaryKey, tuple[Any, ...]]
     """Key and comparable values of one row read with :data:`SUMMARY_FOLD_SELECT`."""
     try:
         key = (str(row["tenant"]), str(row["day_iso"]), str(row["action_id"]))
-        values = [row[f"s_{name}"] for name in SUMMARY_NAMES]
+        values = [row[k] for k in _SUMMARY_KEYS]
         for i in _SUMMARY_MAPS:
             values[i] = _as_pairs(values[i])
     except (KeyError, TypeError, ValueError) as exc:
@@ -211,15 +212,16 @@ def _summary_findings(
     stored: Mapping[SummaryKey, tuple[Any, ...]],
     members: Mapping[SummaryKey, list[Event]],
 ) -> list[Finding]:
+    differing = sorted(k for k in expected.keys() | stored.keys() if expected.get(k) != stored.get(k))
+    if not differing:
+        return []
     by_action: dict[str, list[Event]] = {}
     for (_, _, aid), evs in members.items():
         by_action.setdefault(aid, []).extend(evs)
     out: list[Finding] = []
-    for key in sorted(expected.keys() | stored.keys()):
+    for key in differing:
         tenant, day, aid = key
         want, got = expected.get(key), stored.get(key)
-        if want == got:
-            continue
         if got is None:
             at = _at(_first(members[key]))
             out.append(Finding(
