@@ -56,3 +56,16 @@ def test_policy_test_runs_offline_on_the_example() -> None:
     res = run("policy", "test", "processors/policies/example.yaml", "processors/policies/example_cases.yaml")
     assert res.returncode == 0, res.stdout
     assert "0 failed" in res.stdout
+
+
+def test_verify_help_names_every_view_it_checks() -> None:
+    from lockgate.cli.verify import _VERIFY_DESC
+    from sinks.rows import EXTRACTED_COLUMNS
+    from trust.verify import FindingKind
+
+    text = " ".join(_VERIFY_DESC.split())
+    for column in EXTRACTED_COLUMNS:
+        assert column in text, column
+    for kind in FindingKind:
+        assert kind.value in text, kind
+    assert "action_summary" in text and "--against-topics" in text
