@@ -13,9 +13,11 @@ Routes (GET only):
 ``/api/events``             raw ledger rows: ``partition``, ``after`` (sequence), limit
 ``/api/checkpoints``        signed checkpoints: ``partition``, ``after``, limit (all-tenant tokens only)
 ``/api/verify/events``      ledger rows plus their stored derived columns, paged like
-                            ``/api/events`` (all-tenant tokens only)
+                            ``/api/events``, or ``actions`` (a JSON array of ids): every
+                            row of those actions (all-tenant tokens only)
 ``/api/verify/summary``     ``action_summary`` folded per (tenant, day, action); paging:
-                            limit, after_tenant + after_day + after_action (all-tenant only)
+                            limit, after_tenant + after_day + after_action; or ``actions``
+                            (all-tenant only)
 ``/metrics``                Prometheus text (no auth: carries no audit data)
 ``/healthz``                liveness + ClickHouse reachability (no auth)
 ``/``                       the dashboard (static; its data calls need a token)
@@ -96,6 +98,24 @@ def _int_param(params: Mapping[str, str], name: str, default: int | None,
     if not lo <= value <= hi:
         raise QueryRejected(f"{name}={value} is out of range; allowed {lo}..{hi}")
     return value
+
+
+_MAX_ACTIONS = 100
+
+
+def _action_list(params: Mapping[str, str]) -> list[str] | None:
+    """``actions``: a JSON array of at most 100 action ids (``verify``'s recheck), or None."""
+    raw = params.get("actions")
+    if raw is None:
+        return None
+    try:
+        ids = json.loads(raw)
+    except ValueError:
+        ids = None
+    if (not isinstance(ids, list) or not 1 <= len(ids) <= _MAX_ACTIONS
+            or not all(isinstance(i, str) and 0 < len(i) <= 512 for i in ids)):
+        raise QueryRejected(f"actions must be a JSON array of 1..{_MAX_ACTIONS} action ids")
+    return ids
 
 
 def _only(params: Mapping[str, str], allowed: set[str]) -> None:
@@ -243,6 +263,13 @@ class ApiServer:
 
     def _verify_route(self, path: str, params: dict[str, str]) -> tuple[int, bytes, str]:
         """``/api/verify/*``: stored values for ``verify`` (the caller is all-tenant)."""
+        actions = _action_list(params)
+        if path == "/api/verify/events" and actions is not None:
+            _only(params, {"actions"})
+            return self._json(200, {"events": self.queries.action_rows(actions)})
+        if path == "/api/verify/summary" and actions is not None:
+            _only(params, {"actions"})
+            return self._json(200, {"summary": self.queries.summary_folds(None, 10_000, actions)})
         if path == "/api/verify/events":
             _only(params, {"partition", "after", "limit"})
             partition = _int_param(params, "partition", None, 0, 1_000_000)

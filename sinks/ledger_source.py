@@ -114,6 +114,18 @@ class ClickHouseSource:
             )
         return out
 
+    def action_views(self, actions: set[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The stored rows (with derived columns) and summary groups of ``actions``, read now
+        (:data:`sinks.view_check.Recheck`)."""
+        ids = sorted(actions)
+        events = self._events("action_id IN {ids:Array(String)}", {"ids": ids}, columns=True)
+        names, rows = self._client.query(
+            f"SELECT {SUMMARY_FOLD_SELECT} FROM {self._db}.action_summary "
+            "WHERE action_id IN {ids:Array(String)} GROUP BY tenant, day, action_id",
+            {"ids": ids},
+        )
+        return events, [dict(zip(names, r, strict=True)) for r in rows]
+
     def summary_rows(self) -> list[dict[str, Any]]:
         """Every ``action_summary`` group folded as readers fold it (:data:`SUMMARY_FOLD_SELECT`)."""
         names, rows = self._client.query(
@@ -225,6 +237,21 @@ class ApiSource:
         if since_us is not None:
             out = [e for e in out if e["recorded_at"] >= since_us]
         return out
+
+    def action_views(self, actions: set[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The stored rows (with derived columns) and summary groups of ``actions``, read now
+        through ``/api/verify/events`` and ``/api/verify/summary`` (``actions=[...]``)."""
+        ids = sorted(actions)
+        events: list[dict[str, Any]] = []
+        summary: list[dict[str, Any]] = []
+        for i in range(0, len(ids), 100):
+            chunk = {"actions": json.dumps(ids[i:i + 100])}
+            for r in self._get("/api/verify/events", chunk)["events"]:
+                event = event_from_row(r)
+                event["_columns"] = stored_columns(r)
+                events.append(event)
+            summary.extend(self._get("/api/verify/summary", chunk)["summary"])
+        return events, summary
 
     def summary_rows(self) -> list[dict[str, Any]]:
         """Every ``action_summary`` group, folded, paged through ``/api/verify/summary``."""

@@ -398,23 +398,38 @@ class AuditQueries:
         return [dict(zip(names, r, strict=True)) for r in rows]
 
     def summary_folds(
-        self, after: tuple[str, str, str] | None = None, limit: int = 1000
+        self, after: tuple[str, str, str] | None = None, limit: int = 1000,
+        actions: list[str] | None = None,
     ) -> list[dict[str, Any]]:
         """``action_summary`` groups (tenant, day, action_id) folded as readers fold them,
         in key order after ``after`` (a keyset cursor: the last row's tenant, ISO day,
-        action id). All tenants: what ``verify`` compares with the ledger."""
+        action id), or only those of ``actions``. All tenants: what ``verify`` compares
+        with the ledger."""
         if not 1 <= limit <= 10_000:
             raise QueryRejected("limit must be between 1 and 10000")
         params: dict[str, Any] = {"limit": limit}
-        where = ""
+        where = []
         if after is not None:
-            where = ("WHERE (tenant, day, action_id) > "
-                     "({t:String}, toDate({d:String}), {a:String}) ")
+            where.append("(tenant, day, action_id) > ({t:String}, toDate({d:String}), {a:String})")
             params.update(t=after[0], d=after[1], a=after[2])
+        if actions is not None:
+            where.append("action_id IN {ids:Array(String)}")
+            params["ids"] = actions
         names, rows = self._client.query(
-            f"SELECT {SUMMARY_FOLD_SELECT} FROM {self._db}.action_summary {where}"
+            f"SELECT {SUMMARY_FOLD_SELECT} FROM {self._db}.action_summary "
+            f"{'WHERE ' + ' AND '.join(where) if where else ''} "
             "GROUP BY tenant, day, action_id ORDER BY tenant, day, action_id LIMIT {limit:UInt32}",
             params,
+        )
+        return [dict(zip(names, r, strict=True)) for r in rows]
+
+    def action_rows(self, actions: list[str]) -> list[dict[str, Any]]:
+        """Every stored row of ``actions`` (all tenants) with its derived columns, as
+        :meth:`events` gives them with ``columns``: ``verify``'s recheck of a live store."""
+        names, rows = self._client.query(
+            f"SELECT {EVENT_SELECT}, {EVENT_COLUMNS_SELECT} FROM {self._db}.audit_events "
+            "WHERE action_id IN {ids:Array(String)} ORDER BY ledger_partition, sequence",
+            {"ids": actions},
         )
         return [dict(zip(names, r, strict=True)) for r in rows]
 

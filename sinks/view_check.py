@@ -36,7 +36,7 @@ Pure apart from the codec: no I/O here; the sources read, the CLI wires.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +49,7 @@ from trust.verify.findings import Event, Finding, FindingKind
 __all__ = [
     "EVENT_COLUMNS_SELECT",
     "SUMMARY_FOLD_SELECT",
+    "Recheck",
     "ViewCheck",
     "check_views",
     "derived_columns",
@@ -162,6 +163,8 @@ class ViewCheck:
     """``audit_events`` rows whose derived columns were compared."""
     summary_rows: int = 0
     """``action_summary`` groups compared (stored or expected)."""
+    rechecked: int = 0
+    """Actions whose summary differed at first and were read again (a live store)."""
 
 
 def _place(ev: Event) -> tuple[int, int]:
@@ -259,12 +262,75 @@ def _summary_findings(
     return out
 
 
+Recheck = Callable[[set[str]], tuple[Sequence[Event], Sequence[Mapping[str, Any]]]]
+"""Re-reads the given actions now: their stored events (any order) and their summary rows."""
+
+
+@dataclass
+class _Derived:
+    """The summary side of one pass over events: partial rows and their events per group."""
+
+    partials: dict[SummaryKey, list[tuple[Any, ...]]] = field(default_factory=dict)
+    members: dict[SummaryKey, list[Event]] = field(default_factory=dict)
+    proposed: set[str] = field(default_factory=set)
+
+    def add(self, ev: Event, kind: str, derived: tuple[Any, ...]) -> None:
+        aid, tenant, at = ev.get("action_id"), ev.get("tenant"), ev.get("recorded_at")
+        if not (is_summarized(kind, aid) and isinstance(aid, str) and isinstance(tenant, str)
+                and type(at) is int):
+            return
+        key = (tenant, summary_day(at), aid)
+        group = self.partials.get(key)
+        if group is None:
+            self.partials[key] = group = []
+            self.members[key] = []
+        group.append(partial_row(kind, derived))
+        self.members[key].append(ev)
+        if kind == "action":
+            self.proposed.add(aid)
+
+
+def _derive(events: Iterable[Event], codec: Codec, result: ViewCheck | None) -> _Derived:
+    """Derive every event's columns; compare stored ones into ``result`` (when given)."""
+    out = _Derived()
+    for ev in events:
+        kind, payload = ev.get("kind"), ev.get("payload")
+        if not isinstance(kind, str) or not isinstance(payload, bytes):
+            continue  # not an AuditEvent: the chain pass names it
+        derived = derived_columns(kind, payload, codec)
+        stored = ev.get("_columns")
+        if result is not None and stored is not None:
+            result.rows += 1
+            if stored != derived:
+                result.findings.extend(_column_findings(ev, stored, derived))
+        out.add(ev, kind, derived)
+    return out
+
+
+def _compare_summary(found: _Derived, summary_rows: Iterable[Mapping[str, Any]],
+                     judged: Callable[[str], bool]) -> tuple[list[Finding], int]:
+    stored: dict[SummaryKey, tuple[Any, ...]] = {}
+    for row in summary_rows:
+        key, values = stored_summary(row)
+        if judged(key[2]):
+            stored[key] = values
+    expected = {key: fold(rows) for key, rows in found.partials.items() if judged(key[2])}
+    return _summary_findings(expected, stored, found.members), len(expected.keys() | stored.keys())
+
+
+def _newer(fresh: Iterable[Event], heads: Mapping[Any, int]) -> list[Event]:
+    """Fresh events stored after the checked snapshot: beyond its head in their partition."""
+    return [ev for ev in fresh if type(ev.get("sequence")) is int
+            and ev["sequence"] > heads.get(ev.get("ledger_partition"), -1)]
+
+
 def check_views(
     events: Iterable[Event],
     summary_rows: Iterable[Mapping[str, Any]] | None,
     *,
     complete: bool = True,
     codec: Codec | None = None,
+    recheck: Recheck | None = None,
 ) -> ViewCheck:
     """Compare what readers see with what the chained payloads yield.
 
@@ -275,43 +341,40 @@ def check_views(
     --since``): only actions whose proposal is in the window are judged in the summary
     (an action's events share its ledger partition and follow its proposal, so all of
     them are in the window), and stored rows of other actions are not reported.
+
+    A live store keeps growing between the read of the events and of the summary (and a
+    materialized view's rows become visible apart from their source rows), so a summary
+    difference may be a race, not an edit. With ``recheck``, the actions whose summary
+    differs are read again and judged on the checked events plus those stored since
+    (beyond the checked head of their partition — an insertion among checked records does
+    not count) against their summary rows now; only what still differs is reported. A
+    derived-column difference needs no recheck: a row's columns and payload are read together.
     """
     codec = codec or get_codec()
     result = ViewCheck()
-    partials: dict[SummaryKey, list[tuple[Any, ...]]] = {}
-    members: dict[SummaryKey, list[Event]] = {}
-    proposed: set[str] = set()
-    for ev in events:
-        kind, payload = ev.get("kind"), ev.get("payload")
-        if not isinstance(kind, str) or not isinstance(payload, bytes):
-            continue  # not an AuditEvent: the chain pass names it
-        derived = derived_columns(kind, payload, codec)
-        stored = ev.get("_columns")
-        if stored is not None:
-            result.rows += 1
-            if stored != derived:
-                result.findings.extend(_column_findings(ev, stored, derived))
-        aid, tenant, at = ev.get("action_id"), ev.get("tenant"), ev.get("recorded_at")
-        if not (is_summarized(kind, aid) and isinstance(aid, str) and isinstance(tenant, str)
-                and type(at) is int):
-            continue
-        key = (tenant, summary_day(at), aid)
-        group = partials.get(key)
-        if group is None:
-            partials[key] = group = []
-            members[key] = []
-        group.append(partial_row(kind, derived))
-        members[key].append(ev)
-        if kind == "action":
-            proposed.add(aid)
+    listed = events if isinstance(events, list) else list(events)
+    found = _derive(listed, codec, result)
     if summary_rows is None:
         return result
-    stored_groups: dict[SummaryKey, tuple[Any, ...]] = {}
-    for row in summary_rows:
-        key, values = stored_summary(row)
-        if complete or key[2] in proposed:
-            stored_groups[key] = values
-    expected = {key: fold(rows) for key, rows in partials.items() if complete or key[2] in proposed}
-    result.summary_rows = len(expected.keys() | stored_groups.keys())
-    result.findings.extend(_summary_findings(expected, stored_groups, members))
+
+    def judged(aid: str) -> bool:
+        return complete or aid in found.proposed
+
+    summary_findings, result.summary_rows = _compare_summary(found, summary_rows, judged)
+    suspects = {f.action_id for f in summary_findings if f.action_id is not None}
+    if recheck is not None and suspects:
+        fresh_events, fresh_summary = recheck(suspects)
+        heads: dict[Any, int] = {}
+        for ev in listed:
+            part, seq = ev.get("ledger_partition"), ev.get("sequence")
+            if type(seq) is int and seq > heads.get(part, -1):
+                heads[part] = seq
+        again = _derive([ev for ev in listed if ev.get("action_id") in suspects]
+                        + _newer((ev for ev in fresh_events if ev.get("action_id") in suspects), heads),
+                        codec, None)
+        confirmed, _ = _compare_summary(again, fresh_summary,
+                                        lambda aid: aid in suspects and (complete or aid in again.proposed))
+        result.rechecked = len(suspects)
+        summary_findings = confirmed
+    result.findings.extend(summary_findings)
     return result

@@ -114,7 +114,7 @@ def test_untouched_store_verifies_clean(store: tuple[Path, dict[str, Any]]) -> N
     home, info = store
     report = cli_json(home, 0, "verify")
     assert report["findings"] == []
-    assert report["views"] == {"rows": 22, "summary_rows": 8}
+    assert report["views"] == {"rows": 22, "summary_rows": 8, "rechecked": 0}
     days = {k.split("|")[1] for k in info["summary"] if k.endswith(info["ids"]["midnight"])}
     assert days == {"2023-11-14", "2023-11-15"}
     for role in ("blocked", "midnight", "failed", "undecodable"):

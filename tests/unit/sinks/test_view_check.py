@@ -90,3 +90,25 @@ def test_a_window_judges_only_actions_proposed_in_it() -> None:
     assert partial.findings == []  # 'allowed' lost its proposal to the window: not judged
     whole = check_views(window, summary)
     assert {(f.kind, f.action_id) for f in whole.findings} >= {(FindingKind.ALTERED_SUMMARY, ids["allowed"])}
+
+
+def test_a_live_store_is_rechecked_before_a_summary_difference_is_reported() -> None:
+    events, ids = _scenario()
+    summary = _summary_rows(events)  # the view already holds the failed action's outcome...
+    outcome = next(e for e in events if e["action_id"] == ids["failed"] and e["kind"] == "outcome")
+    read = [e for e in events if e is not outcome]  # ...that landed after the events were read
+    assert {f.action_id for f in check_views(read, summary).findings} == {ids["failed"]}
+
+    asked: list[set[str]] = []
+
+    def recheck(actions: set[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        asked.append(actions)
+        return [e for e in events if e["action_id"] in actions], summary
+
+    report = check_views(read, summary, recheck=recheck)
+    assert report.findings == [] and report.rechecked == 1 and asked == [{ids["failed"]}]
+
+    # A row that appears among the checked records (not after them) explains nothing.
+    forged = outcome | {"sequence": 2}
+    report = check_views(read, summary, recheck=lambda a: ([*read, forged], summary))
+    assert {(f.kind, f.action_id) for f in report.findings} == {(FindingKind.ALTERED_SUMMARY, ids["failed"])}
