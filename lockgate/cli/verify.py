@@ -312,8 +312,9 @@ Verify the audit ledger and what people read of it:
 The ledger is read from ClickHouse directly when no sink owns the embedded directory,
 else through the running sink's API (an all-tenant token is created for the run and
 revoked after it; the API streams the stored rows, columns and summary, and the
-comparison runs here). --from-topics verifies the replay topics instead (from the
-beginning to the high watermark). With --since, views are checked for the events in
+comparison runs here; actions whose summary differs are read again before they are
+reported, as a running sink keeps inserting). --from-topics verifies the replay topics
+instead (from the beginning to the high watermark). With --since, views are checked for the events in
 the window, the summary for actions proposed in it.
 
 Each finding names its kind, ledger partition, sequence and event id; view and topic
