@@ -115,6 +115,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
             # Before the store is read: every record below these offsets is in it by now.
             group = SinkSettings().sink_group_id
             committed = committed_offsets(bootstrap(), group, [topics().audit, topics().checkpoints])
+            if not committed:
+                progress(f"warning: sink group {group!r} has committed nothing on {topics().prefix}audit: "
+                         "records missing from the store count as pending, not as findings "
+                         "(set LOCKGATE_SINK_GROUP_ID to the sink's group)")
         source = open_source(progress)
         where = source.description
         try:
