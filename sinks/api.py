@@ -33,8 +33,8 @@ The ``/api/verify`` routes serve ``verify`` through a running sink (the embedded
 one owner): they stream the stored values and the CLI compares them with the payloads it
 chain-checks from the same response (:mod:`sinks.view_check`) — the sink serves data, it
 does not vouch for it. All-tenant only: the summary and the ledger partitions are shared.
-The single-action view is checked here, in the sink (it needs the processor public key,
-``processor_public_key``); a tenant-scoped token gets only booleans about records and
+The single-action view is checked here, in the sink, with the processor public key the
+``keyring`` loader gives; a tenant-scoped token gets only booleans about records and
 checkpoints outside its tenant.
 """
 

@@ -12,8 +12,7 @@ Contract:
 * One row per action comes from ``action_summary`` (an AggregatingMergeTree fed by a
   materialized view): the WHERE clause prunes by the key (tenant, day range), GROUP BY
   finishes the fold (:data:`sinks.summary.SUMMARY_COLUMNS`), HAVING applies filters that
-  belong to a single event kind. Times are
-  int microseconds since the epoch, UTC.
+  belong to a single event kind. Times are int microseconds since the epoch, UTC.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +55,9 @@ def _finding_json(f: Any) -> dict[str, Any]:
 
 
 def _landed(committed: dict[tuple[str, int], int], audit_topic: str, checkpoints_topic: str,
-            cp_positions: dict[str, tuple[int, int]]) -> Any:
+            cp_positions: dict[str, tuple[int, int]]) -> Callable[[Mapping[str, Any]], bool]:
     """Whether the store must hold a replay record: the sink committed past its offset."""
-    def landed(rec: Any) -> bool:
+    def landed(rec: Mapping[str, Any]) -> bool:
         pos = rec.get("_position")
         if pos is not None:
             return bool(pos[1] < committed.get((audit_topic, pos[0]), 0))
