@@ -95,7 +95,12 @@ def derived_columns(kind: str, payload: bytes, codec: Codec | None = None) -> tu
 
 
 def _as_pairs(value: Any) -> list[tuple[Any, Any]]:
-    return [(k, v) for k, v in value]
+    """A stored map — (key, value) tuples from ClickHouse, [key, value] lists from JSON — as
+    a list of tuples (``tuple`` of a tuple is the tuple itself: the store's path costs nothing)."""
+    pairs = list(map(tuple, value))
+    if any(len(p) != 2 for p in pairs):
+        raise ValueError("a stored map entry is not a (key, value) pair")
+    return pairs
 
 
 _EVENT_KEYS = tuple(f"v_{name}" for name in EXTRACTED_COLUMNS)
