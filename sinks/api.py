@@ -6,10 +6,18 @@ Routes (GET only):
 ``/api/actions``            one row per action; filters: actor service resource type
                             decision rule outcome text tenant since|from,to; paging:
                             limit + offset, or cursor (keyset, from ``next_cursor``)
-``/api/actions/{id}``       the full record of one action incl. all its audit events
+``/api/actions/{id}``       one action rendered from its chained payloads, with what was
+                            checked: chain, signed checkpoint, stored views
+                            (:mod:`sinks.action_record`)
 ``/api/stats``              allow/block over time, top blocking rules, top actors
 ``/api/events``             raw ledger rows: ``partition``, ``after`` (sequence), limit
 ``/api/checkpoints``        signed checkpoints: ``partition``, ``after``, limit (all-tenant tokens only)
+``/api/verify/events``      ledger rows plus their stored derived columns, paged like
+                            ``/api/events``, or ``actions`` (a JSON array of ids): every
+                            row of those actions (all-tenant tokens only)
+``/api/verify/summary``     ``action_summary`` folded per (tenant, day, action); paging:
+                            limit, after_tenant + after_day + after_action; or ``actions``
+                            (all-tenant only)
 ``/metrics``                Prometheus text (no auth: carries no audit data)
 ``/healthz``                liveness + ClickHouse reachability (no auth)
 ``/``                       the dashboard (static; its data calls need a token)
@@ -20,11 +28,20 @@ unknown token, 403 when a ``tenant`` parameter names a tenant the token may not 
 for a malformed query. The token's tenant is forced into every query server-side.
 Checkpoints sign ledger partitions that every tenant shares (their sizes and heads say how
 much all tenants did), so only an all-tenant token may read them: 403 otherwise.
+
+The ``/api/verify`` routes serve ``verify`` through a running sink (the embedded store has
+one owner): they stream the stored values and the CLI compares them with the payloads it
+chain-checks from the same response (:mod:`sinks.view_check`) — the sink serves data, it
+does not vouch for it. All-tenant only: the summary and the ledger partitions are shared.
+The single-action view is checked here, in the sink, with the processor public key the
+``keyring`` loader gives; a tenant-scoped token gets only booleans about records and
+checkpoints outside its tenant.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
@@ -35,12 +52,14 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
+from sinks.action_record import KeyringLoader
 from sinks.errors import AuthError, QueryRejected, SinkError
 from sinks.query import AuditQueries, parse_action_filter, parse_time_range
 from sinks.tokens import TokenInfo, TokenStore
 
 __all__ = ["ApiServer"]
 
+_ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8"}
 
@@ -81,6 +100,24 @@ def _int_param(params: Mapping[str, str], name: str, default: int | None,
     return value
 
 
+_MAX_ACTIONS = 100
+
+
+def _action_list(params: Mapping[str, str]) -> list[str] | None:
+    """``actions``: a JSON array of at most 100 action ids (``verify``'s recheck), or None."""
+    raw = params.get("actions")
+    if raw is None:
+        return None
+    try:
+        ids = json.loads(raw)
+    except ValueError:
+        ids = None
+    if (not isinstance(ids, list) or not 1 <= len(ids) <= _MAX_ACTIONS
+            or not all(isinstance(i, str) and 0 < len(i) <= 512 for i in ids)):
+        raise QueryRejected(f"actions must be a JSON array of 1..{_MAX_ACTIONS} action ids")
+    return ids
+
+
 def _only(params: Mapping[str, str], allowed: set[str]) -> None:
     unknown = sorted(set(params) - allowed - {"token"})
     if unknown:
@@ -93,7 +130,8 @@ class ApiServer:
     """The sink's HTTP server. ``start()`` serves in a daemon thread; ``stop()`` shuts down.
 
     ``health()`` returns extra fields for /healthz (e.g. consumer state); the server adds
-    whether ClickHouse answers ``SELECT 1``.
+    whether ClickHouse answers ``SELECT 1``. ``keyring`` loads the processor's public key
+    for the single-action view's checkpoint check (without it: "unchecked").
     """
 
     def __init__(
@@ -106,8 +144,10 @@ class ApiServer:
         registry: CollectorRegistry = REGISTRY,
         health: Callable[[], dict[str, Any]] | None = None,
         ping: Callable[[], bool] | None = None,
+        keyring: KeyringLoader | None = None,
     ) -> None:
         self.queries = queries
+        self._keyring = keyring
         self.tokens = tokens
         self.registry = registry
         self._health = health
@@ -183,7 +223,8 @@ class ApiServer:
         if path.startswith("/api/actions/"):
             _only(params, {"tenant"})
             action_id = unquote(path[len("/api/actions/"):])
-            record = self.queries.action(tenant, action_id)
+            record = self.queries.action(tenant, action_id, self._keyring() if self._keyring else None,
+                                         shared=token.all_tenants)
             if record is None:
                 return self._json(404, {"error": f"no action {action_id!r} visible to this token"})
             return self._json(200, record)
@@ -202,6 +243,11 @@ class ApiServer:
                                        limit or 1000)
             nxt = rows[-1]["sequence"] if rows else None
             return self._json(200, {"events": rows, "next_after": nxt})
+        if path.startswith("/api/verify/"):
+            if not token.all_tenants:
+                raise AuthError("verify reads every tenant's rows and the shared summary; it needs an "
+                                "all-tenant token (lockgate tokens create --tenant '*')", 403)
+            return self._verify_route(path, params)
         if path == "/api/checkpoints":
             _only(params, {"tenant", "partition", "after", "limit"})
             if not token.all_tenants:
@@ -213,6 +259,37 @@ class ApiServer:
             rows = self.queries.checkpoints(partition, -1 if after is None else after,
                                             limit or 100)
             return self._json(200, {"checkpoints": rows})
+        return self._json(404, {"error": f"no route {path}"})
+
+    def _verify_route(self, path: str, params: dict[str, str]) -> tuple[int, bytes, str]:
+        """``/api/verify/*``: stored values for ``verify`` (the caller is all-tenant)."""
+        actions = _action_list(params)
+        if path == "/api/verify/events" and actions is not None:
+            _only(params, {"actions"})
+            return self._json(200, {"events": self.queries.action_rows(actions)})
+        if path == "/api/verify/summary" and actions is not None:
+            _only(params, {"actions"})
+            return self._json(200, {"summary": self.queries.summary_folds(None, 10_000, actions)})
+        if path == "/api/verify/events":
+            _only(params, {"partition", "after", "limit"})
+            partition = _int_param(params, "partition", None, 0, 1_000_000)
+            if partition is None:
+                raise QueryRejected("partition is required (the ledger partition to page)")
+            after = _int_param(params, "after", -1, -1, 2**62)
+            limit = _int_param(params, "limit", 1000, 1, 10_000)
+            rows = self.queries.events(None, partition, -1 if after is None else after, limit or 1000,
+                                       columns=True)
+            return self._json(200, {"events": rows, "next_after": rows[-1]["sequence"] if rows else None})
+        if path == "/api/verify/summary":
+            _only(params, {"limit", "after_tenant", "after_day", "after_action"})
+            limit = _int_param(params, "limit", 1000, 1, 10_000)
+            keys = (params.get("after_tenant"), params.get("after_day"), params.get("after_action"))
+            if any(k is not None for k in keys) and not all(keys):
+                raise QueryRejected("give after_tenant, after_day and after_action together (the last row's key)")
+            if keys[1] is not None and not _ISO_DAY.match(keys[1]):
+                raise QueryRejected("after_day must be an ISO date like 2025-01-31")
+            cursor = (str(keys[0]), str(keys[1]), str(keys[2])) if all(keys) else None
+            return self._json(200, {"summary": self.queries.summary_folds(cursor, limit or 1000)})
         return self._json(404, {"error": f"no route {path}"})
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:

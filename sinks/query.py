@@ -11,8 +11,8 @@ Contract:
   query string.
 * One row per action comes from ``action_summary`` (an AggregatingMergeTree fed by a
   materialized view): the WHERE clause prunes by the key (tenant, day range), GROUP BY
-  finishes the fold, HAVING applies filters that belong to a single event kind. Times are
-  int microseconds since the epoch, UTC.
+  finishes the fold (:data:`sinks.summary.SUMMARY_COLUMNS`), HAVING applies filters that
+  belong to a single event kind. Times are int microseconds since the epoch, UTC.
 """
 
 from __future__ import annotations
@@ -26,9 +26,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lockgate.kernel.durations import DurationInvalid, parse_duration_us
+from sinks.action_record import action_record
 from sinks.clickhouse import ClickHouse, validate_identifier
 from sinks.errors import QueryRejected
 from sinks.ledger_rows import CHECKPOINT_SELECT, EVENT_SELECT
+from sinks.summary import SUMMARY_COLUMNS
+from sinks.view_check import EVENT_COLUMNS_SELECT, SUMMARY_FOLD_SELECT
+from trust.keys import Keyring
 
 __all__ = [
     "ActionFilter",
@@ -46,39 +50,8 @@ _DECISIONS = ("allow", "block")
 _OUTCOMES = ("committed", "failed", "none")
 _DAY_US = 86_400_000_000
 
-# (output name, aggregate expression over action_summary). Aliases are prefixed with a_
-# so they never shadow a column inside another aggregate.
-_SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("proposed_at", "toUnixTimestamp64Micro(max(proposed_at))"),
-    ("decided_at", "toUnixTimestamp64Micro(max(decided_at))"),
-    ("outcome_at", "toUnixTimestamp64Micro(max(outcome_at))"),
-    ("has_action", "max(has_action)"),
-    ("has_verdict", "max(has_verdict)"),
-    ("has_outcome", "max(has_outcome)"),
-    ("actor_id", "max(actor_id)"),
-    ("actor_roles", "max(actor_roles)"),
-    ("service", "max(service)"),
-    ("type", "max(type)"),
-    ("resource", "max(resource)"),
-    ("attributes", "max(attributes)"),
-    ("sql", "max(sql)"),
-    ("change_json", "max(change_json)"),
-    ("before_json", "max(before_json)"),
-    ("after_json", "max(after_json)"),
-    ("decision", "max(decision)"),
-    ("basis", "max(basis)"),
-    ("rule_ids", "max(rule_ids)"),
-    ("rule_effects", "max(rule_effects)"),
-    ("rule_modes", "max(rule_modes)"),
-    ("policy_name", "max(policy_name)"),
-    ("policy_version", "max(policy_version)"),
-    ("reason", "max(reason)"),
-    ("eval_latency_us", "max(eval_latency_us)"),
-    ("outcome_status", "max(outcome_status)"),
-    ("error_type", "max(error_type)"),
-    ("error_message", "max(error_message)"),
-)
-_SELECT_SUMMARY = ", ".join(f"{expr} AS a_{name}" for name, expr in _SUMMARY_COLUMNS)
+# Aliases are prefixed with a_ so they never shadow a column inside another aggregate.
+_SELECT_SUMMARY = ", ".join(f"{expr} AS a_{name}" for name, expr in SUMMARY_COLUMNS)
 
 def _now_us() -> int:
     return time.time_ns() // 1000
@@ -327,32 +300,15 @@ class AuditQueries:
                        f"decision = 'block' AND {' AND '.join(window)}")
         return out
 
-    def action(self, tenant: str | None, action_id: str) -> dict[str, Any] | None:
-        """The full record of one action: its summary plus every audit event about it."""
+    def action(
+        self, tenant: str | None, action_id: str, keyring: Keyring | None = None, *, shared: bool = False
+    ) -> dict[str, Any] | None:
+        """The full record of one action, rendered from its chained payloads and checked
+        against the chain, the signed checkpoints and the stored views
+        (:func:`sinks.action_record.action_record`; ``shared`` for all-tenant readers)."""
         if not _SAFE_TEXT.match(action_id):
             raise QueryRejected("action id must be 1-512 printable characters")
-        params: dict[str, Any] = {"id": action_id}
-        tenant_sql = ""
-        if tenant is not None:
-            tenant_sql = "tenant = {tenant:String} AND "
-            params["tenant"] = tenant
-        names, rows = self._client.query(
-            f"SELECT tenant, action_id, {_SELECT_SUMMARY} FROM {self._db}.action_summary "
-            f"WHERE {tenant_sql}action_id = {{id:String}} GROUP BY tenant, action_id",
-            params,
-        )
-        if not rows:
-            return None
-        record = _summary_row(names, rows[0])
-        enames, erows = self._client.query(
-            f"SELECT {EVENT_SELECT}, payload_schema, decode_error, src_topic, src_partition, "
-            f"src_offset FROM {self._db}.audit_events "
-            f"WHERE {tenant_sql}action_id = {{id:String}} "
-            "ORDER BY recorded_at, ledger_partition, sequence",
-            params,
-        )
-        record["events"] = [dict(zip(enames, r, strict=True)) for r in erows]
-        return record
+        return action_record(self._client, tenant, action_id, keyring, shared=shared)
 
     def stats(self, tenant: str | None, from_us: int, to_us: int) -> dict[str, Any]:
         """Allow/block counts over time, top blocking rules, top actors in the range."""
@@ -408,12 +364,16 @@ class AuditQueries:
         }
 
     def events(
-        self, tenant: str | None, partition: int, after_sequence: int = -1, limit: int = 1000
+        self, tenant: str | None, partition: int, after_sequence: int = -1, limit: int = 1000,
+        *, columns: bool = False,
     ) -> list[dict[str, Any]]:
         """Raw ledger rows of one ledger partition in chain order, after ``after_sequence``.
 
         Payload is base64, hashes hex: exactly what ``verify`` needs to recompute the chain.
         A tenant-scoped caller sees only its own rows (so it cannot verify a shared chain).
+        With ``columns``, each row also carries its derived columns as stored
+        (``v_<column>``, :data:`sinks.view_check.EVENT_COLUMNS_SELECT`), read in the same
+        SELECT, so ``verify`` compares them with the very payload it chain-checks.
 
         Every stored row is returned, duplicates included: the writer guarantees one row per
         event, so two rows with one sequence number mean an inserted or fabricated record,
@@ -427,11 +387,48 @@ class AuditQueries:
         if tenant is not None:
             tenant_sql = " AND tenant = {tenant:String}"
             params["tenant"] = tenant
+        extra = f", {EVENT_COLUMNS_SELECT}" if columns else ""
         names, rows = self._client.query(
-            f"SELECT {EVENT_SELECT} FROM {self._db}.audit_events "
+            f"SELECT {EVENT_SELECT}{extra} FROM {self._db}.audit_events "
             f"WHERE ledger_partition = {{p:Int32}} AND sequence > {{after:Int64}}{tenant_sql} "
             "ORDER BY sequence LIMIT {limit:UInt32} WITH TIES",
             params,
+        )
+        return [dict(zip(names, r, strict=True)) for r in rows]
+
+    def summary_folds(
+        self, after: tuple[str, str, str] | None = None, limit: int = 1000,
+        actions: list[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """``action_summary`` groups (tenant, day, action_id) folded as readers fold them,
+        in key order after ``after`` (a keyset cursor: the last row's tenant, ISO day,
+        action id), or only those of ``actions``. All tenants: what ``verify`` compares
+        with the ledger."""
+        if not 1 <= limit <= 10_000:
+            raise QueryRejected("limit must be between 1 and 10000")
+        params: dict[str, Any] = {"limit": limit}
+        where = []
+        if after is not None:
+            where.append("(tenant, day, action_id) > ({t:String}, toDate({d:String}), {a:String})")
+            params.update(t=after[0], d=after[1], a=after[2])
+        if actions is not None:
+            where.append("action_id IN {ids:Array(String)}")
+            params["ids"] = actions
+        names, rows = self._client.query(
+            f"SELECT {SUMMARY_FOLD_SELECT} FROM {self._db}.action_summary "
+            f"{'WHERE ' + ' AND '.join(where) if where else ''} "
+            "GROUP BY tenant, day, action_id ORDER BY tenant, day, action_id LIMIT {limit:UInt32}",
+            params,
+        )
+        return [dict(zip(names, r, strict=True)) for r in rows]
+
+    def action_rows(self, actions: list[str]) -> list[dict[str, Any]]:
+        """Every stored row of ``actions`` (all tenants) with its derived columns, as
+        :meth:`events` gives them with ``columns``: ``verify``'s recheck of a live store."""
+        names, rows = self._client.query(
+            f"SELECT {EVENT_SELECT}, {EVENT_COLUMNS_SELECT} FROM {self._db}.audit_events "
+            "WHERE action_id IN {ids:Array(String)} ORDER BY ledger_partition, sequence",
+            {"ids": actions},
         )
         return [dict(zip(names, r, strict=True)) for r in rows]
 

@@ -11,6 +11,11 @@ Contract:
   decode (``verify`` will judge it). Extracted columns are then empty and ``decode_error``
   says why. Only a record that is not an AuditEvent at all (missing ledger fields) raises
   :class:`RowError` — the caller dead-letters it.
+* The extracted columns (:data:`EXTRACTED_COLUMNS`) are what people read; they come from
+  one function, :func:`extracted_columns`, which ``verify`` re-runs on the chained payload
+  to prove every stored value (:mod:`sinks.view_check`). Change a derivation there and
+  stores written before the change report ``altered_view``: that is by design, a reader
+  would see something the ledger no longer yields.
 * Timestamps are int microseconds (as the codec yields them); they are inserted as such
   into ``DateTime64(6, 'UTC')`` columns. Absent times are 0 (the epoch).
 """
@@ -33,10 +38,12 @@ __all__ = [
     "AUDIT_COLUMNS",
     "CHECKPOINT_ARROW_SCHEMA",
     "CHECKPOINT_COLUMNS",
+    "EXTRACTED_COLUMNS",
     "KIND_SCHEMA",
     "SourceRef",
     "audit_event_row",
     "checkpoint_row",
+    "extracted_columns",
     "rows_to_arrow",
 ]
 
@@ -98,8 +105,8 @@ _EMPTY_EXTRACTED: tuple[Any, ...] = tuple(
     else ""
     for name in EXTRACTED_COLUMNS
 )
-# Positions of extracted columns in a full audit row (constants: the hot path avoids lookups).
-_AT = {name: i for i, name in enumerate(AUDIT_COLUMNS)}
+# Positions within the extracted columns (constants: the hot path avoids lookups).
+_AT = {name: i for i, name in enumerate(EXTRACTED_COLUMNS)}
 _SCHEMA = _AT["payload_schema"]
 _DECODE_ERROR = _AT["decode_error"]
 _CORRELATION = _AT["correlation_id"]
@@ -131,7 +138,6 @@ _OUTCOME_AT = _AT["outcome_at"]
 _LATENCY = _AT["eval_latency_us"]
 _PROCESSOR = _AT["processor_id"]
 _KEY_ID = _AT["key_id"]
-_FIRST_EXTRACTED = _SCHEMA
 _BYTES = (bytes, bytearray, memoryview)
 
 
@@ -251,6 +257,34 @@ def _bytes(event: Mapping[str, Any], name: str) -> bytes:
     return bytes(value)
 
 
+def extracted_columns(kind: str, payload: bytes, codec: Codec | None = None) -> list[Any]:
+    """The reader-facing columns of one audit event, in :data:`EXTRACTED_COLUMNS` order.
+
+    The one derivation of what people read from what the ledger chains: the sink writes
+    its result into ``audit_events`` (:func:`audit_event_row`), and ``verify`` calls it
+    again on the chained payload to prove the stored columns (:mod:`sinks.view_check`).
+    Deterministic for a given ``(kind, payload)`` and code version; never raises: a payload
+    that does not decode yields empty columns and ``decode_error`` saying why.
+    """
+    out = list(_EMPTY_EXTRACTED)
+    expected = KIND_SCHEMA.get(kind)
+    if expected is None:
+        return out
+    try:
+        rec = (codec or get_codec()).decode_as(expected, payload)
+        out[_SCHEMA] = expected
+        _EXTRACTORS[kind](rec, out)
+    except CodecError as exc:
+        out = list(_EMPTY_EXTRACTED)
+        out[_DECODE_ERROR] = f"{type(exc).__name__}: {exc}"
+    except (AttributeError, TypeError, ValueError) as exc:
+        out = list(_EMPTY_EXTRACTED)
+        out[_DECODE_ERROR] = (
+            f"{expected} payload has an unexpected shape: {type(exc).__name__}: {exc}"
+        )
+    return out
+
+
 def audit_event_row(
     event: Mapping[str, Any], source: SourceRef, codec: Codec | None = None
 ) -> list[Any]:
@@ -277,22 +311,8 @@ def audit_event_row(
         source[0],
         source[1],
         source[2],
-        *_EMPTY_EXTRACTED,
     ]
-    expected = KIND_SCHEMA.get(kind)
-    if expected is not None:
-        try:
-            rec = (codec or get_codec()).decode_as(expected, payload)
-            row[_SCHEMA] = expected
-            _EXTRACTORS[kind](rec, row)
-        except CodecError as exc:
-            row[_FIRST_EXTRACTED:] = _EMPTY_EXTRACTED
-            row[_DECODE_ERROR] = f"{type(exc).__name__}: {exc}"
-        except (AttributeError, TypeError, ValueError) as exc:
-            row[_FIRST_EXTRACTED:] = _EMPTY_EXTRACTED
-            row[_DECODE_ERROR] = (
-                f"{expected} payload has an unexpected shape: {type(exc).__name__}: {exc}"
-            )
+    row.extend(extracted_columns(kind, payload, codec))
     return row
 
 

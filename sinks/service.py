@@ -59,12 +59,13 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lockgate.kernel.consumer_health import ConsumerHealth, LagProbe, LagReading, Partition
-from lockgate.kernel.home import default_home
+from lockgate.kernel.home import Home, default_home
 from lockgate.kernel.local_broker import DEFAULT_KAFKA_PORT, local_bootstrap
 from schemas.codec import get_codec
 from schemas.errors import CodecError
 from schemas.records import dead_letter
 from schemas.topics import DEFAULT_PREFIX, TOPIC_MAX_MESSAGE_BYTES, Topics
+from sinks.action_record import keyring_from_file
 from sinks.api import ApiServer
 from sinks.clickhouse import ClickHouse, connect
 from sinks.errors import InsertFailed, RowError, SinkError
@@ -263,6 +264,7 @@ class SinkService:
                 AuditQueries(self.client), TokenStore(self.settings.state_dir),
                 self.settings.sink_http_host, self.settings.sink_http_port,
                 registry=self.metrics.registry, health=self._health, ping=self._ping,
+                keyring=keyring_from_file(Home(self.settings.state_dir).processor_public_key),
             )
             self.api.start()
 

@@ -16,7 +16,7 @@ import json
 import sys
 from typing import Any
 
-from lockgate.cli.output import EXIT_OK, emit_json, progress
+from lockgate.cli.output import EXIT_NEGATIVE, EXIT_OK, emit_json, progress
 from lockgate.kernel.errors import LockgateError
 
 __all__ = ["fetch_actions", "register"]
@@ -77,6 +77,83 @@ def cmd_query(args: argparse.Namespace) -> int:
         if result.get("next_cursor"):
             print(f"more: --cursor {result['next_cursor']}", file=sys.stderr)
     return EXIT_OK
+
+
+def _keyring() -> Any:
+    """The processor's public key as a keyring, or None when this home has none."""
+    from lockgate.cli.context import home
+    from lockgate.kernel.home import Home
+    from trust.keys import Keyring, PublicKey
+
+    path = Home(home()).processor_public_key
+    return Keyring([PublicKey.load(path)]) if path.exists() else None
+
+
+def _show_text(rec: dict[str, Any]) -> None:
+    integ = rec.get("integrity", {})
+    print(f"action {rec['action_id']} (tenant {rec.get('tenant')}), rendered from its chained payloads")
+    attrs = ", ".join(f"{k}={v}" for k, v in (rec.get("attributes") or {}).items())
+    lines = [
+        ("who", f"{rec.get('actor_id') or '?'} (roles: {', '.join(rec.get('actor_roles') or []) or '-'}) "
+                f"via {rec.get('service') or '?'}"),
+        ("what", f"{rec.get('type') or '?'} on {rec.get('resource') or '?'}"),
+        ("sql", rec.get("sql") or ""),
+        ("attributes", attrs),
+        ("intended", rec.get("change_json") or ""),
+        ("before", rec.get("before_json") or ""),
+        ("after", rec.get("after_json") or ""),
+        ("decision", f"{(rec.get('decision') or 'none').upper()} ({rec.get('basis') or '-'}) under policy "
+                     f"{rec.get('policy_name') or '-'} v{rec.get('policy_version')}: {rec.get('reason') or ''}"),
+        ("rules", ", ".join(f"{i} ({e}, {m})" for i, e, m in zip(
+            rec.get("rule_ids") or [], rec.get("rule_effects") or [], rec.get("rule_modes") or [], strict=False))),
+        ("outcome", " ".join(x for x in (rec.get("outcome_status") or "none", rec.get("error_type") or "",
+                                         rec.get("error_message") or "") if x)),
+        ("times", f"proposed {_when(rec.get('proposed_at')) or '-'}, decided {_when(rec.get('decided_at')) or '-'} "
+                  f"(eval {rec.get('eval_latency_us')} us), outcome {_when(rec.get('outcome_at')) or '-'}"),
+    ]
+    for label, value in lines:
+        if value:
+            print(f"  {label:<11} {value}")
+    print("events")
+    for e in rec.get("events", []):
+        chk = e.get("check", {})
+        cp = chk.get("checkpoint", {})
+        link = {True: "links ok", False: "LINK BROKEN", None: "link not checkable"}[chk.get("link_ok")]
+        cp_text = cp.get("state", "?") + (f" by {cp['checkpoint_id']}" if cp.get("checkpoint_id") else "")
+        print(f"  {e.get('kind', '?'):<11} p{e.get('ledger_partition')} #{e.get('sequence')}  "
+              f"{'hash ok' if chk.get('hash_ok') else 'HASH MISMATCH'}, {link}, checkpoint {cp_text}"
+              f"{'' if chk.get('stored_matches', True) else ', STORED COLUMNS DIFFER'}")
+    chain, cps, views = integ.get("chain", {}), integ.get("checkpoint", {}), integ.get("views", {})
+    print("integrity: " + ("OK" if integ.get("ok") else "NOT OK"))
+    print(f"  chain       {'ok' if chain.get('ok') else 'BROKEN'}: {chain.get('hashes_recomputed')} hashes "
+          f"recomputed, links {'ok' if chain.get('links_ok') else 'broken'}")
+    state = {True: "ok", False: "INVALID", None: "not checked (no processor public key)"}[cps.get("ok")]
+    print(f"  checkpoint  {state}: {cps.get('covered')} covered by a valid signed checkpoint, "
+          f"{cps.get('pending')} not yet checkpointed")
+    print(f"  views       {'stored columns and summary match the payloads' if views.get('ok') else 'DO NOT MATCH'}")
+    for m in views.get("mismatches", []):
+        print(f"    {m['table']}.{m.get('column') or '*'}"
+              f"{'' if m.get('sequence') is None else ' (record ' + str(m['sequence']) + ')'}: "
+              f"stored {json.dumps(m.get('stored'))}, ledger {json.dumps(m.get('ledger'))}")
+    if integ.get("checked_by"):
+        print(f"  checked by  {integ['checked_by']}")
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from lockgate.cli.sources import open_source
+
+    source = open_source(progress)
+    try:
+        rec = source.action_record(args.action_id, _keyring())
+    finally:
+        source.close()
+    if rec is None:
+        raise LockgateError(f"no audit event of action {args.action_id!r} in the store")
+    if args.json:
+        emit_json(rec)
+    else:
+        _show_text(rec)
+    return EXIT_OK if rec.get("integrity", {}).get("ok") else EXIT_NEGATIVE
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -181,6 +258,23 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     out.add_argument("--json", action="store_true", help="JSON output")
     out.add_argument("--csv", action="store_true", help="CSV output")
     q.set_defaults(handler=cmd_query)
+
+    sh = asub.add_parser(
+        "show", help="one action, rendered from its chained payloads and checked", formatter_class=fmt,
+        description="Show one action: who acted, what changed, which rules applied, the decision\n"
+        "and the outcome — rendered from the action's chained events (decoded payloads), not\n"
+        "from the store's derived columns. Then what was checked: every event's hash recomputed\n"
+        "and linked to its neighbours, its coverage by a validly signed checkpoint (processor\n"
+        "key from $LOCKGATE_HOME/keys/processor.pub.pem), and whether the stored columns and\n"
+        "summary rows readers see match the payloads (each mismatch: table, column, stored and\n"
+        "ledger value). Reads the store directly, or the running sink's /api/actions/ID (then\n"
+        "the sink checks, with its key; `lockgate verify` is the independent check).",
+        epilog="examples:\n  lockgate audit show 6f1c...-action-id\n  lockgate audit show 6f1c... --json\n\n"
+        "exit status: 0 everything checked agrees, 1 something does not (printed),\n"
+        "2 error (no such action, store unreachable)")
+    sh.add_argument("action_id", metavar="ACTION_ID")
+    sh.add_argument("--json", action="store_true", help="JSON output (the API's shape)")
+    sh.set_defaults(handler=cmd_show)
 
     h = sub.add_parser(
         "history", help="reconstruct what happened to a resource", formatter_class=fmt,

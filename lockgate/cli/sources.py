@@ -10,12 +10,17 @@ from lockgate.cli.locate import healthy, locate, stack_sink_running
 from sinks.clickhouse import connect
 from sinks.errors import SinkError
 from sinks.ledger_source import ApiSource, ClickHouseSource
-from trust.source import LedgerSource, Progress, quiet
+from trust.source import Progress, quiet
 
-__all__ = ["open_source"]
+__all__ = ["StoreSource", "open_source"]
+
+StoreSource = ClickHouseSource | ApiSource
+"""Either way into the store; both are :class:`trust.source.LedgerSource` and both serve the
+stored views ``verify`` compares (``events(columns=True)``, ``summary_rows()``) and the
+single-action record (``action_record``)."""
 
 
-def open_source(progress: Progress = quiet) -> LedgerSource:
+def open_source(progress: Progress = quiet) -> StoreSource:
     """The direct ClickHouse source, or the running sink's API (module docstring)."""
     loc = locate()
     embedded = loc.dsn.startswith("chdb:")

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -85,17 +86,52 @@ def _finding_json(f: Any) -> dict[str, Any]:
     return {
         "kind": str(f.kind), "partition": f.partition, "sequence": f.sequence,
         "event_id": f.event_id, "checkpoint_id": f.checkpoint_id, "action_id": f.action_id,
+        "table": f.table, "column": f.column, "stored": f.stored, "ledger": f.ledger,
         "message": f.message,
     }
+
+
+def _landed(committed: dict[tuple[str, int], int], audit_topic: str, checkpoints_topic: str,
+            cp_positions: dict[str, tuple[int, int]]) -> Callable[[Mapping[str, Any]], bool]:
+    """Whether the store must hold a replay record: the sink committed past its offset."""
+    def landed(rec: Mapping[str, Any]) -> bool:
+        pos = rec.get("_position")
+        if pos is not None:
+            return bool(pos[1] < committed.get((audit_topic, pos[0]), 0))
+        pos = cp_positions.get(str(rec.get("checkpoint_id")))
+        return pos is not None and pos[1] < committed.get((checkpoints_topic, pos[0]), 0)
+    return landed
+
+
+def _in_window(anchors: dict[int, tuple[int, bytes]], records: list[dict[str, Any]], first_key: str
+               ) -> list[dict[str, Any]]:
+    return [r for r in records
+            if r["ledger_partition"] not in anchors or r[first_key] >= anchors[r["ledger_partition"]][0]]
+
+
+def _recheck_views(actions: set[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A live store grows while it is read: re-read the actions whose summary differed
+    (:data:`sinks.view_check.Recheck`)."""
+    from lockgate.cli.sources import open_source
+
+    progress(f"re-reading {len(actions)} action(s) whose summary differed")
+    source = open_source()
+    try:
+        return source.action_views(actions)
+    finally:
+        source.close()
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from lockgate.cli.context import log_name
     from lockgate.cli.sources import open_source
-    from sinks.ledger_source import ClickHouseSource, load_from_topics
+    from sinks.ledger_source import ClickHouseSource, committed_offsets, load_from_topics, load_replay
+    from sinks.rows import EXTRACTED_COLUMNS
+    from sinks.service import SinkSettings
+    from sinks.view_check import check_views
     from trust.checkpoints import NOTE_FORMAT, checkpoint_format
     from trust.keys import Keyring
-    from trust.verify import CoverageRule, verify_ledger
+    from trust.verify import CoverageRule, Finding, compare_copies, verify_ledger
 
     started = time.monotonic()
     interval_s = _checkpoint_interval_s(args.checkpoint_interval)
@@ -104,6 +140,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     expected_log = args.log_name or log_name()
     witness = load_checkpoint_file(Path(args.checkpoints)) if args.checkpoints else []
     position_key: str | None = None
+    summary: list[dict[str, Any]] | None = None
+    committed: dict[tuple[str, int], int] = {}
+    now_us = time.time_ns() // 1000
+    cutoff = now_us - parse_duration_us(args.since, "--since") if args.since else None
     if args.from_topics:
         from lockgate.cli.context import bootstrap, topics
 
@@ -112,41 +152,72 @@ def cmd_verify(args: argparse.Namespace) -> int:
         events, stored = load_from_topics(bootstrap(), topics().prefix, progress)
         position_key = "_position"
     else:
+        if args.against_topics:
+            from lockgate.cli.context import bootstrap, topics
+
+            # Before the store is read: every record below these offsets is in it by now.
+            group = SinkSettings().sink_group_id
+            committed = committed_offsets(bootstrap(), group, [topics().audit, topics().checkpoints])
+            if not committed:
+                progress(f"warning: sink group {group!r} has committed nothing on {topics().prefix}audit: "
+                         "records missing from the store count as pending, not as findings "
+                         "(set LOCKGATE_SINK_GROUP_ID to the sink's group)")
         source = open_source(progress)
         where = source.description
         try:
             stored = source.checkpoints()
-            if args.since and isinstance(source, ClickHouseSource):
-                anchors0 = since_anchors(stored, time.time_ns() // 1000 - parse_duration_us(args.since, "--since"),
-                                          keyring)
-                events = source.events_from({p: a[0] for p, a in anchors0.items()})
+            if cutoff is not None and isinstance(source, ClickHouseSource):
+                anchors0 = since_anchors(stored, cutoff, keyring)
+                events = source.events_from({p: a[0] for p, a in anchors0.items()}, columns=True)
             else:
-                events = source.events()
+                events = source.events(columns=True)
+            summary = source.summary_rows()
         finally:
             source.close()
         if events and all("_position" in e for e in events):
             position_key = "_position"  # the store keeps each row's audit-topic offset
     anchors: dict[int, tuple[int, bytes]] = {}
     all_cps = stored + witness
-    if args.since:
-        anchors = since_anchors(all_cps, time.time_ns() // 1000 - parse_duration_us(args.since, "--since"), keyring)
-        events = [e for e in events
-                  if e["ledger_partition"] not in anchors or e["sequence"] >= anchors[e["ledger_partition"]][0]]
-        all_cps = [c for c in all_cps
+    if cutoff is not None:
+        anchors = since_anchors(all_cps, cutoff, keyring)
+        events = _in_window(anchors, events, "sequence")
+        all_cps = [c for c in all_cps  # whole-log checkpoints start at 0 and stay
                    if c["ledger_partition"] not in anchors or checkpoint_format(c) == NOTE_FORMAT
                    or c["first_sequence"] >= anchors[c["ledger_partition"]][0]]
     progress(f"verifying {len(events)} events and {len(all_cps)} checkpoints from {where}")
-    coverage = CoverageRule(int(interval_s * 1e6), time.time_ns() // 1000)
-    findings = [_finding_json(f) for f in verify_ledger(events, all_cps, keyring, position_key=position_key,
-                                                        anchors=anchors, coverage=coverage,
-                                                        witnesses=witnesses, log_name=expected_log)]
-    findings += witness_findings(stored, witness)
+    coverage = CoverageRule(int(interval_s * 1e6), now_us)
+    found: list[Finding] = verify_ledger(events, all_cps, keyring, position_key=position_key, anchors=anchors,
+                                         coverage=coverage, witnesses=witnesses, log_name=expected_log)
+    report: dict[str, Any] = {}
+    if summary is not None:
+        progress("re-deriving every reader-facing column and summary row from the chained payloads")
+        views = check_views(events, summary, complete=cutoff is None, recheck=_recheck_views)
+        found.extend(views.findings)
+        report["views"] = {"rows": views.rows, "summary_rows": views.summary_rows, "rechecked": views.rechecked}
+    if args.against_topics:
+        from lockgate.cli.context import bootstrap, topics
+
+        progress(f"reading topics {topics().prefix}audit and {topics().prefix}checkpoints to compare")
+        replay = load_replay(bootstrap(), topics().prefix, progress)
+        copies = compare_copies(
+            events, _in_window(anchors, replay.events, "sequence"),
+            stored_checkpoints=_in_window(anchors, stored, "first_sequence"),
+            replay_checkpoints=_in_window(anchors, replay.checkpoints, "first_sequence"),
+            landed=_landed(committed, topics().audit, topics().checkpoints, replay.checkpoint_positions),
+        )
+        found.extend(copies.findings)
+        report["topics"] = {"records": copies.records, "pending": copies.pending,
+                            "sink_group": SinkSettings().sink_group_id}
+    found.sort(key=Finding.sort_key)
+    findings = [_finding_json(f) for f in found]
+    findings += [{"table": None, "column": None, "stored": None, "ledger": None, **w}
+                 for w in witness_findings(stored, witness)]
     partitions = sorted({e["ledger_partition"] for e in events})
     report = {
         "ok": not findings, "source": where, "events": len(events),
         "checkpoints": len(stored), "witness_checkpoints": len(witness),
         "witnesses": [w.name for w in witnesses], "log_name": expected_log,
-        "partitions": partitions,
+        "partitions": partitions, **report,
         "findings": findings, "seconds": round(time.monotonic() - started, 3),
     }
     if args.json:
@@ -156,8 +227,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"{f['kind']:<26} partition {f['partition']} sequence {f['sequence']} "
                   f"event {f['event_id'] or '-'}: {f['message']}")
         verdict = "OK" if not findings else f"{len(findings)} finding(s)"
+        checked = ""
+        if "views" in report:
+            checked += (f"; views: {report['views']['rows']} rows x {len(EXTRACTED_COLUMNS)} columns, "
+                        f"{report['views']['summary_rows']} summary rows")
+        if "topics" in report:
+            checked += f"; topics: {report['topics']['records']} records compared"
+            if report["topics"]["pending"]:
+                checked += f" ({report['topics']['pending']} not yet landed, not compared)"
         print(f"{verdict}: {len(events)} events in {len(partitions)} partition(s), "
-              f"{len(stored)} checkpoints, from {where}")
+              f"{len(stored)} checkpoints, from {where}{checked}")
     return EXIT_OK if not findings else EXIT_NEGATIVE
 
 
@@ -344,34 +423,60 @@ def cmd_verify_proof(args: argparse.Namespace) -> int:
 # -- registration ---------------------------------------------------------------------
 
 _VERIFY_DESC = """\
-Verify the audit ledger: recompute every event's hash and each partition's chain,
-check every checkpoint's Ed25519 signature (processor key from
-$LOCKGATE_HOME/keys/processor.pub.pem), its Merkle root and head against the stored
-events, that no event is chained twice, that every event older than twice the
-checkpoint interval is covered by a signed checkpoint (so it can be proven), and that
-every committed outcome had a validly signed allow verdict.
+Verify the audit ledger and what people read of it:
 
-Whole-log checkpoints (C2SP signed notes over the root of every event of a partition,
-origin <log name>/p<N>) are checked against all stored events from sequence 0, and each
-against the next with an RFC 6962 consistency proof: a deleted or rewritten history that
-was signed again cannot be consistent with what was signed before. Legacy interval
-checkpoints are checked as they were signed. With --witness-key FILE (repeatable), the
-newest checkpoint of every partition must carry a valid cosignature of each witness.
+  chain        recompute every event's hash and each partition's chain;
+  checkpoints  check every checkpoint's Ed25519 signature (processor key from
+               $LOCKGATE_HOME/keys/processor.pub.pem), its Merkle root and head;
+  coverage     no event is chained twice, and every event older than twice the
+               checkpoint interval is covered by a signed checkpoint (so it can be proven);
+  whole-log    whole-log checkpoints (C2SP signed notes over the root of every event of a
+               partition, origin <log name>/p<N>) are checked against all stored events
+               from sequence 0, and each against the next with an RFC 6962 consistency
+               proof: a deleted or rewritten history signed again cannot be consistent.
+               Legacy interval checkpoints are checked as they were signed. With
+               --witness-key FILE (repeatable), the newest checkpoint of every partition
+               must carry a valid cosignature of each witness;
+  enforcement  every committed outcome had a validly signed allow verdict;
+  views        re-derive what readers see from the chained payloads and compare:
+               every derived column of audit_events (payload_schema, decode_error,
+               correlation_id, actor_id, actor_roles, service, type, resource,
+               attributes, sql, change_json, before_json, after_json, decision, basis,
+               rule_ids, rule_effects, rule_modes, rule_errors, policy_name,
+               policy_version, reason, outcome_status, error_type, error_message,
+               proposed_at, decided_at, outcome_at, eval_latency_us, processor_id,
+               key_id) with the function the sink derives them with, and every
+               action_summary row (what `audit query`, the API list, the dashboard and
+               /api/stats read) with the same fold per tenant, day and action.
+               Not with --from-topics (topics have no views).
+  topics       with --against-topics, compare the store with the replay topics
+               (read_committed) record by record and checkpoint by checkpoint: a record
+               missing from the store (below the sink's committed offset), extra in it,
+               or differing in a field. This is what catches a tail rewritten after the
+               newest checkpoint, which is a valid chain on its own.
 
 The ledger is read from ClickHouse directly when no sink owns the embedded directory,
 else through the running sink's API (an all-tenant token is created for the run and
-revoked after it). Through the API a second row at an existing sequence is not visible:
-stop the sink (`lockgate down`) for the full check. --from-topics reads the replay
-topics instead (from the beginning to the high watermark).
+revoked after it; the API streams the stored rows, columns and summary, and the
+comparison runs here; actions whose summary differs are read again before they are
+reported, as a running sink keeps inserting). --from-topics verifies the replay topics
+instead (from the beginning to the high watermark). With --since, views are checked for the events in
+the window, the summary for actions proposed in it.
 
-Each finding names its kind, ledger partition, sequence and event id. Kinds:
+Each finding names its kind, ledger partition, sequence and event id; view and topic
+findings also the action, table, column, stored value and ledger value (--json: "table",
+"column", "stored", "ledger"). Kinds:
 modified_record, deleted_record, inserted_record, reordered_records, truncated_tail,
 forged_checkpoint, altered_checkpoint, duplicate_event, uncovered_event, forged_verdict,
 undecodable_payload,
 commit_without_allow, verdict_after_commit, verdict_for_other_action,
 embedded_verdict_missing, embedded_verdict_forged, embedded_verdict_mismatch,
 inconsistent_checkpoints, with --witness-key: missing_cosignature, forged_cosignature,
-and with --checkpoints: witness_checkpoint_missing, witness_checkpoint_differs.
+altered_view (a derived column of audit_events), altered_summary (a column of an
+action_summary row), inserted_summary (a summary row no ledger event explains),
+missing_summary (ledger events with no summary row), store_differs_from_topics (with
+--against-topics), and with --checkpoints: witness_checkpoint_missing,
+witness_checkpoint_differs.
 Progress goes to stderr."""
 
 _VERIFY_EPILOG = """\
@@ -381,6 +486,7 @@ examples:
   lockgate verify --witness-key w1.vkey --witness-key w2.vkey
   lockgate checkpoints export witness.jsonl   # keep this copy somewhere else
   lockgate verify --checkpoints witness.jsonl
+  lockgate verify --against-topics            # the store against the replay topics
   lockgate verify --from-topics
 
 --since starts a partition after the newest legacy interval checkpoint older than the
@@ -391,7 +497,7 @@ event from 0). A partition with only whole-log checkpoints is verified in full.
 exit status:
   0  no findings
   1  findings (printed; with --json under "findings")
-  2  an error: no key, ClickHouse or the sink unreachable, bad arguments"""
+  2  an error: no key, ClickHouse, the sink or Kafka unreachable, bad arguments"""
 
 _EXPORT_DESC = """\
 Write every stored checkpoint to FILE ("-" for stdout) as JSON lines, one checkpoint
@@ -447,11 +553,14 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                    help="a witness's verifier key file (`lockgate witness vkey`); repeatable")
     p.add_argument("--log-name", metavar="NAME",
                    help="the log checkpoint origins must name (default LOCKGATE_LOG_NAME or lockgate.example/ledger)")
-    p.add_argument("--from-topics", action="store_true", help="read the replay topics instead of ClickHouse")
     p.add_argument("--checkpoint-interval", metavar="SECONDS", type=float,
                    help="the processor's checkpoint interval: events older than twice this that no "
                         "checkpoint covers are uncovered_event (default: the processor's setting, "
                         "LOCKGATE_CHECKPOINT_INTERVAL_S, else 5)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--from-topics", action="store_true", help="read the replay topics instead of ClickHouse")
+    where.add_argument("--against-topics", action="store_true",
+                       help="also compare the store with the replay topics, record by record")
     p.add_argument("--json", action="store_true", help="print a JSON report")
     p.set_defaults(handler=cmd_verify)
 

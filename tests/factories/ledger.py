@@ -12,6 +12,7 @@ from typing import Any
 from schemas.codec import get_codec
 from schemas.records import audit_event
 from trust.chain import Chain
+from trust.checkpoints import build_checkpoint
 from trust.keys import SigningKey
 from trust.signatures import sign_record
 
@@ -136,3 +137,88 @@ class LedgerBuilder:
 
     def partition(self, partition: int) -> list[dict[str, Any]]:
         return [e for e in self.events if e["ledger_partition"] == partition]
+
+
+MIDNIGHT = 1_700_006_400_000_000
+"""2023-11-15 00:00:00 UTC: the reader scenario straddles it."""
+
+
+def policy_set(tenant: str = "acme") -> dict[str, Any]:
+    return {
+        "name": "prod", "tenant": tenant, "version": 3, "published_at": MIDNIGHT - 7_200_000_000,
+        "published_by": "root", "source_sha256": "ab" * 32, "default": "allow", "on_error": "block",
+        "rules": [{"id": "r1", "description": "", "match": {"types": ["db.query"], "resources": [],
+                                                            "services": []},
+                   "when": "true", "effect": "block", "mode": "enforce", "message": "m"}],
+    }
+
+
+def reader_scenario(key: SigningKey) -> tuple[LedgerBuilder, list[dict[str, Any]], dict[str, str]]:
+    """A signed ledger holding every shape of record a reader of the store meets.
+
+    Partition 0: an allowed and committed action whose verdict was chained twice
+    (at-least-once), a blocked action (no outcome) with a security event about it, a
+    dead letter, a policy change, a proposal whose payload does not decode, an action whose
+    outcome lands after midnight UTC (two summary days), then — after the last checkpoint —
+    an allowed action whose outcome failed. Partition 1: two actions of tenant ``globex``,
+    the second after the partition's checkpoint. Every verdict is signed by ``key``.
+
+    Returns the builder (its ``events`` in chain order), the signed checkpoints and the
+    action ids by role: allowed, blocked, midnight, failed, undecodable, globex, globex_tail.
+    """
+    lb = LedgerBuilder(key)
+    lb.clock = MIDNIGHT - 3_600_000_000
+    ids: dict[str, str] = {}
+
+    ids["allowed"] = lb.flow(partition=0)
+    first_verdict = lb.events[-2]
+    lb.append({f: first_verdict[f] for f in ("event_id", "kind", "recorded_at", "tenant", "action_id",
+                                              "payload", "detail")}, 0)
+    ids["blocked"] = lb.flow(partition=0, decision="block", commit=False)
+    blocked_proposal = lb.events[-2]["payload"]
+    lb.append(unchained("security", blocked_proposal, lb.tick(), ids["blocked"]) | {
+        "detail": "replayed proposal refused: action id already decided"}, 0)
+    lb.append(unchained("dead_letter", b"\x00not a record", lb.tick(), None, tenant="") | {
+        "detail": "MalformedRecord: not a single-object-encoded Avro record"}, 0)
+    lb.append(unchained("policy", lb.codec.encode("PolicySet", policy_set()), lb.tick(), None), 0)
+    ids["undecodable"] = str(uuid.uuid4())
+    lb.append(unchained("action", b"\xc3\x01garbage", lb.tick(), ids["undecodable"]), 0)
+    lb.clock = MIDNIGHT - 2_500  # proposal and verdict before midnight, the outcome after it
+    ids["midnight"] = lb.flow(partition=0)
+    p0_checkpointed = len(lb.partition(0))
+
+    aid = ids["failed"] = str(uuid.uuid4())
+    act = proposed_action(aid, lb.tick())
+    act["attributes"] = {"sql": "DELETE FROM orders WHERE id = 7", "rows": 1, "dry": False}
+    lb.append(unchained("action", lb.codec.encode("ProposedAction", act), lb.clock, aid), 0)
+    ver = lb.codec.encode("Verdict", verdict(aid, "allow", lb.tick(), key))
+    lb.append(unchained("verdict", ver, lb.clock, aid), 0)
+    out = outcome(aid, lb.tick(), ver, status="failed") | {
+        "error_type": "TimeoutError", "error_message": "statement timed out"}
+    lb.append(unchained("outcome", lb.codec.encode("ActionOutcome", out), lb.clock, aid), 0)
+
+    lb.clock = MIDNIGHT + 60_000_000
+    ids["globex"] = _globex_flow(lb, key)
+    p1_checkpointed = len(lb.partition(1))
+    ids["globex_tail"] = _globex_flow(lb, key)
+
+    p0, p1 = lb.partition(0), lb.partition(1)
+    half = p0_checkpointed // 2
+    checkpoints = [
+        build_checkpoint(p0[:half], key, "proc-1", MIDNIGHT),
+        build_checkpoint(p0[half:p0_checkpointed], key, "proc-1", MIDNIGHT + 1,
+                         prev_head=p0[half - 1]["hash"]),
+        build_checkpoint(p1[:p1_checkpointed], key, "proc-1", MIDNIGHT + 2),
+    ]
+    return lb, checkpoints, ids
+
+
+def _globex_flow(lb: LedgerBuilder, key: SigningKey) -> str:
+    aid = str(uuid.uuid4())
+    act = proposed_action(aid, lb.tick(), tenant="globex")
+    lb.append(unchained("action", lb.codec.encode("ProposedAction", act), lb.clock, aid, "globex"), 1)
+    ver = lb.codec.encode("Verdict", verdict(aid, "allow", lb.tick(), key, tenant="globex"))
+    lb.append(unchained("verdict", ver, lb.clock, aid, "globex"), 1)
+    out = outcome(aid, lb.tick(), ver, tenant="globex")
+    lb.append(unchained("outcome", lb.codec.encode("ActionOutcome", out), lb.clock, aid, "globex"), 1)
+    return aid

@@ -10,27 +10,14 @@ from __future__ import annotations
 
 import re
 import uuid
-from pathlib import Path
 
 import pytest
 
 from producers import ActionBlocked
+from tests.integration.chromium import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, needs_chromium
 from tests.integration.conftest import ProcessorHandle, Sink
 
-CHROMIUM = Path("/usr/bin/chromium")
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"{CHROMIUM} is not installed: run `make browser-deps` as root or "
-               "`sudo apt-get install -y chromium` (Playwright's own download cannot work here)",
-    ),
-]
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
-TIMEOUT_MS = 60_000
+pytestmark = [pytest.mark.integration, pytest.mark.browser, needs_chromium]
 
 
 def test_blocked_action_streams_in_and_drills_down(
@@ -81,6 +68,10 @@ def test_blocked_action_streams_in_and_drills_down(
             expect(rule.get_by_test_id("drill-rule-mode")).to_have_text("enforce")
             expect(drill).to_contain_text("DELETE FROM orders")
             expect(drill.get_by_test_id("drill-event")).to_have_count(2)  # action + verdict
+            # Rendered from the chained payloads, and checked against the chain and the views.
+            expect(drill.get_by_test_id("drill-integrity")).to_have_attribute("data-ok", "true")
+            expect(drill.get_by_test_id("drill-chain")).to_contain_text("chain: ok")
+            expect(drill.get_by_test_id("drill-views")).to_contain_text("match the payloads")
 
             # The side panels: allow/block over time, top blocking rules, top actors.
             expect(page.get_by_test_id("timeline").locator(".bar").first).to_be_attached()

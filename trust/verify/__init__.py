@@ -3,6 +3,10 @@
 This is the thin front: :func:`verify_ledger` runs the passes, each in its own module
 (:mod:`trust.verify.chain`, :mod:`trust.verify.checkpoints`, :mod:`trust.verify.coverage`,
 :mod:`trust.verify.enforcement`) over the findings model of :mod:`trust.verify.findings`.
+:func:`compare_copies` (:mod:`trust.verify.copies`) compares two copies of the ledger (the
+store and the replay topics) record by record. What readers see of the store — derived
+columns, the per-action summary — is checked on the edge that knows how the store derives
+it (``sinks.view_check``), producing the same :class:`Finding` objects.
 
 Pure: it reads AuditEvent dicts (as stored, in any order) and Checkpoint dicts, and
 returns :class:`Finding` objects sorted by partition and sequence, so that for every
@@ -115,8 +119,9 @@ gap is not root-checked (the gap is already a ``deleted_record``).
 Limits (by design, stated so nobody relies on more): a wholesale re-chained ledger after
 the last checkpoint, or events appended after it, are indistinguishable from genuine
 ones — checkpoints bound what can be rewritten; verdict signatures bound what can be
-forged. Storage positions, when given, must be comparable within a partition (e.g. the
-audit topic offset).
+forged. A second copy closes that gap: :func:`compare_copies` against the replay topics
+names a rewritten tail at its first differing record. Storage positions, when given, must
+be comparable within a partition (e.g. the audit topic offset).
 """
 
 from __future__ import annotations
@@ -130,14 +135,17 @@ from trust.verify.chain import verify_chain
 from trust.verify.checkpoints import signed_checkpoints, verify_checkpoints
 from trust.verify.cosignatures import verify_cosignatures
 from trust.verify.coverage import CoverageRule, duplicate_events, uncovered_events
+from trust.verify.copies import CopiesReport, compare_copies
 from trust.verify.enforcement import reconcile_enforcement
 from trust.verify.findings import Event, Finding, FindingKind, PartitionState
 
 __all__ = [
+    "CopiesReport",
     "CoverageRule",
     "Finding",
     "FindingKind",
     "PartitionState",
+    "compare_copies",
     "reconcile_enforcement",
     "verify_chain",
     "verify_checkpoints",

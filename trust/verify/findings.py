@@ -18,8 +18,9 @@ Event = Mapping[str, Any]
 
 
 class FindingKind(enum.StrEnum):
-    """What is wrong. The first group is the chain, then checkpoints, completeness, enforcement;
-    kinds added later go at the end (whole-log consistency, witness cosignatures)."""
+    """What is wrong. The first group is the chain, then checkpoints, completeness, enforcement,
+    then what readers see (the store's derived views, its copy of the replay topics); kinds
+    added later go at the end (whole-log consistency, witness cosignatures)."""
 
     MODIFIED_RECORD = "modified_record"
     DELETED_RECORD = "deleted_record"
@@ -38,6 +39,11 @@ class FindingKind(enum.StrEnum):
     EMBEDDED_VERDICT_MISSING = "embedded_verdict_missing"
     EMBEDDED_VERDICT_FORGED = "embedded_verdict_forged"
     EMBEDDED_VERDICT_MISMATCH = "embedded_verdict_mismatch"
+    ALTERED_VIEW = "altered_view"
+    ALTERED_SUMMARY = "altered_summary"
+    INSERTED_SUMMARY = "inserted_summary"
+    MISSING_SUMMARY = "missing_summary"
+    STORE_DIFFERS_FROM_TOPICS = "store_differs_from_topics"
     INCONSISTENT_CHECKPOINTS = "inconsistent_checkpoints"
     MISSING_COSIGNATURE = "missing_cosignature"
     FORGED_COSIGNATURE = "forged_cosignature"
@@ -60,6 +66,11 @@ class Finding:
 
     ``sequence`` is the ledger sequence the finding is about (``None`` when a row has
     none); ``event_id`` the stored row's id when there is a row (a deletion has none).
+
+    A finding about a stored value (a derived column, a summary row, a record that
+    differs from its replay copy) also names where it is and both values: ``table`` and
+    ``column``, ``stored`` (what a reader of the store sees) and ``ledger`` (what the
+    chained record yields); JSON-safe values, ``None`` where one side has no row.
     """
 
     kind: FindingKind
@@ -69,6 +80,10 @@ class Finding:
     message: str
     checkpoint_id: str | None = None
     action_id: str | None = None
+    table: str | None = None
+    column: str | None = None
+    stored: Any = None
+    ledger: Any = None
 
     @property
     def is_chain(self) -> bool:

@@ -24,7 +24,7 @@ def test_main_help_reads_like_a_man_page() -> None:
 
 COMMANDS = [["up"], ["down"], ["status"], ["smoke"], ["demo"], ["submit"], ["keys", "init"],
             ["keys", "add-service"], ["policy", "validate"], ["policy", "apply"], ["policy", "test"],
-            ["policy", "list"], ["audit", "query"], ["tokens", "create"], ["verify"], ["prove"],
+            ["policy", "list"], ["audit", "query"], ["audit", "show"], ["tokens", "create"], ["verify"], ["prove"],
             ["verify-proof"], ["checkpoints", "export"], ["history"], ["policy", "replay"], ["spool", "list"],
             ["spool", "flush"], ["proxy", "postgres"]]
 
@@ -91,3 +91,16 @@ def test_proxy_reports_a_bad_config_with_exit_2(tmp_path: object) -> None:
     res = run("proxy", "postgres", "--config", str(cfg))
     assert res.returncode == 2
     assert "upstream" in res.stderr and "HOST:PORT" in res.stderr
+
+
+def test_verify_help_names_every_view_it_checks() -> None:
+    from lockgate.cli.verify import _VERIFY_DESC
+    from sinks.rows import EXTRACTED_COLUMNS
+    from trust.verify import FindingKind
+
+    text = " ".join(_VERIFY_DESC.split())
+    for column in EXTRACTED_COLUMNS:
+        assert column in text, column
+    for kind in FindingKind:
+        assert kind.value in text, kind
+    assert "action_summary" in text and "--against-topics" in text
