@@ -30,6 +30,7 @@ cases apart::
     │   └── GuardUnavailable             the proposal could not be published
     ├── processors.errors.PolicyError
     │   ├── PolicyInvalid                a policy file failed validation (file:line each)
+    │   │   ├── PolicyTooLarge           over the size or rule-count limit, refused unparsed
     │   │   └── PolicyCasesInvalid       a `policy test` cases file failed validation
     │   └── SqlUnparseable               attributes.sql is not SQL we can parse
     └── sinks.errors.SinkError
