@@ -26,14 +26,14 @@ points, each fail-closed:
    estimates it in cost units (comprehensions multiply by their range's bound, ``map`` and
    ``filter`` are quadratic in cel-rust, string work scales with length) and a rule over
    :attr:`~PolicyLimits.rule_cost_budget` is refused with its file:line.
-4. **A runtime limit per evaluation.** Every comprehension step of every rule checks a
-   deadline :attr:`~PolicyLimits.evaluation_time_limit_s` after the action's evaluation
-   began (the check is a function call the engine adds to each comprehension body; it
-   raises, which aborts the native evaluation), and the engine checks it between rules.
-   A rule that runs past it, and every rule not yet run when it passes, is a failed
-   condition under ``on_error``; the verdict's reason names them. This catches what the
-   estimate misses; it is not the first line, because wall-clock limits make a decision
-   depend on the machine's load, and the budget keeps validated rules far below it.
+4. **A runtime limit per evaluation.** Once an action's rules have used
+   :attr:`~PolicyLimits.evaluation_time_limit_s` of CPU time, the check the engine adds
+   to every comprehension step raises, which aborts the native evaluation, and the
+   engine runs no further rule. A rule that runs past it, and every rule not yet run, is
+   a failed condition under ``on_error``; the verdict's reason names them. CPU time, not
+   wall time, so a busy host does not turn cheap rules into blocks. This catches what the
+   estimate misses; it is not the first line, because any time limit makes a decision
+   depend on the machine, and the budget keeps validated rules far below it.
 
 The defaults are :data:`DEFAULT_LIMITS`; ``docs/benchmarks.md`` has the cost-unit
 calibration and the measured stall.
@@ -63,7 +63,8 @@ class PolicyLimits:
     max_when_chars: int = 8192
     #: Worst-case cost units of one rule's ``when`` (see cel_analysis for the unit).
     rule_cost_budget: int = 100_000
-    #: Wall-clock seconds one action's evaluation (all its candidate rules) may take.
+    #: CPU seconds (of the processor's thread) one action's evaluation, all its candidate
+    #: rules, may use.
     evaluation_time_limit_s: float = 0.05
     #: Entries of any list or map bound into CEL (actor.roles, attributes, sql.tables ...).
     max_items: int = 1000

@@ -27,7 +27,8 @@ LIFTED = PolicyLimits(rule_cost_budget=10**15)
 
 class FakeClock:
     """Advances ``step`` seconds each time it is read: the deadline passes after a fixed
-    number of reads, whatever the machine's speed."""
+    number of reads, whatever the machine's speed. Used as both the wall and the CPU clock
+    unless a test separates them."""
 
     def __init__(self, step: float) -> None:
         self.now = 0.0
@@ -41,10 +42,18 @@ class FakeClock:
 
 
 def compiled(
-    rules: str, *, limits: PolicyLimits = DEFAULT_LIMITS, on_error: str = "block", **kw: Any
+    rules: str,
+    *,
+    limits: PolicyLimits = DEFAULT_LIMITS,
+    on_error: str = "block",
+    clock: FakeClock | None = None,
+    cpu_clock: FakeClock | None = None,
 ) -> CompiledPolicy:
     text = f"name: t\ndefault: allow\non_error: {on_error}\nrules:\n{rules}"
-    return CompiledPolicy.from_record(load_policy_text(text, limits=limits), limits=limits, **kw)
+    clock = clock or FakeClock(step=0.0)
+    return CompiledPolicy.from_record(
+        load_policy_text(text, limits=limits), limits=limits, clock=clock, cpu_clock=cpu_clock or clock
+    )
 
 
 def action(**overrides: Any) -> dict[str, Any]:
@@ -135,6 +144,21 @@ def test_rules_after_the_deadline_are_not_run_even_without_loops() -> None:
     used_up = "not evaluated: this action's evaluation time limit of 50 ms was used up (by rule 'first')"
     assert errors(d) == {"second": used_up}
     assert (d.decision, d.basis) == ("block", "evaluation_error")
+
+
+def test_a_descheduled_processor_is_not_charged_for_wall_time() -> None:
+    # The wall clock races ahead (the host is busy), the thread's CPU time does not.
+    wall, cpu = FakeClock(step=1.0), FakeClock(step=0.0)
+    p = compiled(
+        "  - {id: loop, effect: block, when: 'actor.roles.exists(r, r == \"nope\")'}\n"
+        "  - {id: after, effect: block, when: 'action.type == \"db.query\"'}\n",
+        clock=wall,
+        cpu_clock=cpu,
+    )
+    d = decide(p, action(actor={"id": "a", "roles": ["x"] * 50, "attributes": {}}))
+    assert errors(d) == {"after": None}
+    assert (d.decision, d.basis) == ("block", "rule")
+    assert cpu.reads > 1  # the CPU clock was consulted when the wall clock passed
 
 
 def test_within_the_limit_nothing_changes() -> None:
