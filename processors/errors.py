@@ -5,6 +5,7 @@
     lockgate.kernel.errors.LockgateError
     ├── PolicyError                  anything wrong with a policy or what it evaluates
     │   ├── PolicyInvalid            a policy file failed validation (every problem, file:line)
+    │   │   ├── PolicyTooLarge       over the size or rule-count limit: refused before parsing
     │   │   └── PolicyCasesInvalid   a ``policy test`` cases file failed validation
     │   └── SqlUnparseable           ``attributes.sql`` is not SQL that sqlglot can parse
     └── StageError                   a stage cannot process a record, or cannot keep its guarantees
@@ -28,6 +29,7 @@ __all__ = [
     "PolicyError",
     "PolicyInvalid",
     "PolicyProblem",
+    "PolicyTooLarge",
     "SqlUnparseable",
     "StageError",
 ]
@@ -71,6 +73,18 @@ class PolicyInvalid(PolicyError):
             f"{self.what} {', '.join(files)} is invalid ({len(self.problems)} problem(s)); "
             f"fix each of these and load it again:\n{lines}"
         )
+
+
+class PolicyTooLarge(PolicyInvalid):
+    """A policy is over the size or rule-count limit (``processors.policy.limits``).
+
+    Raised before the file is parsed (or, for the rule count, before any rule is
+    compiled), so an oversized policy costs neither memory nor time and is never
+    published. One problem, located at ``file:line``, says the limit and what to do.
+    """
+
+    def __init__(self, file: str, line: int, message: str) -> None:
+        super().__init__([PolicyProblem(file, line, None, message)])
 
 
 class PolicyCasesInvalid(PolicyInvalid):

@@ -35,6 +35,7 @@ cases apart::
     ├── producers.errors.SpoolError      an outcome neither confirmed by Kafka nor spooled (body ran)
     ├── processors.errors.PolicyError
     │   ├── PolicyInvalid                a policy file failed validation (file:line each)
+    │   │   ├── PolicyTooLarge           over the size or rule-count limit, refused unparsed
     │   │   └── PolicyCasesInvalid       a `policy test` cases file failed validation
     │   └── SqlUnparseable               attributes.sql is not SQL we can parse
     ├── processors.errors.StageError     a stage cannot process a record or keep its guarantees

@@ -3,6 +3,10 @@
 Modules:
 
     files         load and validate policy YAML (errors carry file:line)
+    limits        the size, input, cost and time limits that isolate tenants from each other
+    cel_parser    a syntax tree of a CEL condition (the cel package exposes none)
+    cel_analysis  what a condition reads and calls, and its worst-case cost
+    conditions    compile a condition once: length cap, cel.compile, analysis, deadline checks
     engine        CompiledPolicy: evaluate an action, return a Decision
     sql_facts     facts about attributes.sql parsed with sqlglot (kind, has_where, ...)
     cases         ``lockgate policy test``: expected decisions for example actions
@@ -12,4 +16,15 @@ Modules:
 Everything but ``store`` is pure, so policies are tested and benchmarked offline.
 """
 
-__all__ = ["cases", "engine", "files", "replay", "sql_facts", "store"]
+__all__ = [
+    "cases",
+    "cel_analysis",
+    "cel_parser",
+    "conditions",
+    "engine",
+    "files",
+    "limits",
+    "replay",
+    "sql_facts",
+    "store",
+]

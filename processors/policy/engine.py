@@ -2,7 +2,8 @@
 
 :meth:`CompiledPolicy.from_record` turns a PolicySet record (schemas/PolicySet.avsc) into
 an evaluator once per policy version; :meth:`CompiledPolicy.evaluate` then decides one
-action. No Kafka, no clock, no I/O: the caller passes ``authenticated`` and ``now_us``.
+action. No Kafka, no I/O: the caller passes ``authenticated`` and ``now_us``; the only
+clocks are the evaluation time limit's, and they are injectable.
 
 Decision semantics (in this order):
 
@@ -25,7 +26,27 @@ a failed condition, reported as a MatchedRule with ``error`` set.
 variable is a failed condition (error names the parse problem) and so follows
 ``on_error``; rules that do not read ``sql`` evaluate normally. Binding an empty ``sql``
 instead would let ``sql.kind == "DELETE"`` quietly come out false for SQL we could not
-read, which is the fail-open outcome this product exists to prevent.
+read, which is the fail-open outcome this product exists to prevent. SQL longer than
+``max_sql_chars`` is treated the same way, unparsed.
+
+**Tenant isolation** (:mod:`processors.policy.limits`): one evaluation may not hold the
+processor, and with it every other tenant's decisions, for long. Three checks, each a
+failed condition under ``on_error`` whose error the verdict's reason shows:
+
+* *input bounds*: a rule that reads a value over its bound (a list with more than
+  ``max_items`` entries, an over-long string) is not run, so the static cost budget its
+  condition passed holds; rules that do not read that value run normally;
+* *time limit*: once the candidate rules have used ``evaluation_time_limit_s`` of CPU
+  time, the deadline check in every comprehension body raises, which stops the rule
+  inside native CEL (error ``stopped: exceeded the evaluation time limit``), and every
+  rule not yet run is ``not evaluated``; a rule without comprehensions cannot be stopped
+  midway, but its cost is bounded by the budget, and the rules after it are not run.
+  CPU time of the processor's thread, not wall time, so that a processor descheduled on
+  a busy host does not turn a cheap rule into a block (measured: a 50 ms wall-clock
+  limit fired on the example policy at a load average of 10). The check reads the cheap
+  wall clock at every step, and the CPU clock (a system call) only once that passes;
+* a policy whose conditions fail the static checks is refused whole at compile time
+  (:class:`~processors.errors.PolicyInvalid`), exactly as validation refuses it.
 
 CEL variables (one ``cel.Context`` per action, reused across its candidate rules: building
 it costs tens of µs, executing a program on it under 1 µs; only variables some candidate
@@ -48,7 +69,8 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -56,7 +78,10 @@ from typing import Any
 import cel
 
 from processors.errors import PolicyInvalid, PolicyProblem, SqlUnparseable
-from processors.policy.files import CEL_VARIABLES, EFFECTS, MODES, check_cel
+from processors.policy.cel_analysis import FLATTENED, TICK_FUNCTION
+from processors.policy.conditions import compile_condition
+from processors.policy.files import EFFECTS, MODES
+from processors.policy.limits import DEFAULT_LIMITS, PolicyLimits
 from processors.policy.sql_facts import empty_sql_facts, sql_facts
 
 __all__ = ["CompiledPolicy", "Decision", "no_policy_decision"]
@@ -137,19 +162,29 @@ class _Rule:
     effect: str
     mode: str
     message: str
-    program: Any  # cel.Program
+    program: Any  # cel.Program, instrumented with the deadline check
     variables: frozenset[str]  # which of action/actor/sql/now the condition reads
+    reads: frozenset[tuple[str, ...]]  # member paths it reads, for the input bounds
+    bindings: frozenset[str]  # names the instrumented program reads (cel_analysis.Analysis)
+    whole: frozenset[str]  # variables it reads whole (bound with their flattened fields)
     reads_sql: bool
+    cost: int  # worst-case cost units (cel_analysis)
+    loops: bool  # has comprehensions, so calls the deadline check
     resources: _Globs
     services: _Globs
+
+
+class _DeadlineExceeded(Exception):
+    """Raised by the deadline check inside a comprehension body to stop native CEL."""
 
 
 class CompiledPolicy:
     """One PolicySet version, compiled: CEL programs and the rule-selection index.
 
     Build with :meth:`from_record`; immutable afterwards except for an internal, bounded
-    memo of candidates per action type. Not thread-safe (neither is ``cel.Context``); use
-    one per worker, which is how Faust runs agents anyway.
+    memo of candidates per action type and the deadline of the evaluation in progress.
+    Not thread-safe (neither is ``cel.Context``); use one per worker, which is how Faust
+    runs agents anyway.
     """
 
     def __init__(
@@ -165,6 +200,9 @@ class CompiledPolicy:
         exact_types: Mapping[str, Sequence[int]],
         type_globs: Sequence[tuple[re.Pattern[str], Sequence[int]]],
         any_type: Sequence[int],
+        limits: PolicyLimits = DEFAULT_LIMITS,
+        clock: Callable[[], float] = time.perf_counter,
+        cpu_clock: Callable[[], float] = time.thread_time,
     ) -> None:
         self.name = name
         self.tenant = tenant
@@ -177,14 +215,32 @@ class CompiledPolicy:
         self._type_globs = tuple((rx, tuple(v)) for rx, v in type_globs)
         self._any_type = tuple(any_type)
         self._by_type: dict[str, tuple[_Rule, ...]] = {}
+        self.limits = limits
+        self._clock = clock
+        self._cpu_clock = cpu_clock
+        self._deadline = 0.0
+        self._cpu_start = 0.0
+        self._stopped = False
+        self._functions = {TICK_FUNCTION: self._tick}
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> CompiledPolicy:
+    def from_record(
+        cls,
+        record: Mapping[str, Any],
+        *,
+        limits: PolicyLimits = DEFAULT_LIMITS,
+        clock: Callable[[], float] = time.perf_counter,
+        cpu_clock: Callable[[], float] = time.thread_time,
+    ) -> CompiledPolicy:
         """Compile a PolicySet record dict (as produced by ``processors.policy.files`` or the codec).
 
         Raises :class:`~processors.errors.PolicyInvalid` (file = ``policyset
-        tenant/name vN``, line 0) if a rule's CEL does not compile or an enum is bad, which
-        for a record that came through ``processors.policy.files`` means a bug or a hand-made record.
+        tenant/name vN``, line 0) if a rule's condition fails the checks validation makes
+        under ``limits`` (compiles, known fields and functions, cost budget, length) or an
+        enum is bad, or the record has more than ``limits.max_rules`` rules; for a record
+        that came through ``processors.policy.files`` that means a bug, a hand-made record
+        or one validated under other limits. ``clock`` (wall, seconds) and ``cpu_clock``
+        (this thread's CPU seconds) time the evaluation limit; tests pass fake ones.
         """
         where = (
             f"policyset {record.get('tenant', '?')}/{record.get('name', '?')} v{record.get('version', '?')}"
@@ -202,6 +258,10 @@ class CompiledPolicy:
         for key, value in (("default", default), ("on_error", on_error)):
             if value not in EFFECTS:
                 problems.append(PolicyProblem(where, 0, None, f"{key} must be allow or block"))
+        if len(raw_rules) > limits.max_rules:
+            raise PolicyInvalid(
+                [PolicyProblem(where, 0, None, f"{len(raw_rules):,} rules; at most {limits.max_rules:,} are allowed")]
+            )
 
         rules: list[_Rule] = []
         exact: dict[str, list[int]] = {}
@@ -210,15 +270,14 @@ class CompiledPolicy:
         for raw in raw_rules:
             rule_id = str(raw.get("id", ""))
             when = str(raw.get("when", "true"))
-            error = check_cel(when)
+            condition = compile_condition(when, limits)
+            error = condition.error
             effect, mode = raw.get("effect"), raw.get("mode", "enforce")
             if effect not in EFFECTS or mode not in MODES:
                 error = error or f"effect {effect!r} / mode {mode!r} not valid"
             if error is not None:
                 problems.append(PolicyProblem(where, 0, rule_id, f"rule {rule_id!r}: {error}"))
                 continue
-            program = cel.compile(when)
-            variables = frozenset(program.variables()) & CEL_VARIABLES
             match = raw.get("match") or {}
             position = len(rules)
             rules.append(
@@ -228,9 +287,14 @@ class CompiledPolicy:
                     effect=str(effect),
                     mode=str(mode),
                     message=str(raw.get("message", "")),
-                    program=program,
-                    variables=variables,
-                    reads_sql="sql" in variables,
+                    program=condition.program,
+                    variables=condition.variables,
+                    reads=condition.reads,
+                    bindings=condition.bindings,
+                    whole=condition.whole,
+                    reads_sql="sql" in condition.variables,
+                    cost=condition.cost,
+                    loops=TICK_FUNCTION in condition.program.source,
                     resources=_Globs(list(match.get("resources") or [])),
                     services=_Globs(list(match.get("services") or [])),
                 )
@@ -254,12 +318,20 @@ class CompiledPolicy:
             exact_types=exact,
             type_globs=[(re.compile(fnmatch.translate(p)), v) for p, v in globbed.items()],
             any_type=any_type,
+            limits=limits,
+            clock=clock,
+            cpu_clock=cpu_clock,
         )
 
     @property
     def rule_ids(self) -> list[str]:
         """Ids of all rules, in policy order."""
         return [r.id for r in self._rules]
+
+    @property
+    def rule_costs(self) -> dict[str, int]:
+        """Worst-case cost units of each rule's condition (budget: ``limits.rule_cost_budget``)."""
+        return {r.id: r.cost for r in self._rules}
 
     def _rules_for_type(self, action_type: str) -> tuple[_Rule, ...]:
         cached = self._by_type.get(action_type)
@@ -299,16 +371,58 @@ class CompiledPolicy:
         candidates = self._candidates(action)
         matched: list[dict[str, Any]] = []
         if candidates:
-            context, sql_error = _context(action, candidates, authenticated, now_us)
-            for rule in candidates:
-                if rule.reads_sql and sql_error is not None:
-                    matched.append(self._failed(rule, sql_error))
-                    continue
-                try:
-                    result = rule.program.execute(context)
-                except Exception as exc:  # cel raises KeyError/TypeError/RuntimeError/...
+            context, sql_error, over = _context(
+                action, candidates, authenticated, now_us, self.limits, self._functions
+            )
+            self._run(candidates, context, sql_error, over, matched)
+        return self._decide(matched)
+
+    def _run(
+        self,
+        candidates: Sequence[_Rule],
+        context: Any,
+        sql_error: str | None,
+        over: Mapping[tuple[str, ...], str],
+        matched: list[dict[str, Any]],
+    ) -> None:
+        """Run the candidates' conditions in order under the time limit (module docstring)."""
+        limit_ms = f"{self.limits.evaluation_time_limit_s * 1000:g} ms"
+        self._stopped = False
+        self._cpu_start = self._cpu_clock()
+        self._deadline = self._clock() + self.limits.evaluation_time_limit_s
+        spent_by: str | None = None  # the rule during which the deadline passed
+        for rule in candidates:
+            if spent_by is not None:
+                matched.append(
+                    self._failed(
+                        rule,
+                        f"not evaluated: this action's evaluation time limit of {limit_ms} was used up "
+                        f"(by rule {spent_by!r})",
+                    )
+                )
+                continue
+            if rule.reads_sql and sql_error is not None:
+                matched.append(self._failed(rule, sql_error))
+                continue
+            if over and (bound := _over_bound(rule, over)) is not None:
+                matched.append(self._failed(rule, bound))
+                continue
+            try:
+                result = rule.program.execute(context)
+            except Exception as exc:  # cel raises KeyError/TypeError/RuntimeError/...
+                if self._stopped:
+                    spent_by = rule.id
+                    matched.append(
+                        self._failed(
+                            rule,
+                            f"stopped: exceeded this action's evaluation time limit of {limit_ms}, which "
+                            "keeps one policy from holding every tenant's decisions; make the condition "
+                            "cheaper (fewer or smaller nested comprehensions)",
+                        )
+                    )
+                else:
                     matched.append(self._failed(rule, _describe(exc)))
-                    continue
+            else:
                 if result is True:
                     matched.append(_matched(rule.id, rule.effect, rule.mode, rule.message, None))
                 elif result is not False:
@@ -319,7 +433,27 @@ class CompiledPolicy:
                             "expected a bool; make `when` a boolean expression",
                         )
                     )
-        return self._decide(matched)
+            if spent_by is None and self._clock() > self._deadline and self._cpu_spent():
+                spent_by = rule.id
+
+    def _tick(self) -> bool:
+        """The deadline check instrumented into every comprehension body."""
+        if self._clock() > self._deadline and self._cpu_spent():
+            self._stopped = True
+            raise _DeadlineExceeded("evaluation time limit exceeded")
+        return True
+
+    def _cpu_spent(self) -> bool:
+        """Once the wall-clock deadline has passed: has the evaluation used its CPU time?
+
+        If not (the thread was descheduled), the wall-clock deadline moves to when the rest
+        of the CPU allowance would run out, and evaluation goes on.
+        """
+        left = self.limits.evaluation_time_limit_s - (self._cpu_clock() - self._cpu_start)
+        if left <= 0:
+            return True
+        self._deadline = self._clock() + left
+        return False
 
     def _failed(self, rule: _Rule, error: str) -> dict[str, Any]:
         return _matched(rule.id, self.on_error, rule.mode, rule.message, error)
@@ -364,22 +498,35 @@ class CompiledPolicy:
 
 
 def _context(
-    action: Mapping[str, Any], candidates: Sequence[_Rule], authenticated: bool, now_us: int
-) -> tuple[Any, str | None]:
-    """One ``cel.Context`` for all candidate rules, and the ``attributes.sql`` parse error.
+    action: Mapping[str, Any],
+    candidates: Sequence[_Rule],
+    authenticated: bool,
+    now_us: int,
+    limits: PolicyLimits,
+    functions: Mapping[str, Callable[[], bool]],
+) -> tuple[Any, str | None, dict[tuple[str, ...], str]]:
+    """One ``cel.Context`` for all candidate rules, the ``attributes.sql`` error, and what is over bounds.
 
-    Only the variables some candidate reads are bound: converting a nested map into CEL
-    costs about 1 µs per entry, so binding ``actor`` or ``sql`` that no candidate reads
-    would be most of the cost of an evaluation.
+    Only what some candidate reads is bound: converting a nested map into CEL costs about
+    1 µs per entry, so binding ``actor`` or ``sql`` that no candidate reads would be most
+    of the cost of an evaluation. Collection fields are bound as variables of their own
+    (:data:`~processors.policy.cel_analysis.FLATTENED`; cel-rust deep-copies a collection
+    each time it is selected out of a map) and left out of their variable unless a
+    candidate reads that variable whole. The third value maps each member path whose
+    value is over its input bound to why (see :func:`_over_bounds`).
     """
     needed: set[str] = set()
+    whole: set[str] = set()
     for rule in candidates:
-        needed |= rule.variables
-    variables: dict[str, Any] = {}
+        needed |= rule.bindings
+        whole |= rule.whole
+    roots = {name for name in needed if name in _ROOTS}
+    roots |= {root for (root, _), flat in FLATTENED.items() if flat in needed}
+    values: dict[str, Any] = {}
     attributes = action.get("attributes") or {}
     sql_error: str | None = None
-    if "action" in needed:
-        variables["action"] = {
+    if "action" in roots:
+        values["action"] = {
             "type": action["type"],
             "resource": action["resource"],
             "service": action["service"],
@@ -387,18 +534,136 @@ def _context(
             "attributes": dict(attributes),
             "authenticated": bool(authenticated),
         }
-    if "actor" in needed:
+    if "actor" in roots:
         actor = action.get("actor") or {}
-        variables["actor"] = {
+        values["actor"] = {
             "id": actor.get("id", ""),
             "roles": list(actor.get("roles") or []),
             "attributes": dict(actor.get("attributes") or {}),
         }
-    if "sql" in needed:
-        variables["sql"], sql_error = _sql_variable(attributes)
+    if "sql" in roots:
+        values["sql"], sql_error = _sql_variable(attributes, limits)
+    variables: dict[str, Any] = {}
+    for root, value in values.items():
+        if root in whole:
+            variables[root] = value
+        elif root in needed:
+            variables[root] = {k: v for k, v in value.items() if (root, k) not in FLATTENED}
+    for (root, name), flat in FLATTENED.items():
+        if flat in needed:
+            variables[flat] = values[root][name]
     if "now" in needed:
         variables["now"] = _EPOCH + timedelta(microseconds=now_us)
-    return cel.Context(variables), sql_error
+    # Registering the deadline check costs ~20 µs per context: only when a loop may call it.
+    ticks = any(rule.loops for rule in candidates)
+    return cel.Context(variables, dict(functions) if ticks else None), sql_error, _over_bounds(values, limits)
+
+
+_ROOTS = frozenset({"action", "actor", "sql", "now"})
+_NAMES = {"action": ("type", "resource", "service", "tenant"), "actor": ("id",), "sql": ("kind",)}
+_LISTS = {"actor": ("roles",), "sql": ("kinds", "tables")}
+
+
+def _over_bounds(variables: Mapping[str, Any], limits: PolicyLimits) -> dict[tuple[str, ...], str]:
+    """Member paths of the bound variables whose values exceed the input bounds, and why.
+
+    A path names what a rule must read to be affected: ``("actor", "roles")`` for a list
+    that is too long or holds an over-long item, ``("action", "attributes")`` for a map
+    with too many entries or an over-long key (only iterating over it is affected),
+    ``("action", "attributes", "k")`` for an over-long value (only rules reading ``k``, or
+    the whole map, are affected). Empty, and cheap, for a normal action.
+    """
+    over: dict[tuple[str, ...], str] = {}
+    if _within_bounds(variables, limits):
+        return over
+    max_name, max_items, max_value = limits.max_name_chars, limits.max_items, limits.max_value_chars
+    for variable, value in variables.items():
+        if not isinstance(value, dict):
+            continue
+        for name in _NAMES.get(variable, ()):
+            text = value.get(name)
+            if isinstance(text, str) and len(text) > max_name:
+                over[(variable, name)] = _too_long(f"{variable}.{name}", len(text), max_name)
+        for name in _LISTS.get(variable, ()):
+            items = value.get(name) or []
+            if len(items) > max_items:
+                over[(variable, name)] = _too_many(f"{variable}.{name}", len(items), max_items)
+            elif (longest := _longest(items)) > max_name:
+                over[(variable, name)] = _too_long(f"an entry of {variable}.{name}", longest, max_name)
+        attributes = value.get("attributes") if variable in ("action", "actor") else None
+        if not attributes:
+            continue
+        path = (variable, "attributes")
+        if len(attributes) > max_items:
+            over[path] = _too_many(f"{variable}.attributes", len(attributes), max_items)
+        elif (longest := _longest(attributes)) > max_name:
+            over[path] = _too_long(f"a key of {variable}.attributes", longest, max_name)
+        if _longest(attributes.values()) > max_value:  # the rare case: find which
+            for key, item in attributes.items():
+                if isinstance(item, str) and len(item) > max_value:
+                    over[(*path, key)] = _too_long(f"{variable}.attributes.{key:.40}", len(item), max_value)
+    return over
+
+
+def _within_bounds(values: Mapping[str, Any], limits: PolicyLimits) -> bool:
+    """The common case, checked with a few C-level passes: every bound holds."""
+    max_name, max_items = limits.max_name_chars, limits.max_items
+    action, actor, sql = values.get("action"), values.get("actor"), values.get("sql")
+    if action is not None and (
+        max(len(action["type"]), len(action["resource"]), len(action["service"]), len(action["tenant"])) > max_name
+        or not _map_within(action["attributes"], limits)
+    ):
+        return False
+    if actor is not None and (
+        len(actor["id"]) > max_name
+        or len(actor["roles"]) > max_items
+        or _longest(actor["roles"]) > max_name
+        or not _map_within(actor["attributes"], limits)
+    ):
+        return False
+    return sql is None or not (
+        len(sql["kind"]) > max_name
+        or max(len(sql["kinds"]), len(sql["tables"])) > max_items
+        or max(_longest(sql["kinds"]), _longest(sql["tables"])) > max_name
+    )
+
+
+def _map_within(attributes: Mapping[str, Any], limits: PolicyLimits) -> bool:
+    return not attributes or (
+        len(attributes) <= limits.max_items
+        and _longest(attributes) <= limits.max_name_chars
+        and _longest(attributes.values()) <= limits.max_value_chars
+    )
+
+
+def _longest(values: Iterable[Any]) -> int:
+    """Length of the longest string among ``values`` (0 if none)."""
+    return max(map(len, [v for v in values if type(v) is str]), default=0)
+
+
+def _too_many(what: str, count: int, bound: int) -> str:
+    return f"{what} has {count:,} entries, over the bound of {bound:,}"
+
+
+def _too_long(what: str, length: int, bound: int) -> str:
+    return f"{what} is {length:,} characters, over the bound of {bound:,}"
+
+
+def _over_bound(rule: _Rule, over: Mapping[tuple[str, ...], str]) -> str | None:
+    """Why ``rule`` may not run on this action, if it reads a value that is over its bound.
+
+    A rule is affected when one of its read paths is a prefix of (or equal to) an
+    over-bound path: reading ``actor.roles`` is affected by a too-long roles list; reading
+    ``action.attributes.rows`` is not affected by a too-long ``action.attributes.blob``.
+    """
+    for path, why in over.items():
+        for read in rule.reads:
+            if path[: len(read)] == read:
+                return (
+                    f"not evaluated: {why}; the rule reads it, and its cost is only bounded for "
+                    "inputs within the engine's bounds (tenant isolation)"
+                )
+    return None
 
 
 def _matched(rule_id: str, effect: str, mode: str, message: str, error: str | None) -> dict[str, Any]:
@@ -414,8 +679,13 @@ def _list_errors(matches: Iterable[Mapping[str, Any]]) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    """``Type: first sentence`` of a CEL error (its advice paragraphs are too long to keep)."""
+    """``Type: first sentence`` of a CEL error (its advice paragraphs are too long to keep).
+
+    Names of flattened fields are put back as the policy wrote them.
+    """
     message = str(exc).strip().split(". ")[0].rstrip(".")
+    for (root, name), flat in FLATTENED.items():
+        message = message.replace(flat, f"{root}.{name}")
     return _clip(f"{type(exc).__name__}: {message}")
 
 
@@ -423,12 +693,22 @@ def _clip(text: str) -> str:
     return text if len(text) <= _MAX_ERROR_CHARS else text[: _MAX_ERROR_CHARS - 3] + "..."
 
 
-def _sql_variable(attributes: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
-    """The ``sql`` binding and, if ``attributes.sql`` does not parse, the error to report."""
+def _sql_variable(attributes: Mapping[str, Any], limits: PolicyLimits) -> tuple[dict[str, Any], str | None]:
+    """The ``sql`` binding and, if ``attributes.sql`` does not parse, the error to report.
+
+    Text over ``limits.max_sql_chars`` is not parsed (sqlglot spends milliseconds per
+    statement, in every dialect we try) and is reported like unparseable text.
+    """
     text = attributes.get("sql")
     facts = empty_sql_facts()
     if not isinstance(text, str):
         return {**facts, "present": False, "parsed": False}, None
+    if len(text) > limits.max_sql_chars:
+        error = (
+            f"attributes.sql is {len(text):,} characters, over the bound of {limits.max_sql_chars:,} "
+            "the engine parses; send smaller statements"
+        )
+        return {**facts, "present": True, "parsed": False}, error
     try:
         facts = sql_facts(text)
     except SqlUnparseable as exc:

@@ -18,13 +18,22 @@ A policy file looks like::
         mode: enforce            # optional, default enforce: enforce | shadow
         message: ...             # optional, shown in the verdict's reason
 
-Validation is strict because a typo in a security policy must not silently widen access:
+Validation is strict because a typo in a security policy must not silently widen access,
+and a condition that cannot run must not be found out by the first action it blocks:
 unknown keys, duplicate keys (which plain YAML loaders silently collapse to the last one),
-duplicate rule ids, bad enum values, wrong types, CEL that does not compile, and CEL that
-names a variable other than ``action``, ``actor``, ``sql`` and ``now`` are all reported.
-Every problem is collected (not just the first) and carries the file and 1-based line of
-the offending YAML node; they are raised together as
-:class:`~processors.errors.PolicyInvalid`.
+duplicate rule ids, bad enum values, wrong types, CEL that does not compile, CEL that names
+a variable other than ``action``, ``actor``, ``sql`` and ``now``, a field those variables
+do not have (``action.no_such_field``, ``actor.rolez``: only ``action.attributes`` and
+``actor.attributes`` take any key), a function the engine does not provide, a condition
+that cannot yield a bool, and a condition whose worst-case cost is over the budget
+(:mod:`processors.policy.cel_analysis`) are all reported. Every problem is collected (not
+just the first) and carries the file and 1-based line of the offending YAML node; they are
+raised together as :class:`~processors.errors.PolicyInvalid`.
+
+Size comes first: a file over ``max_policy_bytes`` or with more than ``max_rules`` rules
+(:class:`~processors.policy.limits.PolicyLimits`) raises
+:class:`~processors.errors.PolicyTooLarge` before YAML parses it or CEL compiles a rule, so
+an oversized file costs neither memory nor time, and is never published.
 
 Line numbers come from PyYAML's composed node tree (``yaml.compose``), which keeps marks
 that ``safe_load`` throws away.
@@ -38,10 +47,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import cel
 import yaml
 
-from processors.errors import PolicyInvalid, PolicyProblem
+from processors.errors import PolicyInvalid, PolicyProblem, PolicyTooLarge
+from processors.policy.cel_analysis import VARIABLES
+from processors.policy.conditions import compile_condition
+from processors.policy.limits import DEFAULT_LIMITS, PolicyLimits
 
 __all__ = [
     "CEL_VARIABLES",
@@ -56,7 +67,7 @@ __all__ = [
 EFFECTS = ("allow", "block")
 MODES = ("enforce", "shadow")
 #: The variables a rule's ``when`` may read (bound by the policy engine for each action).
-CEL_VARIABLES = frozenset({"action", "actor", "sql", "now"})
+CEL_VARIABLES = frozenset(VARIABLES)
 
 _POLICY_KEYS = ("name", "tenant", "default", "on_error", "rules")
 _RULE_KEYS = ("id", "description", "match", "when", "effect", "mode", "message")
@@ -64,9 +75,6 @@ _MATCH_KEYS = ("types", "resources", "services")
 _STR_TAG = "tag:yaml.org,2002:str"
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 _RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-# Names bound by CEL comprehension macros (``list.exists(r, ...)``): program.variables()
-# reports them as variables, so they are allowed alongside CEL_VARIABLES.
-_MACRO_BINDING = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
 
 
 def load_policy_file(
@@ -75,6 +83,7 @@ def load_policy_file(
     version: int = 0,
     published_at_us: int = 0,
     published_by: str = "unpublished",
+    limits: PolicyLimits = DEFAULT_LIMITS,
 ) -> dict[str, Any]:
     """Read, validate and convert the policy file at ``path`` into a PolicySet record dict.
 
@@ -83,16 +92,23 @@ def load_policy_file(
     ``source_sha256`` is the hex SHA-256 of the file's bytes, so a verdict's policy can be
     traced back to the exact file.
 
-    Raises :class:`~processors.errors.PolicyInvalid` listing every problem found, and
-    ``OSError`` if the file cannot be read.
+    Raises :class:`~processors.errors.PolicyTooLarge` for a file over the size or rule-count
+    limit (reading no more of it than the limit), :class:`~processors.errors.PolicyInvalid`
+    listing every problem found, and ``OSError`` if the file cannot be read.
     """
     path = Path(path)
+    with path.open("rb") as file:
+        raw = file.read(limits.max_policy_bytes + 1)
+        if len(raw) > limits.max_policy_bytes:
+            file.seek(0, 2)
+            raise _too_large_file(str(path), file.tell(), limits)
     return load_policy_text(
-        path.read_bytes(),
+        raw,
         source=str(path),
         version=version,
         published_at_us=published_at_us,
         published_by=published_by,
+        limits=limits,
     )
 
 
@@ -103,17 +119,21 @@ def load_policy_text(
     version: int = 0,
     published_at_us: int = 0,
     published_by: str = "unpublished",
+    limits: PolicyLimits = DEFAULT_LIMITS,
 ) -> dict[str, Any]:
     """Like :func:`load_policy_file`, for policy text already in memory.
 
     ``source`` is the name used in problem locations (``source:line: message``).
     """
     raw = data.encode("utf-8") if isinstance(data, str) else data
+    if len(raw) > limits.max_policy_bytes:
+        raise _too_large_file(source, len(raw), limits)
     problems: list[PolicyProblem] = []
     root = compose_yaml(raw, source, problems)
     record: dict[str, Any] | None = None
     if root is not None:
-        record = _Checker(source, problems).policy(root)
+        _refuse_too_many_rules(root, source, limits)
+        record = _Checker(source, problems, limits).policy(root)
     if problems or record is None:
         if not problems:
             problems.append(PolicyProblem(source, 1, None, "the file is empty; write a policy"))
@@ -186,25 +206,46 @@ def _report_duplicate_keys(node: yaml.Node, source: str, problems: list[PolicyPr
             _report_duplicate_keys(item, source, problems)
 
 
-def check_cel(expression: str) -> str | None:
-    """Compile a CEL ``when`` expression; return None if it is usable, else why not.
+def check_cel(expression: str, limits: PolicyLimits = DEFAULT_LIMITS) -> str | None:
+    """Check a CEL ``when`` expression; return None if it is usable, else why not.
 
-    Usable means: it compiles, and every variable it reads is one the engine binds
-    (:data:`CEL_VARIABLES`) or a comprehension-macro binding.
+    Usable means (see :func:`processors.policy.conditions.compile_condition`): it is within
+    the length cap, it compiles, it reads only the variables and fields the engine binds
+    (:data:`CEL_VARIABLES`; comprehension variables in their scope), calls only functions
+    the engine provides, can yield a bool, and its worst-case cost is within the budget.
     """
-    try:
-        program = cel.compile(expression)
-    except Exception as exc:  # cel raises ValueError (and may raise others) on bad input
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return f"CEL does not compile: {first}"
-    allowed = CEL_VARIABLES | set(_MACRO_BINDING.findall(expression))
-    unknown = sorted(set(program.variables()) - allowed)
-    if unknown:
-        return (
-            f"CEL reads unknown variable(s) {', '.join(unknown)}; "
-            f"the engine binds only {', '.join(sorted(CEL_VARIABLES))}"
-        )
-    return None
+    return compile_condition(expression, limits).error
+
+
+def _too_large_file(source: str, size: int, limits: PolicyLimits) -> PolicyTooLarge:
+    return PolicyTooLarge(
+        source,
+        1,
+        f"the file is {size:,} bytes; a policy may be at most {limits.max_policy_bytes:,} bytes "
+        f"({limits.max_policy_bytes // 1024} KiB). Nothing was parsed or published. Make it smaller: "
+        "merge rules that differ only in their match lists (match takes several globs), keep other "
+        "tenants' rules in their own tenant's policy, and delete shadow rules you no longer watch",
+    )
+
+
+def _refuse_too_many_rules(root: yaml.Node, source: str, limits: PolicyLimits) -> None:
+    """Raise PolicyTooLarge before any rule is checked if there are too many of them."""
+    if not isinstance(root, yaml.MappingNode):
+        return
+    for key, value in root.value:
+        if (
+            isinstance(key, yaml.ScalarNode)
+            and key.value == "rules"
+            and isinstance(value, yaml.SequenceNode)
+            and len(value.value) > limits.max_rules
+        ):
+            raise PolicyTooLarge(
+                source,
+                _line(key),
+                f"the policy has {len(value.value):,} rules; a policy may have at most "
+                f"{limits.max_rules:,}. Nothing was compiled or published. Merge rules that differ "
+                "only in their match lists, or split tenants into their own policies",
+            )
 
 
 def _line(node: yaml.Node) -> int:
@@ -214,9 +255,10 @@ def _line(node: yaml.Node) -> int:
 class _Checker:
     """Walks the composed node tree, converting what is valid and recording what is not."""
 
-    def __init__(self, source: str, problems: list[PolicyProblem]) -> None:
+    def __init__(self, source: str, problems: list[PolicyProblem], limits: PolicyLimits) -> None:
         self.source = source
         self.problems = problems
+        self.limits = limits
 
     def problem(self, node: yaml.Node, message: str, rule_id: str | None = None) -> None:
         prefix = f"rule {rule_id!r}: " if rule_id else ""
@@ -342,7 +384,7 @@ class _Checker:
             node,
             default="true",
             rule_id=rule_id,
-            check=_check_when,
+            check=self.check_when,
             tags=(_STR_TAG, _BOOL_TAG),
         )
         effect = self.enum(fields, "effect", node, EFFECTS, rule_id=rule_id)
@@ -359,6 +401,10 @@ class _Checker:
             "mode": mode,
             "message": message,
         }
+
+    def check_when(self, value: str) -> str | None:
+        error = check_cel(value, self.limits)
+        return None if error is None else f"is not a valid condition: {error}"
 
     def match(self, node: yaml.Node | None, rule_id: str | None) -> dict[str, list[str]]:
         result: dict[str, list[str]] = {key: [] for key in _MATCH_KEYS}
@@ -413,8 +459,3 @@ def _check_rule_id(value: str) -> str | None:
         f"must be 1-128 characters of letters, digits, '_', '.', ':' or '-' "
         f"starting with a letter or digit, got {value!r}"
     )
-
-
-def _check_when(value: str) -> str | None:
-    error = check_cel(value)
-    return None if error is None else f"is not a valid condition: {error}"

@@ -4,6 +4,13 @@ Key = tenant (one active policy set per tenant; applying a policy replaces the t
 previous one). Versions are monotonic per tenant: ``publish`` reads the current version
 and writes ``current + 1``. Every publish also writes a ``policy`` audit event to
 ``audit-intake`` so that policy changes are part of the hash-chained ledger.
+
+Size: both records must fit a Kafka message (librdkafka's default ``message.max.bytes``
+is 1,000,000; the audit event carries the whole policy record). Validation already caps
+the source at 256 KiB (``processors.policy.limits``), far below; :func:`publish_policy`
+checks the encoded record against :data:`MAX_POLICY_RECORD_BYTES` before contacting
+Kafka anyway, and turns any refusal by the client into a :class:`PolicyError`, so
+``lockgate policy apply`` never ends in a raw client traceback.
 """
 
 from __future__ import annotations
@@ -21,7 +28,11 @@ from schemas.errors import CodecError
 from schemas.records import AuditKind, audit_event
 from schemas.topics import Topics
 
-__all__ = ["PublishedPolicy", "current_policies", "publish_policy"]
+__all__ = ["MAX_POLICY_RECORD_BYTES", "PublishedPolicy", "current_policies", "publish_policy"]
+
+#: Largest encoded PolicySet we publish: room under a 1,000,000-byte Kafka message for the
+#: audit event that wraps it.
+MAX_POLICY_RECORD_BYTES = 900_000
 
 
 @dataclass(frozen=True)
@@ -73,8 +84,23 @@ def current_policies(bootstrap: str, topics: Topics, timeout_s: float = 10.0) ->
 
 def publish_policy(record: dict[str, Any], bootstrap: str, topics: Topics,
                    published_by: str | None = None, timeout_s: float = 10.0) -> PublishedPolicy:
-    """Publish ``record`` (a validated PolicySet) as the tenant's next version."""
+    """Publish ``record`` (a validated PolicySet) as the tenant's next version.
+
+    Raises :class:`~processors.errors.PolicyTooLarge` (before contacting Kafka) if the
+    encoded record is over :data:`MAX_POLICY_RECORD_BYTES`, and
+    :class:`~processors.errors.PolicyError` if Kafka cannot be read or refuses the records.
+    """
+    from processors.errors import PolicyError, PolicyTooLarge
+
     codec = get_codec()
+    size = len(codec.encode("PolicySet", record))
+    if size > MAX_POLICY_RECORD_BYTES:
+        raise PolicyTooLarge(
+            f"policyset {record['tenant']}/{record['name']}",
+            0,
+            f"the encoded policy is {size:,} bytes; at most {MAX_POLICY_RECORD_BYTES:,} fit a Kafka "
+            "message with its audit event. Nothing was published. Make the policy smaller",
+        )
     tenant = record["tenant"]
     previous = current_policies(bootstrap, topics, timeout_s).get(tenant)
     rec = dict(record)
@@ -83,12 +109,17 @@ def publish_policy(record: dict[str, Any], bootstrap: str, topics: Topics,
     rec["published_by"] = published_by or getpass.getuser()
     value = codec.encode("PolicySet", rec)
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
-    producer.produce(topics.policies, value, key=tenant.encode())
     event = audit_event(AuditKind.POLICY, tenant, None, value, detail=f"policy {rec['name']} v{rec['version']} applied")
-    producer.produce(topics.audit_intake, codec.encode("AuditEvent", event), key=f"policy:{tenant}".encode())
+    try:
+        producer.produce(topics.policies, value, key=tenant.encode())
+        producer.produce(topics.audit_intake, codec.encode("AuditEvent", event), key=f"policy:{tenant}".encode())
+    except (KafkaException, BufferError) as exc:
+        raise PolicyError(
+            f"Kafka refused policy {rec['name']} ({len(value):,} bytes): {exc}. If the message is too "
+            "large, make the policy smaller; otherwise check the broker and retry (`lockgate policy list` "
+            "shows the version in force)"
+        ) from exc
     if producer.flush(timeout_s):
-        from processors.errors import PolicyError
-
         raise PolicyError(f"policy {rec['name']} was not confirmed by Kafka within {timeout_s}s; retry")
     return PublishedPolicy(tenant, rec["name"], rec["version"], len(rec["rules"]), rec["published_at"],
                            rec["published_by"], rec["source_sha256"])

@@ -133,9 +133,9 @@ from trust.cosignature import CosignatureV1Verifier
 from trust.keys import Keyring
 from trust.verify.chain import verify_chain
 from trust.verify.checkpoints import signed_checkpoints, verify_checkpoints
+from trust.verify.copies import CopiesReport, compare_copies
 from trust.verify.cosignatures import verify_cosignatures
 from trust.verify.coverage import CoverageRule, duplicate_events, uncovered_events
-from trust.verify.copies import CopiesReport, compare_copies
 from trust.verify.enforcement import reconcile_enforcement
 from trust.verify.findings import Event, Finding, FindingKind, PartitionState
 

@@ -6,14 +6,19 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import cel
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from processors.errors import PolicyInvalid
 from processors.policy.engine import CompiledPolicy, Decision, no_policy_decision
 from processors.policy.files import load_policy_file, load_policy_text
 from schemas.codec import get_codec
+from tests.factories.cel_expressions import ACTION as CEL_ACTION
+from tests.factories.cel_expressions import CONTEXT as CEL_CONTEXT
+from tests.factories.cel_expressions import NOW_US as CEL_NOW_US
+from tests.factories.cel_expressions import conditions, deterministic
 
 EXAMPLE = Path(__file__).parents[4] / "processors" / "policies" / "example.yaml"
 NOW_US = 1_704_067_200_000_000  # 2024-01-01T00:00:00Z
@@ -120,13 +125,14 @@ def test_rule_block_wins_over_error_block_for_the_basis() -> None:
 
 
 def test_error_block_beats_a_rule_allow() -> None:
-    p = policy("  - {id: ok, effect: allow}\n  - {id: broken, effect: allow, when: 'action.x.y'}\n")
+    p = policy("  - {id: ok, effect: allow}\n  - {id: broken, effect: allow, when: 'action.attributes.nope'}\n")
     d = decide(p, action())
     assert (d.decision, d.basis) == ("block", "evaluation_error")
 
 
 def test_non_bool_condition_is_an_error() -> None:
-    d = decide(policy("  - {id: n, effect: allow, when: '1 + 1'}\n"), action())
+    # An attribute value may be anything at runtime; a literal non-bool is refused by validation.
+    d = decide(policy("  - {id: n, effect: allow, when: 'action.attributes.n'}\n"), action(attributes={"n": 2}))
     assert (d.decision, d.basis) == ("block", "evaluation_error")
     assert "expected a bool" in (d.matched_rules[0]["error"] or "")
 
@@ -215,7 +221,7 @@ def test_match_globs_select_candidates() -> None:
 def test_rules_outside_the_index_are_never_executed() -> None:
     # 500 rules whose conditions would all fail if run; none apply to this type.
     many = "".join(
-        f"  - {{id: r{i}, effect: block, match: {{types: [t{i}]}}, when: 'action.nope'}}\n"
+        f"  - {{id: r{i}, effect: block, match: {{types: [t{i}]}}, when: 'action.attributes.nope'}}\n"
         for i in range(500)
     )
     p = policy(many + "  - {id: mine, effect: block, match: {types: [db.query]}}\n")
@@ -231,7 +237,7 @@ def test_rules_outside_the_index_are_never_executed() -> None:
         st.tuples(
             st.sampled_from(["allow", "block"]),
             st.sampled_from(["enforce", "shadow"]),
-            st.sampled_from(["true", "false", "action.nope"]),
+            st.sampled_from(["true", "false", "action.attributes.nope"]),
         ),
         max_size=6,
     ),
@@ -245,9 +251,8 @@ def test_decision_matches_the_documented_model(
         f"  - {{id: r{i}, effect: {e}, mode: {m}, when: '{w}'}}\n" for i, (e, m, w) in enumerate(rules)
     )
     d = decide(policy(text or "  []\n", default=default, on_error=on_error), action())
-    hits = [
-        (on_error if w == "action.nope" else e, m, w == "action.nope") for e, m, w in rules if w != "false"
-    ]
+    broken = "action.attributes.nope"
+    hits = [(on_error if w == broken else e, m, w == broken) for e, m, w in rules if w != "false"]
     enforced = [(e, err) for e, m, err in hits if m == "enforce"]
     if ("block", False) in enforced:
         want = ("block", "rule")
@@ -333,3 +338,39 @@ def test_from_record_rejects_bad_cel() -> None:
     ]
     with pytest.raises(PolicyInvalid, match="rule 'r'"):
         CompiledPolicy.from_record(record)
+
+
+# --- what the engine runs decides as the expression as written --------------------------
+
+
+def _plain(expression: str) -> str:
+    """match / no match / error of ``expression`` under plain cel, whole variables bound."""
+    try:
+        result = cel.compile(expression).execute(cel.Context(CEL_CONTEXT))
+    except Exception:
+        return "error"
+    return {True: "match", False: "no match"}.get(result, "error") if isinstance(result, bool) else "error"
+
+
+def _plain_is_deterministic(expression: str) -> bool:
+    program = cel.compile(expression)
+    return deterministic(lambda: program.execute(cel.Context(CEL_CONTEXT)))
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(conditions)
+def test_engine_bindings_and_rewriting_agree_with_plain_cel(expression: str) -> None:
+    record = load_policy_text("name: x\ndefault: allow\nrules: []\n")
+    record["rules"] = [
+        {"id": "r", "when": expression, "effect": "block", "mode": "enforce", "match": {}, "message": ""}
+    ]
+    p: CompiledPolicy | None = None
+    try:
+        p = CompiledPolicy.from_record(record)
+    except PolicyInvalid:
+        pass
+    assume(p is not None and _plain_is_deterministic(expression))
+    assert p is not None
+    d = p.evaluate(CEL_ACTION, authenticated=True, now_us=CEL_NOW_US)
+    engine = "no match" if not d.matched_rules else ("error" if d.matched_rules[0]["error"] else "match")
+    assert engine == _plain(expression), d.matched_rules
