@@ -131,7 +131,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from sinks.view_check import check_views
     from trust.checkpoints import NOTE_FORMAT, checkpoint_format
     from trust.keys import Keyring
-    from trust.verify import CoverageRule, Finding, compare_copies, verify_ledger
+    from trust.verify import CoverageRule, Finding, OutcomeRule, compare_copies, verify_ledger
 
     started = time.monotonic()
     interval_s = _checkpoint_interval_s(args.checkpoint_interval)
@@ -186,8 +186,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
                    or c["first_sequence"] >= anchors[c["ledger_partition"]][0]]
     progress(f"verifying {len(events)} events and {len(all_cps)} checkpoints from {where}")
     coverage = CoverageRule(int(interval_s * 1e6), now_us)
+    outcome_rule = (OutcomeRule(parse_duration_us(args.outcome_grace, "--outcome-grace"), now_us)
+                    if args.outcome_grace else None)
     found: list[Finding] = verify_ledger(events, all_cps, keyring, position_key=position_key, anchors=anchors,
-                                         coverage=coverage, witnesses=witnesses, log_name=expected_log)
+                                         coverage=coverage, outcomes=outcome_rule, witnesses=witnesses,
+                                         log_name=expected_log)
     report: dict[str, Any] = {}
     if summary is not None:
         progress("re-deriving every reader-facing column and summary row from the chained payloads")
@@ -475,7 +478,9 @@ inconsistent_checkpoints, with --witness-key: missing_cosignature, forged_cosign
 altered_view (a derived column of audit_events), altered_summary (a column of an
 action_summary row), inserted_summary (a summary row no ledger event explains),
 missing_summary (ledger events with no summary row), store_differs_from_topics (with
---against-topics), and with --checkpoints: witness_checkpoint_missing,
+--against-topics), with --outcome-grace: outcome_missing (an allow older than the grace
+whose outcome never reached the ledger: not tampering; the body may not have run, or the
+outcome waits in a Guard's spool), and with --checkpoints: witness_checkpoint_missing,
 witness_checkpoint_differs.
 Progress goes to stderr."""
 
@@ -557,6 +562,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                    help="the processor's checkpoint interval: events older than twice this that no "
                         "checkpoint covers are uncovered_event (default: the processor's setting, "
                         "LOCKGATE_CHECKPOINT_INTERVAL_S, else 5)")
+    p.add_argument("--outcome-grace", metavar="DURATION",
+                   help="also report allowed actions with no outcome after DURATION (e.g. 1h, 2d) as "
+                        "outcome_missing; off by default, as check-only actions (submit, Guard.check) "
+                        "never have one")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--from-topics", action="store_true", help="read the replay topics instead of ClickHouse")
     where.add_argument("--against-topics", action="store_true",

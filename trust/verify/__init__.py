@@ -138,12 +138,14 @@ from trust.verify.cosignatures import verify_cosignatures
 from trust.verify.coverage import CoverageRule, duplicate_events, uncovered_events
 from trust.verify.enforcement import reconcile_enforcement
 from trust.verify.findings import Event, Finding, FindingKind, PartitionState
+from trust.verify.outcomes import OutcomeRule, missing_outcomes
 
 __all__ = [
     "CopiesReport",
     "CoverageRule",
     "Finding",
     "FindingKind",
+    "OutcomeRule",
     "PartitionState",
     "compare_copies",
     "reconcile_enforcement",
@@ -163,6 +165,7 @@ def verify_ledger(
     anchors: Mapping[int, tuple[int, bytes]] | None = None,
     enforcement: bool = True,
     coverage: CoverageRule | None = None,
+    outcomes: OutcomeRule | None = None,
     witnesses: Sequence[CosignatureV1Verifier] = (),
     log_name: str | None = None,
 ) -> list[Finding]:
@@ -173,7 +176,8 @@ def verify_ledger(
     Findings are sorted by (partition, sequence, kind); an empty list means the ledger
     verified. ``keyring`` holds the processor's public keys (checkpoints and verdicts).
     ``coverage`` needs the current time and the checkpoint interval, so it is the caller's
-    choice (the CLI always passes it); without it nothing is judged by age. ``log_name``,
+    choice (the CLI always passes it); without it nothing is judged by age. ``outcomes``,
+    when given, reports old allows with no outcome (:mod:`trust.verify.outcomes`). ``log_name``,
     when given, is the log whole-log checkpoints must name.
     """
     rows = events if isinstance(events, list) else list(events)
@@ -185,6 +189,8 @@ def verify_ledger(
     findings.extend(duplicate_events(rows))
     if coverage is not None:
         findings.extend(uncovered_events(rows, signed.valid, coverage))
+    if outcomes is not None:
+        findings.extend(missing_outcomes(rows, keyring, outcomes))
     if enforcement:
         findings.extend(reconcile_enforcement(rows, keyring))
     findings.sort(key=Finding.sort_key)

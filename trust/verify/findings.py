@@ -47,6 +47,7 @@ class FindingKind(enum.StrEnum):
     INCONSISTENT_CHECKPOINTS = "inconsistent_checkpoints"
     MISSING_COSIGNATURE = "missing_cosignature"
     FORGED_COSIGNATURE = "forged_cosignature"
+    OUTCOME_MISSING = "outcome_missing"
 
 
 _CHAIN_KINDS = frozenset(
