@@ -33,8 +33,18 @@ def _verify(home: Path, expect: int, *extra: str) -> dict[str, Any]:
     return report
 
 
+# The fork rewrites audit_events by hand but not the summary the materialized view folded
+# from the old rows, so the views check names that too; these tests are about the log.
+VIEW_KINDS = frozenset({"altered_view", "altered_summary", "inserted_summary", "missing_summary"})
+
+
 def _kinds(report: dict[str, Any]) -> list[tuple[str, int, str | None]]:
-    return sorted((f["kind"], f["partition"], f["checkpoint_id"]) for f in report["findings"])
+    return sorted((f["kind"], f["partition"], f["checkpoint_id"]) for f in report["findings"]
+                  if f["kind"] not in VIEW_KINDS)
+
+
+def _view_kinds(report: dict[str, Any]) -> set[str]:
+    return {f["kind"] for f in report["findings"] if f["kind"] in VIEW_KINDS}
 
 
 def test_a_witnessed_ledger_verifies(ledger: tuple[Path, dict[str, Any]]) -> None:
@@ -87,4 +97,6 @@ def test_a_forked_history_is_refused_by_the_witness_and_reported_by_verify(
             "('p0@6', 'p0@9') SETTINGS mutations_sync = 1")
     report = _verify(home, 1, "--witness-key", info["witness_vkey"])
     assert _kinds(report) == [("missing_cosignature", 0, "p0@8")]
-    assert _verify(home, 0)["ok"]  # without witnesses, a wholesale re-signed history is invisible
+    # Without witnesses, the re-signed log itself verifies; only the stale summary betrays it.
+    report = _verify(home, 1)
+    assert _kinds(report) == [] and _view_kinds(report), report["findings"][:5]
