@@ -79,6 +79,7 @@ from processors.policy.engine import CompiledPolicy
 from processors.registry_watch import RegistryWatcher
 from processors.settings import ProcessorSettings
 from processors.stage import Source, StageOutput, refuse
+from processors.witnesses import Witnesses, parse_witnesses
 from schemas.codec import get_codec
 from schemas.topics import CATALOGUE, TOPIC_MAX_MESSAGE_BYTES, Topics
 from trust.keys import SigningKey
@@ -383,10 +384,13 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
     recorder = OutcomeRecorder(codec, registry)
     memory = DecisionMemory()
     publisher = _Publisher(s.bootstrap_servers, topics)
+    witnesses = Witnesses(parse_witnesses(s.witnesses))
     ledger = LedgerStage(
         LedgerWriter(key, s.processor_id, checkpoint_every=s.checkpoint_every,
-                     checkpoint_interval_s=s.checkpoint_interval_s, dedup_window=s.ledger_dedup_window),
-        bootstrap=s.bootstrap_servers, topics=topics, app_id=app_id, processor_id=s.processor_id)
+                     checkpoint_interval_s=s.checkpoint_interval_s, dedup_window=s.ledger_dedup_window,
+                     log_name=s.log_name, keep_proofs=bool(witnesses)),
+        bootstrap=s.bootstrap_servers, topics=topics, app_id=app_id, processor_id=s.processor_id,
+        witnesses=witnesses or None)
     decisions_reader = committed_reader(s.bootstrap_servers, "decisions")
 
     def read_decisions(partition: int, from_offset: int) -> int:

@@ -23,10 +23,12 @@ Recovery (on assignment, and after any aborted transaction): the intake offset i
 with ``require_stable`` semantics (librdkafka does so under ``read_committed``: a fetch
 waits for an in-flight transaction of a previous owner to finish); the chain head is the
 last committed record of the audit partition and the dedup window its last
-``LOCKGATE_LEDGER_DEDUP_WINDOW`` event ids; the last covered sequence comes from the
-newest committed checkpoint of the partition on ``checkpoints``. Events after it — the
-previous owner's last writes — are checkpointed in the first transaction. Nothing is kept
-anywhere else, so nothing can disagree with the log.
+``LOCKGATE_LEDGER_DEDUP_WINDOW`` event ids; the partition's whole log (the Merkle tree
+whole-log checkpoints sign, :class:`trust.partition_log.PartitionLog`) is rebuilt from the
+hashes of all its committed events; the last covered sequence comes from the newest
+committed checkpoint of the partition on ``checkpoints``. Events after it — the previous
+owner's last writes — are checkpointed (whole-log, ``0 .. size - 1``) in the first
+transaction. Nothing is kept anywhere else, so nothing can disagree with the log.
 
 Why not Faust's ``processing_guarantee="exactly_once"``: Faust keeps a transaction open
 on an idle partition until ``transaction.timeout.ms`` fences its producer and the worker
@@ -41,6 +43,7 @@ import os
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,10 +51,12 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from prometheus_client import Counter
 
 from lockgate.kernel.errors import KafkaReadError
-from lockgate.kernel.partition_reader import StoredRecord, committed_reader, read_tail
+from lockgate.kernel.kafka_offsets import watermarks
+from lockgate.kernel.partition_reader import StoredRecord, committed_reader, read_partition, read_tail
 from processors.errors import LedgerStageFailed, NullRecord
 from processors.ledger_writer import LedgerWriter
 from processors.stage import Source, StageOutput, refuse
+from processors.witnesses import Witnesses
 from schemas.codec import get_codec
 from schemas.topics import TOPIC_MAX_MESSAGE_BYTES, Topics
 from trust.chain import ChainError
@@ -73,6 +78,8 @@ LEDGER_DUPLICATES = Counter("lockgate_ledger_duplicates_total",
                             "Intake events dropped because their event id is already chained")
 CHECKPOINTS = Counter("lockgate_checkpoints_total", "Signed checkpoints published")
 TRANSACTIONS = Counter("lockgate_ledger_transactions_total", "Ledger transactions by result", ["result"])
+COSIGNED = Counter("lockgate_checkpoints_cosigned_total",
+                   "Checkpoints published again with witness cosignatures")
 RECOVERIES = Counter("lockgate_ledger_recoveries_total", "Ledger partitions recovered from committed state")
 
 
@@ -80,8 +87,12 @@ class LedgerStage:
     """Runs the ledger loop in a thread (see the module docstring)."""
 
     def __init__(self, writer: LedgerWriter, *, bootstrap: str, topics: Topics, app_id: str,
-                 processor_id: str, recovery_timeout_s: float = 60.0) -> None:
+                 processor_id: str, recovery_timeout_s: float = 60.0, witnesses: Witnesses | None = None) -> None:
+        if witnesses and not writer.keep_proofs:
+            raise ValueError("a ledger stage with witnesses needs a writer that keeps proofs (keep_proofs=True)")
         self.writer = writer
+        self.witnesses = witnesses
+        self._cosigned: list[dict[str, Any]] = []  # committed checkpoints with new cosignatures, to publish
         self.bootstrap = bootstrap
         self.topics = topics
         self.group_id = f"{app_id}-ledger"
@@ -208,12 +219,33 @@ class LedgerStage:
                     continue
                 audit.append((partition, source.key, self.codec.encode("AuditEvent", chained), chained["event_id"]))
         checkpoints = self.writer.due_checkpoints(now, now_us)
-        if audit or checkpoints or dead_letters or offsets:
-            self._commit(audit, checkpoints, dead_letters, offsets)
+        cosigned = self._cosigned
+        if audit or checkpoints or dead_letters or offsets or cosigned:
+            self._commit(audit, cosigned + checkpoints, dead_letters, offsets)
+            self._cosigned = []
             LEDGER_EVENTS.inc(len(audit))
             CHECKPOINTS.inc(len(checkpoints))
+            if self.witnesses:
+                self._witness(checkpoints)
         for partition, offset in skipped.items():  # read them again once the partition is ours
             self._seek(self._require(self._consumer), partition, offset)
+
+    def _witness(self, checkpoints: Sequence[dict[str, Any]]) -> None:
+        """Ask the witnesses to cosign checkpoints just committed; the cosigned copies go
+        into the next transaction. Never fails the ledger: a witness problem is logged."""
+        witnesses = self.witnesses
+        assert witnesses is not None
+        for cp in checkpoints:
+            partition = int(cp["ledger_partition"])
+            try:
+                plog = self.writer.partition_log(partition)
+                cosigned = witnesses.cosign(cp, plog)
+                if cosigned is not None:
+                    self._cosigned.append(cosigned)
+                    COSIGNED.inc()
+                self.writer.forget_before(partition, witnesses.keep_from(plog))
+            except Exception:
+                log.exception("asking the witnesses to cosign %s failed", cp.get("checkpoint_id"))
 
     def _intake_events(self, raw: bytes | None, source: Source,
                        dead_letters: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -306,6 +338,11 @@ class LedgerStage:
             except (KafkaReadError, KafkaException) as exc:
                 log.warning("ledger partition %d not recovered yet, retrying: %s", partition, exc)
                 continue
+            except ChainError as exc:
+                # The stored events do not make one log from sequence 0: signing anything on
+                # top would attest it. The partition stays unowned (its intake waits) until
+                # it is assigned again; `lockgate verify` names the damage.
+                log.critical("ledger partition %d not taken: %s", partition, exc)
             self._to_recover.discard(partition)
 
     def _recover(self, consumer: Consumer, partition: int) -> None:
@@ -313,32 +350,27 @@ class LedgerStage:
         # Waits for a previous owner's in-flight transaction on this partition to finish.
         consumer.committed([TopicPartition(self.topics.audit_intake, partition)], timeout=self.recovery_timeout_s)
         reader = self._require(self._reader)
-        last = self._last_record(reader, partition)
-        covered = self._last_checkpointed(reader, partition) if last is not None else None
+        low, end = watermarks(reader, TopicPartition(self.topics.audit, partition), self.recovery_timeout_s)
+        covered = self._last_checkpointed(reader, partition) if end > low else None
         floor = -1 if covered is None else covered
         window = self.writer.dedup_window
-
-        def enough(records: Sequence[StoredRecord]) -> bool:
-            first = self._decode_event(records[0]) if records else None
-            first_seq = first["sequence"] if first is not None else -1
-            return len(records) >= window and first_seq <= floor + 1
-
-        tail = [] if last is None else [
-            ev for ev in (self._decode_event(r) for r in read_tail(
-                reader, self.topics.audit, partition, enough, chunk=min(window, 5000),
-                timeout_s=self.recovery_timeout_s))
-            if ev is not None
-        ]
-        state = self.writer.recover(partition, tail, covered)
+        # The whole log is rebuilt from every committed event's hash (sequence 0 upwards);
+        # only the dedup window and the events no checkpoint covers yet are kept whole.
+        hashes: list[bytes] = []
+        tail: deque[dict[str, Any]] = deque()
+        for rec in read_partition(reader, self.topics.audit, partition, timeout_s=self.recovery_timeout_s):
+            ev = self._decode_event(rec)
+            if ev is None:
+                continue
+            hashes.append(bytes(ev["hash"]))
+            tail.append(ev)
+            while len(tail) > window and int(tail[0]["sequence"]) <= floor:
+                tail.popleft()
+        state = self.writer.recover(partition, list(tail), covered if tail else None, hashes)
         RECOVERIES.inc()
         log.info("ledger partition %d recovered in %.2fs: next sequence %d, %d uncovered event(s) to "
                  "checkpoint, %d event id(s) in the dedup window", partition, time.monotonic() - started,
                  state.next_sequence, state.uncovered, state.remembered)
-
-    def _last_record(self, reader: Consumer, partition: int) -> StoredRecord | None:
-        tail = read_tail(reader, self.topics.audit, partition, bool, chunk=16,
-                         timeout_s=self.recovery_timeout_s)
-        return tail[-1] if tail else None
 
     def _last_checkpointed(self, reader: Consumer, partition: int) -> int | None:
         """``last_sequence`` of the newest committed checkpoint of ``partition``, if any.

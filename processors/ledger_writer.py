@@ -15,9 +15,12 @@ owns the decisions, for each ledger partition it was handed:
   recovery). A repeat that arrives more than ``dedup_window`` events later is chained
   again, and ``verify`` reports it as ``duplicate_event``: the window is the documented
   bound, not a silent one.
-* **Every event provable.** Chained events wait in ``pending`` until a checkpoint covers
-  them: :meth:`due_checkpoints` signs one when ``checkpoint_every`` events are pending or
-  the oldest pending event has waited ``checkpoint_interval_s``. Events recovered after
+* **Every event provable.** Each partition is a whole log (:class:`trust.partition_log.PartitionLog`,
+  rebuilt on recovery from the hashes of every committed event, sequence 0 upwards, and
+  extended by every chained event). Chained events wait in ``pending`` until a checkpoint
+  covers them: :meth:`due_checkpoints` signs a whole-log checkpoint (C2SP tlog-checkpoint,
+  :mod:`trust.tlog`: events ``0 .. size - 1``) when ``checkpoint_every`` events are pending
+  or the oldest pending event has waited ``checkpoint_interval_s``. Events recovered after
   the last committed checkpoint (a crashed owner's last writes) are due at once, so
   whoever owns the partition next covers them.
 
@@ -31,13 +34,14 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from trust.chain import GENESIS, Chain, ChainError, event_hash
-from trust.checkpoints import build_checkpoint
 from trust.keys import SigningKey
+from trust.partition_log import PartitionLog
+from trust.tlog import DEFAULT_LOG_NAME
 
 __all__ = ["LedgerWriter", "RecoveredPartition"]
 
@@ -48,6 +52,7 @@ log = logging.getLogger("lockgate.ledger")
 class _Partition:
     """What the writer knows of one owned partition between two committed transactions."""
 
+    log: PartitionLog
     pending: list[dict[str, Any]] = field(default_factory=list)
     chained_at: list[float] = field(default_factory=list)  # monotonic time each pending event was chained
     recent: deque[str] = field(default_factory=deque)
@@ -71,7 +76,8 @@ class LedgerWriter:
     """
 
     def __init__(self, key: SigningKey, processor_id: str, *, checkpoint_every: int,
-                 checkpoint_interval_s: float, dedup_window: int) -> None:
+                 checkpoint_interval_s: float, dedup_window: int, log_name: str = DEFAULT_LOG_NAME,
+                 keep_proofs: bool = False) -> None:
         if checkpoint_every < 1 or dedup_window < 1 or checkpoint_interval_s <= 0:
             raise ValueError("checkpoint_every and dedup_window must be >= 1, checkpoint_interval_s > 0")
         self.key = key
@@ -79,6 +85,10 @@ class LedgerWriter:
         self.checkpoint_every = checkpoint_every
         self.checkpoint_interval_s = checkpoint_interval_s
         self.dedup_window = dedup_window
+        self.log_name = log_name
+        # False: forget the leaves behind each checkpoint at once (nobody asks for proofs);
+        # True: keep them until :meth:`forget_before` (witnesses ask for consistency proofs).
+        self.keep_proofs = keep_proofs
         self._chain = Chain()
         self._parts: dict[int, _Partition] = {}
 
@@ -90,8 +100,8 @@ class LedgerWriter:
     def partitions(self) -> list[int]:
         return sorted(self._parts)
 
-    def recover(self, partition: int, tail: Sequence[Mapping[str, Any]],
-                last_checkpointed: int | None) -> RecoveredPartition:
+    def recover(self, partition: int, tail: Sequence[Mapping[str, Any]], last_checkpointed: int | None,
+                hashes: Iterable[bytes] | None = None) -> RecoveredPartition:
         """Take ownership of ``partition`` from its committed state.
 
         ``tail``: the partition's last committed events in log order (chained AuditEvents),
@@ -99,26 +109,48 @@ class LedgerWriter:
         partition's start) and should hold ``dedup_window`` events when the log has them.
         ``last_checkpointed``: the ``last_sequence`` of the newest committed checkpoint of
         the partition, ``None`` if it has none.
+        ``hashes``: the stored ``hash`` of every committed event of the partition, sequence
+        0 upwards; ``None`` when ``tail`` is the whole partition (its hashes are used).
 
-        Events after ``last_checkpointed`` become pending and are due for a checkpoint at
-        once. Only a contiguous, linked run ending at the head can be signed; anything
-        older that is broken (a history forked before this writer existed) is left to
-        ``verify`` and logged.
+        The whole log is rebuilt from ``hashes`` and must end at the tail's head (same size
+        and last hash), or :class:`trust.chain.ChainError` is raised and nothing is taken:
+        a log that does not match the chain cannot be signed. Events after
+        ``last_checkpointed`` become pending and are due for a checkpoint at once. A run
+        before the head that does not link (a history forked before this writer existed)
+        is still in the signed log as stored; ``verify`` names it, and it is logged.
         """
-        state = _Partition()
+        if hashes is None:
+            if tail and tail[0].get("sequence") != 0:
+                raise ValueError("without hashes, the tail must be the whole partition (from sequence 0)")
+            hashes = (bytes(ev["hash"]) for ev in tail)
+        plog = PartitionLog(partition, log_name=self.log_name)
+        for h in hashes:
+            if not isinstance(h, bytes | bytearray) or len(h) != 32:
+                raise ChainError(f"ledger partition {partition}: event {plog.size} has no 32-byte hash")
+            plog.append(h)
+        if not self.keep_proofs:
+            plog.forget_before(plog.size)
+        state = _Partition(log=plog)
         if tail:
             head = tail[-1]
+            if plog.size != int(head["sequence"]) + 1 or plog.head != head.get("hash"):
+                raise ChainError(
+                    f"ledger partition {partition}: the stored event hashes make a log of {plog.size} event(s) "
+                    f"that does not end at the head (sequence {head['sequence']}); the partition has gaps or "
+                    "repeated sequences — `lockgate verify` names them")
             self._chain.resume_from(head)
             covered = -1 if last_checkpointed is None else last_checkpointed
-            state.pending = _signable_suffix(tail, after=covered)
-            missing = (int(head["sequence"]) - covered) - len(state.pending)
-            if missing > 0:
-                log.error("ledger partition %d: %d event(s) after checkpointed sequence %d cannot be "
-                          "checkpointed (the stored chain does not link there); `lockgate verify` names them",
-                          partition, missing, covered)
+            state.pending = [dict(ev) for ev in tail if type(ev.get("sequence")) is int and ev["sequence"] > covered]
+            linked = _signable_suffix(tail, after=covered)
+            if len(linked) < len(state.pending):
+                log.error("ledger partition %d: %d event(s) after checkpointed sequence %d do not link or "
+                          "recompute; the whole-log checkpoint covers them as stored and `lockgate verify` "
+                          "names them", partition, len(state.pending) - len(linked), covered)
             # A previous owner's uncovered writes: due at once.
             state.chained_at = [float("-inf")] * len(state.pending)
         else:
+            if plog.size:
+                raise ChainError(f"ledger partition {partition}: hashes given for a partition without events")
             self._chain.resume(partition, 0, GENESIS)
         for ev in tail[-self.dedup_window:]:
             self._remember(state, str(ev["event_id"]))
@@ -145,6 +177,7 @@ class LedgerWriter:
         if event_id in state.recent_ids:
             return None
         chained = self._chain.append(unchained, partition)
+        state.log.append(chained["hash"])
         self._remember(state, event_id)
         state.pending.append(chained)
         state.chained_at.append(now)
@@ -161,22 +194,34 @@ class LedgerWriter:
     # -- checkpoints ------------------------------------------------------------------
 
     def due_checkpoints(self, now: float, now_us: int) -> list[dict[str, Any]]:
-        """Signed checkpoints that are due, at most ``checkpoint_every`` events each.
+        """Signed whole-log checkpoints that are due, at most one per partition.
 
         Due: a partition with ``checkpoint_every`` pending events, or whose oldest pending
-        event has waited ``checkpoint_interval_s``. The checkpoints cover the pending
-        events in order without gaps; they leave pending as they are signed.
+        event has waited ``checkpoint_interval_s``. Each checkpoint covers the partition's
+        whole log, ``0 .. size - 1`` (``signature_format`` ``tlog-checkpoint/v1``), so every
+        pending event leaves pending with it. Unless ``keep_proofs``, the leaves only a
+        consistency proof would need are forgotten at once.
         """
         out: list[dict[str, Any]] = []
         for partition in sorted(self._parts):
             state = self._parts[partition]
-            while state.pending and (len(state.pending) >= self.checkpoint_every
-                                     or now - state.chained_at[0] >= self.checkpoint_interval_s):
-                batch = state.pending[: self.checkpoint_every]
-                out.append(build_checkpoint(batch, self.key, self.processor_id, now_us))
-                del state.pending[: len(batch)]
-                del state.chained_at[: len(batch)]
+            if state.pending and (len(state.pending) >= self.checkpoint_every
+                                  or now - state.chained_at[0] >= self.checkpoint_interval_s):
+                out.append(state.log.checkpoint(self.key, self.processor_id, now_us))
+                state.pending.clear()
+                state.chained_at.clear()
+                if not self.keep_proofs:
+                    state.log.forget_before(state.log.size)
         return out
+
+    def partition_log(self, partition: int) -> PartitionLog:
+        """The whole log of an owned ``partition`` (``KeyError`` otherwise), for witness proofs."""
+        return self._parts[partition].log
+
+    def forget_before(self, partition: int, size: int) -> None:
+        """Drop the leaves only consistency proofs from sizes below ``size`` need."""
+        plog = self._parts[partition].log
+        plog.forget_before(max(plog.base_size, min(size, plog.size)))
 
     def pending(self, partition: int) -> int:
         """Chained events of ``partition`` no checkpoint covers yet."""

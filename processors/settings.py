@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lockgate.kernel.home import Home, default_home
 from lockgate.kernel.local_broker import DEFAULT_KAFKA_PORT, local_bootstrap
 from schemas.topics import DEFAULT_PREFIX
+from trust.tlog import DEFAULT_LOG_NAME, check_log_name
 
 __all__ = ["DEFAULT_CHECKPOINT_INTERVAL_S", "ProcessorSettings"]
 
@@ -30,11 +31,20 @@ class ProcessorSettings(BaseSettings):
     processor_id: str = "processor-1"
     max_record_bytes: int = Field(default=1024 * 1024, gt=0)  # largest proposed action accepted
     require_service_auth: bool = True
-    checkpoint_every: int = Field(default=1000, gt=0)  # events per signed checkpoint, at most
+    checkpoint_every: int = Field(default=1000, gt=0)  # pending events that make a checkpoint due
+    # The log whole-log checkpoints name in their origin (``<log_name>/p<partition>``).
+    log_name: str = DEFAULT_LOG_NAME
+    # tlog witnesses to cosign checkpoints: ``URL=VKEY-FILE`` entries, comma-separated; none by default.
+    witnesses: str = ""
     checkpoint_interval_s: float = Field(default=DEFAULT_CHECKPOINT_INTERVAL_S, gt=0)  # max wait for coverage
     # Event ids remembered per ledger partition to drop repeats of re-processed inputs.
     ledger_dedup_window: int = Field(default=20_000, gt=0)
     stall_after_s: float = Field(default=30.0, gt=0)  # lag and no commit this long: "up but not consuming"
+
+    @field_validator("log_name", mode="before")
+    @classmethod
+    def _log_name(cls, value: object) -> str:
+        return check_log_name(str(value or "").strip() or DEFAULT_LOG_NAME)
 
     @property
     def processor_key(self) -> Path:

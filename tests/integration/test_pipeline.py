@@ -75,7 +75,12 @@ def test_ledger_and_checkpoints_land(pipeline: tuple[ProcessorHandle, Sink, str]
         return res and res.get("checkpoints")
 
     cps = wait_for(checkpoints, 30, "a signed checkpoint")
-    assert all(len(cp["signature_hex"]) == 128 for cp in cps)
+    # Whole-log checkpoints: each covers its partition from sequence 0; the signature is
+    # the C2SP signed note (UTF-8) whose body names the log, the size and the root.
+    for cp in cps:
+        assert cp["signature_format"] == "tlog-checkpoint/v1" and cp["first_sequence"] == 0
+        origin, size = bytes.fromhex(cp["signature_hex"]).decode().split("\n")[:2]
+        assert origin.endswith(f"/p{cp['ledger_partition']}") and size == str(cp["last_sequence"] + 1)
 
 
 def _verify_cli(sink: Sink, *extra: str) -> subprocess.CompletedProcess[str]:

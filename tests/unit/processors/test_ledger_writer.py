@@ -8,6 +8,7 @@ event twice, never lose one, and end fully checkpointed.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,8 +20,9 @@ from hypothesis import strategies as st
 from processors.ledger_writer import LedgerWriter
 from schemas.records import AuditKind, audit_event, event_id_for
 from trust.chain import ChainError
-from trust.checkpoints import verify_checkpoint
 from trust.keys import Keyring, SigningKey
+from trust.merkle import consistency_proof, merkle_root, verify_consistency
+from trust.tlog import DEFAULT_LOG_NAME, NOTE_FORMAT, open_log_checkpoint, verify_log_checkpoint
 from trust.verify import CoverageRule, verify_ledger
 
 KEY = SigningKey.generate()
@@ -80,16 +82,20 @@ def test_an_event_without_an_id_or_an_unowned_partition_is_refused() -> None:
         w.append(1, intake(1)[0], 0.0)
 
 
-def test_checkpoints_fall_due_by_count_and_by_age_and_cover_without_gaps() -> None:
+def test_checkpoints_fall_due_by_count_and_by_age_and_cover_the_whole_log() -> None:
     w = writer(every=4, interval_s=5.0)
     w.recover(0, [], None)
-    log = [c for c in (w.append(0, ev, now=10.0) for ev in intake(10)) if c]
+    log = [c for c in (w.append(0, ev, now=10.0) for ev in intake(3)) if c]
+    assert w.due_checkpoints(now=10.0, now_us=1) == []  # 3 < 4 pending, none waited 5 s
+    log += [c for c in (w.append(0, ev, now=10.0) for ev in intake(7, start=3)) if c]
     by_count = w.due_checkpoints(now=10.0, now_us=1)
-    assert [(c["first_sequence"], c["last_sequence"]) for c in by_count] == [(0, 3), (4, 7)]
-    assert w.due_checkpoints(now=14.9, now_us=2) == []
-    by_age = w.due_checkpoints(now=15.0, now_us=3)
-    assert [(c["first_sequence"], c["last_sequence"]) for c in by_age] == [(8, 9)]
-    assert all(verify_checkpoint(c, RING) for c in by_count + by_age)
+    assert [(c["first_sequence"], c["last_sequence"]) for c in by_count] == [(0, 9)]
+    assert w.due_checkpoints(now=20.0, now_us=2) == []  # nothing pending
+    log += [c for c in (w.append(0, ev, now=21.0) for ev in intake(2, start=10)) if c]
+    assert w.due_checkpoints(now=25.9, now_us=3) == []
+    by_age = w.due_checkpoints(now=26.0, now_us=4)
+    assert [(c["first_sequence"], c["last_sequence"]) for c in by_age] == [(0, 11)]
+    assert all(verify_log_checkpoint(c, RING) for c in by_count + by_age)
     assert verify_ledger(log, by_count + by_age, RING, coverage=CoverageRule(1, 10**15)) == []
 
 
@@ -100,6 +106,31 @@ def test_the_age_is_the_oldest_pending_events_own() -> None:
     w.append(0, intake(1, start=1)[0], now=4.0)
     (cp,) = w.due_checkpoints(now=5.0, now_us=1)  # the first event waited 5 s: both are covered
     assert (cp["first_sequence"], cp["last_sequence"]) == (0, 1)
+
+
+def test_checkpoints_are_whole_log_and_each_is_consistent_with_the_last() -> None:
+    w = writer(every=3, window=5)
+    w.recover(0, [], None)
+    log: list[dict[str, Any]] = []
+    cps: list[dict[str, Any]] = []
+    for start in (0, 3, 6, 9):
+        log += [c for c in (w.append(0, ev, 0.0) for ev in intake(3, start=start)) if c]
+        cps += w.due_checkpoints(now=0.0, now_us=start + 1)
+    # A new owner rebuilds the log from the stored hashes, with a tail shorter than the log.
+    nxt = writer(every=3, window=5)
+    nxt.recover(0, log[-5:], cps[-1]["last_sequence"], [c["hash"] for c in log])
+    log += [c for c in (nxt.append(0, ev, 0.0) for ev in intake(3, start=12)) if c]
+    cps += nxt.due_checkpoints(now=0.0, now_us=99)
+    assert [(c["signature_format"], c["first_sequence"], c["last_sequence"], c["checkpoint_id"]) for c in cps] == [
+        (NOTE_FORMAT, 0, size - 1, f"p0@{size}") for size in (3, 6, 9, 12, 15)]
+    opened = [open_log_checkpoint(c, RING, log_name=DEFAULT_LOG_NAME) for c in cps]
+    hashes = [c["hash"] for c in log]
+    for cp, lc in zip(cps, opened, strict=True):
+        assert lc.root == cp["merkle_root"] == merkle_root(hashes[: lc.size])
+    for old, new in itertools.pairwise(opened):
+        proof = consistency_proof(hashes[: new.size], old.size)
+        assert verify_consistency(old.size, new.size, old.root, new.root, proof)
+    assert verify_ledger(log, cps, RING, coverage=CoverageRule(1, 10**15), log_name=DEFAULT_LOG_NAME) == []
 
 
 def test_recovery_continues_the_committed_chain_and_covers_what_the_last_owner_left() -> None:
@@ -113,23 +144,37 @@ def test_recovery_continues_the_committed_chain_and_covers_what_the_last_owner_l
     state = nxt.recover(0, log, cps[-1]["last_sequence"])
     assert (state.next_sequence, state.uncovered) == (13, 5)
     recovered = nxt.due_checkpoints(now=100.0, now_us=2)  # due at once, not after an interval
-    assert [(c["first_sequence"], c["last_sequence"]) for c in recovered] == [(8, 12)]
+    assert [(c["first_sequence"], c["last_sequence"]) for c in recovered] == [(0, 12)]
     log += [c for c in (nxt.append(0, ev, 100.0) for ev in intake(2, start=13)) if c]
     assert [c["sequence"] for c in log] == list(range(15))
     final = nxt.due_checkpoints(now=200.0, now_us=3)
     assert verify_ledger(log, cps + recovered + final, RING, coverage=CoverageRule(1, 10**15)) == []
 
 
-def test_recovery_checkpoints_only_a_run_that_links() -> None:
+def test_recovery_signs_the_stored_log_and_verify_names_what_does_not_link() -> None:
     w = writer()
     w.recover(0, [], None)
     log = [c for c in (w.append(0, ev, 0.0) for ev in intake(6)) if c]
     forked = [*log[:4], dict(log[4], detail="someone else's event 4"), log[5]]  # a fork left by old code
     nxt = writer()
     state = nxt.recover(0, forked, None)
-    assert state.uncovered == 1  # event 4 no longer recomputes: only 5 can be signed
+    assert state.uncovered == 6
     (cp,) = nxt.due_checkpoints(now=0.0, now_us=1)
-    assert (cp["first_sequence"], cp["last_sequence"]) == (5, 5)
+    assert (cp["first_sequence"], cp["last_sequence"]) == (0, 5)
+    findings = verify_ledger(forked, [cp], RING, enforcement=False)
+    assert findings and {f.sequence for f in findings} == {4}
+
+
+def test_recovery_refuses_hashes_that_do_not_end_at_the_head() -> None:
+    w = writer()
+    w.recover(0, [], None)
+    log = [c for c in (w.append(0, ev, 0.0) for ev in intake(4)) if c]
+    nxt = writer()
+    with pytest.raises(ChainError):
+        nxt.recover(0, log[-2:], None, [c["hash"] for c in log[:3]])  # one event short
+    with pytest.raises(ChainError):
+        nxt.recover(0, [*log[:2], log[3]], None)  # sequence 2 missing
+    assert not nxt.owns(0)
 
 
 def test_release_forgets_the_partition() -> None:
