@@ -1,8 +1,13 @@
-"""``python -m processors.worker``: run one processor worker (what ``lockgate up`` starts)."""
+"""``python -m processors.worker``: run one processor worker (what ``lockgate up`` starts).
+
+The process is a small supervisor (:mod:`processors.supervisor`) that keeps the Faust worker
+running as its child and restarts it from committed state when it exits on its own.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -10,6 +15,7 @@ from lockgate.kernel.errors import LockgateError
 from processors.app import build_app
 from processors.consumer_health import install_consumer_health
 from processors.settings import ProcessorSettings
+from processors.supervisor import CHILD_ENV, supervise
 
 
 def _prepare_internal_topics(app: Any, settings: ProcessorSettings) -> None:
@@ -26,6 +32,8 @@ def _prepare_internal_topics(app: Any, settings: ProcessorSettings) -> None:
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
+    if not os.environ.get(CHILD_ENV):
+        return supervise([sys.executable, "-m", "processors.worker"])
     settings = ProcessorSettings()
     try:
         app = build_app(settings)
