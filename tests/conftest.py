@@ -17,15 +17,15 @@ from pathlib import Path
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-# Property tests are part of a deterministic suite: the same examples every run, and no
-# per-example time limit (timing is for benchmarks; a loaded 2-core box is slow, not wrong).
-hypothesis_settings.register_profile("lockgate", deadline=None, derandomize=True, database=None)
-hypothesis_settings.load_profile("lockgate")
-
 from deploy.settings import StackSettings
 from deploy.stack import Stack
 from lockgate.kernel.topic_admin import ensure_topics
 from schemas.topics import Topics
+
+# Property tests are part of a deterministic suite: the same examples every run, and no
+# per-example time limit (timing is for benchmarks; a loaded 2-core box is slow, not wrong).
+hypothesis_settings.register_profile("lockgate", deadline=None, derandomize=True, database=None)
+hypothesis_settings.load_profile("lockgate")
 
 
 def free_port() -> int:
