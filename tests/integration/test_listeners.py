@@ -28,16 +28,29 @@ def _address(hex_addr: str) -> str:
     return str(ipaddress.ip_address(packed))
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the processor is a supervisor whose worker child listens)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").iterdir():
+            todo += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
 def listening(pid: int) -> set[tuple[str, int]]:
-    """(address, port) of every TCP socket in LISTEN state that process ``pid`` holds."""
+    """(address, port) of every TCP socket in LISTEN state that process ``pid`` or a
+    descendant of it holds."""
     inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            match = re.fullmatch(r"socket:\[(\d+)\]", os.readlink(fd))
-        except OSError:
-            continue
-        if match:
-            inodes.add(match.group(1))
+    for p in _tree(pid):
+        for fd in Path(f"/proc/{p}/fd").iterdir():
+            try:
+                match = re.fullmatch(r"socket:\[(\d+)\]", os.readlink(fd))
+            except OSError:
+                continue
+            if match:
+                inodes.add(match.group(1))
     found = set()
     for table in ("tcp", "tcp6"):
         for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
