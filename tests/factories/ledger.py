@@ -156,8 +156,9 @@ def policy_set(tenant: str = "acme") -> dict[str, Any]:
 def reader_scenario(key: SigningKey) -> tuple[LedgerBuilder, list[dict[str, Any]], dict[str, str]]:
     """A signed ledger holding every shape of record a reader of the store meets.
 
-    Partition 0: an allowed and committed action whose verdict was chained twice
-    (at-least-once), a blocked action (no outcome) with a security event about it, a
+    Partition 0: an allowed and committed action whose verdict payload was chained twice
+    under two event ids (what the at-least-once ledger before the exactly-once stage did;
+    the same event id twice would be a ``duplicate_event``), a blocked action (no outcome) with a security event about it, a
     dead letter, a policy change, a proposal whose payload does not decode, an action whose
     outcome lands after midnight UTC (two summary days), then — after the last checkpoint —
     an allowed action whose outcome failed. Partition 1: two actions of tenant ``globex``,
@@ -172,8 +173,8 @@ def reader_scenario(key: SigningKey) -> tuple[LedgerBuilder, list[dict[str, Any]
 
     ids["allowed"] = lb.flow(partition=0)
     first_verdict = lb.events[-2]
-    lb.append({f: first_verdict[f] for f in ("event_id", "kind", "recorded_at", "tenant", "action_id",
-                                              "payload", "detail")}, 0)
+    lb.append({f: first_verdict[f] for f in ("kind", "recorded_at", "tenant", "action_id", "payload", "detail")}
+              | {"event_id": str(uuid.uuid4())}, 0)
     ids["blocked"] = lb.flow(partition=0, decision="block", commit=False)
     blocked_proposal = lb.events[-2]["payload"]
     lb.append(unchained("security", blocked_proposal, lb.tick(), ids["blocked"]) | {
