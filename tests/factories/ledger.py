@@ -161,7 +161,8 @@ def reader_scenario(key: SigningKey) -> tuple[LedgerBuilder, list[dict[str, Any]
     the same event id twice would be a ``duplicate_event``), a blocked action (no outcome)
     with a security event about it, a dead letter, a policy change, a proposal whose payload
     does not decode, an action whose outcome lands after midnight UTC (two summary days),
-    then — after the last checkpoint — an allowed action whose outcome failed. Partition 1: two actions of tenant ``globex``,
+    then — after the last checkpoint — an allowed action whose outcome failed. Partition 1:
+    two actions of tenant ``globex``,
     the second after the partition's checkpoint. Every verdict is signed by ``key``.
 
     Returns the builder (its ``events`` in chain order), the signed checkpoints and the
