@@ -29,6 +29,7 @@ from lockgate.kernel.topic_admin import ensure_topics  # noqa: E402
 from schemas.topics import Topics  # noqa: E402
 from tests.integration.conftest import ProcessorHandle  # noqa: E402
 from tests.integration.pgproxy_fixtures import (  # noqa: E402
+    NO_POSTGRES,
     PASSWORDS,
     ProxyProcess,
     pg,
@@ -38,7 +39,7 @@ from tests.integration.pgproxy_fixtures import (  # noqa: E402
 )
 from tests.integration.test_round_trip import read_topic  # noqa: E402
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.skipif(find_postgres_bin() is None, reason=NO_POSTGRES)]
 __all__ = ["pg"]  # the module fixture, re-exported for pytest
 
 ROW_LIMIT = 3
