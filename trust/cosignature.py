@@ -24,9 +24,8 @@ an operator from doing it).
 
 from __future__ import annotations
 
-from trust.errors import KeyInvalid
-from trust.keys import RAW_KEY_LEN, SIGNATURE_LEN, PublicKey, SigningKey
-from trust.note import Ed25519Verifier, NoteSignature, key_id, parse_vkey, valid_key_name, vkey
+from trust.keys import SIGNATURE_LEN, SigningKey
+from trust.note import Ed25519Verifier, NoteSignature, VerifierKey, parse_vkey
 
 __all__ = [
     "MAX_TIMESTAMP",
@@ -47,34 +46,12 @@ def cosigned_message(note_text: bytes, timestamp: int) -> bytes:
     return b"cosignature/v1\ntime %d\n" % timestamp + note_text
 
 
-class CosignatureV1Verifier:
+class CosignatureV1Verifier(VerifierKey):
     """A trusted witness key: verifies its ``cosignature/v1`` lines on a checkpoint."""
 
-    def __init__(self, name: str, public_key: PublicKey) -> None:
-        if not valid_key_name(name):
-            raise KeyInvalid(f"{name!r} is not a valid witness name (non-empty, no spaces, no '+')")
-        self._name = name
-        self.public_key = public_key
-        self._key_id = key_id(name, SIGNATURE_TYPE_COSIGNATURE_V1, public_key.raw)
-
-    @classmethod
-    def from_vkey(cls, text: str) -> CosignatureV1Verifier:
-        name, _, sig_type, public = parse_vkey(text)
-        if sig_type != SIGNATURE_TYPE_COSIGNATURE_V1 or len(public) != RAW_KEY_LEN:
-            raise KeyInvalid(f"verifier key {name} is not an Ed25519 cosignature/v1 (type 0x04) key")
-        return cls(name, PublicKey(public))
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def key_id(self) -> int:
-        return self._key_id
-
-    @property
-    def vkey(self) -> str:
-        return vkey(self._name, SIGNATURE_TYPE_COSIGNATURE_V1, self.public_key.raw)
+    SIGNATURE_TYPE = SIGNATURE_TYPE_COSIGNATURE_V1
+    NAME_WHAT = "witness"
+    TYPE_WHAT = "Ed25519 cosignature/v1 (type 0x04)"
 
     @staticmethod
     def timestamp(signature: bytes) -> int | None:

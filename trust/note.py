@@ -35,7 +35,7 @@ import binascii
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol, Self
 
 from trust.errors import KeyInvalid, NoteMalformed, NoteSignatureInvalid, NoteUnverified
 from trust.keys import RAW_KEY_LEN, PublicKey, SigningKey
@@ -51,6 +51,7 @@ __all__ = [
     "NoteSigner",
     "NoteVerifier",
     "VerifiedNote",
+    "VerifierKey",
     "add_signatures",
     "check_note_text",
     "key_id",
@@ -180,21 +181,26 @@ class NoteSigner(Protocol):
     def sign(self, text: bytes) -> bytes: ...
 
 
-class Ed25519Verifier:
-    """Signature type 0x01: plain Ed25519 over the note text."""
+class VerifierKey:
+    """A named Ed25519 public key of one C2SP signature type: its name, key id and verifier
+    key string. Subclasses fix the type (``SIGNATURE_TYPE``) and what they verify."""
+
+    SIGNATURE_TYPE: ClassVar[int]
+    NAME_WHAT: ClassVar[str]  # how errors call the name ("note key", "witness")
+    TYPE_WHAT: ClassVar[str]  # how errors call the key type
 
     def __init__(self, name: str, public_key: PublicKey) -> None:
         if not valid_key_name(name):
-            raise KeyInvalid(f"{name!r} is not a valid note key name (non-empty, no spaces, no '+')")
+            raise KeyInvalid(f"{name!r} is not a valid {self.NAME_WHAT} name (non-empty, no spaces, no '+')")
         self._name = name
         self.public_key = public_key
-        self._key_id = key_id(name, SIGNATURE_TYPE_ED25519, public_key.raw)
+        self._key_id = key_id(name, self.SIGNATURE_TYPE, public_key.raw)
 
     @classmethod
-    def from_vkey(cls, text: str) -> Ed25519Verifier:
+    def from_vkey(cls, text: str) -> Self:
         name, _, sig_type, public = parse_vkey(text)
-        if sig_type != SIGNATURE_TYPE_ED25519 or len(public) != RAW_KEY_LEN:
-            raise KeyInvalid(f"verifier key {name} is not an Ed25519 (type 0x01) key")
+        if sig_type != cls.SIGNATURE_TYPE or len(public) != RAW_KEY_LEN:
+            raise KeyInvalid(f"verifier key {name} is not an {cls.TYPE_WHAT} key")
         return cls(name, PublicKey(public))
 
     @property
@@ -207,7 +213,15 @@ class Ed25519Verifier:
 
     @property
     def vkey(self) -> str:
-        return vkey(self._name, SIGNATURE_TYPE_ED25519, self.public_key.raw)
+        return vkey(self._name, self.SIGNATURE_TYPE, self.public_key.raw)
+
+
+class Ed25519Verifier(VerifierKey):
+    """Signature type 0x01: plain Ed25519 over the note text."""
+
+    SIGNATURE_TYPE = SIGNATURE_TYPE_ED25519
+    NAME_WHAT = "note key"
+    TYPE_WHAT = "Ed25519 (type 0x01)"
 
     def verify(self, text: bytes, signature: bytes) -> bool:
         return self.public_key.verify(text, signature)
