@@ -24,7 +24,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,8 +31,9 @@ import pytest
 from deploy.stack import Stack
 from processors.policy.files import load_policy_file
 from processors.policy.store import publish_policy
-from producers import ActionBlocked, AsyncGuard, Guard, GuardUnavailable, VerdictTimeout
+from producers import Guard, GuardSettings
 from tests.integration.conftest import EXAMPLE_POLICY, start_processor, stop_processor, wait_for, wait_until_deciding
+from tests.integration.guarded_load import guarded_load
 from tests.integration.ledger_readback import Ledger
 from tests.integration.own_broker import kill_broker, own_stack
 from tests.integration.sink_process import SinkProcess, start_sink
@@ -79,34 +79,16 @@ class _Fault:
             self.errors.append(exc)
 
 
-async def _load(settings_for: Callable[..., object], fault: _Fault) -> tuple[list[str], Counter[str]]:
-    executed: list[str] = []
-    results: Counter[str] = Counter()
+def _load(settings: GuardSettings, fault: _Fault) -> tuple[list[str], Counter[str]]:
+    """The shared load; the component is killed (from a thread) once ``KILL_AT`` actions finished."""
     killer: list[threading.Thread] = []
-    sem = asyncio.Semaphore(IN_FLIGHT)
-    done = 0
 
-    async def one(i: int, guard: AsyncGuard) -> None:
-        nonlocal done
-        async with sem:
-            sql = "DELETE FROM orders" if i % 5 == 0 else f"UPDATE orders SET paid = 1 WHERE id = {i}"
-            try:
-                async with guard.action(actor=f"user{i % 7}", roles=["dba"], type="db.query",
-                                        resource="db/prod/orders", attributes={"sql": sql}) as act:
-                    act.record_change(before={"id": i, "paid": 0}, after={"id": i, "paid": 1})
-                    executed.append(act.action_id)
-                results[f"allowed, outcome {act.recorded}"] += 1
-            except ActionBlocked:
-                results["blocked"] += 1
-            except (VerdictTimeout, GuardUnavailable):
-                results["refused: no verdict (fail-closed)"] += 1
-            done += 1
-            if not killer and done >= KILL_AT:
-                killer.append(threading.Thread(target=fault))
-                killer[0].start()
+    def after(done: int) -> None:
+        if not killer and done >= KILL_AT:
+            killer.append(threading.Thread(target=fault))
+            killer[0].start()
 
-    async with AsyncGuard(settings_for(timeout_s=4.0)) as guard:  # type: ignore[arg-type]
-        await asyncio.gather(*(one(i, guard) for i in range(ACTIONS)))
+    executed, results = asyncio.run(guarded_load(settings, ACTIONS, IN_FLIGHT, after))
     for t in killer:
         t.join(180)
     return executed, results
@@ -126,7 +108,7 @@ def test_kill_9_mid_load_loses_nothing_duplicates_nothing_leaves_nothing_unprova
         try:
             wait_until_deciding(worker)
             started = time.monotonic()
-            executed, results = asyncio.run(_load(worker.guard_settings, fault))
+            executed, results = _load(worker.guard_settings(timeout_s=4.0), fault)
             load_s = time.monotonic() - started
             assert fault.errors == []
             assert fault.recovery_s is not None, f"the {component} was not killed mid-load"

@@ -28,7 +28,6 @@ from lockgate.kernel.partition_reader import committed_reader, read_partition
 from lockgate.kernel.topic_admin import ensure_topics
 from processors.policy.files import load_policy_file
 from processors.policy.store import publish_policy
-from producers import ActionBlocked, AsyncGuard, GuardUnavailable, VerdictTimeout
 from schemas.codec import get_codec
 from schemas.topics import CATALOGUE, Topics
 from tests.integration.conftest import (
@@ -39,6 +38,7 @@ from tests.integration.conftest import (
     wait_for,
     wait_until_deciding,
 )
+from tests.integration.guarded_load import guarded_load
 from tests.integration.ledger_readback import Ledger
 
 pytestmark = pytest.mark.integration
@@ -71,36 +71,16 @@ class _Workers:
             self.errors.append(exc)
 
 
-async def _load(handle: ProcessorHandle, workers: _Workers) -> tuple[list[str], Counter[str]]:
-    executed: list[str] = []
-    results: Counter[str] = Counter()
+def _load(handle: ProcessorHandle, workers: _Workers) -> tuple[list[str], Counter[str]]:
+    """The shared load; the worker is killed (from a thread) at each of ``KILL_AFTER``."""
     kills: list[threading.Thread] = []
-    sem = asyncio.Semaphore(IN_FLIGHT)
-    done = 0
 
-    async def one(i: int, guard: AsyncGuard) -> None:
-        nonlocal done
-        async with sem:
-            sql = "DELETE FROM orders" if i % 5 == 0 else f"UPDATE orders SET paid = 1 WHERE id = {i}"
-            try:
-                async with guard.action(actor=f"user{i % 7}", roles=["dba"], type="db.query",
-                                        resource="db/prod/orders", attributes={"sql": sql}) as act:
-                    act.record_change(before={"id": i, "paid": 0}, after={"id": i, "paid": 1})
-                    executed.append(act.action_id)
-                results["allowed"] += 1
-            except ActionBlocked:
-                results["blocked"] += 1
-            except VerdictTimeout:
-                results["timed out"] += 1
-            except GuardUnavailable:
-                results["outcome queued"] += 1  # the body ran; close() delivers the outcome
-            done += 1
-            if len(kills) < len(KILL_AFTER) and done >= KILL_AFTER[len(kills)]:
-                kills.append(threading.Thread(target=workers.kill_and_restart))
-                kills[-1].start()
+    def after(done: int) -> None:
+        if len(kills) < len(KILL_AFTER) and done >= KILL_AFTER[len(kills)]:
+            kills.append(threading.Thread(target=workers.kill_and_restart))
+            kills[-1].start()
 
-    async with AsyncGuard(handle.guard_settings(timeout_s=4.0)) as guard:
-        await asyncio.gather(*(one(i, guard) for i in range(ACTIONS)))
+    executed, results = asyncio.run(guarded_load(handle.guard_settings(timeout_s=4.0), ACTIONS, IN_FLIGHT, after))
     for t in kills:
         t.join(120)
     return executed, results
@@ -129,7 +109,7 @@ def test_kill_9_mid_load_duplicates_nothing_loses_nothing_and_leaves_nothing_unp
     try:
         wait_until_deciding(workers.handle)
         started = time.monotonic()
-        executed, results = asyncio.run(_load(workers.handle, workers))
+        executed, results = _load(workers.handle, workers)
         load_s = time.monotonic() - started
         assert workers.errors == []
         assert len(workers.recoveries) == len(KILL_AFTER), "the worker was not killed mid-load"
