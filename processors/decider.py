@@ -35,6 +35,7 @@ from processors.stage import Source, StageOutput, refuse
 from schemas.codec import HEADER_LEN, Codec, get_codec
 from schemas.errors import CodecError
 from schemas.records import AuditKind, audit_event
+from trust.bindings import record_sha256
 from trust.canonical import signing_payload
 from trust.keys import SigningKey
 from trust.registry import ServiceRegistry, ServiceVerification
@@ -129,6 +130,9 @@ class Decider:
             "eval_latency_us": (time.perf_counter_ns() - started_ns) // 1000,
             "processor_id": self.processor_id,
             "key_id": self.key.key_id,
+            "proposal_sha256": record_sha256(rec) if "proposed_at" in rec else None,
+            "review": None,
+            "signed_schema": 2,
             "signature": b"",
         }
         return sign_record(verdict, "signature", b"", self.key)

@@ -274,6 +274,10 @@ def _action(
         "reply_instance": "",
         "service_key_id": None,
         "service_signature": None,
+        "deadline": None,
+        "justification": None,
+        "break_glass": False,
+        "signed_schema": 2,
     }
     if "tenant" in values:
         action["tenant"] = values["tenant"]

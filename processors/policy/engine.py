@@ -108,6 +108,7 @@ class Decision:
     reason: str
     policy_name: str
     policy_version: int
+    policy_sha256: bytes | None = None
 
     @property
     def allowed(self) -> bool:
@@ -122,6 +123,7 @@ class Decision:
             "matched_rules": [dict(m) for m in self.matched_rules],
             "policy_name": self.policy_name,
             "policy_version": self.policy_version,
+            "policy_sha256": self.policy_sha256,
             "reason": self.reason,
         }
 

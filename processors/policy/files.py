@@ -155,6 +155,7 @@ def load_policy_text(
         "default",
         "on_error",
         "rules",
+        "break_glass_roles",
     )
     return {key: record[key] for key in order}
 
@@ -341,6 +342,7 @@ class _Checker:
             "default": self.enum(fields, "default", root, EFFECTS),
             "on_error": self.enum(fields, "on_error", root, EFFECTS, default="block"),
             "rules": [],
+            "break_glass_roles": [],
         }
         rules_node = fields.get("rules")
         if rules_node is None:
@@ -400,6 +402,7 @@ class _Checker:
             "effect": effect,
             "mode": mode,
             "message": message,
+            "review": None,
         }
 
     def check_when(self, value: str) -> str | None:
