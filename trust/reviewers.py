@@ -14,7 +14,7 @@ Identity, not name strings
     A reviewer is one person under several strings: the registry name, and the actor ids
     services use for that person (``identities``). :func:`canonical_identity` folds case,
     Unicode compatibility forms and surrounding space, so ``Alice``, ``alice`` and
-    ``ａｌｉｃｅ`` are the same identity. Self-approval is judged on these canonical forms
+    the full-width ``alice`` are the same identity. Self-approval is judged on these canonical forms
     (:meth:`Reviewer.is_requester`), and the registry refuses two reviewers sharing one
     canonical identity, so a second registration cannot launder a person's approval.
     Which reviewer voted is decided by the *key* that signed the vote, never by the name

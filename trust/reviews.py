@@ -294,13 +294,15 @@ class ReviewBook:
             return Judgement(VoteOutcome.REFUSED, f"no review {vote['review_id']!r} is known", vote, None, reviewer)
         problem, reviewer = vote_problem(
             vote, self.registry, review_id=review.review_id, action_id=review.action_id, tenant=review.tenant,
-            proposal_sha256=review.verdict.get("proposal_sha256"), approver_groups=list(review.state["approver_groups"]),
+            proposal_sha256=review.verdict.get("proposal_sha256"),
+            approver_groups=list(review.state["approver_groups"]),
             requester=review.requester, at_us=at_us)
         if problem is not None or reviewer is None:
             return Judgement(VoteOutcome.SECURITY, problem or "no reviewer", vote, review, reviewer)
         if review.decided:
             final = "a denial is final" if review.status is ReviewStatus.DENIED else "it is final"
-            return Judgement(VoteOutcome.REFUSED, f"review {review.review_id} is already {review.status.value}; {final}",
+            return Judgement(VoteOutcome.REFUSED,
+                             f"review {review.review_id} is already {review.status.value}; {final}",
                              vote, review, reviewer)
         if at_us > review.expires_at:
             return Judgement(VoteOutcome.REFUSED, f"review {review.review_id} expired at {review.expires_at} µs; "

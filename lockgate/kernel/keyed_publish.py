@@ -29,7 +29,8 @@ def publish_keyed(bootstrap: str, topic: str, key: bytes, value: bytes, timeout_
         raise KafkaWriteError(f"could not publish to {topic}: {exc}") from exc
     producer.flush(timeout_s + 1)
     if not result:
-        raise KafkaWriteError(f"{topic}: no acknowledgement within {timeout_s:g}s; is the broker up (`lockgate status`)?")
+        raise KafkaWriteError(f"{topic}: no acknowledgement within {timeout_s:g}s; is the broker up "
+                              "(`lockgate status`)?")
     outcome = result[0]
     if isinstance(outcome, KafkaError):
         raise KafkaWriteError(f"{topic} refused the record: {outcome.str()}")
