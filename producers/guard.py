@@ -174,6 +174,7 @@ class _GuardCore:
             "reply_instance": self.instance_id,
             "service_key_id": None,
             "service_signature": None,
+            "deadline": None,
             "justification": action.justification,
             "break_glass": bool(action.break_glass),
             "signed_schema": 2,  # the signature covers every field, justification and break-glass included
