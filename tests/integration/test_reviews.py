@@ -75,6 +75,16 @@ def _ledger(processor: ProcessorHandle, action_id: str) -> list[dict[str, Any]]:
     return [e for e in events if e["action_id"] == action_id]
 
 
+def _ledger_with(processor: ProcessorHandle, action_id: str, kind: str) -> list[dict[str, Any]]:
+    """The action's ledger events, once one of ``kind`` is among them."""
+    def ready() -> list[dict[str, Any]] | None:
+        events = _ledger(processor, action_id)
+        return events if any(e["kind"] == kind for e in events) else None
+
+    found: list[dict[str, Any]] = wait_for(ready, 60, f"a {kind} event of {action_id} on the ledger")
+    return found
+
+
 def _verify(processor: ProcessorHandle) -> dict[str, Any]:
     res = _cli(processor, "verify", "--from-topics", "--json")
     assert res.returncode in (0, 1), res.stderr
@@ -128,14 +138,13 @@ def test_prod_delete_waits_refuses_self_approval_and_runs_after_a_second_person_
         # the first request is still pending: the handle waits for it
         assert pending.poll() is None
 
-    events = wait_for(lambda: (lambda evs: evs if any(e["kind"] == "outcome" for e in evs) else None)(
-        _ledger(processor, row["action_id"])), 60, "the outcome on the ledger")
+    events = _ledger_with(processor, row["action_id"], "outcome")
     kinds = [e["kind"] for e in events]
     assert kinds.count("security") == 2 and kinds.count("review") == 1 and kinds.count("verdict") == 2
     details = " ".join(str(e["detail"]) for e in events if e["kind"] == "security")
     assert "self-approval" in details and "approver groups" in details
-    report = wait_for(lambda: (lambda r: r if not [f for f in r["findings"] if f["action_id"] == row["action_id"]]
-                               and r["events"] else None)(_verify(processor)), 60, "verify")
+    report = _verify(processor)
+    assert report["events"] and not [f for f in report["findings"] if f["action_id"] == row["action_id"]]
     assert not [f for f in report["findings"] if f["kind"].startswith(("review", "approval"))]
 
 
@@ -179,11 +188,9 @@ def test_break_glass_is_loud_and_in_verify_until_reviewed(processor: ProcessorHa
     verdict = json.loads(res.stdout)
     assert verdict["basis"] == "break_glass" and "BREAK-GLASS" in verdict["reason"]
     aid = verdict["action_id"]
-    events = wait_for(lambda: (lambda evs: evs if any(e["kind"] == "security" for e in evs) else None)(
-        _ledger(processor, aid)), 60, "the break-glass security event")
+    events = _ledger_with(processor, aid, "verdict")
     assert any("BREAK-GLASS" in str(e["detail"]) for e in events if e["kind"] == "security")
-    report = wait_for(lambda: (lambda r: r if any(f["action_id"] == aid for f in r["findings"]) else None)(
-        _verify(processor)), 60, "verify to list the break-glass action")
+    report = _verify(processor)
     assert [f["kind"] for f in report["findings"] if f["action_id"] == aid] == ["break_glass_unreviewed"]
     code, out = _vote(processor, "approve", verdict["review"]["review_id"], people["dba"])
     assert (code, out["outcome"]) == (0, "accepted")
@@ -197,6 +204,5 @@ def test_break_glass_without_the_role_is_refused_and_recorded(processor: Process
                "--json")
     assert res.returncode == 1, res.stderr
     aid = json.loads(res.stdout)["action_id"]
-    events = wait_for(lambda: (lambda evs: evs if any(e["kind"] == "security" for e in evs) else None)(
-        _ledger(processor, aid)), 60, "the refused break-glass security event")
+    events = _ledger_with(processor, aid, "security")
     assert any("break-glass refused" in str(e["detail"]) for e in events)
