@@ -4,35 +4,45 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from lockgate.cli import context
 from lockgate.cli.output import EXIT_NEGATIVE, EXIT_OK, emit_json
 from lockgate.kernel.errors import ConfigError
 from lockgate.kernel.home import Home
 
-__all__ = ["register"]
-
-
-def _records() -> list[tuple[bytes | None, int]]:
-    from lockgate.kernel.partition_reader import read_topic
-
-    return [(r.value, r.timestamp_ms * 1000)
-            for r in read_topic(context.bootstrap(), context.topics().reviews, "reviews-cli")]
-
-
-def _registry() -> Any:
+if TYPE_CHECKING:
+    from trust.review_votes import Folded, VoteResult
     from trust.reviewers import ReviewerRegistry
 
-    return ReviewerRegistry(Home(context.home()).keys)
+__all__ = ["fold_topic", "register", "vote_on_topic"]
 
 
-def _fold(registry: Any) -> Any:
+def fold_topic(bootstrap: str, topic: str, registry: ReviewerRegistry, home: Path) -> Folded:
     """Fold the reviews topic like the processor does (:func:`trust.review_votes.fold_records`)."""
+    from lockgate.kernel.partition_reader import read_topic
     from trust.keys import PublicKey
     from trust.review_votes import fold_records
 
-    return fold_records(_records(), PublicKey.load(Home(context.home()).processor_public_key), registry)
+    records = [(r.value, r.timestamp_ms * 1000) for r in read_topic(bootstrap, topic, "reviews-cli")]
+    return fold_records(records, PublicKey.load(Home(home).processor_public_key), registry)
+
+
+def vote_on_topic(bootstrap: str, topic: str, home: Path, reviewer: str, ref: str, vote: str,
+                  reason: str) -> VoteResult:
+    """Vote as ``reviewer`` with its key from ``home`` (what ``reviews approve|deny`` and the demo do)."""
+    from lockgate.kernel.keyed_publish import publish_keyed
+    from trust.review_votes import cast_vote
+    from trust.reviewers import ReviewerRegistry
+
+    registry = ReviewerRegistry(Home(home).keys)
+
+    def append(key: bytes, value: bytes) -> None:
+        publish_keyed(bootstrap, topic, key, value)
+
+    return cast_vote(lambda: fold_topic(bootstrap, topic, registry, home), append, registry, reviewer, ref, vote,
+                     reason, poll_s=0.2)
 
 
 def _render(row: dict[str, Any]) -> str:
@@ -46,7 +56,11 @@ def _render(row: dict[str, Any]) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    rows = [r.summary() for r in _fold(_registry()).reviews]
+    from trust.reviewers import ReviewerRegistry
+
+    registry = ReviewerRegistry(Home(context.home()).keys)
+    rows = [r.summary() for r in fold_topic(context.bootstrap(), context.topics().reviews, registry,
+                                            context.home()).reviews]
     if not args.all:
         rows = [r for r in rows if r["status"] == "open"]
     rows.sort(key=lambda r: r["opened_at_us"])
@@ -61,22 +75,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_vote(args: argparse.Namespace) -> int:
-    from lockgate.kernel.keyed_publish import publish_keyed
-    from trust.review_votes import cast_vote
-
     name = args.reviewer or os.environ.get("LOCKGATE_REVIEWER", "").strip()
     if not name:
         raise ConfigError("say who votes: --as NAME (or LOCKGATE_REVIEWER); register with `lockgate keys add-reviewer`")
-    registry = _registry()
-
-    def append(key: bytes, value: bytes) -> None:
-        publish_keyed(context.bootstrap(), context.topics().reviews, key, value)
-
-    result = cast_vote(lambda: _fold(registry), append, registry, name, args.review_id, args.vote, args.reason,
-                       poll_s=0.2)
-    out = result.to_json()
+    result = vote_on_topic(context.bootstrap(), context.topics().reviews, context.home(), name, args.review_id,
+                           args.vote, args.reason)
     if args.json:
-        emit_json(out)
+        emit_json(result.to_json())
     else:
         print(f"{args.vote} by {name} on review {result.review_id}: {result.outcome} — {result.detail}")
         if result.decided:
