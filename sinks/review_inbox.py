@@ -26,6 +26,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
+from lockgate.kernel.errors import LockgateError
 from lockgate.kernel.home import Home
 from lockgate.kernel.keyed_publish import publish_keyed
 from lockgate.kernel.partition_reader import committed_reader
@@ -152,8 +153,8 @@ class ReviewInbox:
         while not self._stop.is_set():
             try:
                 self._follow()
-            except (KafkaException, OSError) as exc:  # the broker went away: start over after a pause
-                self._problem = f"reviews topic unreadable: {exc}"
+            except (KafkaException, OSError, LockgateError) as exc:  # broker gone, registry unreadable: retry
+                self._problem = f"reviews unreadable: {exc}"
                 log.warning("review inbox: %s", self._problem)
                 self._stop.wait(2.0)
 
