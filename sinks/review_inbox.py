@@ -12,7 +12,8 @@ Votes (:meth:`ReviewInbox.vote`) go through :func:`trust.review_votes.cast_vote`
 as ``lockgate reviews approve|deny`` does: the vote names the reviewer the API token is
 bound to and is signed with that reviewer's private key, read at vote time from
 ``$LOCKGATE_HOME/keys/reviewers/NAME.pem`` on the host the sink runs on; it is published to
-the reviews topic keyed by review id, and its judgement is read back from this fold. The
+the reviews topic keyed by review id (one producer, kept for the sink's lifetime), and its
+judgement is read back from this fold. The
 processor judges it by the same rules (self-approval, eligibility, one vote each, ...).
 """
 
@@ -28,7 +29,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicP
 
 from lockgate.kernel.errors import LockgateError
 from lockgate.kernel.home import Home
-from lockgate.kernel.keyed_publish import publish_keyed
+from lockgate.kernel.keyed_publish import KeyedPublisher
 from lockgate.kernel.partition_reader import committed_reader
 from sinks.errors import SinkError
 from trust.errors import KeyMissing
@@ -63,6 +64,7 @@ class ReviewInbox:
         self._problem: str | None = "starting"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._publisher: KeyedPublisher | None = None  # made at the first vote, kept (module docstring)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -75,6 +77,9 @@ class ReviewInbox:
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
+        if self._publisher is not None:
+            self._publisher.close()
+            self._publisher = None
 
     @property
     def ready(self) -> bool:
@@ -112,7 +117,11 @@ class ReviewInbox:
             return tenant is None or review.tenant == tenant
 
         def append(key: bytes, value: bytes) -> None:
-            publish_keyed(self.bootstrap, self.topic, key, value)
+            with self._lock:
+                if self._publisher is None:
+                    self._publisher = KeyedPublisher(self.bootstrap)
+                publisher = self._publisher
+            publisher.publish(self.topic, key, value)
 
         return cast_vote(self.folded, append, self.registry, reviewer, ref, vote, reason, visible=visible,
                          wait_s=self.vote_wait_s)
