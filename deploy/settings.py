@@ -30,8 +30,8 @@ class StackSettings(BaseSettings):
     topic_prefix: str = DEFAULT_PREFIX
     kafka_heap: str | None = None  # per broker JVM; None: 768m for one node, 320m each in a cluster
     # Kafka nodes (``lockgate up --brokers N``); None: as formatted under this home, else 1.
-    brokers: int | None = Field(default=None, ge=1, le=5)
-    processors: int = Field(default=1, ge=1, le=16)  # processor workers (``lockgate up --processors N``)
+    brokers: int | None = Field(default=None, ge=1)
+    processors: int = Field(default=1, ge=1)  # processor workers (``lockgate up --processors N``)
     start_timeout_s: float = 90.0
     start_processor: bool = True
     start_sink: bool = True
