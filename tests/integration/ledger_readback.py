@@ -52,6 +52,7 @@ class Ledger:
         outcomes = Counter(e["action_id"] for e in self.of_kind("outcome"))
         problems += [f"body ran, {outcomes[a]} outcomes: {a}" for a in executed if outcomes[a] != 1]
         problems += [f"event chained twice: {eid}" for eid in self.duplicated_ids()]
+        problems += [f"chain forked at p{p} s{q}" for p, q in self.forked()]
         actions = Counter(e["action_id"] for e in self.of_kind("action"))
         problems += [f"action recorded {n} times: {a}" for a, n in actions.items() if n != 1]
         verdicts: dict[str, set[bytes]] = {}
@@ -60,6 +61,11 @@ class Ledger:
         problems += [f"action decided {len(v)} times: {a}" for a, v in verdicts.items() if len(v) != 1]
         problems += [f"uncovered p{e['ledger_partition']} s{e['sequence']}" for e in self.uncovered()]
         return problems
+
+    def forked(self) -> list[tuple[int, int]]:
+        """``(partition, sequence)`` pairs held by more than one event: the chain forked there."""
+        seen = Counter((e["ledger_partition"], e["sequence"]) for e in self.events)
+        return sorted(k for k, n in seen.items() if n > 1)
 
     def deciders(self) -> dict[str, str]:
         """``action id -> processor_id`` of the worker that signed its verdict."""

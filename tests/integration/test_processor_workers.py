@@ -110,17 +110,10 @@ def test_two_workers_share_the_load_and_one_survives_the_others_kill_9(
 
         try:
             ledger = wait_for(outcomes_landed, 90, "every outcome chained and every event checkpointed")
-        except AssertionError:
-            ledger = Ledger.read(kafka_bootstrap, prefix)
-            by_seq: dict[tuple[int, int], list[dict[str, object]]] = {}
-            for e in ledger.events:
-                by_seq.setdefault((e["ledger_partition"], e["sequence"]), []).append(e)
-            for key, evs in sorted(by_seq.items()):
-                if len(evs) > 1:
-                    print("DUP", key, [(e["event_id"], e["kind"], e["action_id"], e.get("_position"),
-                                        bytes(e["prev_hash"]).hex()[:8], bytes(e["hash"]).hex()[:8]) for e in evs])
-            print("killed at", killed, "timeline start", timeline[0][0])
-            raise
+        except AssertionError as exc:
+            late = Ledger.read(kafka_bootstrap, prefix)
+            raise AssertionError(f"{exc}; sequences chained twice (a fork): {late.forked()[:10]}; "
+                                 f"{late.unsound(executed)[:10]}") from exc
         assert ledger.unsound(executed) == []
         deciders = Counter(ledger.deciders().values())
         assert deciders["processor-1"] > 0 and deciders["processor-2"] > 0, deciders
