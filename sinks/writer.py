@@ -233,12 +233,15 @@ class BatchWriter:
                 + sum(len(f.batch.rows) for f in self._in_flight))
 
     def due(self) -> bool:
-        """True when :meth:`flush` has work: a batch is sealed (full or failed) and not yet
-        inserting, an insert has finished (its offsets can be collected), or the oldest open
-        batch is too old."""
+        """True when :meth:`flush` has work it can do now: an insert has finished (its offsets
+        can be collected), a batch is sealed (full or failed) and the insert thread has room
+        for it, or the oldest open batch is too old while there is room."""
+        if self._in_flight:
+            if self._in_flight[0].future.done():
+                return True
+            if len(self._in_flight) >= self.config.max_in_flight:
+                return False  # nothing can start before the oldest insert lands
         if self._sealed:
-            return True
-        if self._in_flight and self._in_flight[0].future.done():
             return True
         return self._clock() - self._oldest_open >= self.config.max_age_s
 
