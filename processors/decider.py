@@ -31,10 +31,12 @@ from typing import Any
 
 from processors.errors import NullRecord
 from processors.policy.engine import CompiledPolicy, Decision, no_policy_decision
+from processors.reviews.requests import Held, hold_for_review
 from processors.stage import Source, StageOutput, refuse
 from schemas.codec import HEADER_LEN, Codec, get_codec
 from schemas.errors import CodecError
 from schemas.records import AuditKind, audit_event
+from trust.bindings import record_sha256
 from trust.canonical import signing_payload
 from trust.keys import SigningKey
 from trust.registry import ServiceRegistry, ServiceVerification
@@ -68,6 +70,7 @@ class DecisionResult(StageOutput):
     reply_partition: int | None = None
     auth: ServiceVerification | None = None
     replayed: bool = False  # the verdict is a stored one, re-sent unchanged
+    proposal_raw: bytes | None = None  # the proposal's bytes (a held one also goes on the reviews topic)
 
     @property
     def stored(self) -> StoredDecision | None:
@@ -117,7 +120,8 @@ class Decider:
         return self.registry.verify(rec["service"], rec.get("service_key_id"), payload,
                                     rec.get("service_signature"), _now_us())
 
-    def _sign(self, rec: dict[str, Any], decision: Decision, started_ns: int) -> dict[str, Any]:
+    def _sign(self, rec: dict[str, Any], decision: Decision, started_ns: int,
+              review: dict[str, Any] | None = None) -> dict[str, Any]:
         verdict = {
             "action_id": rec["action_id"],
             "correlation_id": rec["correlation_id"],
@@ -129,6 +133,9 @@ class Decider:
             "eval_latency_us": (time.perf_counter_ns() - started_ns) // 1000,
             "processor_id": self.processor_id,
             "key_id": self.key.key_id,
+            "proposal_sha256": record_sha256(rec) if "proposed_at" in rec else None,
+            "review": review,
+            "signed_schema": 2,
             "signature": b"",
         }
         return sign_record(verdict, "signature", b"", self.key)
@@ -164,7 +171,8 @@ class Decider:
 
     def _decide(self, raw: bytes, rec: dict[str, Any], source: Source, stored: StoredDecision | None,
                 started: int) -> DecisionResult:
-        result = DecisionResult(reply_topic=rec["reply_topic"], reply_partition=rec["reply_partition"])
+        result = DecisionResult(reply_topic=rec["reply_topic"], reply_partition=rec["reply_partition"],
+                                proposal_raw=raw)
         tenant = rec["tenant"]
         auth = stored.auth if stored is not None and stored.auth is not None else self._authenticate(rec)
         result.auth = auth
@@ -185,10 +193,20 @@ class Decider:
                 ), started)
         elif stored is None:
             policy = self.policies(tenant)
+            now = _now_us()
             decision = (no_policy_decision(tenant) if policy is None
-                        else policy.evaluate(rec, authenticated=authenticated, now_us=_now_us()))
-            verdict = self._sign(rec, decision, started)
+                        else policy.evaluate(rec, authenticated=authenticated, now_us=now))
+            held = hold_for_review(rec, decision, now) if policy is not None else Held(decision)
+            if held.security is not None:
+                result.audit.append(audit_event(AuditKind.SECURITY, tenant, rec["action_id"], raw,
+                                                detail=held.security, event_id=source.event_id(AuditKind.SECURITY)))
+            verdict = self._sign(rec, held.decision, started, held.review)
         encoded = self._set_verdict(result, verdict, stored)
+        if (stored is not None and authenticated and result.verdict is not None
+                and result.verdict["basis"] == "break_glass"):  # re-sent: its security event too
+            result.audit.append(audit_event(AuditKind.SECURITY, tenant, rec["action_id"], raw,
+                                            detail=result.verdict["reason"],
+                                            event_id=source.event_id(AuditKind.SECURITY)))
         result.audit.append(audit_event(AuditKind.VERDICT, tenant, rec["action_id"], encoded,
                                         event_id=source.event_id(AuditKind.VERDICT)))
         return result

@@ -43,6 +43,9 @@ class ProcessorSettings(BaseSettings):
     # How long a vanished worker (kill -9, lost host) holds its partitions before the group
     # hands them to the others; a restarted worker with the same id takes them back at once.
     processor_session_timeout_s: float = Field(default=10.0, ge=6.0, le=300.0)
+    # Review webhooks: comma-separated URLs to POST review events to, and the HMAC secret.
+    review_webhooks: str = ""
+    review_webhook_secret: str = ""
 
     @field_validator("log_name", mode="before")
     @classmethod

@@ -58,6 +58,7 @@ __all__ = [
     "Codec",
     "get_codec",
     "load_schema_json",
+    "schema_exists",
 ]
 
 MAGIC = b"\xc3\x01"
@@ -78,6 +79,7 @@ SCHEMA_NAMES: tuple[str, ...] = (
     "AuditEvent",
     "Checkpoint",
     "DeadLetter",
+    "ReviewVote",
 )
 TOP_LEVEL: tuple[str, ...] = SCHEMA_NAMES[2:]
 
@@ -98,6 +100,13 @@ def load_schema_json(name: str, released: str | None = None) -> dict[str, Any]:
     path = base / f"{name}.avsc" if released is None else base / "released" / released / f"{name}.avsc"
     loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return loaded
+
+
+def schema_exists(name: str, released: str | None = None) -> bool:
+    """Whether a set (current, or ``released``) has the schema ``name`` (releases predate some)."""
+    base = resources.files("schemas")
+    path = base / f"{name}.avsc" if released is None else base / "released" / released / f"{name}.avsc"
+    return path.is_file()
 
 
 def released_versions() -> list[str]:
@@ -185,6 +194,8 @@ def _standalone_schemas(released: str | None = None) -> dict[str, dict[str, Any]
     library: dict[str, Any] = {}
     standalone: dict[str, dict[str, Any]] = {}
     for name in SCHEMA_NAMES:
+        if not schema_exists(name, released):
+            continue
         schema: dict[str, Any] = _inline_named(load_schema_json(name, released), "", library, set())
         _index_named(schema, library)
         standalone[name] = schema
@@ -247,6 +258,8 @@ class Codec:
             self._register(self.fingerprint_of(name), _Reader(name, self._current[name], None))
         for parsed in sets.values():
             for name in TOP_LEVEL:
+                if name not in parsed:
+                    continue
                 self._register(_crc64_avro(parsed[name]), self._reader(name, parsed[name]))
         for fp, (version, name) in LEGACY_FINGERPRINTS.items():
             self._register(fp, self._reader(name, sets[version][name]))

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.codec import SCHEMA_NAMES, TOP_LEVEL, load_schema_json, released_versions
+from schemas.codec import SCHEMA_NAMES, TOP_LEVEL, load_schema_json, released_versions, schema_exists
 from schemas.errors import IncompatibleSchema
 
-__all__ = ["check_full", "check_reads", "check_release"]
+__all__ = ["check_backward", "check_full", "check_reads", "check_release"]
 
 _PROMOTIONS = {
     "int": {"int", "long", "float", "double"},
@@ -133,17 +133,41 @@ def check_full(old: dict[str, Any], new: dict[str, Any], top: str) -> list[str]:
     return [f"new cannot read old: {p}" for p in backward] + [f"old cannot read new: {p}" for p in forward]
 
 
+def check_backward(old: dict[str, Any], new: dict[str, Any], top: str) -> list[str]:
+    """Problems the new set has reading data the old set wrote, for the top-level schema ``top``."""
+    if top not in old:
+        return []
+    return [f"new cannot read old: {p}" for p in
+            check_reads(old[top], new[top], _names_for(old), _names_for(new), top)]
+
+
+def _set(version: str | None) -> dict[str, Any]:
+    """The schemas of a set (current, or a release) by name; a release lacks names added after it."""
+    return {n: load_schema_json(n, version) for n in SCHEMA_NAMES if schema_exists(n, version)}
+
+
 def check_release(previous: str | None = None) -> None:
-    """Raise :class:`IncompatibleSchema` if current schemas break the previous release."""
+    """Raise :class:`IncompatibleSchema` if current schemas break the released sets.
+
+    The contract (README, "Schema evolution"): the current schemas are FULLY compatible with
+    the newest release, so producers and consumers of it upgrade in any order; and every
+    set, current or released, reads everything any earlier release wrote (BACKWARD), so
+    replay topics and ledgers stay readable forever. A release may add enum symbols the
+    release before could not read (v2 did, for review, replay, expiry and break-glass):
+    such a release is a major one, and consumers upgrade before producers. Since v2 the
+    growing enums carry a default (``block`` for effects: an old reader fails closed).
+    """
     versions = released_versions()
     if not versions:
         return
-    prev = previous or versions[-1]
-    old = {n: load_schema_json(n, prev) for n in SCHEMA_NAMES}
-    new = {n: load_schema_json(n) for n in SCHEMA_NAMES}
-    problems = [p for top in TOP_LEVEL for p in check_full(old, new, top)]
+    newest = previous or versions[-1]
+    current = _set(None)
+    problems = [p for top in TOP_LEVEL if top in _set(newest) for p in check_full(_set(newest), current, top)]
+    sets = {v: _set(v) for v in versions}
+    for older in versions[: versions.index(newest) + 1]:
+        problems += [f"{older}: {p}" for top in TOP_LEVEL for p in check_backward(sets[older], current, top)]
     if problems:
         raise IncompatibleSchema(
-            f"schemas are not fully compatible with release {prev}:\n  " + "\n  ".join(problems)
+            f"schemas are not compatible with release {newest}:\n  " + "\n  ".join(problems)
             + "\nadd defaults to new fields, never remove or retype a field without a default"
         )

@@ -14,12 +14,14 @@ import time
 import uuid
 from typing import Any
 
-from schemas.codec import load_schema_json
+from schemas.codec import TOP_LEVEL, load_schema_json, released_versions, schema_exists
 
 __all__ = [
     "AUDIT_FIELDS",
     "CHECKPOINT_FIELDS",
     "DEAD_LETTER_ERROR_MAX",
+    "FIELDS_ADDED_AFTER",
+    "FIELDS_ADDED_IN_V2",
     "AuditKind",
     "audit_event",
     "dead_letter",
@@ -59,6 +61,38 @@ def field_types(schema: str) -> dict[str, tuple[type, ...]]:
     return {f["name"]: _py_types(f["type"]) for f in load_schema_json(schema)["fields"]}
 
 
+def _release_number(version: str) -> int:
+    return int(version.lstrip("v"))
+
+
+def _fields_added_after() -> dict[int, frozenset[str]]:
+    """For each release N: the names of fields that schemas of release N gained in later releases."""
+    releases = released_versions()
+    out: dict[int, frozenset[str]] = {}
+    for i, version in enumerate(releases):
+        added: set[str] = set()
+        for name in TOP_LEVEL:
+            if not schema_exists(name, version):
+                continue
+            had = {f["name"] for f in load_schema_json(name, version)["fields"]}
+            for later in releases[i + 1:]:
+                added |= {f["name"] for f in load_schema_json(name, later)["fields"]} - had
+        out[_release_number(version)] = frozenset(added)
+    return out
+
+
+FIELDS_ADDED_AFTER: dict[int, frozenset[str]] = _fields_added_after()
+"""Release number N → names of the fields that records of release N gained in later releases.
+
+A record with a ``signed_schema`` field was signed and hashed over the fields of that
+release: everything but ``FIELDS_ADDED_AFTER[signed_schema]``
+(``trust.canonical.signed_fields``). A test pins that no field of a release bears a name
+added to another schema later, so the union is safe.
+"""
+
+FIELDS_ADDED_IN_V2: frozenset[str] = FIELDS_ADDED_AFTER[1]
+"""The fields records of release v1 gained in v2 (``signed_schema`` among them)."""
+
 AUDIT_FIELDS: tuple[str, ...] = field_names("AuditEvent")
 """The AuditEvent record's fields, in schema order."""
 
@@ -75,6 +109,7 @@ class AuditKind(enum.StrEnum):
     POLICY = "policy"
     DEAD_LETTER = "dead_letter"
     SECURITY = "security"
+    REVIEW = "review"
 
 
 def _now_us() -> int:

@@ -72,6 +72,10 @@ def _proposed_action(full: bool) -> dict[str, Any]:
         "reply_instance": "guard-1",
         "service_key_id": "svc-key-1" if full else None,
         "service_signature": bytes(range(256))[::-1][:64] if full else None,
+        "deadline": T0 + 5_000_000 if full else None,
+        "justification": "incident INC-7: customer asked — ü" if full else None,
+        "break_glass": full,
+        "signed_schema": 2 if full else 1,
     }
 
 
@@ -96,6 +100,14 @@ def _verdict(full: bool) -> dict[str, Any]:
         "eval_latency_us": 42,
         "processor_id": "proc-1",
         "key_id": "0123456789abcdef",
+        "proposal_sha256": b"\x00\xff" * 16 if full else None,
+        "policy_sha256": b"\x11" * 32 if full else None,
+        "review": {
+            "review_id": "rv-1", "rule_id": "prod-deletes", "approver_groups": ["dba", "sre"],
+            "min_approvals": 2, "require_reason": True, "expires_at": T0 + 3_600_000_000,
+            "grant": "window", "approvals": [b"\xc3\x01vote-1", b"\xc3\x01vote-2"],
+        } if full else None,
+        "signed_schema": 2 if full else 1,
         "signature": b"\x00\xff" * 32 if full else b"",
     }
 
@@ -117,6 +129,8 @@ def _outcome(full: bool, verdict: bytes | None) -> dict[str, Any]:
         "verdict": verdict,
         "service_key_id": "svc-key-1" if full else None,
         "service_signature": b"\x01" * 64 if full else None,
+        "verdict_sha256": b"\x22" * 32 if full else None,
+        "signed_schema": 2 if full else 1,
     }
 
 
@@ -129,7 +143,10 @@ def _policy_set(full: bool) -> dict[str, Any]:
         "effect": "block",
         "mode": "enforce",
         "message": "review first",
+        "review": None,
     }
+    review = {"approvers": ["dba", "sre"], "min_approvals": 2, "require_reason": True,
+              "expires_after_s": 3600, "grant": "window", "grant_window_s": 900}
     return {
         "name": "prod-guardrails",
         "tenant": "acme",
@@ -139,7 +156,19 @@ def _policy_set(full: bool) -> dict[str, Any]:
         "source_sha256": "ab" * 32,
         "default": "allow",
         "on_error": "block",
-        "rules": [rule, {**rule, "id": "shadow-exports", "mode": "shadow", "effect": "allow"}] if full else [],
+        "rules": [rule, {**rule, "id": "shadow-exports", "mode": "shadow", "effect": "allow"},
+                  {**rule, "id": "review-deletes", "effect": "review", "review": review}] if full else [],
+        "break_glass_roles": ["incident-commander"] if full else [],
+    }
+
+
+def _review_vote(full: bool) -> dict[str, Any]:
+    return {
+        "vote_id": "v-1", "review_id": "rv-1", "action_id": "a-1", "tenant": "acme",
+        "reviewer": "bob", "vote": "approve" if full else "deny",
+        "reason": "checked the ticket — ok" if full else "", "voted_at": T0 + 6,
+        "proposal_sha256": b"\x00\xff" * 16, "key_id": "fedcba9876543210",
+        "signature": b"\x04" * 64 if full else b"",
     }
 
 
@@ -174,6 +203,7 @@ def samples(codec: Codec) -> list[Sample]:
             Sample(f"ActionOutcome-{suffix}", "ActionOutcome", outcome,
                    {"verdict": ("Verdict", verdict)} if full else {}),
             Sample(f"PolicySet-{suffix}", "PolicySet", _policy_set(full)),
+            Sample(f"ReviewVote-{suffix}", "ReviewVote", _review_vote(full)),
         ]
     audited = [
         ("action", "ProposedAction", _proposed_action(True), None),
@@ -181,6 +211,7 @@ def samples(codec: Codec) -> list[Sample]:
         ("outcome", "ActionOutcome", _outcome(False, None), None),
         ("policy", "PolicySet", _policy_set(True), None),
         ("security", "ProposedAction", _proposed_action(False), "unauthenticated action from 'billing'"),
+        ("review", "ReviewVote", _review_vote(True), None),
     ]
     for kind, name, record, detail in audited:
         event = _audit_event(kind, codec.encode(name, record), detail)

@@ -19,10 +19,12 @@ from schemas.codec import (
     TOP_LEVEL,
     Codec,
     _crc64_avro,
+    _parse_set,
     _Reader,
     _strip_logical,
     get_codec,
     load_schema_json,
+    schema_exists,
 )
 from schemas.errors import (
     EncodeError,
@@ -180,9 +182,11 @@ def test_legacy_fingerprints_are_what_the_old_codec_wrote() -> None:
     named: dict[str, Any] = {}
     old: dict[str, bytes] = {}
     for name in SCHEMA_NAMES:  # one shared name space, bare names, reversed bytes: the old way
+        if not schema_exists(name, "v1"):
+            continue
         parsed = parse_schema(_strip_logical(load_schema_json(name, "v1")), named_schemas=named)
         old[name] = bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))[::-1]
-    assert dict(LEGACY_FINGERPRINTS) == {old[name]: ("v1", name) for name in TOP_LEVEL}
+    assert dict(LEGACY_FINGERPRINTS) == {old[name]: ("v1", name) for name in TOP_LEVEL if name in old}
 
 
 def test_records_with_legacy_fingerprints_are_still_read() -> None:
@@ -196,9 +200,10 @@ def test_records_with_legacy_fingerprints_are_still_read() -> None:
 def test_legacy_fingerprints_are_never_written() -> None:
     verdict = CODEC.decode_as("Verdict", LEGACY_VERDICT)
     data = CODEC.encode("Verdict", verdict)
-    assert data[10:] == LEGACY_VERDICT[10:]
-    assert data[2:10] != LEGACY_VERDICT[2:10]
-    assert {fp for fp, name in CODEC.known_fingerprints() if name == "Verdict"} == {data[2:10], LEGACY_VERDICT[2:10]}
+    assert CODEC.decode_as("Verdict", data) == verdict
+    assert data[2:10] == CODEC.fingerprint_of("Verdict") != LEGACY_VERDICT[2:10]
+    known = {fp for fp, name in CODEC.known_fingerprints() if name == "Verdict"}
+    assert known == {data[2:10], LEGACY_VERDICT[2:10], _crc64_avro(_parse_set("v1")["Verdict"])}
 
 
 def test_a_fingerprint_naming_two_schemas_is_refused() -> None:

@@ -319,6 +319,9 @@ def test_decision_is_frozen_and_fills_a_valid_verdict(example: CompiledPolicy) -
         "processor_id": "p",
         "key_id": "k",
         "signature": b"",
+        "proposal_sha256": b"\x01" * 32,
+        "review": None,
+        "signed_schema": 2,
         **d.verdict_fields(),
     }
     codec = get_codec()

@@ -37,6 +37,7 @@ def test_defaults_are_filled() -> None:
             "effect": "allow",
             "mode": "enforce",
             "message": "",
+            "review": None,
         }
     ]
 
