@@ -56,7 +56,7 @@ def test_the_witness_process_runs_from_the_environment(tmp_path: Path) -> None:
 def test_the_stack_starts_a_witness_only_when_asked(tmp_path: Path) -> None:
     off = Stack(StackSettings(home=tmp_path))
     on = Stack(StackSettings(home=tmp_path, start_witness=True))
-    svc = next(s for s in stack_module._SERVICES if s.name == "witness")
+    svc = stack_module._WITNESS
     assert not off._enabled(svc)
     assert on._enabled(svc)
     assert [c["name"] for c in on.status()["components"]][:2] == ["kafka", "witness"]
