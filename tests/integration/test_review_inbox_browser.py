@@ -49,6 +49,9 @@ def test_reviewer_approves_from_the_inbox_and_the_waiting_submit_runs(
         expect(page.get_by_test_id("status")).to_contain_text("live")
         page.evaluate("window.lockgateNotReloaded = true")  # gone if the page reloads
 
+    # The pipeline answers at its own pace (a submit process starting, a loaded box):
+    # assertions wait as long as actions do, not Playwright's default 5 s.
+    expect.set_options(timeout=TIMEOUT_MS)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         submit: subprocess.Popen[str] | None = None
@@ -108,3 +111,4 @@ def test_reviewer_approves_from_the_inbox_and_the_waiting_submit_runs(
                 submit.kill()
                 submit.wait(10)
             browser.close()
+            expect.set_options(timeout=5_000)
