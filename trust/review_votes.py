@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.codec import get_codec
-from trust.errors import RegistryError, ReviewNotFound
+from trust.errors import KeyMissing, RegistryError, ReviewNotFound
 from trust.keys import Keyring, PublicKey, SigningKey, clock_us
 from trust.reviewers import ReviewerRegistry
 from trust.reviews import Judgement, Review, ReviewBook, make_vote
@@ -86,10 +86,15 @@ class VoteResult:
 
 
 def reviewer_key(registry: ReviewerRegistry, name: str) -> SigningKey:
-    """``name``'s private key; :class:`RegistryError` when no such reviewer is registered."""
+    """``name``'s private key; :class:`RegistryError` when no such reviewer or key is here."""
     if registry.get(name) is None:
         raise RegistryError(f"no reviewer {name!r} is registered; run `lockgate keys add-reviewer {name} --groups ...`")
-    return SigningKey.load(registry.private_key_path(name))
+    path = registry.private_key_path(name)
+    try:
+        return SigningKey.load(path)
+    except KeyMissing:
+        raise RegistryError(f"reviewer {name!r} is registered but its private key is not at {path} on this host; "
+                            "votes as that reviewer are signed where that key is") from None
 
 
 def cast_vote(read: Callable[[], Folded], append: Callable[[bytes, bytes], None], registry: ReviewerRegistry,

@@ -207,7 +207,9 @@ def cmd_tokens_create(args: argparse.Namespace) -> int:
         print(f"token {info.token_id} for tenant {info.tenant}{who} (shown once, keep it secret):")
         print(secret)
         if info.reviewer:
-            print(f"review inbox: http://127.0.0.1:<api port>/reviews?token={secret}")
+            from lockgate.cli.locate import locate
+
+            print(f"review inbox: {locate().api_urls[-1]}/reviews?token={secret}")
     return EXIT_OK
 
 
