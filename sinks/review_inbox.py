@@ -2,8 +2,8 @@
 
 Where the sink sees pending reviews: in the ``reviews`` topic, the same log the processor
 and ``lockgate reviews list`` fold (:mod:`trust.reviews`) — not in the ledger, whose
-events land in ClickHouse only after the sink's batch and carry no reviewer registry. A
-daemon thread follows every partition of the topic from its start (``read_committed``,
+events land in ClickHouse only after the sink's batch and carry no reviewer registry. From
+the first inbox request on, a daemon thread follows every partition of the topic from its start (``read_committed``,
 assign only, no group) and folds each record as it arrives, so the inbox is current within
 one poll of the broker; when ``reviewers.json`` changes (a reviewer added) it folds the
 records it holds again, as a fresh ``reviews list`` would.
@@ -69,8 +69,13 @@ class ReviewInbox:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="lockgate-review-inbox", daemon=True)
-        self._thread.start()
+        """Start following (idempotent). The API calls it on the first inbox request, so a
+        sink whose inbox nobody opens runs no follower."""
+        with self._lock:
+            if self._thread is not None or self._stop.is_set():
+                return
+            self._thread = threading.Thread(target=self._run, name="lockgate-review-inbox", daemon=True)
+            self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -90,11 +95,13 @@ class ReviewInbox:
     # -- what the API serves -------------------------------------------------------------
 
     def folded(self) -> Folded:
+        self.start()
         with self._lock:
             return Folded(tuple(self._book) if self._book else (), dict(self._judged))
 
     def listing(self, tenant: str | None) -> dict[str, Any]:
         """Open reviews (oldest first) and the most recently decided, for ``tenant`` (None: all)."""
+        self.start()
         with self._lock:
             reviews = [r for r in (self._book or ()) if tenant is None or r.tenant == tenant]
             rows = [r.summary() for r in reviews]
@@ -110,6 +117,7 @@ class ReviewInbox:
 
         Raises :class:`SinkError` while the fold has not yet read the topic to its end.
         """
+        self.start()
         if not self.ready:
             raise SinkError(f"the review inbox is still reading {self.topic} ({self._problem or 'catching up'}); "
                             "retry in a moment")
@@ -168,7 +176,7 @@ class ReviewInbox:
                 self._stop.wait(2.0)
 
     def _follow(self) -> None:
-        consumer = committed_reader(self.bootstrap, "sink-review-inbox")
+        consumer = committed_reader(self.bootstrap, "sink-review-inbox", fetch_wait_ms=500)
         try:
             meta = consumer.list_topics(self.topic, timeout=10).topics.get(self.topic)
             if meta is None or meta.error is not None or not meta.partitions:

@@ -265,8 +265,7 @@ class SinkService:
         apply_retention(self.client, self.settings.retention_days)
         if self._serve_http and self.api is None:
             self.inbox = ReviewInbox(self.settings.bootstrap_servers, self.settings.topics.reviews,
-                                     self.settings.state_dir)
-            self.inbox.start()
+                                     self.settings.state_dir)  # follows from the first inbox request
             self.api = ApiServer(
                 AuditQueries(self.client), TokenStore(self.settings.state_dir),
                 self.settings.sink_http_host, self.settings.sink_http_port,
