@@ -214,6 +214,11 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
+def v2(**fields: Any) -> dict[str, Any]:
+    """v2 fields for :func:`proposal`: with ``signed_schema`` 2 the signature covers the deadline."""
+    return {"justification": None, "break_glass": False, "signed_schema": 2, **fields}
+
+
 class _NeverEvaluated:
     def evaluate(self, *_a: Any, **_k: Any) -> Any:
         raise AssertionError("an expired proposal must not be evaluated")
@@ -222,7 +227,7 @@ class _NeverEvaluated:
 def test_a_proposal_past_its_deadline_is_shed_with_a_signed_expired_block(
         registry: tuple[ServiceRegistry, SigningKey]) -> None:
     reg, key = registry
-    raw = get_codec().encode("ProposedAction", proposal(key, deadline=_now_us() - 250_000))
+    raw = get_codec().encode("ProposedAction", proposal(key, **v2(deadline=_now_us() - 250_000)))
     d = Decider(get_codec(), PROCESSOR_KEY, "proc-test", lambda _t: _NeverEvaluated(), reg)  # type: ignore[arg-type,return-value]
     result = decide(d, raw)
     v = result.verdict
@@ -244,7 +249,7 @@ def test_an_expired_proposal_is_shed_without_authenticating_it(registry: tuple[S
         raise AssertionError("an expired proposal must not cost a signature check")
 
     reg.verify = no_auth  # type: ignore[method-assign]
-    result = decide(decider(reg), get_codec().encode("ProposedAction", proposal(None, deadline=_now_us() - 1)))
+    result = decide(decider(reg), get_codec().encode("ProposedAction", proposal(None, **v2(deadline=_now_us() - 1))))
     assert result.verdict["basis"] == "expired"
 
 
@@ -252,14 +257,14 @@ def test_a_proposal_within_its_deadline_or_without_one_is_evaluated(
         registry: tuple[ServiceRegistry, SigningKey]) -> None:
     reg, key = registry
     for deadline in (_now_us() + 5_000_000, None):
-        result = decide(decider(reg), get_codec().encode("ProposedAction", proposal(key, deadline=deadline)))
+        result = decide(decider(reg), get_codec().encode("ProposedAction", proposal(key, **v2(deadline=deadline))))
         assert result.verdict["basis"] == "rule"
 
 
 def test_a_stored_decision_is_resent_even_when_the_deadline_has_passed_since(
         registry: tuple[ServiceRegistry, SigningKey]) -> None:
     reg, key = registry
-    rec = proposal(key, deadline=_now_us() + 5_000_000)
+    rec = proposal(key, **v2(deadline=_now_us() + 5_000_000))
     raw = get_codec().encode("ProposedAction", rec)
     first = decide(decider(reg), raw)
     assert first.verdict["basis"] == "rule"

@@ -44,7 +44,7 @@ def test_wait_mode_takes_the_slot_another_request_frees() -> None:
 def test_wait_mode_gives_up_after_the_timeout() -> None:
     slots = _Slots(1, wait=True)
     slots.acquire(1.0)
-    with pytest.raises(GuardOverloaded, match="no slot freed within 0.05s"):
+    with pytest.raises(GuardOverloaded, match=r"no slot freed within 0\.05s"):
         slots.acquire(0.05)
 
 
