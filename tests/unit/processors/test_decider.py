@@ -272,7 +272,7 @@ def test_a_stored_decision_is_resent_even_when_the_deadline_has_passed_since(
     import processors.decider as decider_module
 
     real = decider_module._now_us
-    decider_module._now_us = lambda: rec["deadline"] + 1  # type: ignore[assignment]
+    decider_module._now_us = lambda: rec["deadline"] + 1
     try:
         again = decide(late, raw, first.stored)
     finally:
