@@ -34,6 +34,7 @@ from typing import Any
 
 from processors.errors import NullRecord
 from processors.policy.engine import CompiledPolicy, Decision, no_policy_decision
+from processors.reviews.requests import Held, hold_for_review
 from processors.stage import Source, StageOutput, refuse
 from schemas.codec import HEADER_LEN, Codec, get_codec
 from schemas.errors import CodecError
@@ -72,6 +73,7 @@ class DecisionResult(StageOutput):
     reply_partition: int | None = None
     auth: ServiceVerification | None = None
     replayed: bool = False  # the verdict is a stored one, re-sent unchanged
+    proposal_raw: bytes | None = None  # the proposal's bytes (a held one also goes on the reviews topic)
 
     @property
     def stored(self) -> StoredDecision | None:
@@ -121,7 +123,8 @@ class Decider:
         return self.registry.verify(rec["service"], rec.get("service_key_id"), payload,
                                     rec.get("service_signature"), _now_us())
 
-    def _sign(self, rec: dict[str, Any], decision: Decision, started_ns: int) -> dict[str, Any]:
+    def _sign(self, rec: dict[str, Any], decision: Decision, started_ns: int,
+              review: dict[str, Any] | None = None) -> dict[str, Any]:
         verdict = {
             "action_id": rec["action_id"],
             "correlation_id": rec["correlation_id"],
@@ -134,7 +137,7 @@ class Decider:
             "processor_id": self.processor_id,
             "key_id": self.key.key_id,
             "proposal_sha256": record_sha256(rec) if "proposed_at" in rec else None,
-            "review": None,
+            "review": review,
             "signed_schema": 2,
             "signature": b"",
         }
@@ -173,7 +176,8 @@ class Decider:
                 started: int) -> DecisionResult:
         if stored is None and rec.get("deadline") is not None and rec["deadline"] < _now_us():
             return self._shed(raw, rec, source, started)
-        result = DecisionResult(reply_topic=rec["reply_topic"], reply_partition=rec["reply_partition"])
+        result = DecisionResult(reply_topic=rec["reply_topic"], reply_partition=rec["reply_partition"],
+                                proposal_raw=raw)
         tenant = rec["tenant"]
         auth = stored.auth if stored is not None and stored.auth is not None else self._authenticate(rec)
         result.auth = auth
@@ -194,10 +198,20 @@ class Decider:
                 ), started)
         elif stored is None:
             policy = self.policies(tenant)
+            now = _now_us()
             decision = (no_policy_decision(tenant) if policy is None
-                        else policy.evaluate(rec, authenticated=authenticated, now_us=_now_us()))
-            verdict = self._sign(rec, decision, started)
+                        else policy.evaluate(rec, authenticated=authenticated, now_us=now))
+            held = hold_for_review(rec, decision, now) if policy is not None else Held(decision)
+            if held.security is not None:
+                result.audit.append(audit_event(AuditKind.SECURITY, tenant, rec["action_id"], raw,
+                                                detail=held.security, event_id=source.event_id(AuditKind.SECURITY)))
+            verdict = self._sign(rec, held.decision, started, held.review)
         encoded = self._set_verdict(result, verdict, stored)
+        if (stored is not None and authenticated and result.verdict is not None
+                and result.verdict["basis"] == "break_glass"):  # re-sent: its security event too
+            result.audit.append(audit_event(AuditKind.SECURITY, tenant, rec["action_id"], raw,
+                                            detail=result.verdict["reason"],
+                                            event_id=source.event_id(AuditKind.SECURITY)))
         result.audit.append(audit_event(AuditKind.VERDICT, tenant, rec["action_id"], encoded,
                                         event_id=source.event_id(AuditKind.VERDICT)))
         return result

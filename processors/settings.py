@@ -40,6 +40,9 @@ class ProcessorSettings(BaseSettings):
     # Event ids remembered per ledger partition to drop repeats of re-processed inputs.
     ledger_dedup_window: int = Field(default=20_000, gt=0)
     stall_after_s: float = Field(default=30.0, gt=0)  # lag and no commit this long: "up but not consuming"
+    # Review webhooks: comma-separated URLs to POST review events to, and the HMAC secret.
+    review_webhooks: str = ""
+    review_webhook_secret: str = ""
 
     @field_validator("log_name", mode="before")
     @classmethod

@@ -7,8 +7,9 @@ Public API (kept small on purpose; ``tests/unit/producers/test_public_api.py`` p
     GuardedAction              the handle inside ``with guard.action(...)``
     Verdict, MatchedRule       a verified decision
     GuardSettings              configuration (arguments or LOCKGATE_* env)
+    PendingVerdict             an action held for review: wait for or poll its final verdict
     GuardError and subclasses  ActionBlocked, VerdictTimeout, VerdictRejected, GuardUnavailable,
-                               GuardOverloaded (more than max_in_flight requests waiting)
+                               ReviewPending, GuardOverloaded (more than max_in_flight requests waiting)
     SpoolError                 an outcome could be neither confirmed by Kafka nor spooled
 """
 
@@ -17,11 +18,13 @@ from producers.errors import (
     GuardError,
     GuardOverloaded,
     GuardUnavailable,
+    ReviewPending,
     SpoolError,
     VerdictRejected,
     VerdictTimeout,
 )
 from producers.guard import Action, Actor, AsyncGuard, Guard, GuardedAction
+from producers.pending import PendingVerdict
 from producers.settings import GuardSettings
 from producers.verdicts import MatchedRule, Verdict
 
@@ -37,6 +40,8 @@ __all__ = [
     "GuardUnavailable",
     "GuardedAction",
     "MatchedRule",
+    "PendingVerdict",
+    "ReviewPending",
     "SpoolError",
     "Verdict",
     "VerdictRejected",

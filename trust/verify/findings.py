@@ -48,6 +48,9 @@ class FindingKind(enum.StrEnum):
     MISSING_COSIGNATURE = "missing_cosignature"
     FORGED_COSIGNATURE = "forged_cosignature"
     OUTCOME_MISSING = "outcome_missing"
+    REVIEW_APPROVALS_INVALID = "review_approvals_invalid"
+    APPROVAL_AFTER_COMMIT = "approval_after_commit"
+    BREAK_GLASS_UNREVIEWED = "break_glass_unreviewed"
 
 
 _CHAIN_KINDS = frozenset(
