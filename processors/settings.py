@@ -40,6 +40,9 @@ class ProcessorSettings(BaseSettings):
     # Event ids remembered per ledger partition to drop repeats of re-processed inputs.
     ledger_dedup_window: int = Field(default=20_000, gt=0)
     stall_after_s: float = Field(default=30.0, gt=0)  # lag and no commit this long: "up but not consuming"
+    # How long a vanished worker (kill -9, lost host) holds its partitions before the group
+    # hands them to the others; a restarted worker with the same id takes them back at once.
+    processor_session_timeout_s: float = Field(default=10.0, ge=6.0, le=300.0)
     # Review webhooks: comma-separated URLs to POST review events to, and the HMAC secret.
     review_webhooks: str = ""
     review_webhook_secret: str = ""
