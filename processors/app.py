@@ -92,7 +92,7 @@ from trust.keys import SigningKey
 from trust.registry import ServiceRegistry
 from trust.reviewers import ReviewerRegistry
 
-__all__ = ["build_app"]
+__all__ = ["build_app", "faust_instance_id"]
 
 log = logging.getLogger("lockgate.processor")
 
@@ -327,6 +327,11 @@ class _Pipeline:
             slots.release()
 
 
+def faust_instance_id(processor_id: str) -> str:
+    """The Faust group's static member id of worker ``processor_id`` (it names the subscription)."""
+    return f"{processor_id}-{_SUBSCRIPTION}"
+
+
 def _app_id(prefix: str) -> str:
     return "lockgate-processor-" + (re.sub(r"[^A-Za-z0-9_-]", "-", prefix).strip("-") or "default")
 
@@ -373,7 +378,7 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
         # aiokafka refuses; so the instance id names the subscription's generation too
         # (_SUBSCRIPTION): after an upgrade that changes it, the old member's partitions come
         # free after its session timeout, once.
-        consumer_group_instance_id=f"{s.processor_id}-{_SUBSCRIPTION}",
+        consumer_group_instance_id=faust_instance_id(s.processor_id),
         # Faust's default (60 s) would leave a dead worker's partitions undecided for a minute.
         broker_session_timeout=s.processor_session_timeout_s,
         broker_heartbeat_interval=s.processor_session_timeout_s / 4,
