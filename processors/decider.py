@@ -7,6 +7,9 @@ never raises; it returns a :class:`DecisionResult` saying what to publish:
   two audit events (the action, the verdict);
 * a proposal from an unknown service, with a bad or missing signature → a signed block
   verdict (basis ``unauthenticated``), the audit events, and a ``security`` audit event;
+* a proposal read after its ``deadline`` → a signed block (basis ``expired``) and the two
+  audit events, without authenticating or evaluating it (load shedding: nobody waits for
+  the answer, so no work is spent on it);
 * a null value (tombstone), bytes that do not decode or exceed the size limit, or any
   exception while deciding → :func:`processors.stage.refuse` (a dead letter and a
   ``dead_letter`` ledger event); plus a signed block verdict when the reply address and
@@ -171,6 +174,8 @@ class Decider:
 
     def _decide(self, raw: bytes, rec: dict[str, Any], source: Source, stored: StoredDecision | None,
                 started: int) -> DecisionResult:
+        if stored is None and rec.get("deadline") is not None and rec["deadline"] < _now_us():
+            return self._shed(raw, rec, source, started)
         result = DecisionResult(reply_topic=rec["reply_topic"], reply_partition=rec["reply_partition"],
                                 proposal_raw=raw)
         tenant = rec["tenant"]
@@ -232,4 +237,18 @@ class Decider:
         result.reply_partition = int(partial["reply_partition"])
         result.audit.append(audit_event(AuditKind.VERDICT, rec["tenant"], rec["action_id"] or None,
                                         encoded, event_id=source.event_id(AuditKind.VERDICT)))
+        return result
+
+    def _shed(self, raw: bytes, rec: dict[str, Any], source: Source, started: int) -> DecisionResult:
+        """A proposal past its deadline: a signed block (basis ``expired``), on the ledger, unevaluated."""
+        result = DecisionResult(reply_topic=rec["reply_topic"], reply_partition=rec["reply_partition"])
+        result.audit.append(audit_event(AuditKind.ACTION, rec["tenant"], rec["action_id"], raw,
+                                        event_id=source.event_id(AuditKind.ACTION)))
+        late_ms = (_now_us() - rec["deadline"]) / 1000
+        encoded = self._set_verdict(result, self._sign(rec, Decision(
+            decision="block", basis="expired", matched_rules=[],
+            reason=f"the proposal reached the processor {late_ms:.0f} ms after its deadline; not evaluated",
+            policy_name="", policy_version=0), started), None)
+        result.audit.append(audit_event(AuditKind.VERDICT, rec["tenant"], rec["action_id"], encoded,
+                                        event_id=source.event_id(AuditKind.VERDICT)))
         return result

@@ -9,13 +9,14 @@ Public API (kept small on purpose; ``tests/unit/producers/test_public_api.py`` p
     GuardSettings              configuration (arguments or LOCKGATE_* env)
     PendingVerdict             an action held for review: wait for or poll its final verdict
     GuardError and subclasses  ActionBlocked, VerdictTimeout, VerdictRejected, GuardUnavailable,
-                               ReviewPending
+                               ReviewPending, GuardOverloaded (more than max_in_flight requests waiting)
     SpoolError                 an outcome could be neither confirmed by Kafka nor spooled
 """
 
 from producers.errors import (
     ActionBlocked,
     GuardError,
+    GuardOverloaded,
     GuardUnavailable,
     ReviewPending,
     SpoolError,
@@ -34,6 +35,7 @@ __all__ = [
     "AsyncGuard",
     "Guard",
     "GuardError",
+    "GuardOverloaded",
     "GuardSettings",
     "GuardUnavailable",
     "GuardedAction",

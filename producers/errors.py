@@ -9,8 +9,16 @@ from lockgate.kernel.errors import LockgateError
 if TYPE_CHECKING:
     from producers.verdicts import Verdict
 
-__all__ = ["ActionBlocked", "GuardError", "GuardUnavailable", "ReviewPending", "SpoolError", "VerdictRejected",
-           "VerdictTimeout"]
+__all__ = [
+    "ActionBlocked",
+    "GuardError",
+    "GuardOverloaded",
+    "GuardUnavailable",
+    "ReviewPending",
+    "SpoolError",
+    "VerdictRejected",
+    "VerdictTimeout",
+]
 
 
 class GuardError(LockgateError):
@@ -50,6 +58,12 @@ class VerdictRejected(GuardError):
 
 class GuardUnavailable(GuardError):
     """The proposed action could not be published (broker unreachable, queue full)."""
+
+
+class GuardOverloaded(GuardUnavailable):
+    """This Guard already has ``max_in_flight`` requests waiting for verdicts and no slot
+    freed up in time (``when_full="wait"``: within the request's timeout; ``"fail"``: at
+    once). Nothing was published; the action did not run. Retry later or raise the bound."""
 
 
 class SpoolError(LockgateError):
