@@ -7,11 +7,20 @@ Public API (kept small on purpose; ``tests/unit/producers/test_public_api.py`` p
     GuardedAction              the handle inside ``with guard.action(...)``
     Verdict, MatchedRule       a verified decision
     GuardSettings              configuration (arguments or LOCKGATE_* env)
-    GuardError and subclasses  ActionBlocked, VerdictTimeout, VerdictRejected, GuardUnavailable
+    GuardError and subclasses  ActionBlocked, VerdictTimeout, VerdictRejected (VerdictMisbound),
+                               GuardUnavailable
     SpoolError                 an outcome could be neither confirmed by Kafka nor spooled
 """
 
-from producers.errors import ActionBlocked, GuardError, GuardUnavailable, SpoolError, VerdictRejected, VerdictTimeout
+from producers.errors import (
+    ActionBlocked,
+    GuardError,
+    GuardUnavailable,
+    SpoolError,
+    VerdictMisbound,
+    VerdictRejected,
+    VerdictTimeout,
+)
 from producers.guard import Action, Actor, AsyncGuard, Guard, GuardedAction
 from producers.settings import GuardSettings
 from producers.verdicts import MatchedRule, Verdict
@@ -29,6 +38,7 @@ __all__ = [
     "MatchedRule",
     "SpoolError",
     "Verdict",
+    "VerdictMisbound",
     "VerdictRejected",
     "VerdictTimeout",
 ]
