@@ -170,6 +170,10 @@ class _GuardCore:
             "reply_instance": self.instance_id,
             "service_key_id": None,
             "service_signature": None,
+            # Every field of schema set v2 is signed (signed_schema 2), as the processor decodes it.
+            "deadline": None,
+            "justification": None,
+            "break_glass": False,
             "signed_schema": 2,
         }
         if self.service_key is not None:
