@@ -126,12 +126,15 @@ class Decider:
         return self.registry.verify(rec["service"], rec.get("service_key_id"), payload,
                                     rec.get("service_signature"), _now_us())
 
-    def _sign(self, rec: dict[str, Any], decision: Decision, started_ns: int) -> dict[str, Any]:
+    def _sign(self, rec: dict[str, Any], decision: Decision, started_ns: int,
+              decided_at: int | None = None) -> dict[str, Any]:
+        """The signed verdict; ``decided_at``: the instant the policy evaluated ``now`` as (so
+        ``verify --decisions`` re-evaluates time-dependent rules at exactly that instant)."""
         verdict = {
             "action_id": rec["action_id"],
             "correlation_id": rec["correlation_id"],
             "reply_instance": rec.get("reply_instance", ""),
-            "decided_at": _now_us(),
+            "decided_at": decided_at if decided_at is not None else _now_us(),
             "tenant": rec.get("tenant", ""),
             "service": rec.get("service", ""),
             **decision.verdict_fields(),
@@ -204,9 +207,10 @@ class Decider:
                 ), started)
         elif stored is None:
             policy = self.policies(tenant)
+            now = _now_us()
             decision = (no_policy_decision(tenant) if policy is None
-                        else policy.evaluate(rec, authenticated=authenticated, now_us=_now_us()))
-            verdict = self._sign(rec, decision, started)
+                        else policy.evaluate(rec, authenticated=authenticated, now_us=now))
+            verdict = self._sign(rec, decision, started, decided_at=now)
         encoded = self._set_verdict(result, verdict, stored)
         result.audit.append(audit_event(AuditKind.VERDICT, tenant, rec["action_id"], encoded,
                                         event_id=source.event_id(AuditKind.VERDICT)))
