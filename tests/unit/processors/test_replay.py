@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from processors.decider import StoredDecision
-from processors.replay import FUTURE_SKEW_US, ActionIds, home_partition
+from processors.replay import FUTURE_SKEW_US, ActionIds, home_partition, murmur2
 from processors.stage import Source
 from schemas.codec import get_codec
 from tests.factories.decided import PARTITIONS, DecidedLedger, now_us
@@ -107,10 +107,14 @@ def test_rebuilt_memory_replaces_what_was_held() -> None:
     assert ids.held() == 0
 
 
-def test_home_partition_is_kafkas_murmur2() -> None:
-    # Kafka's murmur2 (Java's Utils.murmur2); the integration test checks a Guard's proposals
-    # land where this says.
-    from aiokafka.partitioner import murmur2
+def test_murmur2_is_kafkas() -> None:
+    # aiokafka's line-by-line port of Java's Utils.murmur2 is the reference; the integration
+    # test checks a Guard's proposals land where home_partition says.
+    import random
 
-    assert home_partition("a-1", 4) == (murmur2(b"a-1") & 0x7FFFFFFF) % 4
+    from aiokafka.partitioner import murmur2 as reference
+
+    rng = random.Random(7)
+    keys = [rng.randbytes(n) for n in range(0, 70) for _ in range(20)] + [b"a-1", "é-ü".encode()]
+    assert [murmur2(k) for k in keys] == [reference(k) for k in keys]
     assert {home_partition(f"id-{i}", 4) for i in range(100)} == {0, 1, 2, 3}
