@@ -37,12 +37,11 @@ partition (about 200 bytes each; docs/benchmarks.md), dropped oldest-first as ti
 
 from __future__ import annotations
 
+import struct
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-
-import struct
 
 __all__ = ["FUTURE_SKEW_US", "ActionIds", "Refusal", "home_partition", "murmur2"]
 
@@ -63,8 +62,8 @@ def murmur2(data: bytes) -> int:
     length = len(data)
     h = 0x9747B28C ^ length
     words = length // 4
-    for k in struct.unpack_from(f"<{words}I", data):
-        k = (k * _M) & _MASK
+    for word in struct.unpack_from(f"<{words}I", data):
+        k = (word * _M) & _MASK
         k = ((k ^ (k >> 24)) * _M) & _MASK
         h = ((h * _M) & _MASK) ^ k
     tail = data[words * 4:]
