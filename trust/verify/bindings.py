@@ -27,7 +27,8 @@ the outcome, or from every ledger verdict for that action
 more than one proposal (``action`` event) for one action id          ``duplicate_proposal``
 more than one final (allow or block) verdict for one action id,     ``duplicate_decision``
 not counting ``replay`` blocks and ``invalid_request`` blocks (a
-request that could not be read decides no action)
+request that could not be read decides no action); the same verdict
+bytes chained twice count once
 =================================================================  ===========================
 
 Records signed before v2 (``signed_schema`` 1, null hashes) stay verifiable by id as
@@ -90,8 +91,12 @@ def check_bindings(ledger: DecodedLedger, *, complete: bool = True,
                 f"partition {proposals[0].partition} sequence {proposals[0].sequence}); one action id "
                 "gets one proposal, a repeat must be refused as a replay"))
     for aid, verdicts in ledger.verdicts.items():
-        decisions = [v for v in verdicts
-                     if v.record["decision"] in _FINAL and v.record["basis"] not in _NOT_DECISIONS]
+        # One verdict chained twice under two event ids (the at-least-once ledger before the
+        # exactly-once stage) is one decision: distinct payloads count.
+        distinct = {bytes(v.event["payload"]): v for v in reversed(verdicts)}
+        decisions = sorted((v for v in distinct.values()
+                            if v.record["decision"] in _FINAL and v.record["basis"] not in _NOT_DECISIONS),
+                           key=lambda v: v.order)
         for extra in decisions[1:]:
             first = decisions[0]
             findings.append(_finding(

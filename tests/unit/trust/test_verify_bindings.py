@@ -159,3 +159,11 @@ def test_a_second_allow_or_a_second_proposal_for_one_action_id_is_named(ledger: 
     found = [f for f in verify(ledger) if f.action_id == aid]
     assert {(f.kind, f.sequence) for f in found} == {
         (FindingKind.DUPLICATE_DECISION, event["sequence"]), (FindingKind.DUPLICATE_PROPOSAL, second["sequence"])}
+
+
+def test_one_verdict_chained_twice_under_two_event_ids_is_one_decision(ledger: DecidedLedger) -> None:
+    # What the at-least-once ledger before the exactly-once stage could hold: the same bytes twice.
+    ledger.propose(SAFE)
+    verdict_event = next(e for e in ledger.events if e["kind"] == "verdict")
+    ledger.append(audit_event(AuditKind.VERDICT, "default", verdict_event["action_id"], verdict_event["payload"]))
+    assert verify(ledger) == []

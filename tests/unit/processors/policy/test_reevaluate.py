@@ -3,10 +3,11 @@ allow a leaked processor key signed is named, an honest ledger is not."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from processors.policy.reevaluate import Reevaluator
 from schemas.codec import get_codec
@@ -71,10 +72,11 @@ def test_an_allow_on_a_basis_that_only_blocks_is_named(tmp_path: Path) -> None:
     assert "only ever blocks" in report.findings[0].message
 
 
-def test_time_dependent_rules_are_evaluated_at_the_verdicts_decided_at(tmp_path: Path) -> None:
+def test_time_dependent_rules_are_evaluated_at_the_verdicts_decided_at(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Blocks only after an instant between the two decisions: re-evaluated at "now", both would block.
-    cutoff = now_us() + 50_000
-    rfc3339 = datetime.fromtimestamp(cutoff / 1e6, UTC).isoformat()
+    cutoff = now_us() + 60_000_000
+    rfc3339 = datetime.fromtimestamp(cutoff / 1e6, UTC).isoformat().replace("+00:00", "Z")
     policy = f"""
 name: timed
 tenant: default
@@ -82,14 +84,16 @@ default: allow
 on_error: block
 rules:
   - id: after-cutoff
-    when: now > timestamp("{rfc3339.replace('+00:00', 'Z')}")
+    when: now > timestamp("{rfc3339}")
     effect: block
 """
     ledger = DecidedLedger(KEY, tmp_path, policy_yaml=policy)
+    clock = [cutoff - 1_000_000]  # the processor's clock, a second before the cutoff, then after it
+    monkeypatch.setattr("processors.decider._now_us", lambda: clock[0])
     _, allowed = ledger.propose(SAFE)
-    assert verdict_of(allowed)["decision"] == "allow"
-    time.sleep(max(0, cutoff - now_us()) / 1e6 + 0.001)  # the wall clock itself must pass the cutoff
+    clock[0] = cutoff + 1_000_000
     _, blocked = ledger.propose(SAFE)
-    assert verdict_of(blocked)["decision"] == "block"
+    assert (verdict_of(allowed)["decision"], verdict_of(blocked)["decision"]) == ("allow", "block")
+    assert verdict_of(allowed)["decided_at"] == cutoff - 1_000_000
     report = recheck(ledger)
     assert report.findings == [] and report.checked == 2
