@@ -7,6 +7,8 @@ Topology (topic names from :class:`schemas.topics.Topics`)::
                    └─────▶ audit-intake ◀── record-outcome ◀── outcomes
     audit-intake ══▶ ledger stage ══▶ audit + checkpoints     (one Kafka transaction per batch)
     policies ──▶ load-policies ──▶ GlobalTable (every worker holds every tenant's policy)
+    decide ──▶ reviews (a held action's proposal + pending verdict) ◀── reviewers' votes
+    reviews ──▶ review ──▶ reviews (closures) / verdicts (final) / audit-intake  (processors.reviews)
     anything unprocessable ──▶ deadletter (raw bytes + error) and a dead_letter audit event
 
 Cores (no Kafka, unit-tested): :class:`processors.decider.Decider`,
@@ -70,7 +72,7 @@ import faust
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
-from lockgate.kernel.partition_reader import committed_reader, read_since, read_tail
+from lockgate.kernel.partition_reader import committed_reader, read_range, read_since, read_tail
 from processors.decider import Decider, DecisionResult
 from processors.decisions import DecisionMemory, decision_headers, parse_decision
 from processors.ledger_stage import LedgerStage
@@ -79,6 +81,8 @@ from processors.outcomes import OutcomeRecorder
 from processors.policy.engine import CompiledPolicy
 from processors.registry_watch import RegistryWatcher
 from processors.replay import ActionIds
+from processors.reviews.desk import DeskResult, ReviewDesk
+from processors.reviews.webhook import Webhooks
 from processors.settings import ProcessorSettings
 from processors.stage import Source, StageOutput, refuse
 from processors.witnesses import Witnesses, parse_witnesses
@@ -87,6 +91,7 @@ from schemas.topics import CATALOGUE, TOPIC_MAX_MESSAGE_BYTES, Topics
 from trust.bindings import policy_sha256
 from trust.keys import SigningKey
 from trust.registry import ServiceRegistry
+from trust.reviewers import ReviewerRegistry
 
 __all__ = ["build_app"]
 
@@ -100,6 +105,8 @@ REPLAYED = Counter("lockgate_decisions_replayed_total",
 RULE_MATCHES = Counter("lockgate_rule_matches_total", "Matched rules by id, effect and mode",
                        ["rule", "effect", "mode"])
 DEAD_LETTERS = Counter("lockgate_dead_letters_total", "Records sent to the dead-letter topic", ["stage"])
+REVIEWS = Counter("lockgate_reviews_total", "Review events: requested, approved, denied, expired, break_glass, "
+                  "vote_accepted, vote_refused", ["event"])
 
 _SEND_ATTEMPTS = 6  # with doubling backoff from 0.25 s: about 8 s of broker trouble before a hard exit
 _IN_FLIGHT = 256  # records an agent finishes concurrently (each waits for broker acknowledgements)
@@ -397,6 +404,63 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
         bootstrap=s.bootstrap_servers, topics=topics, app_id=app_id, processor_id=s.processor_id,
         witnesses=witnesses or None)
     decisions_reader = committed_reader(s.bootstrap_servers, "decisions")
+    reviews_t = raw_topic(topics.reviews, partitions["reviews"])
+    desk = ReviewDesk(key, s.processor_id, ReviewerRegistry(s.service_dir))
+    webhooks = Webhooks.from_setting(s.review_webhooks, s.review_webhook_secret)
+    reviews_reader = committed_reader(s.bootstrap_servers, "reviews")
+
+    def rebuild_reviews(partition: int, offset: int) -> int:
+        """Blocking (executor): fold ``reviews[partition]`` before ``offset`` into the desk."""
+        records = read_range(reviews_reader, topics.reviews, partition, 0, offset)
+        return desk.rebuild(partition, offset, ((r.value, r.timestamp_ms * 1000) for r in records))
+
+    def review_records(result: DecisionResult) -> list[_Out]:
+        """A held (or break-glass) action's proposal and verdict, to open its review."""
+        v, encoded = result.verdict, result.verdict_bytes
+        if v is None or encoded is None or result.proposal_raw is None or v.get("review") is None:
+            return []
+        if v["basis"] == "break_glass":
+            REVIEWS.labels("break_glass").inc()
+        key = str(v["review"]["review_id"]).encode()
+        return [_Out(topics.reviews, result.proposal_raw, key=key), _Out(topics.reviews, encoded, key=key)]
+
+    def desk_records(out: DeskResult) -> list[_Out]:
+        records = [_Out(topics.reviews, value, key=rid.encode()) for rid, value in out.closures]
+        if out.reply is not None:
+            topic, part, action_id, value = out.reply
+            if topic == topics.verdicts and 0 <= part < partitions["verdicts"]:
+                records.append(_Out(topics.verdicts, value, key=action_id.encode(), partition=part))
+        if out.notify is not None:
+            webhooks.send(out.notify)
+        if out.metric is not None:
+            REVIEWS.labels(out.metric).inc()
+        return records + publisher.output(out, "reviews")
+
+    async def start_review(event: Any) -> Awaitable[None]:
+        msg = event.message
+        if desk.needs_rebuild(msg.partition, msg.offset):
+            try:
+                n = await asyncio.get_running_loop().run_in_executor(None, rebuild_reviews, msg.partition,
+                                                                     msg.offset)
+            except Exception as exc:  # judging votes on a partial state could count one twice
+                _crash(f"cannot rebuild the review state of reviews[{msg.partition}]: {exc}")
+                raise
+            log.info("reviews[%d]: state rebuilt from %d record(s) before offset %d", msg.partition, n, msg.offset)
+        at_us = int((msg.timestamp or 0) * 1_000_000)
+        out = desk.handle(event.value, Source(msg.topic, msg.partition, msg.offset, msg.key), at_us)
+        records = desk_records(out)
+        return publisher.deliver(records, publisher.enqueue(records))
+
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
+    async def expire_reviews() -> None:
+        """Close reviews past their expiry (the closure is answered when the agent reads it)."""
+        closures = desk.expire()
+        if closures:
+            await publisher.send([_Out(topics.reviews, value, key=rid.encode()) for rid, value in closures])
+
+    @app.agent(reviews_t, name="review")
+    async def review(stream: Any) -> Any:
+        await _Pipeline(publisher, "reviews").run(stream, start_review)
 
     def read_decisions(partition: int, from_offset: int) -> int:
         """Blocking (run in an executor, one call at a time): load the stored decisions of
@@ -462,7 +526,7 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
                               pending: asyncio.Future[list[BaseException | None]]) -> None:
         # Never retried out of order: the read-back relies on decisions being in input order.
         await publisher.deliver(kept, pending, retry=False)
-        await publisher.send(verdict_records(result) + publisher.output(result, "processor"))
+        await publisher.send(review_records(result) + verdict_records(result) + publisher.output(result, "processor"))
 
     async def start_outcome(event: Any) -> Awaitable[None]:
         msg = event.message
@@ -496,12 +560,14 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
     async def start_threads() -> None:
         publisher.start()
         ledger.start()
+        webhooks.start()
 
     @app.on_before_shutdown.connect
     async def stop_threads(*_args: Any, **_kwargs: Any) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, publisher.stop)
         await loop.run_in_executor(None, ledger.stop)
+        await loop.run_in_executor(None, webhooks.stop)
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
@@ -514,5 +580,6 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
     async def metrics(web: Any, request: Any) -> Any:
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    _ = (decide, record_outcome, load_policies, watch_registry, start_threads, stop_threads, healthz, metrics)
+    _ = (decide, record_outcome, load_policies, watch_registry, start_threads, stop_threads, healthz, metrics,
+         review, expire_reviews)
     return app

@@ -37,6 +37,7 @@ from typing import Any
 from processors.errors import NullRecord
 from processors.policy.engine import CompiledPolicy, Decision, no_policy_decision
 from processors.replay import ActionIds, Refusal
+from processors.reviews.requests import Held, hold_for_review
 from processors.stage import Source, StageOutput, refuse
 from schemas.codec import HEADER_LEN, Codec, get_codec
 from schemas.errors import CodecError
@@ -75,6 +76,7 @@ class DecisionResult(StageOutput):
     reply_partition: int | None = None
     auth: ServiceVerification | None = None
     replayed: bool = False  # the verdict is a stored one, re-sent unchanged
+    proposal_raw: bytes | None = None  # the proposal's bytes (a held one also goes on the reviews topic)
 
     @property
     def stored(self) -> StoredDecision | None:
@@ -127,7 +129,7 @@ class Decider:
                                     rec.get("service_signature"), _now_us())
 
     def _sign(self, rec: dict[str, Any], decision: Decision, started_ns: int,
-              decided_at: int | None = None) -> dict[str, Any]:
+              review: dict[str, Any] | None = None, decided_at: int | None = None) -> dict[str, Any]:
         """The signed verdict; ``decided_at``: the instant the policy evaluated ``now`` as (so
         ``verify --decisions`` re-evaluates time-dependent rules at exactly that instant)."""
         verdict = {
@@ -142,7 +144,7 @@ class Decider:
             "processor_id": self.processor_id,
             "key_id": self.key.key_id,
             "proposal_sha256": record_sha256(rec) if "proposed_at" in rec else None,
-            "review": None,
+            "review": review,
             "signed_schema": 2,
             "signature": b"",
         }
@@ -179,7 +181,8 @@ class Decider:
 
     def _decide(self, raw: bytes, rec: dict[str, Any], source: Source, stored: StoredDecision | None,
                 started: int) -> DecisionResult:
-        result = DecisionResult(reply_topic=rec["reply_topic"], reply_partition=rec["reply_partition"])
+        result = DecisionResult(reply_topic=rec["reply_topic"], reply_partition=rec["reply_partition"],
+                                proposal_raw=raw)
         tenant = rec["tenant"]
         if stored is not None:
             kept = self.wire.decode_as("Verdict", stored.verdict)
@@ -210,8 +213,17 @@ class Decider:
             now = _now_us()
             decision = (no_policy_decision(tenant) if policy is None
                         else policy.evaluate(rec, authenticated=authenticated, now_us=now))
-            verdict = self._sign(rec, decision, started, decided_at=now)
+            held = hold_for_review(rec, decision, now) if policy is not None else Held(decision)
+            if held.security is not None:
+                result.audit.append(audit_event(AuditKind.SECURITY, tenant, rec["action_id"], raw,
+                                                detail=held.security, event_id=source.event_id(AuditKind.SECURITY)))
+            verdict = self._sign(rec, held.decision, started, held.review, decided_at=now)
         encoded = self._set_verdict(result, verdict, stored)
+        if (stored is not None and authenticated and result.verdict is not None
+                and result.verdict["basis"] == "break_glass"):  # re-sent: its security event too
+            result.audit.append(audit_event(AuditKind.SECURITY, tenant, rec["action_id"], raw,
+                                            detail=result.verdict["reason"],
+                                            event_id=source.event_id(AuditKind.SECURITY)))
         result.audit.append(audit_event(AuditKind.VERDICT, tenant, rec["action_id"], encoded,
                                         event_id=source.event_id(AuditKind.VERDICT)))
         return result

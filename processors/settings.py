@@ -50,6 +50,9 @@ class ProcessorSettings(BaseSettings):
     # One decision per action id (processors/replay.py): ids are remembered this long, and
     # proposals older than this (by proposed_at) are refused as possible replays.
     replay_window_s: float = Field(default=DEFAULT_REPLAY_WINDOW_S, gt=0, le=MAX_REPLAY_WINDOW_S)
+    # Review webhooks: comma-separated URLs to POST review events to, and the HMAC secret.
+    review_webhooks: str = ""
+    review_webhook_secret: str = ""
 
     @field_validator("log_name", mode="before")
     @classmethod

@@ -7,8 +7,9 @@ Public API (kept small on purpose; ``tests/unit/producers/test_public_api.py`` p
     GuardedAction              the handle inside ``with guard.action(...)``
     Verdict, MatchedRule       a verified decision
     GuardSettings              configuration (arguments or LOCKGATE_* env)
+    PendingVerdict             an action held for review: wait for or poll its final verdict
     GuardError and subclasses  ActionBlocked, VerdictTimeout, VerdictRejected (VerdictMisbound),
-                               GuardUnavailable
+                               GuardUnavailable, ReviewPending
     SpoolError                 an outcome could be neither confirmed by Kafka nor spooled
 """
 
@@ -16,12 +17,14 @@ from producers.errors import (
     ActionBlocked,
     GuardError,
     GuardUnavailable,
+    ReviewPending,
     SpoolError,
     VerdictMisbound,
     VerdictRejected,
     VerdictTimeout,
 )
 from producers.guard import Action, Actor, AsyncGuard, Guard, GuardedAction
+from producers.pending import PendingVerdict
 from producers.settings import GuardSettings
 from producers.verdicts import MatchedRule, Verdict
 
@@ -36,6 +39,8 @@ __all__ = [
     "GuardUnavailable",
     "GuardedAction",
     "MatchedRule",
+    "PendingVerdict",
+    "ReviewPending",
     "SpoolError",
     "Verdict",
     "VerdictMisbound",

@@ -9,8 +9,8 @@ from lockgate.kernel.errors import LockgateError
 if TYPE_CHECKING:
     from producers.verdicts import Verdict
 
-__all__ = ["ActionBlocked", "GuardError", "GuardUnavailable", "SpoolError", "VerdictMisbound", "VerdictRejected",
-           "VerdictTimeout"]
+__all__ = ["ActionBlocked", "GuardError", "GuardUnavailable", "ReviewPending", "SpoolError", "VerdictMisbound",
+           "VerdictRejected", "VerdictTimeout"]
 
 
 class GuardError(LockgateError):
@@ -24,6 +24,20 @@ class ActionBlocked(GuardError):
         self.verdict = verdict
         rules = ", ".join(r.id for r in verdict.enforced_rules) or "no rule (policy default)"
         super().__init__(f"action {verdict.action_id} blocked by {rules}: {verdict.reason}")
+
+
+class ReviewPending(GuardError):
+    """The action waits for reviewers and no final verdict came in the time given.
+
+    ``verdict`` is the signed pending verdict (its ``review_id`` names the review);
+    ``handle`` (a :class:`producers.pending.PendingVerdict`) can be waited on or polled again.
+    """
+
+    def __init__(self, verdict: Verdict, handle: object, waited_s: float) -> None:
+        self.verdict = verdict
+        self.handle = handle
+        super().__init__(f"action {verdict.action_id} is waiting for review {verdict.review_id} "
+                         f"(no final verdict within {waited_s:.3g}s); the action did not run. {verdict.reason}")
 
 
 class VerdictTimeout(GuardError):

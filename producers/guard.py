@@ -4,6 +4,13 @@ Sync (:class:`Guard`) and asyncio (:class:`AsyncGuard`) shells share one core
 (:class:`_GuardCore`): it builds and signs the ProposedAction, publishes it, waits on the
 reply router for the verdict, verifies it, and later publishes the signed ActionOutcome.
 
+Reviews: a verdict with decision ``review`` means the action waits for reviewers. Given
+``wait_for_review=SECONDS`` the Guard waits for the final verdict (then proceeds as for any
+verdict); without it, or when the time runs out, :class:`ReviewPending` carries a
+:class:`~producers.pending.PendingVerdict` handle to wait on or poll later, and
+:meth:`Guard.request` returns that handle directly. ``justification`` and ``break_glass``
+on the action travel in the signed proposal.
+
 Fail-closed contract: the guarded body runs only after :func:`accept_verdict` returned an
 ``allow``. Block → :class:`ActionBlocked`; no verdict in ``timeout_s`` →
 :class:`VerdictTimeout`; publish failure → :class:`GuardUnavailable`; bad or missing
@@ -33,8 +40,9 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from lockgate.kernel.errors import ConfigError
-from producers.errors import ActionBlocked, GuardUnavailable, VerdictTimeout
+from producers.errors import ActionBlocked, GuardUnavailable, ReviewPending, VerdictTimeout
 from producers.outcome_recorder import OutcomeRecorder, Recorded
+from producers.pending import PendingVerdict
 from producers.reply_router import ReplyRouter
 from producers.settings import GuardSettings
 from producers.spool import OutcomeSpool, SpoolEntry
@@ -79,6 +87,8 @@ class Action:
     resource: str
     attributes: Mapping[str, AttrValue] = field(default_factory=dict)
     change: Any = None
+    justification: str | None = None  # why: required by review rules with require_reason, and by break-glass
+    break_glass: bool = False  # override a block or a pending review (needs a break-glass role)
 
 
 class GuardedAction:
@@ -170,11 +180,10 @@ class _GuardCore:
             "reply_instance": self.instance_id,
             "service_key_id": None,
             "service_signature": None,
-            # Every field of schema set v2 is signed (signed_schema 2), as the processor decodes it.
             "deadline": None,
-            "justification": None,
-            "break_glass": False,
-            "signed_schema": 2,
+            "justification": action.justification,
+            "break_glass": bool(action.break_glass),
+            "signed_schema": 2,  # the signature covers every field, justification and break-glass included
         }
         if self.service_key is not None:
             rec = sign_record(rec, "service_signature", None, self.service_key)
@@ -207,9 +216,30 @@ class _GuardCore:
     def settle(self, rec: dict[str, Any], raw: bytes) -> Verdict:
         return accept_verdict(raw, rec["action_id"], self.verdict_key, proposal_sha256=record_sha256(rec))
 
-    def admit(self, rec: dict[str, Any], raw: bytes) -> GuardedAction:
-        """The handle for the guarded body, or :class:`ActionBlocked` before it runs."""
+    def pending(self, rec: dict[str, Any], verdict: Verdict) -> PendingVerdict:
+        return PendingVerdict(rec, verdict, self.router, lambda raw: self.settle(rec, raw))
+
+    def reviewed(self, rec: dict[str, Any], raw: bytes, wait_for_review: float | None) -> Verdict:
+        """The verdict; after a ``review`` one, the final one within ``wait_for_review`` seconds."""
         verdict = self.settle(rec, raw)
+        if verdict.pending_review:
+            handle = self.pending(rec, verdict)
+            if not wait_for_review:
+                raise ReviewPending(verdict, handle, 0.0)
+            return handle.wait(wait_for_review)
+        return verdict
+
+    async def areviewed(self, rec: dict[str, Any], raw: bytes, wait_for_review: float | None) -> Verdict:
+        verdict = self.settle(rec, raw)
+        if verdict.pending_review:
+            handle = self.pending(rec, verdict)
+            if not wait_for_review:
+                raise ReviewPending(verdict, handle, 0.0)
+            return await handle.await_(wait_for_review)
+        return verdict
+
+    def admit(self, rec: dict[str, Any], verdict: Verdict) -> GuardedAction:
+        """The handle for the guarded body, or :class:`ActionBlocked` before it runs."""
         if not verdict.allowed:
             raise ActionBlocked(verdict)
         return GuardedAction(rec, verdict)
@@ -282,10 +312,11 @@ class _GuardCore:
 
 
 def _action(actor: str | Actor, type: str, resource: str, attributes: Mapping[str, AttrValue] | None,
-            change: Any, roles: tuple[str, ...] | list[str] | None) -> Action:
+            change: Any, roles: tuple[str, ...] | list[str] | None, justification: str | None = None,
+            break_glass: bool = False) -> Action:
     if isinstance(actor, str):
         actor = Actor(actor, tuple(roles or ()))
-    return Action(actor, type, resource, dict(attributes or {}), change)
+    return Action(actor, type, resource, dict(attributes or {}), change, justification, break_glass)
 
 
 class Guard:
@@ -309,18 +340,31 @@ class Guard:
     def stats(self) -> Any:
         return self._core.router.stats
 
-    def check(self, action: Action, *, timeout_s: float | None = None) -> Verdict:
-        """Ask for a verdict and return it (allow or block). Raises on anything untrustworthy.
+    def check(self, action: Action, *, timeout_s: float | None = None,
+              wait_for_review: float | None = None) -> Verdict:
+        """Ask for a verdict and return it. Raises on anything untrustworthy.
 
-        ``timeout_s`` overrides the configured wait for this call only.
+        ``timeout_s`` overrides the configured wait for this call only. A pending review
+        (decision ``review``) is waited out for up to ``wait_for_review`` seconds and the
+        final verdict returned; without it, the pending verdict itself is returned (see
+        :meth:`request` for a handle to wait on later).
         """
         rec, future = self._core.propose(action)
-        return self._core.settle(rec, self._core.wait(rec, future, timeout_s))
+        raw = self._core.wait(rec, future, timeout_s)
+        if not wait_for_review:
+            return self._core.settle(rec, raw)
+        return self._core.reviewed(rec, raw, wait_for_review)
+
+    def request(self, action: Action, *, timeout_s: float | None = None) -> PendingVerdict:
+        """Ask for a verdict; the handle holds it and, for a pending review, waits or polls for the final one."""
+        rec, future = self._core.propose(action)
+        return self._core.pending(rec, self._core.settle(rec, self._core.wait(rec, future, timeout_s)))
 
     @contextmanager
     def action(self, *, actor: str | Actor, type: str, resource: str,
                attributes: Mapping[str, AttrValue] | None = None, change: Any = None,
-               roles: tuple[str, ...] | list[str] | None = None) -> Iterator[GuardedAction]:
+               roles: tuple[str, ...] | list[str] | None = None, justification: str | None = None,
+               break_glass: bool = False, wait_for_review: float | None = None) -> Iterator[GuardedAction]:
         """Run the body only on a valid allow; record its outcome afterwards.
 
         Before the body: the verdict, or one of the :class:`GuardError` s (the body does not run).
@@ -332,8 +376,12 @@ class Guard:
         then, at most ``outcome_timeout_s`` plus one spool write after the body ended;
         ``handle.recorded`` says which of the two happened. :class:`SpoolError` only if the
         outcome could be neither confirmed nor written to the spool.
+
+        An action held for review waits up to ``wait_for_review`` seconds for its final
+        verdict, else raises :class:`ReviewPending` (the body does not run).
         """
-        handle = self.admit(_action(actor, type, resource, attributes, change, roles))
+        handle = self.admit(_action(actor, type, resource, attributes, change, roles, justification, break_glass),
+                            wait_for_review=wait_for_review)
         try:
             yield handle
         except BaseException as exc:
@@ -341,14 +389,16 @@ class Guard:
             raise
         self.record(handle, None)
 
-    def admit(self, action: Action, *, timeout_s: float | None = None) -> GuardedAction:
+    def admit(self, action: Action, *, timeout_s: float | None = None,
+              wait_for_review: float | None = None) -> GuardedAction:
         """The first half of :meth:`action`, for callers whose "body" is not a Python block.
 
         Returns the handle only on a valid allow (raises like :meth:`action` otherwise). The
         caller then owes exactly one :meth:`record` for it, once the outcome is known.
         """
         rec, future = self._core.propose(action)
-        return self._core.admit(rec, self._core.wait(rec, future, timeout_s))
+        raw = self._core.wait(rec, future, timeout_s)
+        return self._core.admit(rec, self._core.reviewed(rec, raw, wait_for_review))
 
     def record(self, handle: GuardedAction, error: BaseException | None = None) -> Recorded:
         """Record ``handle``'s outcome (committed when ``error`` is None, else failed with it),
@@ -373,21 +423,33 @@ class AsyncGuard:
     def __init__(self, settings: GuardSettings | None = None, **overrides: Any) -> None:
         self._core = _GuardCore(settings or GuardSettings(**overrides))
 
-    async def check(self, action: Action, *, timeout_s: float | None = None) -> Verdict:
+    async def check(self, action: Action, *, timeout_s: float | None = None,
+                    wait_for_review: float | None = None) -> Verdict:
         """Like :meth:`Guard.check`, without blocking the event loop."""
         rec, future = self._core.propose(action)
-        return self._core.settle(rec, await self._core.await_(rec, future, timeout_s))
+        raw = await self._core.await_(rec, future, timeout_s)
+        if not wait_for_review:
+            return self._core.settle(rec, raw)
+        return await self._core.areviewed(rec, raw, wait_for_review)
+
+    async def request(self, action: Action, *, timeout_s: float | None = None) -> PendingVerdict:
+        """Like :meth:`Guard.request`."""
+        rec, future = self._core.propose(action)
+        return self._core.pending(rec, self._core.settle(rec, await self._core.await_(rec, future, timeout_s)))
 
     @asynccontextmanager
     async def action(self, *, actor: str | Actor, type: str, resource: str,
                      attributes: Mapping[str, AttrValue] | None = None, change: Any = None,
-                     roles: tuple[str, ...] | list[str] | None = None) -> AsyncIterator[GuardedAction]:
+                     roles: tuple[str, ...] | list[str] | None = None, justification: str | None = None,
+                     break_glass: bool = False, wait_for_review: float | None = None
+                     ) -> AsyncIterator[GuardedAction]:
         """Like :meth:`Guard.action`, as ``async with``, with the same guarantee on exit.
 
         The wait for Kafka's confirmation happens on the event loop; only the spool write (an
         fsync) runs in a worker thread.
         """
-        handle = await self.admit(_action(actor, type, resource, attributes, change, roles))
+        handle = await self.admit(_action(actor, type, resource, attributes, change, roles, justification,
+                                          break_glass), wait_for_review=wait_for_review)
         try:
             yield handle
         except BaseException as exc:
@@ -395,10 +457,12 @@ class AsyncGuard:
             raise
         await self.record(handle, None)
 
-    async def admit(self, action: Action, *, timeout_s: float | None = None) -> GuardedAction:
+    async def admit(self, action: Action, *, timeout_s: float | None = None,
+                    wait_for_review: float | None = None) -> GuardedAction:
         """Like :meth:`Guard.admit`: the handle on a valid allow; one :meth:`record` is owed."""
         rec, future = self._core.propose(action)
-        return self._core.admit(rec, await self._core.await_(rec, future, timeout_s))
+        raw = await self._core.await_(rec, future, timeout_s)
+        return self._core.admit(rec, await self._core.areviewed(rec, raw, wait_for_review))
 
     async def record(self, handle: GuardedAction, error: BaseException | None = None) -> Recorded:
         """Like :meth:`Guard.record`: the wait for Kafka is on the event loop, only the spool

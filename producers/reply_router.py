@@ -8,6 +8,11 @@ more Guards than partitions share one) and matches the rest to waiting requests 
 correlation id. A verdict whose request already gave up (timed out) is dropped and
 counted in ``late_verdicts``; it is never handed to another request.
 
+A verdict with decision ``review`` is not the last word: the router answers the waiting
+request with it and, in the same step, registers a follow-up under the same correlation
+id for the final verdict (:meth:`ReplyRouter.follow`), so a fast approval cannot slip
+between the two.
+
 The router also serves the producer's delivery callbacks, so a publish failure (broker
 down) reaches the waiting request as :class:`GuardUnavailable` well before the timeout.
 """
@@ -90,6 +95,12 @@ class ReplyRouter:
             self._pending[correlation_id] = pending
         return pending.future
 
+    def follow(self, correlation_id: str) -> Future[bytes] | None:
+        """The future of the verdict after a ``review`` one (``None`` if nothing is awaited)."""
+        with self._lock:
+            pending = self._pending.get(correlation_id)
+        return pending.future if pending is not None else None
+
     def fail(self, correlation_id: str, exc: BaseException) -> None:
         """Fail a pending request (e.g. its proposal could not be delivered)."""
         with self._lock:
@@ -127,6 +138,9 @@ class ReplyRouter:
                     continue
                 with self._lock:
                     pending = self._pending.pop(rec["correlation_id"], None)
+                    if pending is not None and rec["decision"] == "review":
+                        # the final verdict follows on the same correlation id
+                        self._pending[rec["correlation_id"]] = _Pending(pending.action_id)
                 if pending is None:
                     self.stats.late_verdicts += 1
                     continue

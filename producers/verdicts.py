@@ -26,7 +26,7 @@ class MatchedRule:
     """A rule that applied: ``mode`` "shadow" rules are reported but never block."""
 
     id: str
-    effect: Literal["allow", "block"]
+    effect: Literal["allow", "block", "review"]
     mode: Literal["enforce", "shadow"]
     message: str
     error: str | None
@@ -37,7 +37,7 @@ class Verdict:
     """A verified decision on one action."""
 
     action_id: str
-    decision: Literal["allow", "block"]
+    decision: Literal["allow", "block", "review"]
     basis: str
     matched_rules: tuple[MatchedRule, ...]
     policy_name: str
@@ -51,10 +51,20 @@ class Verdict:
     sha256: bytes = b""
     """SHA-256 of the verdict's signed fields (:func:`trust.bindings.record_sha256`): what
     the outcome commits to as ``verdict_sha256``."""
+    review: dict[str, Any] | None = None  # the ReviewState: pending (decision review) or final
 
     @property
     def allowed(self) -> bool:
         return self.decision == "allow"
+
+    @property
+    def pending_review(self) -> bool:
+        """The action waits for reviewers (decision ``review``); a final verdict follows."""
+        return self.decision == "review"
+
+    @property
+    def review_id(self) -> str | None:
+        return str(self.review["review_id"]) if self.review is not None else None
 
     @property
     def enforced_rules(self) -> tuple[MatchedRule, ...]:
@@ -80,6 +90,9 @@ class Verdict:
             "eval_latency_us": self.eval_latency_us,
             "processor_id": self.processor_id,
             "key_id": self.key_id,
+            "review": None if self.review is None else {
+                k: v for k, v in self.review.items() if k != "approvals"} | {
+                "approvals": len(self.review.get("approvals") or [])},
         }
 
 
@@ -127,6 +140,7 @@ def accept_verdict(raw: bytes, action_id: str, keys: PublicKey | Keyring,
         key_id=rec["key_id"],
         raw=bytes(raw),
         sha256=record_sha256(rec),
+        review=rec.get("review"),
     )
 
 

@@ -109,6 +109,7 @@ class AuditKind(enum.StrEnum):
     POLICY = "policy"
     DEAD_LETTER = "dead_letter"
     SECURITY = "security"
+    REVIEW = "review"
 
 
 def _now_us() -> int:

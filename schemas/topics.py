@@ -7,7 +7,11 @@ reconstructed and re-verified; ``policies`` is compacted (latest version per ten
 the dead-letter topic keeps raw records for 30 days; ``decisions`` (the decide stage's record
 of what it decided for which input, so a re-delivered input is never decided twice) is
 only needed until its input is committed and keeps 7 days. ``decisions`` has as many
-partitions as ``actions``: a decision lives in its input's partition.
+partitions as ``actions``: a decision lives in its input's partition. ``reviews`` is the log
+of every review (proposal, pending verdict, reviewers' votes, closure; keyed by review id,
+:mod:`trust.reviews`): it is the pending-review state itself, rebuilt by reading it, so it
+keeps records forever and stamps them with the broker's clock (``LogAppendTime``), which is
+the time a vote is judged at.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class TopicSpec:
     purpose: str
 
     max_message_bytes: int | None = None
+    timestamp_type: Literal["CreateTime", "LogAppendTime"] | None = None
 
     def configs(self) -> dict[str, str]:
         """Topic-level configs the broker must hold for this topic."""
@@ -49,6 +54,8 @@ class TopicSpec:
             out["retention.ms"] = str(self.retention_ms)
         if self.max_message_bytes is not None:
             out["max.message.bytes"] = str(self.max_message_bytes)
+        if self.timestamp_type is not None:
+            out["message.timestamp.type"] = self.timestamp_type
         return out
 
 
@@ -71,6 +78,9 @@ CATALOGUE: tuple[TopicSpec, ...] = (
               "records that could not be processed, raw, with the error", TOPIC_MAX_MESSAGE_BYTES),
     TopicSpec("decisions", 4, "delete", DECISIONS_RETENTION_MS, "Verdict",
               "each decided input's verdict, stored before it is sent; partition = the input's"),
+    TopicSpec("reviews", 4, "delete", FOREVER, "ReviewVote",
+              "reviews: proposals and verdicts under review, reviewers' signed votes, closures; keyed by review id",
+              TOPIC_MAX_MESSAGE_BYTES, "LogAppendTime"),
 )
 
 
@@ -120,6 +130,10 @@ class Topics:
     @property
     def decisions(self) -> str:
         return self.name("decisions")
+
+    @property
+    def reviews(self) -> str:
+        return self.name("reviews")
 
     def specs(self) -> list[tuple[str, TopicSpec]]:
         return [(self.name(t.name), t) for t in CATALOGUE]

@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "lockgate.cli.keys",
     "lockgate.cli.policy",
     "lockgate.cli.submit",
+    "lockgate.cli.reviews",
     "lockgate.cli.audit",
     "lockgate.cli.verify",
     "lockgate.cli.spool",

@@ -52,6 +52,22 @@ def cmd_add_service(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_add_reviewer(args: argparse.Namespace) -> int:
+    from trust.reviewers import ReviewerRegistry
+
+    registry = ReviewerRegistry(Home(context.home()).keys)
+    key, reviewer = registry.add_reviewer(args.name, args.groups, args.identity)
+    out = {"reviewer": reviewer.name, "groups": list(reviewer.groups), "identities": list(reviewer.identities),
+           "key_id": key.key_id, "private_key": str(registry.private_key_path(args.name))}
+    if args.json:
+        emit_json(out)
+    else:
+        print(f"reviewer {reviewer.name} (groups {', '.join(reviewer.groups)}): key id {key.key_id}")
+        print(f"  private key {out['private_key']} (0600; the reviewer's own — keep it secret)")
+        print(f"  vote with: lockgate reviews approve REVIEW_ID --as {reviewer.name} --reason TEXT")
+    return EXIT_OK
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from trust.registry import ServiceRegistry
 
@@ -87,6 +103,20 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--overlap", type=float, default=3600.0, help="seconds the old key stays valid (default 3600)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_add_service)
+    p = ksub.add_parser("add-reviewer", help="register a reviewer with its own signing key", formatter_class=fmt,
+                        description="Create a reviewer's Ed25519 key (0600) and register it with its groups.\n"
+                        "Review rules name groups (approvers: [dba]); any member of one may approve.\n"
+                        "A reviewer is one identity: its name and every --identity (the actor ids\n"
+                        "services know the person by) are compared case- and width-insensitively, and\n"
+                        "a reviewer can never approve an action it requested.",
+                        epilog="examples:\n"
+                        "  lockgate keys add-reviewer dana --groups dba sre --identity dana@corp.example")
+    p.add_argument("name", help="reviewer name (letters, digits, . _ - @)")
+    p.add_argument("--groups", nargs="+", required=True, metavar="GROUP", help="groups the reviewer belongs to")
+    p.add_argument("--identity", action="append", default=[], metavar="ACTOR_ID",
+                   help="an actor id the same person acts as (repeatable)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_add_reviewer)
     p = ksub.add_parser("list", help="registered services and their keys")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_list)

@@ -123,7 +123,7 @@ def _recheck_views(actions: set[str]) -> tuple[list[dict[str, Any]], list[dict[s
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from lockgate.cli.context import log_name
+    from lockgate.cli.context import home, log_name
     from lockgate.cli.sources import open_source
     from sinks.ledger_source import ClickHouseSource, committed_offsets, load_from_topics, load_replay
     from sinks.rows import EXTRACTED_COLUMNS
@@ -131,6 +131,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from sinks.view_check import check_views
     from trust.checkpoints import NOTE_FORMAT, checkpoint_format
     from trust.keys import Keyring
+    from trust.reviewers import ReviewerRegistry
     from trust.verify import (
         BindingStats,
         CoverageRule,
@@ -139,6 +140,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         OutcomeRule,
         compare_copies,
         verify_ledger,
+        verify_reviews,
     )
 
     started = time.monotonic()
@@ -201,6 +203,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     found: list[Finding] = verify_ledger(events, all_cps, keyring, position_key=position_key, anchors=anchors,
                                          coverage=coverage, outcomes=outcome_rule, witnesses=witnesses,
                                          log_name=expected_log, decoded=decoded, bindings=bindings)
+    found.extend(verify_reviews(events, keyring, ReviewerRegistry(Home(home()).keys)))
     report: dict[str, Any] = {"bindings": {
         "bound_verdicts": bindings.bound_verdicts, "unbound_verdicts": bindings.unbound_verdicts,
         "bound_outcomes": bindings.bound_outcomes, "unbound_outcomes": bindings.unbound_outcomes}}
@@ -525,8 +528,12 @@ action_summary row), inserted_summary (a summary row no ledger event explains),
 missing_summary (ledger events with no summary row), store_differs_from_topics (with
 --against-topics), with --outcome-grace: outcome_missing (an allow older than the grace
 whose outcome never reached the ledger: not tampering; the body may not have run, or the
-outcome waits in a Guard's spool), and with --checkpoints: witness_checkpoint_missing,
-witness_checkpoint_differs.
+outcome waits in a Guard's spool), with --checkpoints: witness_checkpoint_missing,
+witness_checkpoint_differs; and reviews, judged with the reviewer registry
+($LOCKGATE_HOME/keys/reviewers.json): review_approvals_invalid (an allow through a review
+without enough valid approvals from eligible reviewers other than the requester),
+approval_after_commit (an approval recorded after, or missing before, the commit),
+break_glass_unreviewed (a break-glass action whose post-hoc review is not complete).
 Progress goes to stderr."""
 
 _VERIFY_EPILOG = """\

@@ -6,6 +6,7 @@ cases apart::
 
     LockgateError
     ├── KafkaReadError                   a partition could not be read back (broker error, no progress)
+    ├── KafkaWriteError                  a record was refused or not acknowledged in time
     ├── ConfigError                      fixed by an operator
     │   └── DurationInvalid              not a duration (90s, 30m, 24h, 7d, 2w)
     ├── schemas.errors.CodecError
@@ -31,6 +32,7 @@ cases apart::
     │   ├── ActionBlocked                a valid, signed block verdict (carries it)
     │   ├── VerdictTimeout               no verdict in time
     │   ├── VerdictRejected              unsigned, forged, or another action's verdict
+    │   ├── ReviewPending                held for review; no final verdict in the time given
     │   └── GuardUnavailable             the proposal could not be published
     ├── producers.errors.SpoolError      an outcome neither confirmed by Kafka nor spooled (body ran)
     ├── processors.errors.PolicyError
@@ -55,7 +57,7 @@ Every message says what went wrong and what to do next.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DurationInvalid", "KafkaReadError", "LockgateError"]
+__all__ = ["ConfigError", "DurationInvalid", "KafkaReadError", "KafkaWriteError", "LockgateError"]
 
 
 class LockgateError(Exception):
@@ -72,3 +74,7 @@ class DurationInvalid(ConfigError):
 
 class KafkaReadError(LockgateError):
     """A partition could not be read back: a broker error, or no progress within the timeout."""
+
+
+class KafkaWriteError(LockgateError):
+    """A record could not be published: the broker refused it or did not acknowledge it in time."""

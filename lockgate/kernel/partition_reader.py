@@ -23,7 +23,8 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from lockgate.kernel.errors import KafkaReadError
 from lockgate.kernel.kafka_offsets import watermarks
 
-__all__ = ["StoredRecord", "committed_reader", "read_partition", "read_range", "read_since", "read_tail"]
+__all__ = ["StoredRecord", "committed_reader", "read_partition", "read_range", "read_since", "read_tail",
+           "read_topic"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class StoredRecord:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp_ms: int = 0  # the record's Kafka timestamp (its type is the topic's)
 
     def header(self, name: str) -> bytes | None:
         """The last value of header ``name``, or ``None``."""
@@ -120,7 +122,8 @@ def _iter_range(consumer: Consumer, topic: str, partition: int, start: int, end:
                 expected = offset + 1
                 n += 1
                 deadline = time.monotonic() + timeout_s
-                yield StoredRecord(partition, offset, msg.key(), msg.value(), _headers(msg.headers()))
+                yield StoredRecord(partition, offset, msg.key(), msg.value(), _headers(msg.headers()),
+                                   int(msg.timestamp()[1]))
                 if offset >= end - 1:
                     return
             if time.monotonic() > deadline:
@@ -152,3 +155,18 @@ def read_tail(consumer: Consumer, topic: str, partition: int,
         hi = lo
         size *= 2
     return records
+
+
+def read_topic(bootstrap: str, topic: str, purpose: str, timeout_s: float = 30.0) -> list[StoredRecord]:
+    """Every committed record of every partition of ``topic``, partition by partition in log order."""
+    consumer = committed_reader(bootstrap, purpose)
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        if meta is None or meta.error is not None:
+            raise KafkaReadError(f"topic {topic} not found; is the stack up (`lockgate up`)?")
+        out: list[StoredRecord] = []
+        for partition in sorted(meta.partitions):
+            out.extend(read_partition(consumer, topic, partition, timeout_s))
+        return out
+    finally:
+        consumer.close()

@@ -35,7 +35,7 @@ import yaml
 
 from processors.errors import PolicyCasesInvalid, PolicyProblem
 from processors.policy.engine import CompiledPolicy, Decision
-from processors.policy.files import EFFECTS, compose_yaml, load_policy_file
+from processors.policy.files import RULE_EFFECTS, compose_yaml, load_policy_file
 
 __all__ = [
     "CaseResult",
@@ -179,8 +179,8 @@ def _case(node: yaml.Node, source: str, problems: list[PolicyProblem]) -> Policy
     if "name" in fields and not (isinstance(name, str) and name):
         problem(fields["name"], "'name' must be a non-empty string")
     expect = _plain(fields.get("expect"))
-    if "expect" in fields and expect not in EFFECTS:
-        problem(fields["expect"], f"'expect' must be allow or block, got {expect!r}")
+    if "expect" in fields and expect not in RULE_EFFECTS:
+        problem(fields["expect"], f"'expect' must be allow, block or review, got {expect!r}")
     expect_rules: frozenset[str] | None = None
     if "expect_rules" in fields:
         ids = _plain(fields["expect_rules"])

@@ -11,10 +11,14 @@ Decision semantics (in this order):
 2. Otherwise an enforce ``block`` that came from a rule whose condition *failed* (effect =
    the policy's ``on_error``) => ``block``, basis ``evaluation_error``; the reason names the
    rule and the error, so "a rule broke" is never confused with "a rule said no".
-3. Otherwise an enforce rule that matched with effect ``allow`` => ``allow``, basis ``rule``
+3. Otherwise an enforce rule that matched with effect ``review`` => ``review``, basis
+   ``rule``: the action waits for approvals. The first such rule in policy order sets the
+   requirement (``Decision.review``: its id and its ReviewRule); a review rule's failed
+   condition follows ``on_error`` like any other (it never asks for a review).
+4. Otherwise an enforce rule that matched with effect ``allow`` => ``allow``, basis ``rule``
    (basis ``evaluation_error`` if every such allow came from a failed condition under
    ``on_error: allow``).
-4. Otherwise the policy's ``default``, basis ``default``.
+5. Otherwise the policy's ``default``, basis ``default``.
 
 **Shadow** rules are evaluated the same way and reported in ``matched_rules`` (with
 ``mode: shadow``) but never change the decision. A rule *matches* when its ``match``
@@ -80,7 +84,7 @@ import cel
 from processors.errors import PolicyInvalid, PolicyProblem, SqlUnparseable
 from processors.policy.cel_analysis import FLATTENED, TICK_FUNCTION
 from processors.policy.conditions import compile_condition
-from processors.policy.files import EFFECTS, MODES
+from processors.policy.files import EFFECTS, MODES, RULE_EFFECTS
 from processors.policy.limits import DEFAULT_LIMITS, PolicyLimits
 from processors.policy.sql_facts import empty_sql_facts, sql_facts
 
@@ -109,6 +113,8 @@ class Decision:
     policy_name: str
     policy_version: int
     policy_sha256: bytes | None = None
+    review: tuple[str, dict[str, Any]] | None = None  # (rule id, ReviewRule) for decision review
+    break_glass_roles: tuple[str, ...] = ()
 
     @property
     def allowed(self) -> bool:
@@ -164,6 +170,7 @@ class _Rule:
     effect: str
     mode: str
     message: str
+    review: dict[str, Any] | None
     program: Any  # cel.Program, instrumented with the deadline check
     variables: frozenset[str]  # which of action/actor/sql/now the condition reads
     reads: frozenset[tuple[str, ...]]  # member paths it reads, for the input bounds
@@ -203,6 +210,7 @@ class CompiledPolicy:
         exact_types: Mapping[str, Sequence[int]],
         type_globs: Sequence[tuple[re.Pattern[str], Sequence[int]]],
         any_type: Sequence[int],
+        break_glass_roles: Sequence[str] = (),
         limits: PolicyLimits = DEFAULT_LIMITS,
         clock: Callable[[], float] = time.perf_counter,
         cpu_clock: Callable[[], float] = time.thread_time,
@@ -218,6 +226,8 @@ class CompiledPolicy:
         self._exact_types = {k: tuple(v) for k, v in exact_types.items()}
         self._type_globs = tuple((rx, tuple(v)) for rx, v in type_globs)
         self._any_type = tuple(any_type)
+        self.break_glass_roles = tuple(break_glass_roles)
+        self._reviews = {r.id: r.review for r in self._rules if r.review is not None}
         self._by_type: dict[str, tuple[_Rule, ...]] = {}
         self.limits = limits
         self._clock = clock
@@ -281,7 +291,7 @@ class CompiledPolicy:
             condition = compile_condition(when, limits)
             error = condition.error
             effect, mode = raw.get("effect"), raw.get("mode", "enforce")
-            if effect not in EFFECTS or mode not in MODES:
+            if effect not in RULE_EFFECTS or mode not in MODES or (effect == "review") != bool(raw.get("review")):
                 error = error or f"effect {effect!r} / mode {mode!r} not valid"
             if error is not None:
                 problems.append(PolicyProblem(where, 0, rule_id, f"rule {rule_id!r}: {error}"))
@@ -295,6 +305,7 @@ class CompiledPolicy:
                     effect=str(effect),
                     mode=str(mode),
                     message=str(raw.get("message", "")),
+                    review=dict(raw["review"]) if raw.get("review") else None,
                     program=condition.program,
                     variables=condition.variables,
                     reads=condition.reads,
@@ -327,6 +338,7 @@ class CompiledPolicy:
             exact_types=exact,
             type_globs=[(re.compile(fnmatch.translate(p)), v) for p, v in globbed.items()],
             any_type=any_type,
+            break_glass_roles=[str(r) for r in record.get("break_glass_roles") or []],
             limits=limits,
             clock=clock,
             cpu_clock=cpu_clock,
@@ -471,13 +483,16 @@ class CompiledPolicy:
         enforced = [m for m in matched if m["mode"] == "enforce"]
         shadow = [m for m in matched if m["mode"] == "shadow"]
         decision, basis, reason = self.default, "default", ""
-        for effect in ("block", "allow"):
+        review: tuple[str, dict[str, Any]] | None = None
+        for effect in ("block", "review", "allow"):
             said = [m for m in enforced if m["effect"] == effect and m["error"] is None]
             broke = [m for m in enforced if m["effect"] == effect and m["error"] is not None]
-            verb = "blocked" if effect == "block" else "allowed"
+            verb = {"block": "blocked", "review": "held for review", "allow": "allowed"}[effect]
             if said:
                 decision, basis = effect, "rule"
                 reason = f"{verb} by rule {_list_rules(said)}"
+                if effect == "review":
+                    review = (said[0]["id"], self._reviews[said[0]["id"]])
                 if broke:
                     reason += f"; also failed to evaluate: {_list_errors(broke)}"
                 break
@@ -504,6 +519,8 @@ class CompiledPolicy:
             policy_name=self.name,
             policy_version=self.version,
             policy_sha256=self.sha256,
+            review=review,
+            break_glass_roles=self.break_glass_roles,
         )
 
 

@@ -14,9 +14,17 @@ A policy file looks like::
           resources: ["db/prod/*"]
           services: []
         when: sql.kind == "DELETE" && !sql.has_where   # CEL, optional, default "true"
-        effect: block            # required: allow | block
+        effect: block            # required: allow | block | review
         mode: enforce            # optional, default enforce: enforce | shadow
         message: ...             # optional, shown in the verdict's reason
+        review:                  # required with effect review, refused otherwise
+          approvers: [dba, sre]  # required: reviewer groups; a member of any one may approve
+          min_approvals: 2       # optional, default 1: distinct reviewers needed (1-10)
+          require_reason: true   # optional, default false: the requester must give a justification
+          expires_after: 30m     # optional, default 1h: unanswered, the request is refused (max 7d)
+          grant: action          # optional: action (this action only) | window
+          grant_window: 2h       # with grant window: how long the grant lasts
+    break_glass_roles: [oncall]  # optional: actor roles that may override with a justification
 
 Validation is strict because a typo in a security policy must not silently widen access,
 and a condition that cannot run must not be found out by the first action it blocks:
@@ -49,6 +57,8 @@ from typing import Any
 
 import yaml
 
+from lockgate.kernel.durations import parse_duration_us
+from lockgate.kernel.errors import DurationInvalid
 from processors.errors import PolicyInvalid, PolicyProblem, PolicyTooLarge
 from processors.policy.cel_analysis import VARIABLES
 from processors.policy.conditions import compile_condition
@@ -57,7 +67,9 @@ from processors.policy.limits import DEFAULT_LIMITS, PolicyLimits
 __all__ = [
     "CEL_VARIABLES",
     "EFFECTS",
+    "GRANTS",
     "MODES",
+    "RULE_EFFECTS",
     "check_cel",
     "compose_yaml",
     "load_policy_file",
@@ -65,12 +77,17 @@ __all__ = [
 ]
 
 EFFECTS = ("allow", "block")
+RULE_EFFECTS = ("allow", "block", "review")
+GRANTS = ("action", "window")
+MAX_MIN_APPROVALS = 10
+MAX_REVIEW_EXPIRY_US = 7 * 24 * 3600 * 1_000_000
 MODES = ("enforce", "shadow")
 #: The variables a rule's ``when`` may read (bound by the policy engine for each action).
 CEL_VARIABLES = frozenset(VARIABLES)
 
-_POLICY_KEYS = ("name", "tenant", "default", "on_error", "rules")
-_RULE_KEYS = ("id", "description", "match", "when", "effect", "mode", "message")
+_POLICY_KEYS = ("name", "tenant", "default", "on_error", "rules", "break_glass_roles")
+_RULE_KEYS = ("id", "description", "match", "when", "effect", "mode", "message", "review")
+_REVIEW_KEYS = ("approvers", "min_approvals", "require_reason", "expires_after", "grant", "grant_window")
 _MATCH_KEYS = ("types", "resources", "services")
 _STR_TAG = "tag:yaml.org,2002:str"
 _BOOL_TAG = "tag:yaml.org,2002:bool"
@@ -342,7 +359,7 @@ class _Checker:
             "default": self.enum(fields, "default", root, EFFECTS),
             "on_error": self.enum(fields, "on_error", root, EFFECTS, default="block"),
             "rules": [],
-            "break_glass_roles": [],
+            "break_glass_roles": self.names(fields.get("break_glass_roles"), "break_glass_roles", None),
         }
         rules_node = fields.get("rules")
         if rules_node is None:
@@ -389,9 +406,18 @@ class _Checker:
             check=self.check_when,
             tags=(_STR_TAG, _BOOL_TAG),
         )
-        effect = self.enum(fields, "effect", node, EFFECTS, rule_id=rule_id)
+        effect = self.enum(fields, "effect", node, RULE_EFFECTS, rule_id=rule_id)
         mode = self.enum(fields, "mode", node, MODES, default="enforce", rule_id=rule_id)
         message = self.string(fields, "message", node, default="", rule_id=rule_id)
+        review = None
+        if effect == "review":
+            if "review" not in fields:
+                self.problem(node, "effect review needs a 'review:' block naming its approvers", rule_id)
+            else:
+                review = self.review(fields["review"], rule_id)
+        elif "review" in fields:
+            self.problem(fields["review"], f"a 'review:' block only applies to effect review, not {effect}",
+                         rule_id)
         if len(self.problems) != before or checked_id is None:
             return None
         return {
@@ -402,7 +428,78 @@ class _Checker:
             "effect": effect,
             "mode": mode,
             "message": message,
-            "review": None,
+            "review": review,
+        }
+
+    def names(self, node: yaml.Node | None, what: str, rule_id: str | None) -> list[str]:
+        """A list of non-empty strings (groups, roles); absent or null is empty."""
+        if node is None or (isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"):
+            return []
+        if not isinstance(node, yaml.SequenceNode):
+            self.problem(node, f"{what} must be a list of names, e.g. {what}: [dba]", rule_id)
+            return []
+        out: list[str] = []
+        for item in node.value:
+            if not isinstance(item, yaml.ScalarNode) or item.tag != _STR_TAG or not str(item.value).strip():
+                self.problem(item, f"{what} entries must be non-empty strings", rule_id)
+                continue
+            out.append(str(item.value))
+        return list(dict.fromkeys(out))
+
+    def integer(self, fields: dict[str, yaml.Node], key: str, default: int, lo: int, hi: int,
+                rule_id: str | None) -> int:
+        node = fields.get(key)
+        if node is None:
+            return default
+        if not isinstance(node, yaml.ScalarNode) or node.tag != "tag:yaml.org,2002:int" or not lo <= int(
+                node.value) <= hi:
+            self.problem(node, f"{key!r} must be a whole number from {lo} to {hi}", rule_id)
+            return default
+        return int(node.value)
+
+    def duration(self, fields: dict[str, yaml.Node], key: str, default_us: int, rule_id: str | None) -> int:
+        node = fields.get(key)
+        if node is None:
+            return default_us
+        try:
+            if not isinstance(node, yaml.ScalarNode):
+                raise DurationInvalid(f"{key} must be a duration")
+            value = parse_duration_us(str(node.value), key)
+        except DurationInvalid as exc:
+            self.problem(node, str(exc), rule_id)
+            return default_us
+        if not 0 < value <= MAX_REVIEW_EXPIRY_US:
+            self.problem(node, f"{key!r} must be more than 0 and at most 7d", rule_id)
+        return value
+
+    def review(self, node: yaml.Node, rule_id: str | None) -> dict[str, Any] | None:
+        """A rule's ``review:`` block as a ReviewRule record (schemas/PolicySet.avsc)."""
+        fields = self.mapping(node, "'review'", _REVIEW_KEYS, rule_id)
+        if fields is None:
+            return None
+        approvers = self.names(fields.get("approvers"), "review.approvers", rule_id)
+        if not approvers and "approvers" in fields:
+            self.problem(fields["approvers"], "review.approvers must name at least one group", rule_id)
+        elif "approvers" not in fields:
+            self.problem(node, "review needs 'approvers': the groups whose members may approve", rule_id)
+        require = fields.get("require_reason")
+        if require is not None and (not isinstance(require, yaml.ScalarNode) or require.tag != _BOOL_TAG):
+            self.problem(require, "'require_reason' must be true or false", rule_id)
+        grant = self.enum(fields, "grant", node, GRANTS, default="action", rule_id=rule_id)
+        window_us = 0
+        if grant == "window":
+            if "grant_window" not in fields:
+                self.problem(node, "grant window needs 'grant_window', e.g. grant_window: 2h", rule_id)
+            window_us = self.duration(fields, "grant_window", 0, rule_id)
+        elif "grant_window" in fields:
+            self.problem(fields["grant_window"], "'grant_window' only applies to grant window", rule_id)
+        return {
+            "approvers": approvers,
+            "min_approvals": self.integer(fields, "min_approvals", 1, 1, MAX_MIN_APPROVALS, rule_id),
+            "require_reason": require is not None and str(require.value).lower() in ("true", "yes", "on"),
+            "expires_after_s": self.duration(fields, "expires_after", 3600 * 1_000_000, rule_id) // 1_000_000,
+            "grant": grant or "action",
+            "grant_window_s": window_us // 1_000_000,
         }
 
     def check_when(self, value: str) -> str | None:

@@ -4,7 +4,9 @@ policy version, the verdict's time → what that policy decides.
 :class:`Reevaluator` is the :data:`trust.verify.decisions.Reevaluate` the CLI passes to
 :func:`trust.verify.decisions.recheck_decisions` (``trust/`` may not import the engine).
 It compiles each policy version once, from the PolicySet record of its ledger ``policy``
-event, with the same :class:`~processors.policy.engine.CompiledPolicy` the processor uses.
+event, with the same :class:`~processors.policy.engine.CompiledPolicy` the processor uses,
+and holds the decision for review or break-glass exactly as the decide stage does
+(:func:`processors.reviews.requests.hold_for_review`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from processors.policy.engine import CompiledPolicy
+from processors.reviews.requests import hold_for_review
 from trust.verify.decisions import Reproduced, reproduced
 from trust.verify.decoded import PolicyVersion
 
@@ -32,4 +35,6 @@ class Reevaluator:
             compiled = CompiledPolicy.from_record(policy.record, sha256=policy.sha256)
             self._compiled[policy.sha256] = compiled
         decision = compiled.evaluate(proposal, authenticated=authenticated, now_us=now_us)
-        return reproduced(decision.decision, decision.basis, decision.matched_rules)
+        # What the decide stage signs: the policy's decision as review and break-glass hold it.
+        held = hold_for_review(proposal, decision, now_us).decision
+        return reproduced(held.decision, held.basis, held.matched_rules)

@@ -41,6 +41,11 @@ What is checked
    events older than twice the checkpoint interval that no validly signed checkpoint
    covers is an ``uncovered_event``.
 
+5. **Reviews** (:mod:`trust.verify.reviews`, run by the caller with the reviewer registry):
+   every allow through a review had enough valid approvals from eligible reviewers, none
+   from the requester, all before the commit; every break-glass action's post-hoc review
+   is complete.
+
 4. **Enforcement** (from decoded payloads): every ``committed`` ActionOutcome needs a
    validly signed ``allow`` Verdict for its action in the ledger, decided no later than
    the outcome was recorded; the Verdict embedded in the outcome must be for the same
@@ -150,6 +155,7 @@ from trust.verify.decoded import DecodedLedger
 from trust.verify.enforcement import reconcile_enforcement
 from trust.verify.findings import Event, Finding, FindingKind, PartitionState
 from trust.verify.outcomes import OutcomeRule, missing_outcomes
+from trust.verify.reviews import verify_reviews
 
 __all__ = [
     "BindingStats",
@@ -167,6 +173,7 @@ __all__ = [
     "verify_checkpoints",
     "verify_cosignatures",
     "verify_ledger",
+    "verify_reviews",
 ]
 
 

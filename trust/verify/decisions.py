@@ -21,8 +21,10 @@ limit (CPU time, which differs between the processor and here).
 
 Verdicts not decided by a policy: ``replay``, ``invalid_request``, ``unauthenticated``,
 ``no_policy``, ``expired`` and ``unknown``, and any basis without a policy name, must be
-blocks (an allow on such a basis is ``irreproducible_decision``); reviews and break-glass
-(``review_*``, ``break_glass``) are counted as ``not_policy``. Verdicts whose proposal or
+blocks (an allow on such a basis is ``irreproducible_decision``). A verdict held for review
+(decision ``review``) or allowed by break-glass is re-decided like any other (the engine
+passed in holds decisions as the decide stage does); a review's final verdict
+(``review_*``: decided by reviewers, not the policy) is counted as ``not_policy``. Verdicts whose proposal or
 policy the ledger lacks are counted (``no_proposal``, ``no_policy_event``), not reported:
 ``verify`` without ``--since`` has already named a missing proposal or policy of a v2 verdict as a binding finding.
 """
@@ -39,7 +41,7 @@ from trust.verify.findings import Finding, FindingKind
 
 __all__ = ["DecisionsReport", "Reevaluate", "Reproduced", "recheck_decisions", "reproduced"]
 
-_POLICY_BASES = frozenset({"rule", "default", "evaluation_error"})
+_POLICY_BASES = frozenset({"rule", "default", "evaluation_error", "break_glass"})
 _BLOCK_ONLY = frozenset({"replay", "invalid_request", "unauthenticated", "no_policy", "expired", "unknown"})
 
 

@@ -6,7 +6,8 @@ import producers
 
 EXPECTED = {
     "Action", "ActionBlocked", "Actor", "AsyncGuard", "Guard", "GuardError", "GuardSettings",
-    "GuardUnavailable", "GuardedAction", "MatchedRule", "SpoolError", "Verdict", "VerdictMisbound", "VerdictRejected",
+    "GuardUnavailable", "GuardedAction", "MatchedRule", "PendingVerdict", "ReviewPending", "SpoolError",
+    "Verdict", "VerdictMisbound", "VerdictRejected",
     "VerdictTimeout",
 }
 
@@ -23,7 +24,8 @@ def test_every_exported_name_exists() -> None:
 def test_all_guard_errors_stop_the_body_and_share_a_root() -> None:
     from lockgate.kernel.errors import LockgateError
 
-    for name in ("ActionBlocked", "GuardUnavailable", "VerdictMisbound", "VerdictRejected", "VerdictTimeout"):
+    for name in ("ActionBlocked", "GuardUnavailable", "ReviewPending", "VerdictMisbound", "VerdictRejected",
+                 "VerdictTimeout"):
         cls = getattr(producers, name)
         assert issubclass(cls, producers.GuardError)
         assert issubclass(cls, LockgateError)

@@ -29,7 +29,7 @@ def test_example_cases_cover_every_rule_matching_and_not_matching() -> None:
     expected = {rule for case in cases for rule in case["expect_rules"]}
     assert rules <= expected
     assert all("expect_rules" in case for case in cases)
-    assert {"allow", "block"} == {case["expect"] for case in cases}
+    assert {"allow", "block", "review"} == {case["expect"] for case in cases}
 
 
 def test_example_cases_distinguish_evaluation_errors_from_rule_verdicts() -> None:
@@ -109,7 +109,7 @@ def test_invalid_cases_file_lists_problems_with_lines() -> None:
     lines = {p.line for p in info.value.problems}
     assert {2, 3, 6, 7, 8} <= lines, [str(p) for p in info.value.problems]
     assert isinstance(info.value, PolicyInvalid)
-    assert "c.yaml:3: 'expect' must be allow or block" in str(info.value)
+    assert "c.yaml:3: 'expect' must be allow, block or review" in str(info.value)
 
 
 def test_cases_file_must_be_a_list() -> None:
