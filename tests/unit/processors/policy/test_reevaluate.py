@@ -97,3 +97,21 @@ rules:
     assert verdict_of(allowed)["decided_at"] == cutoff - 1_000_000
     report = recheck(ledger)
     assert report.findings == [] and report.checked == 2
+
+
+def test_held_and_break_glass_verdicts_reproduce_as_the_decide_stage_holds_them(tmp_path: Path) -> None:
+    ledger = DecidedLedger(KEY, tmp_path)
+    customers = {"resource": "db/prod/customers"}
+    _, no_reason = ledger.propose("DELETE FROM customers WHERE id = 1", **customers)
+    _, pending = ledger.propose("DELETE FROM customers WHERE id = 2", justification="GDPR erasure", **customers)
+    oncall = {"id": "bob", "roles": ["oncall"], "attributes": {}}
+    _, glass = ledger.propose(DROP, actor=oncall, break_glass=True, justification="incident 42")
+    assert [(verdict_of(r)["decision"], verdict_of(r)["basis"]) for r in (no_reason, pending, glass)] == [
+        ("block", "rule"), ("review", "rule"), ("allow", "break_glass")]
+    report = recheck(ledger)
+    assert report.findings == [] and report.checked == 3
+    # the same break-glass allow for an actor without the role is not what the policy produces
+    forged = ledger.resign(verdict_of(glass), action_id=verdict_of(no_reason)["action_id"],
+                           proposal_sha256=verdict_of(no_reason)["proposal_sha256"])
+    ledger.record_verdict(forged)
+    assert [f.kind for f in recheck(ledger).findings] == [FindingKind.IRREPRODUCIBLE_DECISION]
