@@ -36,5 +36,5 @@ class Reevaluator:
             self._compiled[policy.sha256] = compiled
         decision = compiled.evaluate(proposal, authenticated=authenticated, now_us=now_us)
         # What the decide stage signs: the policy's decision as review and break-glass hold it.
-        held = hold_for_review(proposal, decision, now_us).decision
+        held = hold_for_review(dict(proposal), decision, now_us).decision
         return reproduced(held.decision, held.basis, held.matched_rules)
