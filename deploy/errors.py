@@ -6,6 +6,7 @@ from lockgate.kernel.errors import LockgateError
 
 __all__ = [
     "BrokerUnavailable",
+    "ClusterLayoutMismatch",
     "JarResolutionFailed",
     "PortInUse",
     "ProcessFailed",
@@ -39,3 +40,7 @@ class BrokerUnavailable(StackError):
 
 class ProcessFailed(StackError):
     """A stack process exited during start-up."""
+
+
+class ClusterLayoutMismatch(StackError):
+    """``--brokers N`` asks for another cluster size than the one formatted under this home."""

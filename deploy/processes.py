@@ -16,7 +16,7 @@ from pathlib import Path
 
 from deploy.errors import PortInUse
 
-__all__ = ["ManagedProcess", "check_port_free", "port_holder"]
+__all__ = ["ManagedProcess", "check_port_free", "free_port", "port_holder"]
 
 
 def _start_ticks(pid: int) -> str | None:
@@ -43,6 +43,13 @@ def port_holder(port: int) -> str:
         pid = next((p.split("=", 1)[1] for p in parts if p.startswith("pid=")), "?")
         return f"process {name!r} (pid {pid})"
     return "another process (run `ss -ltnp` to see which)"
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now (the kernel's pick)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def check_port_free(port: int) -> None:

@@ -28,7 +28,10 @@ class StackSettings(BaseSettings):
     processor_port: int = Field(default=8741, ge=0, le=65535)
     witness_port: int = Field(default=8742, ge=0, le=65535)
     topic_prefix: str = DEFAULT_PREFIX
-    kafka_heap: str = "768m"
+    kafka_heap: str | None = None  # per broker JVM; None: 768m for one node, 320m each in a cluster
+    # Kafka nodes (``lockgate up --brokers N``); None: as formatted under this home, else 1.
+    brokers: int | None = Field(default=None, ge=1)
+    processors: int = Field(default=1, ge=1)  # processor workers (``lockgate up --processors N``)
     start_timeout_s: float = 90.0
     start_processor: bool = True
     start_sink: bool = True

@@ -371,6 +371,9 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
         # the URL must not change with the web port: it names the processor id instead (Faust
         # routes nothing through it here).
         consumer_group_instance_id=s.processor_id,
+        # Faust's default (60 s) would leave a dead worker's partitions undecided for a minute.
+        broker_session_timeout=s.processor_session_timeout_s,
+        broker_heartbeat_interval=s.processor_session_timeout_s / 4,
         canonical_url=f"http://{re.sub(r'[^A-Za-z0-9-]', '-', s.processor_id)}.processor.invalid",
         broker_commit_every=100,
         broker_commit_interval=0.5,

@@ -21,7 +21,14 @@ inside each processor worker. It is a consume-transform-produce loop on confluen
 
 Recovery (on assignment, and after any aborted transaction): the intake offset is fetched
 with ``require_stable`` semantics (librdkafka does so under ``read_committed``: a fetch
-waits for an in-flight transaction of a previous owner to finish); the chain head is the
+waits for an in-flight transaction of a previous owner to finish); then the stage waits
+until the audit partition is *stable* — its last stable offset (``read_committed``) equals
+its end (``read_uncommitted``), so no transaction on it is still undecided. A committed
+transaction's offsets can be visible before its commit markers reach the audit partition
+(the coordinator writes markers after it answers the commit): a worker that keeps a
+partition across a rebalance re-recovers it milliseconds after its own last commit, and
+without this wait it would read a head that lacks that transaction and chain the next
+events on a stale head (repeated sequences: a fork). The chain head is the
 last committed record of the audit partition and the dedup window its last
 ``LOCKGATE_LEDGER_DEDUP_WINDOW`` event ids; the partition's whole log (the Merkle tree
 whole-log checkpoints sign, :class:`trust.partition_log.PartitionLog`) is rebuilt from the
@@ -108,6 +115,7 @@ class LedgerStage:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._reader: Consumer | None = None
+        self._uncommitted: Consumer | None = None  # watermarks only: the end including undecided data
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -147,6 +155,8 @@ class LedgerStage:
         })
         self._producer.init_transactions(self.recovery_timeout_s)  # aborts our previous incarnation's
         self._reader = committed_reader(self.bootstrap, "ledger")
+        self._uncommitted = Consumer({"bootstrap.servers": self.bootstrap, "enable.auto.commit": False,
+                                     "group.id": f"{self.group_id}-watermarks", "isolation.level": "read_uncommitted"})
         self._consumer = Consumer({
             "bootstrap.servers": self.bootstrap,
             "group.id": self.group_id,
@@ -162,7 +172,7 @@ class LedgerStage:
         self.ready.set()
 
     def _close(self) -> None:
-        for client in (self._consumer, self._reader):
+        for client in (self._consumer, self._reader, self._uncommitted):
             if client is not None:
                 try:
                     client.close()
@@ -350,6 +360,7 @@ class LedgerStage:
         # Waits for a previous owner's in-flight transaction on this partition to finish.
         consumer.committed([TopicPartition(self.topics.audit_intake, partition)], timeout=self.recovery_timeout_s)
         reader = self._require(self._reader)
+        self._await_stable(reader, partition)
         low, end = watermarks(reader, TopicPartition(self.topics.audit, partition), self.recovery_timeout_s)
         covered = self._last_checkpointed(reader, partition) if end > low else None
         floor = -1 if covered is None else covered
@@ -371,6 +382,26 @@ class LedgerStage:
         log.info("ledger partition %d recovered in %.2fs: next sequence %d, %d uncovered event(s) to "
                  "checkpoint, %d event id(s) in the dedup window", partition, time.monotonic() - started,
                  state.next_sequence, state.uncovered, state.remembered)
+
+    def _await_stable(self, reader: Consumer, partition: int) -> None:
+        """Return once no transaction on ``audit[partition]`` is undecided (see the module
+        docstring); raise :class:`KafkaReadError` (recovery is retried) after the recovery timeout.
+
+        A dead worker's open transaction keeps the partition unstable until the broker
+        aborts it (``transaction.timeout.ms``); readers cannot see past it meanwhile anyway.
+        """
+        tp = TopicPartition(self.topics.audit, partition)
+        uncommitted = self._require(self._uncommitted)
+        deadline = time.monotonic() + self.recovery_timeout_s
+        while True:
+            stable = watermarks(reader, tp, self.recovery_timeout_s)[1]
+            end = watermarks(uncommitted, tp, self.recovery_timeout_s)[1]
+            if stable >= end:
+                return
+            if time.monotonic() > deadline:
+                raise KafkaReadError(f"{tp.topic}[{partition}] still has undecided transactional records "
+                                     f"(stable end {stable}, end {end}) after {self.recovery_timeout_s:.0f}s")
+            time.sleep(0.02)
 
     def _last_checkpointed(self, reader: Consumer, partition: int) -> int | None:
         """``last_sequence`` of the newest committed checkpoint of ``partition``, if any.

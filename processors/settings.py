@@ -50,6 +50,9 @@ class ProcessorSettings(BaseSettings):
     # One decision per action id (processors/replay.py): ids are remembered this long, and
     # proposals older than this (by proposed_at) are refused as possible replays.
     replay_window_s: float = Field(default=DEFAULT_REPLAY_WINDOW_S, gt=0, le=MAX_REPLAY_WINDOW_S)
+    # How long a vanished worker (kill -9, lost host) holds its partitions before the group
+    # hands them to the others; a restarted worker with the same id takes them back at once.
+    processor_session_timeout_s: float = Field(default=10.0, ge=6.0, le=300.0)
     # Review webhooks: comma-separated URLs to POST review events to, and the HMAC secret.
     review_webhooks: str = ""
     review_webhook_secret: str = ""

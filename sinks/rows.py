@@ -293,26 +293,24 @@ def audit_event_row(
     Raises :class:`RowError` only if ``event`` lacks its ledger fields; a payload that does
     not decode yields a row with empty extracted columns and ``decode_error`` set.
     """
-    kind = _str(event, "kind")
-    payload = _bytes(event, "payload")
-    row = [
-        _str(event, "event_id"),
-        kind,
-        _int(event, "recorded_at"),
-        _str(event, "tenant"),
-        event.get("action_id"),
-        payload,
-        event.get("detail"),
-        _int(event, "ledger_partition"),
-        _int(event, "sequence"),
-        _bytes(event, "prev_hash"),
-        _bytes(event, "hash"),
-        int(event.get("canonical_version", 1)),
-        source[0],
-        source[1],
-        source[2],
-    ]
-    row.extend(extracted_columns(kind, payload, codec))
+    get = event.get
+    event_id, kind, recorded_at, tenant = get("event_id"), get("kind"), get("recorded_at"), get("tenant")
+    payload, partition, sequence = get("payload"), get("ledger_partition"), get("sequence")
+    prev_hash, hash_ = get("prev_hash"), get("hash")
+    # The sink's hot path: one combined exact-type test; anything unusual takes the checks
+    # that name the bad field (and accept str subclasses, bytearray, memoryview).
+    if not (type(event_id) is str and type(kind) is str and type(recorded_at) is int
+            and type(tenant) is str and type(payload) is bytes and type(partition) is int
+            and type(sequence) is int and type(prev_hash) is bytes and type(hash_) is bytes):
+        event_id, kind = _str(event, "event_id"), _str(event, "kind")
+        recorded_at, tenant = _int(event, "recorded_at"), _str(event, "tenant")
+        payload = _bytes(event, "payload")
+        partition, sequence = _int(event, "ledger_partition"), _int(event, "sequence")
+        prev_hash, hash_ = _bytes(event, "prev_hash"), _bytes(event, "hash")
+    row = [event_id, kind, recorded_at, tenant, get("action_id"), payload, get("detail"),
+           partition, sequence, prev_hash, hash_, int(get("canonical_version", 1)),
+           source[0], source[1], source[2]]
+    row += extracted_columns(kind, payload, codec)
     return row
 
 

@@ -317,6 +317,7 @@ class SinkService:
             self._flush_and_commit(final=True)
         finally:
             self._probe.stop()
+            self.writer.close()
             self._close_consumer()
             self._producer.flush(5)
             if self.api is not None:
@@ -459,8 +460,10 @@ class SinkService:
             self._flush_and_commit()
 
     def _flush_and_commit(self, final: bool = False) -> None:
+        """Commit what has landed. The loop's call does not wait for inserts in flight (they
+        overlap reading the next records); ``final`` (revoke, stop) waits for all of them."""
         try:
-            safe = self.writer.flush()
+            safe = self.writer.flush(wait=final)
         except InsertFailed as exc:
             self.metrics.insert_failures.inc()
             log.warning("insert failed, retrying in %.1fs: %s", exc.retry_after, exc)

@@ -9,6 +9,14 @@ Batches are bounded by size and age (default 10,000 rows or 500 ms): a batch tha
 open batch is older than ``max_age_s``. A batch is inserted column-oriented, as one Arrow
 table (``sinks.rows.rows_to_arrow``): several times cheaper than encoding rows in Python.
 
+**Inserts overlap row building.** A sealed batch is handed to one background insert
+thread (the engine works outside the GIL) while the caller goes on decoding the next
+records; at most ``max_in_flight`` batches are handed over at a time. Inserts run in the
+order batches were sealed, and ``flush`` returns an offset only once the insert holding
+it *and every earlier batch of its partition* have landed: commit-after-insert holds
+exactly as with a synchronous insert. ``flush(wait=False)`` (the consume loop's call)
+collects what has landed without blocking; ``flush()`` waits for everything buffered.
+
 No loss, no duplicates (proven in ``tests/integration/sinks/test_sink_writer.py``):
 
 1. **Same batch retried** (insert error, timeout, crash after the insert but before the
@@ -31,6 +39,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -61,16 +70,18 @@ _OFFSET_COL = {"audit": AUDIT_COLUMNS.index("src_offset"),
 
 @dataclass(frozen=True)
 class WriterConfig:
-    """Batch bounds. ``max_rows`` seals a batch; ``max_age_s`` makes it due for flushing."""
+    """Batch bounds. ``max_rows`` seals a batch; ``max_age_s`` makes it due for flushing;
+    ``max_in_flight`` bounds the sealed batches the insert thread holds."""
 
     max_rows: int = 10_000
     max_age_s: float = 0.5
+    max_in_flight: int = 2  # sealed batches handed to the insert thread at a time
 
     def __post_init__(self) -> None:
-        if self.max_rows < 1 or self.max_age_s <= 0:
+        if self.max_rows < 1 or self.max_age_s <= 0 or self.max_in_flight < 1:
             raise SinkError(
                 f"writer bounds must be positive, got max_rows={self.max_rows}, "
-                f"max_age_s={self.max_age_s}"
+                f"max_age_s={self.max_age_s}, max_in_flight={self.max_in_flight}"
             )
 
 
@@ -83,13 +94,22 @@ class _Batch:
     rows: list[list[Any]] = field(default_factory=list)
     checked: bool = False
     commit_upto: int = -1
+    table: Any = None  # the Arrow table, built once (a retry inserts the very same rows)
+
+
+@dataclass
+class _InFlight:
+    tp: TopicPartition
+    batch: _Batch
+    future: Future[None]
 
 
 class BatchWriter:
     """Buffers rows per topic-partition and inserts them idempotently.
 
     ``routes`` maps each topic to what its records are (``"audit"`` → ``audit_events``,
-    ``"checkpoint"`` → ``checkpoints``). Not thread-safe: one consume loop owns it.
+    ``"checkpoint"`` → ``checkpoints``). Not thread-safe: one consume loop owns it (the
+    insert thread it starts only runs inserts of batches handed to it).
     ``on_batch(table, rows, seconds)`` is called after each successful insert (metrics).
     """
 
@@ -113,9 +133,12 @@ class BatchWriter:
         self._on_batch = on_batch
         self._open: dict[TopicPartition, _Batch] = {}
         self._sealed: dict[TopicPartition, deque[_Batch]] = {}
+        self._in_flight: deque[_InFlight] = deque()
+        self._inserter: ThreadPoolExecutor | None = None
         self._verify: set[TopicPartition] = set()
         self._known: set[TopicPartition] = set()
         self._committable: dict[TopicPartition, int] = {}
+        self._oldest_open = float("inf")  # started time of the oldest open batch
 
     # -- buffering -------------------------------------------------------------------
 
@@ -129,14 +152,17 @@ class BatchWriter:
         source = (topic, partition, offset)
         row = audit_event_row(record, source) if kind == "audit" else checkpoint_row(record, source)
         tp = (topic, partition)
-        self._see(tp)
+        if tp not in self._known:
+            self._see(tp)
         batch = self._open.get(tp)
         if batch is None:
             batch = self._open[tp] = _Batch(kind, offset, offset, self._clock())
+            self._oldest_open = min(self._oldest_open, batch.started)
         batch.rows.append(row)
         batch.last = batch.commit_upto = offset
         if len(batch.rows) >= self.config.max_rows:
             self._seal(tp)
+            self._submit_sealed()
 
     def skip(self, topic: str, partition: int, offset: int) -> None:
         """Mark a record handled without a row (dead-lettered) so its offset can be committed.
@@ -150,22 +176,42 @@ class BatchWriter:
             self._open[tp].commit_upto = offset
         elif self._sealed.get(tp):
             self._sealed[tp][-1].commit_upto = offset
+        elif any(f.tp == tp for f in self._in_flight):
+            last = next(f for f in reversed(self._in_flight) if f.tp == tp)
+            last.batch.commit_upto = offset
         else:
             self._committable[tp] = offset + 1
 
     def forget(self, topic: str, partition: int) -> None:
-        """Drop buffered rows of a revoked partition; its next owner re-reads them."""
+        """Drop buffered rows of a revoked partition; its next owner re-reads them.
+
+        Waits for inserts in flight first: one landing after the partition's next check
+        of stored offsets would be inserted twice.
+        """
+        self._settle()
+        self._forget(topic, partition)
+
+    def _forget(self, topic: str, partition: int) -> None:
         tp = (topic, partition)
         self._open.pop(tp, None)
         self._sealed.pop(tp, None)
         self._committable.pop(tp, None)
         self._verify.discard(tp)
         self._known.discard(tp)
+        self._oldest_open = min((b.started for b in self._open.values()), default=float("inf"))
 
     def forget_all(self) -> None:
         """Drop everything buffered (the consumer is being replaced; it re-reads from the commit)."""
+        self._settle()
         for tp in {*self._open, *self._sealed, *self._committable, *self._known}:
-            self.forget(*tp)
+            self._forget(*tp)
+
+    def close(self) -> None:
+        """Wait for inserts in flight and stop the insert thread (buffered rows stay buffered)."""
+        self._settle()
+        if self._inserter is not None:
+            self._inserter.shutdown(wait=True)
+            self._inserter = None
 
     def _see(self, tp: TopicPartition) -> None:
         if tp not in self._known:
@@ -176,63 +222,129 @@ class BatchWriter:
         batch = self._open.pop(tp, None)
         if batch is not None:
             self._sealed.setdefault(tp, deque()).append(batch)
+            if batch.started <= self._oldest_open:
+                self._oldest_open = min((b.started for b in self._open.values()), default=float("inf"))
 
     @property
     def pending_rows(self) -> int:
-        """Rows buffered and not yet inserted."""
-        return sum(len(b.rows) for b in self._open.values()) + sum(
-            len(b.rows) for q in self._sealed.values() for b in q
-        )
+        """Rows buffered and not yet known to be inserted (in flight included)."""
+        return (sum(len(b.rows) for b in self._open.values())
+                + sum(len(b.rows) for q in self._sealed.values() for b in q)
+                + sum(len(f.batch.rows) for f in self._in_flight))
 
     def due(self) -> bool:
-        """True when a batch is sealed (full or failed) or the oldest open batch is too old."""
-        if any(self._sealed.values()):
+        """True when :meth:`flush` has work it can do now: an insert has finished (its offsets
+        can be collected), a batch is sealed (full or failed) and the insert thread has room
+        for it, or the oldest open batch is too old while there is room."""
+        if self._in_flight:
+            if self._in_flight[0].future.done():
+                return True
+            if len(self._in_flight) >= self.config.max_in_flight:
+                return False  # nothing can start before the oldest insert lands
+        if self._sealed:
             return True
-        now = self._clock()
-        return any(now - b.started >= self.config.max_age_s for b in self._open.values())
+        return self._clock() - self._oldest_open >= self.config.max_age_s
 
     # -- flushing --------------------------------------------------------------------
 
-    def flush(self) -> dict[TopicPartition, int]:
-        """Insert every buffered batch; return ``{(topic, partition): next offset to commit}``.
+    def flush(self, wait: bool = True) -> dict[TopicPartition, int]:
+        """Insert buffered batches; return ``{(topic, partition): next offset to commit}``.
+
+        ``wait=True`` seals every open batch and returns once every buffered row has been
+        inserted. ``wait=False`` seals only batches older than ``max_age_s``, starts their
+        inserts and returns the offsets of inserts that have already landed, without
+        blocking. Either way an offset is returned only after the insert of its batch and of
+        every earlier batch of its partition landed.
 
         On an insert failure the failed batch and later ones of that partition stay buffered
         (sealed, same token on retry), other partitions still flush, and
         :class:`InsertFailed` is raised after all partitions were tried; offsets already
         safe are returned by the next successful call.
         """
-        for tp in list(self._open):
+        now = self._clock()
+        for tp in [tp for tp, b in self._open.items() if wait or now - b.started >= self.config.max_age_s]:
             self._seal(tp)
         failure: InsertFailed | None = None
-        for tp, queue in self._sealed.items():
-            while queue:
-                batch = queue[0]
-                try:
-                    self._insert(tp, batch)
-                except InsertFailed as exc:
-                    failure = failure or exc
-                    break
-                queue.popleft()
-                self._committable[tp] = max(batch.last, batch.commit_upto) + 1
-        self._sealed = {tp: q for tp, q in self._sealed.items() if q}
+        failed: set[TopicPartition] = set()
+        while True:
+            failure = self._submit_sealed(failed) or failure
+            failure = self._reap(wait, failed) or failure
+            if not wait or not any(tp not in failed for tp in self._sealed):
+                break
         if failure is not None:
             raise failure
         out, self._committable = self._committable, {}
         return out
 
-    def _insert(self, tp: TopicPartition, batch: _Batch) -> None:
-        table, columns, schema = _TABLES[batch.kind]
+    def _submit_sealed(self, failed: set[TopicPartition] | None = None) -> InsertFailed | None:
+        """Hand sealed batches to the insert thread in order, at most ``max_in_flight`` waiting;
+        partitions in ``failed`` (a failure in this flush) wait for the next flush."""
+        failure: InsertFailed | None = None
+        for tp in list(self._sealed):
+            queue = self._sealed[tp]
+            while queue and len(self._in_flight) < self.config.max_in_flight and not (failed and tp in failed):
+                batch = queue[0]
+                try:
+                    self._prepare(tp, batch)
+                except InsertFailed as exc:
+                    failure = failure or exc
+                    if failed is not None:
+                        failed.add(tp)
+                    break
+                queue.popleft()
+                if not batch.rows:
+                    self._committable[tp] = max(batch.last, batch.commit_upto) + 1
+                    continue
+                if self._inserter is None:
+                    self._inserter = ThreadPoolExecutor(1, thread_name_prefix="lockgate-sink-insert")
+                self._in_flight.append(_InFlight(tp, batch, self._inserter.submit(self._insert, tp, batch)))
+            if not queue:
+                del self._sealed[tp]
+        return failure
+
+    def _reap(self, block: bool, failed: set[TopicPartition] | None = None) -> InsertFailed | None:
+        """Collect finished inserts in order (all of them when ``block``). A failed one and
+        the later batches of its partition go back to the front of that partition's sealed
+        queue, to be retried unchanged (same rows, same token: what landed is dropped)."""
+        failure: InsertFailed | None = None
+        back: dict[TopicPartition, list[_Batch]] = {}
+        while self._in_flight and (block or self._in_flight[0].future.done()):
+            item = self._in_flight.popleft()
+            try:
+                item.future.result()
+            except InsertFailed as exc:
+                failure = failure or exc
+                back.setdefault(item.tp, [])
+            if item.tp in back:
+                back[item.tp].append(item.batch)
+            else:
+                self._committable[item.tp] = max(item.batch.last, item.batch.commit_upto) + 1
+        for tp, batches in back.items():
+            self._sealed[tp] = deque([*batches, *self._sealed.get(tp, ())])
+            if failed is not None:
+                failed.add(tp)
+        return failure
+
+    def _settle(self) -> None:
+        """Wait for every insert in flight; failures stay sealed for the next flush."""
+        self._reap(block=True)
+
+    def _prepare(self, tp: TopicPartition, batch: _Batch) -> None:
         if not batch.checked:
             if tp in self._verify:
                 self._drop_stored(tp, batch)
             batch.checked = True
-        if not batch.rows:
-            return
+        if batch.table is None and batch.rows:
+            batch.table = rows_to_arrow(batch.rows, _TABLES[batch.kind][2])
+
+    def _insert(self, tp: TopicPartition, batch: _Batch) -> None:
+        """Runs in the insert thread: touches nothing but the batch's own Arrow table."""
+        table, columns, _ = _TABLES[batch.kind]
         token = f"lockgate:{table}:{tp[0]}:{tp[1]}:{batch.first}-{batch.last}"
         started = time.perf_counter()
         self._client.insert(
             f"{self._db}.{table}",
-            rows_to_arrow(batch.rows, schema),
+            batch.table,
             column_names=columns,
             settings={
                 "insert_deduplicate": 1,

@@ -11,15 +11,16 @@ from lockgate.cli.output import EXIT_ERROR, EXIT_OK, emit_json
 __all__ = ["register"]
 
 
-def _stack() -> Any:
+def _stack(**overrides: Any) -> Any:
+    from deploy.settings import StackSettings
     from deploy.stack import Stack
     from lockgate.cli.probe import await_first_verdict
 
-    return Stack(probe=await_first_verdict)
+    return Stack(StackSettings(**{k: v for k, v in overrides.items() if v is not None}), probe=await_first_verdict)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    report = _stack().up()
+    report = _stack(processors=args.processors, brokers=args.brokers).up()
     if args.json:
         emit_json({"started": report.started, "already_running": report.already_running,
                    "topics_created": report.topics_created, "drifts": [str(d) for d in report.drifts]})
@@ -61,7 +62,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
         for c in status["components"]:
             state = describe(c["running"], c["pid"], c.get("health"))
-            print(f"  {c['name']:<10} {state:<22} {c['address'] or '':<26} log {c['log']}")
+            print(f"  {c['name']:<12} {state:<22} {c['address'] or '':<26} log {c['log']}")
     return EXIT_OK
 
 
@@ -77,23 +78,49 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     return EXIT_OK if result["consumed"] == result["produced"] else EXIT_ERROR
 
 
+def _between(low: int, high: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
+
+
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser("up", help="start the local stack (idempotent)", formatter_class=fmt,
                        description="Start Apache Kafka (KRaft), create the catalogue's topics, then "
                        "the processor and the sink, each in the background,\nand return once the processor "
                        "has answered a probe action. Running it again while the\nstack is up changes "
-                       "nothing. The first run resolves Kafka's jars from Maven Central\nand shows progress.",
-                       epilog="examples:\n  lockgate up\n  LOCKGATE_HOME=/tmp/lg LOCKGATE_KAFKA_PORT=29092 lockgate up")
+                       "nothing. The first run resolves Kafka's jars from Maven Central\nand shows progress.\n\n"
+                       "--processors N runs N processor workers in one consumer group (they share the\n"
+                       "partitions; a dead worker's partitions move to the others after the session\n"
+                       "timeout). --brokers 3 runs a three-node Kafka cluster on this machine:\n"
+                       "replication factor 3, min.insync.replicas 2, so one node may die. A home is\n"
+                       "formatted once for its cluster size; later runs use that size.",
+                       epilog="examples:\n  lockgate up\n  lockgate up --processors 2 --brokers 3\n"
+                       "  LOCKGATE_HOME=/tmp/lg LOCKGATE_KAFKA_PORT=29092 lockgate up\n\n"
+                       "exit status: 0 started or already running; 2 a component could not start\n"
+                       "(the message names it and its log)")
+    p.add_argument("--processors", type=_between(1, 16), metavar="N", help="processor workers to run (default 1, "
+                   "LOCKGATE_PROCESSORS)")
+    p.add_argument("--brokers", type=_between(1, 5), metavar="N", help="Kafka nodes (default: as formatted under "
+                   "LOCKGATE_HOME, else 1; LOCKGATE_BROKERS)")
     p.add_argument("--json", action="store_true", help="print a JSON report")
     p.set_defaults(handler=cmd_up)
     p = sub.add_parser("down", help="stop everything `up` started", formatter_class=fmt,
-                       description="Stop the sink, the processor and the broker (SIGTERM, then wait).\n"
-                       "Topics, ledger and keys stay under $LOCKGATE_HOME.")
+                       description="Stop the sink, every processor worker and every Kafka node (SIGTERM,\n"
+                       "then wait). Topics, ledger and keys stay under $LOCKGATE_HOME.")
     p.add_argument("--json", action="store_true", help="print a JSON report")
     p.set_defaults(handler=cmd_down)
     p = sub.add_parser("status", help="what runs, where logs are", formatter_class=fmt,
-                       description="Show each component's state and pid, its address, its log file,\n"
+                       description="Show each component's state and pid (every Kafka node, every processor\n"
+                       "worker), its address, its log file,\n"
                        "the bootstrap address, the state directory, how many outcomes wait in the\n"
                        "local spool for Kafka (`spool` in --json: dir, outcomes, quarantined), and for\n"
                        "the processor and the sink: consuming, idle, or UP BUT NOT CONSUMING (lag,\n"

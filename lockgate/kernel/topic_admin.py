@@ -5,6 +5,11 @@ so the kernel knows nothing of the topic names.
 
 An existing topic whose partition count or catalogued configs differ is reported, never
 deleted or recreated: recreating a replay topic would destroy the audit history.
+
+Replication follows the cluster (:func:`replication_for` of the brokers registered when a
+topic is created): one broker, one replica; three or more, three replicas and
+``min.insync.replicas`` 2, so with ``acks=all`` an acknowledged record is on two brokers
+and one broker can die without losing it or stopping writes.
 """
 
 from __future__ import annotations
@@ -17,7 +22,33 @@ from typing import Protocol
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
 
-__all__ = ["Catalogue", "TopicDrift", "create_if_missing", "ensure_topics", "wait_for_leaders", "wait_until_serving"]
+__all__ = ["Catalogue", "TopicDrift", "create_if_missing", "ensure_topics", "replication_for", "wait_for_leaders",
+           "wait_until_serving"]
+
+MAX_REPLICAS = 3
+MIN_INSYNC = 2
+
+
+def replication_for(brokers: int) -> tuple[int, int]:
+    """``(replication factor, min.insync.replicas)`` for a cluster of ``brokers`` nodes.
+
+    ``min(3, brokers)`` replicas; two must acknowledge a write once there are three (one
+    node may fail), else one (two replicas of a two-node cluster still survive a node loss,
+    but demanding both would stop writes when one node is down).
+    """
+    if brokers < 1:
+        raise ValueError(f"a cluster has at least one broker, got {brokers}")
+    replicas = min(MAX_REPLICAS, brokers)
+    return replicas, MIN_INSYNC if replicas >= MAX_REPLICAS else 1
+
+
+def _replicated(configs: Mapping[str, str], brokers: int) -> tuple[int, dict[str, str]]:
+    """Replication factor and configs of a topic created on a cluster of ``brokers``."""
+    replicas, min_isr = replication_for(brokers)
+    out = dict(configs)
+    if replicas > 1:
+        out.setdefault("min.insync.replicas", str(min_isr))
+    return replicas, out
 
 
 class TopicSpec(Protocol):
@@ -52,13 +83,14 @@ class TopicDrift:
 def ensure_topics(bootstrap: str, topics: Catalogue, timeout_s: float = 30.0) -> tuple[list[str], list[TopicDrift]]:
     """Create missing topics; return (created names, drifts of existing ones)."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    existing = admin.list_topics(timeout=timeout_s).topics
+    md = admin.list_topics(timeout=timeout_s)
+    existing, brokers = md.topics, len(md.brokers)
     wanted = list(topics.specs())
-    new = [
-        NewTopic(name, num_partitions=spec.partitions, replication_factor=1, config=dict(spec.configs()))
-        for name, spec in wanted
-        if name not in existing
-    ]
+    new = []
+    for name, spec in wanted:
+        if name not in existing:
+            replicas, configs = _replicated(spec.configs(), brokers)
+            new.append(NewTopic(name, num_partitions=spec.partitions, replication_factor=replicas, config=configs))
     created = _create(admin, new, timeout_s)
     if created:
         wait_for_leaders(admin, created, timeout_s)
@@ -71,12 +103,16 @@ def ensure_topics(bootstrap: str, topics: Catalogue, timeout_s: float = 30.0) ->
         resources = [ConfigResource(ConfigResource.Type.TOPIC, n) for n, _ in present]
         described = admin.describe_configs(resources, request_timeout=timeout_s)
         by_name = {res.name: fut for res, fut in described.items()}
+        replicas, _ = replication_for(brokers)
         for name, spec in present:
             parts = len(existing[name].partitions)
             if parts != spec.partitions:
                 drifts.append(TopicDrift(name, "partitions", str(spec.partitions), str(parts)))
+            live_replicas = min((len(p.replicas) for p in existing[name].partitions.values()), default=0)
+            if live_replicas < replicas:
+                drifts.append(TopicDrift(name, "replication factor", str(replicas), str(live_replicas)))
             live = by_name[name].result(timeout=timeout_s)
-            for key, value in spec.configs().items():
+            for key, value in _replicated(spec.configs(), brokers)[1].items():
                 actual = live[key].value if key in live else "<unset>"
                 if actual != value:
                     drifts.append(TopicDrift(name, key, value, str(actual)))
@@ -133,9 +169,12 @@ def create_if_missing(bootstrap: str, wanted: dict[str, tuple[int, dict[str, str
     metadata, which leaves the worker without partitions.
     """
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    existing = admin.list_topics(timeout=timeout_s).topics
-    new = [NewTopic(name, num_partitions=parts, replication_factor=1, config=configs)
-           for name, (parts, configs) in wanted.items() if name not in existing]
+    md = admin.list_topics(timeout=timeout_s)
+    new = []
+    for name, (parts, configs) in wanted.items():
+        if name not in md.topics:
+            replicas, replicated = _replicated(configs, len(md.brokers))
+            new.append(NewTopic(name, num_partitions=parts, replication_factor=replicas, config=replicated))
     created = _create(admin, new, timeout_s)
     wait_for_leaders(admin, list(wanted), timeout_s)
     wait_until_serving(bootstrap, admin, created, timeout_s)

@@ -121,16 +121,9 @@ def test_kill_9_mid_load_duplicates_nothing_loses_nothing_and_leaves_nothing_unp
             return ledger if got >= set(executed) and not ledger.uncovered() else None
 
         ledger = wait_for(outcomes_landed, 90, "every outcome chained and every event checkpointed")
-        outcomes = Counter(e["action_id"] for e in ledger.of_kind("outcome"))
-        assert [a for a in executed if outcomes[a] != 1] == [], "a body ran without exactly one outcome"
-        assert ledger.duplicated_ids() == []
-        actions = Counter(e["action_id"] for e in ledger.of_kind("action"))
-        assert [a for a, n in actions.items() if n != 1] == []
-        verdicts: dict[str, set[bytes]] = {}
-        for e in ledger.of_kind("verdict"):
-            verdicts.setdefault(e["action_id"], set()).add(e["payload"])
-        assert [a for a, v in verdicts.items() if len(v) != 1] == [], "an action was decided twice"
-        assert ledger.uncovered() == []
+        # One outcome per body that ran; nothing chained, recorded or decided twice; no fork;
+        # every event checkpointed.
+        assert ledger.unsound(executed) == []
         findings = ledger.verify(home, CHECKPOINT_INTERVAL_S)
         assert findings == [], [f"{f.kind} p{f.partition} s{f.sequence}: {f.message}" for f in findings[:10]]
         log = (tmp_path / "processor.log").read_text(errors="replace")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -166,9 +167,13 @@ def test_batch_bounds(ch: ConnectClient, events: Events) -> None:
     assert not writer.due()
     now[0] = 0.6
     assert writer.due()
-    _feed(writer, _scenario(events, 1), first_offset=1)
-    assert writer.due()
-    writer.flush()
+    _feed(writer, _scenario(events, 1), first_offset=1)  # 5 rows: 3 sealed, insert started at once
+    deadline = time.monotonic() + 30
+    while not writer.due() and time.monotonic() < deadline:  # due once it landed
+        time.sleep(0.01)
+    assert writer.flush(wait=False) == {(AUDIT, 0): 3}  # only the landed batch, without waiting
+    assert writer.pending_rows == 2 and not writer.due()
+    assert writer.flush() == {(AUDIT, 0): 5}
     assert writer.pending_rows == 0 and not writer.due()
 
 
@@ -220,3 +225,40 @@ def test_a_replay_block_is_not_the_actions_decision_in_the_summary(ch: ConnectCl
     source = ClickHouseSource(ch)
     views = check_views(source.events(columns=True), source.summary_rows())
     assert views.findings == [] and views.summary_rows == 1  # ... and the summary folds without them
+
+
+class FailNthInsert(FlakyClient):
+    """Fails the ``n``-th insert once, before (``landed=False``) or after it landed (lost ack)."""
+
+    def __init__(self, inner: ConnectClient, n: int, landed: bool) -> None:
+        super().__init__(inner)
+        self.n, self.landed, self.calls = n, landed, 0
+
+    def insert(self, table: str, rows: Any, column_names: Any, settings: Any = None) -> None:
+        self.calls += 1
+        if self.calls != self.n:
+            self.inner.insert(table, rows, column_names, settings)
+            return
+        if self.landed:
+            self.inner.insert(table, rows, column_names, settings)
+        raise InsertFailed(f"insert {self.n} failed", retry_after=0.0)
+
+
+@pytest.mark.parametrize("landed", [False, True], ids=["failed-before-landing", "ack-lost"])
+def test_failed_insert_in_the_pipeline_holds_back_later_batches(
+        ch: ConnectClient, events: Events, landed: bool) -> None:
+    """Batches 2 and 3 of a partition are in flight behind a failing batch 1: no offset of the
+    partition may be returned until batch 1 landed, and the retry duplicates nothing."""
+    client = FailNthInsert(ch, 1, landed)
+    writer = BatchWriter(client, ROUTES, WriterConfig(max_rows=4, max_in_flight=3))
+    recs = _scenario(events, 4)  # 13 records: batches of 4, 4, 4 sealed while fed, 1 open
+    _feed(writer, recs)
+    writer.add(CPS, 0, 0, events.checkpoint())  # another partition flushes regardless
+    with pytest.raises(InsertFailed, match="insert 1 failed"):
+        writer.flush()
+    assert writer.pending_rows == 13  # everything of the audit partition held back, retried next
+    assert writer.flush() == {(AUDIT, 0): 13, (CPS, 0): 1}
+    assert _count(ch) == 13
+    _, dup = ch.query(f"SELECT count() FROM (SELECT event_id FROM {ch.database}.audit_events "
+                      "GROUP BY event_id HAVING count() > 1)")
+    assert dup == [(0,)]
