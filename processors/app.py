@@ -65,6 +65,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -73,7 +74,7 @@ import faust
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
-from lockgate.kernel.partition_reader import committed_reader, read_range, read_tail
+from lockgate.kernel.partition_reader import committed_reader, read_range, read_since, read_tail
 from processors.decider import Decider, DecisionResult
 from processors.decisions import DecisionMemory, decision_headers, parse_decision
 from processors.ledger_stage import LedgerStage
@@ -81,6 +82,7 @@ from processors.ledger_writer import LedgerWriter
 from processors.outcomes import OutcomeRecorder
 from processors.policy.engine import CompiledPolicy
 from processors.registry_watch import RegistryWatcher
+from processors.replay import ActionIds
 from processors.reviews.desk import DeskResult, ReviewDesk
 from processors.reviews.webhook import Webhooks
 from processors.settings import ProcessorSettings
@@ -88,6 +90,7 @@ from processors.stage import Source, StageOutput, refuse
 from processors.witnesses import Witnesses, parse_witnesses
 from schemas.codec import get_codec
 from schemas.topics import CATALOGUE, TOPIC_MAX_MESSAGE_BYTES, Topics
+from trust.bindings import policy_sha256
 from trust.keys import SigningKey
 from trust.registry import ServiceRegistry
 from trust.reviewers import ReviewerRegistry
@@ -132,8 +135,9 @@ class _Policies:
         if cached is not None and (cached[0] is stored or cached[0] == stored):
             return cached[1]
         try:
-            record = get_codec().decode_as("PolicySet", base64.b64decode(stored))
-            compiled: CompiledPolicy | None = CompiledPolicy.from_record(record)
+            raw = base64.b64decode(stored)
+            record = get_codec().decode_as("PolicySet", raw)
+            compiled: CompiledPolicy | None = CompiledPolicy.from_record(record, sha256=policy_sha256(raw))
         except Exception as exc:
             log.error("policy for tenant %s does not compile; blocking its actions: %s", tenant, exc)
             compiled = None
@@ -400,8 +404,9 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
 
     policy_table = app.GlobalTable("policies", key_type=str, value_type=str,
                                    partitions=partitions["policies"])
+    decided = ActionIds(partitions["actions"], int(s.replay_window_s * 1e6))
     decider = Decider(get_codec(s.max_record_bytes), key, s.processor_id, _Policies(policy_table), registry,
-                      require_service_auth=s.require_service_auth)
+                      require_service_auth=s.require_service_auth, decided=decided)
     recorder = OutcomeRecorder(codec, registry)
     memory = DecisionMemory()
     publisher = _Publisher(s.bootstrap_servers, topics)
@@ -481,6 +486,10 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
             return DecisionMemory.recovery_complete(from_offset, (o for o, _ in found))
 
         read_tail(decisions_reader, topics.decisions, partition, enough, chunk=512)
+        now_us = time.time_ns() // 1000
+        ids = read_since(decisions_reader, topics.decisions, partition, decided.load_since_us(now_us) // 1000)
+        remembered = decided.loaded(partition, (r.key.decode() for r in ids if r.key), now_us)
+        log.info("actions[%d]: %d decided action id(s) remembered from %s", partition, remembered, topics.decisions)
         return memory.recovered(partition, from_offset, found)
 
     @app.timer(interval=watcher.check_every_s / 2)  # type: ignore[untyped-decorator]

@@ -17,6 +17,11 @@ never raises; it returns a :class:`DecisionResult` saying what to publish:
   timing out (basis ``invalid_request`` for unreadable input, ``evaluation_error`` for a
   failure of ours).
 
+**One decision per action id** (:mod:`processors.replay`): given an
+:class:`~processors.replay.ActionIds`, a proposal whose action id was already decided (or
+that is too old, or outside its home partition, to tell) gets a signed block with basis
+``replay`` and a ``security`` event carrying its bytes, but no ``action`` event.
+
 **One decision per input.** Given the :class:`StoredDecision` the shell kept for this
 input (the same topic, partition and offset, decided before a crash), ``decide`` makes no
 new decision: it re-emits the stored verdict bytes unchanged, with the same audit events
@@ -34,6 +39,7 @@ from typing import Any
 
 from processors.errors import NullRecord
 from processors.policy.engine import CompiledPolicy, Decision, no_policy_decision
+from processors.replay import ActionIds, Refusal
 from processors.reviews.requests import Held, hold_for_review
 from processors.stage import Source, StageOutput, refuse
 from schemas.codec import HEADER_LEN, Codec, get_codec
@@ -106,7 +112,8 @@ class Decider:
     """Decides one proposal at a time; holds the signing key and the service registry."""
 
     def __init__(self, codec: Codec, key: SigningKey, processor_id: str, policies: PolicyLookup,
-                 registry: ServiceRegistry | None, require_service_auth: bool = True) -> None:
+                 registry: ServiceRegistry | None, require_service_auth: bool = True,
+                 decided: ActionIds | None = None) -> None:
         self.codec = codec  # decodes proposals, under the proposal size limit
         self.wire = get_codec()  # encodes what we publish, under the wire ceiling
         self.key = key
@@ -114,6 +121,7 @@ class Decider:
         self.policies = policies
         self.registry = registry
         self.require_service_auth = require_service_auth
+        self.decided = decided  # one decision per action id; None: per input only
 
     def _authenticate(self, rec: dict[str, Any]) -> ServiceVerification:
         if self.registry is None:
@@ -124,12 +132,14 @@ class Decider:
                                     rec.get("service_signature"), _now_us())
 
     def _sign(self, rec: dict[str, Any], decision: Decision, started_ns: int,
-              review: dict[str, Any] | None = None) -> dict[str, Any]:
+              review: dict[str, Any] | None = None, decided_at: int | None = None) -> dict[str, Any]:
+        """The signed verdict; ``decided_at``: the instant the policy evaluated ``now`` as (so
+        ``verify --decisions`` re-evaluates time-dependent rules at exactly that instant)."""
         verdict = {
             "action_id": rec["action_id"],
             "correlation_id": rec["correlation_id"],
             "reply_instance": rec.get("reply_instance", ""),
-            "decided_at": _now_us(),
+            "decided_at": decided_at if decided_at is not None else _now_us(),
             "tenant": rec.get("tenant", ""),
             "service": rec.get("service", ""),
             **decision.verdict_fields(),
@@ -179,6 +189,13 @@ class Decider:
         result = DecisionResult(reply_topic=rec["reply_topic"], reply_partition=rec["reply_partition"],
                                 proposal_raw=raw)
         tenant = rec["tenant"]
+        if stored is not None:
+            kept = self.wire.decode_as("Verdict", stored.verdict)
+            refusal = Refusal(kept["reason"]) if kept["basis"] == "replay" else None
+        else:
+            refusal = self.decided.admit(rec, source.partition, _now_us()) if self.decided is not None else None
+        if refusal is not None:
+            return self._refuse_replay(raw, rec, source, refusal, result, stored, started)
         auth = stored.auth if stored is not None and stored.auth is not None else self._authenticate(rec)
         result.auth = auth
         authenticated = auth is ServiceVerification.OK
@@ -205,7 +222,7 @@ class Decider:
             if held.security is not None:
                 result.audit.append(audit_event(AuditKind.SECURITY, tenant, rec["action_id"], raw,
                                                 detail=held.security, event_id=source.event_id(AuditKind.SECURITY)))
-            verdict = self._sign(rec, held.decision, started, held.review)
+            verdict = self._sign(rec, held.decision, started, held.review, decided_at=now)
         encoded = self._set_verdict(result, verdict, stored)
         if (stored is not None and authenticated and result.verdict is not None
                 and result.verdict["basis"] == "break_glass"):  # re-sent: its security event too
@@ -213,6 +230,21 @@ class Decider:
                                             detail=result.verdict["reason"],
                                             event_id=source.event_id(AuditKind.SECURITY)))
         result.audit.append(audit_event(AuditKind.VERDICT, tenant, rec["action_id"], encoded,
+                                        event_id=source.event_id(AuditKind.VERDICT)))
+        return result
+
+    def _refuse_replay(self, raw: bytes, rec: dict[str, Any], source: Source, refusal: Refusal,
+                       result: DecisionResult, stored: StoredDecision | None, started: int) -> DecisionResult:
+        """A signed block for a proposal whose action id already has its decision (``stored``:
+        that block, kept before a crash: re-sent unchanged with the same events)."""
+        result.audit.append(audit_event(AuditKind.SECURITY, rec["tenant"], rec["action_id"], raw,
+                                        detail=f"replay refused: {refusal.reason}",
+                                        event_id=source.event_id(AuditKind.SECURITY)))
+        verdict = None if stored is not None else self._sign(rec, Decision(
+            decision="block", basis=refusal.basis, matched_rules=[], reason=refusal.reason,
+            policy_name="", policy_version=0), started)
+        encoded = self._set_verdict(result, verdict, stored)
+        result.audit.append(audit_event(AuditKind.VERDICT, rec["tenant"], rec["action_id"], encoded,
                                         event_id=source.event_id(AuditKind.VERDICT)))
         return result
 

@@ -8,8 +8,9 @@ Public API (kept small on purpose; ``tests/unit/producers/test_public_api.py`` p
     Verdict, MatchedRule       a verified decision
     GuardSettings              configuration (arguments or LOCKGATE_* env)
     PendingVerdict             an action held for review: wait for or poll its final verdict
-    GuardError and subclasses  ActionBlocked, VerdictTimeout, VerdictRejected, GuardUnavailable,
-                               ReviewPending, GuardOverloaded (more than max_in_flight requests waiting)
+    GuardError and subclasses  ActionBlocked, VerdictTimeout, VerdictRejected (VerdictMisbound),
+                               GuardUnavailable, ReviewPending, GuardOverloaded (more than
+                               max_in_flight requests waiting)
     SpoolError                 an outcome could be neither confirmed by Kafka nor spooled
 """
 
@@ -20,6 +21,7 @@ from producers.errors import (
     GuardUnavailable,
     ReviewPending,
     SpoolError,
+    VerdictMisbound,
     VerdictRejected,
     VerdictTimeout,
 )
@@ -44,6 +46,7 @@ __all__ = [
     "ReviewPending",
     "SpoolError",
     "Verdict",
+    "VerdictMisbound",
     "VerdictRejected",
     "VerdictTimeout",
 ]

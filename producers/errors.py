@@ -16,6 +16,7 @@ __all__ = [
     "GuardUnavailable",
     "ReviewPending",
     "SpoolError",
+    "VerdictMisbound",
     "VerdictRejected",
     "VerdictTimeout",
 ]
@@ -54,6 +55,12 @@ class VerdictTimeout(GuardError):
 
 class VerdictRejected(GuardError):
     """A verdict arrived but cannot be trusted: unsigned, forged, unknown key, or for another action."""
+
+
+class VerdictMisbound(VerdictRejected):
+    """A validly signed verdict that does not commit to the proposal this Guard sent: its
+    ``proposal_sha256`` differs (a verdict made for another proposal under the same action
+    id — a leaked processor key, or a replay), or an allow commits to none at all."""
 
 
 class GuardUnavailable(GuardError):

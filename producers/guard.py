@@ -14,7 +14,9 @@ on the action travel in the signed proposal.
 Fail-closed contract: the guarded body runs only after :func:`accept_verdict` returned an
 ``allow``. Block → :class:`ActionBlocked`; no verdict in ``timeout_s`` →
 :class:`VerdictTimeout`; publish failure → :class:`GuardUnavailable`; bad or missing
-signature, or a verdict for another action → :class:`VerdictRejected`; more than
+signature, or a verdict for another action → :class:`VerdictRejected`; a verdict that
+does not commit to the exact proposal sent (its ``proposal_sha256``) →
+:class:`~producers.errors.VerdictMisbound`, a ``VerdictRejected``; more than
 ``max_in_flight`` requests already waiting → :class:`GuardOverloaded`. All of them derive
 from :class:`GuardError` and are raised before the body starts.
 
@@ -55,6 +57,7 @@ from producers.verdicts import Verdict, accept_verdict
 from schemas.codec import get_codec
 from schemas.errors import CodecError
 from schemas.topics import TOPIC_MAX_MESSAGE_BYTES, Topics
+from trust.bindings import record_sha256
 from trust.keys import PublicKey, SigningKey
 from trust.signatures import sign_record
 
@@ -186,6 +189,9 @@ class _GuardCore:
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 0,
+            # Proposals land in their action id's home partition, where its one decision is
+            # kept (processors/replay.py): Kafka's murmur2, as the Java client partitions.
+            "partitioner": "murmur2_random",
             "message.max.bytes": TOPIC_MAX_MESSAGE_BYTES,
             "message.timeout.ms": max(1000, int(settings.timeout_s * 1000)),
             "socket.connection.setup.timeout.ms": max(1000, int(settings.timeout_s * 1000)),
@@ -234,11 +240,12 @@ class _GuardCore:
         return self.settings.timeout_s if timeout_s is None else timeout_s
 
     def propose(self, action: Action, deadline_us: int) -> tuple[dict[str, Any], concurrent.futures.Future[bytes]]:
-        rec = self.build(action, deadline_us)
         try:
-            value = self.codec.encode("ProposedAction", rec)
+            value = self.codec.encode("ProposedAction", self.build(action, deadline_us))
         except CodecError as exc:
             raise GuardUnavailable(f"action cannot be encoded: {exc}") from exc
+        # The proposal as the processor reads it (defaults filled in): what its verdict binds.
+        rec = self.codec.decode_as("ProposedAction", value)
         correlation = rec["correlation_id"]
         future = self.router.expect(correlation, rec["action_id"])
 
@@ -257,7 +264,7 @@ class _GuardCore:
         return rec, future
 
     def settle(self, rec: dict[str, Any], raw: bytes) -> Verdict:
-        return accept_verdict(raw, rec["action_id"], self.verdict_key)
+        return accept_verdict(raw, rec["action_id"], self.verdict_key, proposal_sha256=record_sha256(rec))
 
     def pending(self, rec: dict[str, Any], verdict: Verdict) -> PendingVerdict:
         return PendingVerdict(rec, verdict, self.router, lambda raw: self.settle(rec, raw))
@@ -356,6 +363,8 @@ class _GuardCore:
             "verdict": handle.verdict.raw,
             "service_key_id": None,
             "service_signature": None,
+            "verdict_sha256": handle.verdict.sha256,
+            "signed_schema": 2,
         }
         if self.service_key is not None:
             rec = sign_record(rec, "service_signature", None, self.service_key)
