@@ -1,24 +1,26 @@
 """Decision-path latency: Guard.check round trips vs a bare Kafka echo, same broker, same run.
 
 Needs the local stack (``lockgate up``; the example policy applied). Prints p50/p95/p99
-of sequential round trips and the throughput of concurrent requests.
+of sequential round trips and the throughput of concurrent requests. With
+``--background RATE``, a separate process keeps RATE guarded actions per second (each with
+its outcome) flowing through the stack while both the echo and ``Guard.check`` are
+measured, so the baseline carries the same load.
 
-    .venv/bin/python bench/verdict_bench.py [N]
+    .venv/bin/python -m bench.verdict_bench [N] [--background RATE]
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import multiprocessing
 import statistics
-import sys
 import threading
 import time
-import uuid
 
-from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-
+from bench.kafka_echo import round_trips
 from deploy.settings import StackSettings
-from producers import Action, Actor, Guard, GuardSettings
+from producers import Action, Actor, AsyncGuard, Guard, GuardError, GuardSettings
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -26,56 +28,54 @@ def pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-def bare_echo(bootstrap: str, n: int) -> list[float]:
-    """Request on topic A, an echo thread answers on topic B: Kafka's own round-trip floor."""
-    run = uuid.uuid4().hex[:8]
-    req, rep = f"bench-echo-req-{run}", f"bench-echo-rep-{run}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for fut in admin.create_topics([NewTopic(req, 1, 1), NewTopic(rep, 1, 1)]).values():
-        fut.result()
-    time.sleep(1.0)
-    stop = threading.Event()
+def background(settings: GuardSettings, rate: float, stop: multiprocessing.synchronize.Event,
+               counts: multiprocessing.sharedctypes.Synchronized[int]) -> None:
+    """Open loop: a guarded action with its outcome every 1/rate s until ``stop``."""
+    async def run() -> None:
+        async with AsyncGuard(settings) as guard:
+            async def one() -> None:
+                try:
+                    async with guard.action(actor="bg", roles=["dba"], type="db.query", resource="db/prod/orders",
+                                            attributes={"sql": "UPDATE orders SET status = 'paid' WHERE id = 7"}):
+                        pass
+                except GuardError:  # over capacity: counted as not done
+                    return
+                with counts.get_lock():
+                    counts.value += 1
 
-    def echo() -> None:
-        c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"echo-{run}", "fetch.wait.max.ms": 10})
-        c.assign([TopicPartition(req, 0, 0)])
-        p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "acks": "all"})
-        while not stop.is_set():
-            msg = c.poll(0.05)
-            if msg is not None and not msg.error():
-                p.produce(rep, msg.value())
-                p.poll(0)
-        p.flush(5)
-        c.close()
+            tasks: set[asyncio.Future[None]] = set()
+            start, i = time.perf_counter(), 0
+            while not stop.is_set():
+                delay = start + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                task = asyncio.ensure_future(one())
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                i += 1
+            await asyncio.gather(*tasks, return_exceptions=True)
 
-    t = threading.Thread(target=echo, daemon=True)
-    t.start()
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "acks": "all"})
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"req-{run}", "fetch.wait.max.ms": 10})
-    consumer.assign([TopicPartition(rep, 0, 0)])
-    samples = []
-    for i in range(n):
-        start = time.perf_counter()
-        producer.produce(req, str(i).encode())
-        producer.poll(0)
-        while True:
-            msg = consumer.poll(1.0)
-            if msg is not None and not msg.error() and msg.value() == str(i).encode():
-                break
-        samples.append(time.perf_counter() - start)
-    stop.set()
-    t.join()
-    consumer.close()
-    admin.delete_topics([req, rep])
-    return samples
+    asyncio.run(run())
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("n", type=int, nargs="?", default=300)
+    parser.add_argument("--background", type=float, default=0.0, help="guarded actions/s kept flowing meanwhile")
+    args = parser.parse_args()
+    n = args.n
     s = StackSettings()
-    echo = bare_echo(s.bootstrap, n)
     settings = GuardSettings(bootstrap_servers=s.bootstrap, topic_prefix=s.topic_prefix, home=s.home,
                              timeout_s=10)
+    stop = multiprocessing.Event()
+    counts = multiprocessing.Value("q", 0)
+    bg = None
+    if args.background:
+        bg = multiprocessing.Process(target=background, args=(settings, args.background, stop, counts))
+        bg.start()
+        time.sleep(3.0)  # let it reach its rate
+    bg_start, bg_t0 = counts.value, time.perf_counter()
+    echo = round_trips(s.bootstrap, n)
     action = Action(Actor("bench", ("dba",)), "db.query", "db/prod/orders",
                     {"sql": "UPDATE orders SET status = 'paid' WHERE id = 7"})
     with Guard(settings) as guard:
@@ -86,6 +86,10 @@ def main() -> None:
             start = time.perf_counter()
             guard.check(action)
             samples.append(time.perf_counter() - start)
+        bg_rate = (counts.value - bg_start) / (time.perf_counter() - bg_t0)
+        stop.set()
+        if bg is not None:
+            bg.join(30)
         threads, per = 16, max(10, n // 8)
         done = 0
         lock = threading.Lock()
@@ -104,11 +108,12 @@ def main() -> None:
         for t in pool:
             t.join()
         elapsed = time.perf_counter() - start
-    print(f"round trips, sequential, n={n} (ms)        p50     p95     p99    mean")
+    load = f", background {bg_rate:,.0f} guarded actions/s with outcomes" if args.background else ""
+    print(f"round trips, sequential, n={n}{load} (ms)   p50     p95     p99    mean")
     for name, xs in (("bare Kafka echo (baseline)", echo), ("Guard.check (sign+policy+verify)", samples)):
         print(f"  {name:<34} {pct(xs, .5):7.2f} {pct(xs, .95):7.2f} {pct(xs, .99):7.2f} "
               f"{statistics.mean(xs) * 1000:7.2f}")
-    print(f"concurrent: {threads} threads x {per} checks: {done / elapsed:,.0f} verdicts/s")
+    print(f"concurrent (no background): {threads} threads x {per} checks: {done / elapsed:,.0f} verdicts/s")
 
 
 if __name__ == "__main__":

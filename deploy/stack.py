@@ -83,6 +83,16 @@ def _worker(i: int) -> _Service:
                     _PROCESSOR.health_path, worker=i)
 
 
+def witness_spec(settings: StackSettings) -> str:
+    """``LOCKGATE_WITNESSES`` for the stack's own witness: its local URL and its verifier key file.
+
+    ``up`` hands this to every processor worker when it starts a witness (unless
+    ``LOCKGATE_WITNESSES`` is already set, which then wins), so the demo's checkpoints are
+    cosigned with no further set-up; ``verify --witness-key`` takes the same key file.
+    """
+    return f"http://127.0.0.1:{settings.witness_port}={settings.paths.witness_vkey}"
+
+
 class Stack:
     """The local stack under one ``LOCKGATE_HOME``."""
 
@@ -159,6 +169,8 @@ class Stack:
         if svc is not None and svc.worker:
             env["LOCKGATE_PROCESSOR_ID"] = f"processor-{svc.worker}"
             env["LOCKGATE_PROCESSOR_PORT"] = str(self.port(svc))
+            if self._enabled(_WITNESS) and not env.get("LOCKGATE_WITNESSES"):
+                env["LOCKGATE_WITNESSES"] = witness_spec(s)
         return env
 
     def up(self) -> UpReport:

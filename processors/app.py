@@ -4,8 +4,8 @@ Topology (topic names from :class:`schemas.topics.Topics`)::
 
     actions ──▶ decide ──▶ decisions (stored and acknowledged first)
                    ├─────▶ verdicts (the requester's reply partition)
-                   └─────▶ audit-intake ◀── record-outcome ◀── outcomes
-    audit-intake ══▶ ledger stage ══▶ audit + checkpoints     (one Kafka transaction per batch)
+                   └─────▶ audit-intake
+    audit-intake, outcomes ══▶ ledger stage ══▶ audit + checkpoints  (one Kafka transaction per batch)
     policies ──▶ load-policies ──▶ GlobalTable (every worker holds every tenant's policy)
     decide ──▶ reviews (a held action's proposal + pending verdict) ◀── reviewers' votes
     reviews ──▶ review ──▶ reviews (closures) / verdicts (final) / audit-intake  (processors.reviews)
@@ -20,9 +20,11 @@ Guarantees and how they are kept:
 
 * **Exactly-once ledger.** The ledger stage (:mod:`processors.ledger_stage`) chains
   ``audit-intake`` into ``audit`` in Kafka transactions that also commit the intake
-  offsets; its head after a restart comes from the committed log only. The upstream
-  agents are at-least-once, so they derive every event id from the input's coordinates
-  and the ledger drops repeats: a crash anywhere yields no duplicated and no lost entry.
+  offsets; its head after a restart comes from the committed log only. The decide agent
+  is at-least-once, so it derives every event id from the input's coordinates and the
+  ledger drops repeats: a crash anywhere yields no duplicated and no lost entry. Outcomes
+  need no agent: the ledger stage reads ``outcomes`` itself and runs the outcome core
+  inside the same transactions (one hop fewer per outcome than through ``audit-intake``).
 * **One decision per action.** ``decide`` writes each decision to ``decisions`` and waits
   for the broker's acknowledgement before it sends the verdict or any audit event; a
   re-delivered input re-sends the stored verdict bytes (:mod:`processors.decisions`).
@@ -32,7 +34,7 @@ Guarantees and how they are kept:
 * **No input drops an action.** Every record on ``actions`` and ``outcomes`` ends in a
   result (a signed verdict; an outcome event) or in a dead letter plus a ``dead_letter``
   ledger event: null values, tombstones and any exception in a core included. Every
-  output is acknowledged by the broker before the input counts as processed; if Kafka
+  output of the decide agent is acknowledged by the broker before the input counts as processed; if Kafka
   keeps refusing, the worker exits hard (``os._exit``) rather than let Faust commit an
   input whose outputs are missing — a restart re-processes it from committed state.
 * **The registry is never lost to a bad edit.** A refused reload of ``services.json``
@@ -63,6 +65,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -71,7 +74,7 @@ import faust
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
-from lockgate.kernel.partition_reader import committed_reader, read_range, read_tail
+from lockgate.kernel.partition_reader import committed_reader, read_range, read_since, read_tail
 from processors.decider import Decider, DecisionResult
 from processors.decisions import DecisionMemory, decision_headers, parse_decision
 from processors.ledger_stage import LedgerStage
@@ -79,6 +82,7 @@ from processors.ledger_writer import LedgerWriter
 from processors.outcomes import OutcomeRecorder
 from processors.policy.engine import CompiledPolicy
 from processors.registry_watch import RegistryWatcher
+from processors.replay import ActionIds
 from processors.reviews.desk import DeskResult, ReviewDesk
 from processors.reviews.webhook import Webhooks
 from processors.settings import ProcessorSettings
@@ -86,11 +90,12 @@ from processors.stage import Source, StageOutput, refuse
 from processors.witnesses import Witnesses, parse_witnesses
 from schemas.codec import get_codec
 from schemas.topics import CATALOGUE, TOPIC_MAX_MESSAGE_BYTES, Topics
+from trust.bindings import policy_sha256
 from trust.keys import SigningKey
 from trust.registry import ServiceRegistry
 from trust.reviewers import ReviewerRegistry
 
-__all__ = ["build_app"]
+__all__ = ["build_app", "faust_instance_id"]
 
 log = logging.getLogger("lockgate.processor")
 
@@ -106,6 +111,7 @@ REVIEWS = Counter("lockgate_reviews_total", "Review events: requested, approved,
                   "vote_accepted, vote_refused", ["event"])
 
 _SEND_ATTEMPTS = 6  # with doubling backoff from 0.25 s: about 8 s of broker trouble before a hard exit
+_SUBSCRIPTION = "s2"  # the Faust group's topics: actions, policies, reviews (s1 also read outcomes)
 _IN_FLIGHT = 256  # records an agent finishes concurrently (each waits for broker acknowledgements)
 
 
@@ -129,8 +135,9 @@ class _Policies:
         if cached is not None and (cached[0] is stored or cached[0] == stored):
             return cached[1]
         try:
-            record = get_codec().decode_as("PolicySet", base64.b64decode(stored))
-            compiled: CompiledPolicy | None = CompiledPolicy.from_record(record)
+            raw = base64.b64decode(stored)
+            record = get_codec().decode_as("PolicySet", raw)
+            compiled: CompiledPolicy | None = CompiledPolicy.from_record(record, sha256=policy_sha256(raw))
         except Exception as exc:
             log.error("policy for tenant %s does not compile; blocking its actions: %s", tenant, exc)
             compiled = None
@@ -324,6 +331,11 @@ class _Pipeline:
             slots.release()
 
 
+def faust_instance_id(processor_id: str) -> str:
+    """The Faust group's static member id of worker ``processor_id`` (it names the subscription)."""
+    return f"{processor_id}-{_SUBSCRIPTION}"
+
+
 def _app_id(prefix: str) -> str:
     return "lockgate-processor-" + (re.sub(r"[^A-Za-z0-9_-]", "-", prefix).strip("-") or "default")
 
@@ -366,7 +378,11 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
         # assignment, and Faust asserts that assignment names this worker's canonical URL, so
         # the URL must not change with the web port: it names the processor id instead (Faust
         # routes nothing through it here).
-        consumer_group_instance_id=s.processor_id,
+        # The group also hands back the old assignment when the subscription changed, which
+        # aiokafka refuses; so the instance id names the subscription's generation too
+        # (_SUBSCRIPTION): after an upgrade that changes it, the old member's partitions come
+        # free after its session timeout, once.
+        consumer_group_instance_id=faust_instance_id(s.processor_id),
         # Faust's default (60 s) would leave a dead worker's partitions undecided for a minute.
         broker_session_timeout=s.processor_session_timeout_s,
         broker_heartbeat_interval=s.processor_session_timeout_s / 4,
@@ -384,13 +400,13 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
                          internal=False)
 
     actions_t = raw_topic(topics.actions, partitions["actions"])
-    outcomes_t = raw_topic(topics.outcomes, partitions["outcomes"])
     policies_t = raw_topic(topics.policies, partitions["policies"])
 
     policy_table = app.GlobalTable("policies", key_type=str, value_type=str,
                                    partitions=partitions["policies"])
+    decided = ActionIds(partitions["actions"], int(s.replay_window_s * 1e6))
     decider = Decider(get_codec(s.max_record_bytes), key, s.processor_id, _Policies(policy_table), registry,
-                      require_service_auth=s.require_service_auth)
+                      require_service_auth=s.require_service_auth, decided=decided)
     recorder = OutcomeRecorder(codec, registry)
     memory = DecisionMemory()
     publisher = _Publisher(s.bootstrap_servers, topics)
@@ -400,7 +416,7 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
                      checkpoint_interval_s=s.checkpoint_interval_s, dedup_window=s.ledger_dedup_window,
                      log_name=s.log_name, keep_proofs=bool(witnesses)),
         bootstrap=s.bootstrap_servers, topics=topics, app_id=app_id, processor_id=s.processor_id,
-        witnesses=witnesses or None)
+        witnesses=witnesses or None, outcomes=recorder, outcomes_legacy_group=app_id)
     decisions_reader = committed_reader(s.bootstrap_servers, "decisions")
     reviews_t = raw_topic(topics.reviews, partitions["reviews"])
     desk = ReviewDesk(key, s.processor_id, ReviewerRegistry(s.service_dir))
@@ -470,6 +486,10 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
             return DecisionMemory.recovery_complete(from_offset, (o for o, _ in found))
 
         read_tail(decisions_reader, topics.decisions, partition, enough, chunk=512)
+        now_us = time.time_ns() // 1000
+        ids = read_since(decisions_reader, topics.decisions, partition, decided.load_since_us(now_us) // 1000)
+        remembered = decided.loaded(partition, (r.key.decode() for r in ids if r.key), now_us)
+        log.info("actions[%d]: %d decided action id(s) remembered from %s", partition, remembered, topics.decisions)
         return memory.recovered(partition, from_offset, found)
 
     @app.timer(interval=watcher.check_every_s / 2)  # type: ignore[untyped-decorator]
@@ -522,19 +542,9 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
         await publisher.deliver(kept, pending, retry=False)
         await publisher.send(review_records(result) + verdict_records(result) + publisher.output(result, "processor"))
 
-    async def start_outcome(event: Any) -> Awaitable[None]:
-        msg = event.message
-        out = recorder.record(event.value, Source(msg.topic, msg.partition, msg.offset, msg.key))
-        records = publisher.output(out, "outcomes")
-        return publisher.deliver(records, publisher.enqueue(records))
-
     @app.agent(actions_t, name="decide")
     async def decide(stream: Any) -> Any:
         await _Pipeline(publisher, "processor").run(stream, start_decision)
-
-    @app.agent(outcomes_t, name="record-outcome")
-    async def record_outcome(stream: Any) -> Any:
-        await _Pipeline(publisher, "outcomes").run(stream, start_outcome)
 
     @app.agent(policies_t, name="load-policies")
     async def load_policies(stream: Any) -> Any:
@@ -574,6 +584,6 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
     async def metrics(web: Any, request: Any) -> Any:
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    _ = (decide, record_outcome, load_policies, watch_registry, start_threads, stop_threads, healthz, metrics,
-         review, expire_reviews)
+    _ = (decide, load_policies, watch_registry, start_threads, stop_threads, healthz, metrics, review,
+         expire_reviews)
     return app

@@ -38,7 +38,7 @@ def install_consumer_health(app: Any, settings: ProcessorSettings) -> ConsumerHe
     topics = Topics(settings.topic_prefix)
     health = ConsumerHealth(settings.stall_after_s)
     probe = LagProbe(settings.bootstrap_servers, app.conf.id,
-                     [topics.actions, topics.outcomes, topics.policies, topics.audit_intake], health, _record)
+                     [topics.actions, topics.policies, topics.reviews], health, _record)
     STALLED.set_function(lambda: 1.0 if health.state() == "stalled" else 0.0)
 
     @app.page(CONSUMER_HEALTH_PATH)  # type: ignore[untyped-decorator]

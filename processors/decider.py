@@ -7,12 +7,20 @@ never raises; it returns a :class:`DecisionResult` saying what to publish:
   two audit events (the action, the verdict);
 * a proposal from an unknown service, with a bad or missing signature → a signed block
   verdict (basis ``unauthenticated``), the audit events, and a ``security`` audit event;
+* a proposal read after its ``deadline`` → a signed block (basis ``expired``) and the two
+  audit events, without authenticating or evaluating it (load shedding: nobody waits for
+  the answer, so no work is spent on it);
 * a null value (tombstone), bytes that do not decode or exceed the size limit, or any
   exception while deciding → :func:`processors.stage.refuse` (a dead letter and a
   ``dead_letter`` ledger event); plus a signed block verdict when the reply address and
   correlation id can still be read from the bytes, so the caller fails fast instead of
   timing out (basis ``invalid_request`` for unreadable input, ``evaluation_error`` for a
   failure of ours).
+
+**One decision per action id** (:mod:`processors.replay`): given an
+:class:`~processors.replay.ActionIds`, a proposal whose action id was already decided (or
+that is too old, or outside its home partition, to tell) gets a signed block with basis
+``replay`` and a ``security`` event carrying its bytes, but no ``action`` event.
 
 **One decision per input.** Given the :class:`StoredDecision` the shell kept for this
 input (the same topic, partition and offset, decided before a crash), ``decide`` makes no
@@ -31,6 +39,7 @@ from typing import Any
 
 from processors.errors import NullRecord
 from processors.policy.engine import CompiledPolicy, Decision, no_policy_decision
+from processors.replay import ActionIds, Refusal
 from processors.reviews.requests import Held, hold_for_review
 from processors.stage import Source, StageOutput, refuse
 from schemas.codec import HEADER_LEN, Codec, get_codec
@@ -103,7 +112,8 @@ class Decider:
     """Decides one proposal at a time; holds the signing key and the service registry."""
 
     def __init__(self, codec: Codec, key: SigningKey, processor_id: str, policies: PolicyLookup,
-                 registry: ServiceRegistry | None, require_service_auth: bool = True) -> None:
+                 registry: ServiceRegistry | None, require_service_auth: bool = True,
+                 decided: ActionIds | None = None) -> None:
         self.codec = codec  # decodes proposals, under the proposal size limit
         self.wire = get_codec()  # encodes what we publish, under the wire ceiling
         self.key = key
@@ -111,6 +121,7 @@ class Decider:
         self.policies = policies
         self.registry = registry
         self.require_service_auth = require_service_auth
+        self.decided = decided  # one decision per action id; None: per input only
 
     def _authenticate(self, rec: dict[str, Any]) -> ServiceVerification:
         if self.registry is None:
@@ -121,12 +132,14 @@ class Decider:
                                     rec.get("service_signature"), _now_us())
 
     def _sign(self, rec: dict[str, Any], decision: Decision, started_ns: int,
-              review: dict[str, Any] | None = None) -> dict[str, Any]:
+              review: dict[str, Any] | None = None, decided_at: int | None = None) -> dict[str, Any]:
+        """The signed verdict; ``decided_at``: the instant the policy evaluated ``now`` as (so
+        ``verify --decisions`` re-evaluates time-dependent rules at exactly that instant)."""
         verdict = {
             "action_id": rec["action_id"],
             "correlation_id": rec["correlation_id"],
             "reply_instance": rec.get("reply_instance", ""),
-            "decided_at": _now_us(),
+            "decided_at": decided_at if decided_at is not None else _now_us(),
             "tenant": rec.get("tenant", ""),
             "service": rec.get("service", ""),
             **decision.verdict_fields(),
@@ -171,9 +184,18 @@ class Decider:
 
     def _decide(self, raw: bytes, rec: dict[str, Any], source: Source, stored: StoredDecision | None,
                 started: int) -> DecisionResult:
+        if stored is None and rec.get("deadline") is not None and rec["deadline"] < _now_us():
+            return self._shed(raw, rec, source, started)
         result = DecisionResult(reply_topic=rec["reply_topic"], reply_partition=rec["reply_partition"],
                                 proposal_raw=raw)
         tenant = rec["tenant"]
+        if stored is not None:
+            kept = self.wire.decode_as("Verdict", stored.verdict)
+            refusal = Refusal(kept["reason"]) if kept["basis"] == "replay" else None
+        else:
+            refusal = self.decided.admit(rec, source.partition, _now_us()) if self.decided is not None else None
+        if refusal is not None:
+            return self._refuse_replay(raw, rec, source, refusal, result, stored, started)
         auth = stored.auth if stored is not None and stored.auth is not None else self._authenticate(rec)
         result.auth = auth
         authenticated = auth is ServiceVerification.OK
@@ -200,7 +222,7 @@ class Decider:
             if held.security is not None:
                 result.audit.append(audit_event(AuditKind.SECURITY, tenant, rec["action_id"], raw,
                                                 detail=held.security, event_id=source.event_id(AuditKind.SECURITY)))
-            verdict = self._sign(rec, held.decision, started, held.review)
+            verdict = self._sign(rec, held.decision, started, held.review, decided_at=now)
         encoded = self._set_verdict(result, verdict, stored)
         if (stored is not None and authenticated and result.verdict is not None
                 and result.verdict["basis"] == "break_glass"):  # re-sent: its security event too
@@ -208,6 +230,21 @@ class Decider:
                                             detail=result.verdict["reason"],
                                             event_id=source.event_id(AuditKind.SECURITY)))
         result.audit.append(audit_event(AuditKind.VERDICT, tenant, rec["action_id"], encoded,
+                                        event_id=source.event_id(AuditKind.VERDICT)))
+        return result
+
+    def _refuse_replay(self, raw: bytes, rec: dict[str, Any], source: Source, refusal: Refusal,
+                       result: DecisionResult, stored: StoredDecision | None, started: int) -> DecisionResult:
+        """A signed block for a proposal whose action id already has its decision (``stored``:
+        that block, kept before a crash: re-sent unchanged with the same events)."""
+        result.audit.append(audit_event(AuditKind.SECURITY, rec["tenant"], rec["action_id"], raw,
+                                        detail=f"replay refused: {refusal.reason}",
+                                        event_id=source.event_id(AuditKind.SECURITY)))
+        verdict = None if stored is not None else self._sign(rec, Decision(
+            decision="block", basis=refusal.basis, matched_rules=[], reason=refusal.reason,
+            policy_name="", policy_version=0), started)
+        encoded = self._set_verdict(result, verdict, stored)
+        result.audit.append(audit_event(AuditKind.VERDICT, rec["tenant"], rec["action_id"], encoded,
                                         event_id=source.event_id(AuditKind.VERDICT)))
         return result
 
@@ -232,4 +269,18 @@ class Decider:
         result.reply_partition = int(partial["reply_partition"])
         result.audit.append(audit_event(AuditKind.VERDICT, rec["tenant"], rec["action_id"] or None,
                                         encoded, event_id=source.event_id(AuditKind.VERDICT)))
+        return result
+
+    def _shed(self, raw: bytes, rec: dict[str, Any], source: Source, started: int) -> DecisionResult:
+        """A proposal past its deadline: a signed block (basis ``expired``), on the ledger, unevaluated."""
+        result = DecisionResult(reply_topic=rec["reply_topic"], reply_partition=rec["reply_partition"])
+        result.audit.append(audit_event(AuditKind.ACTION, rec["tenant"], rec["action_id"], raw,
+                                        event_id=source.event_id(AuditKind.ACTION)))
+        late_ms = (_now_us() - rec["deadline"]) / 1000
+        encoded = self._set_verdict(result, self._sign(rec, Decision(
+            decision="block", basis="expired", matched_rules=[],
+            reason=f"the proposal reached the processor {late_ms:.0f} ms after its deadline; not evaluated",
+            policy_name="", policy_version=0), started), None)
+        result.audit.append(audit_event(AuditKind.VERDICT, rec["tenant"], rec["action_id"], encoded,
+                                        event_id=source.event_id(AuditKind.VERDICT)))
         return result

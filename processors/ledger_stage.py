@@ -1,14 +1,19 @@
-"""The ledger stage: ``audit-intake`` → ``audit`` + ``checkpoints``, exactly once.
+"""The ledger stage: ``audit-intake`` and ``outcomes`` → ``audit`` + ``checkpoints``, exactly once.
 
 A thin shell over :class:`processors.ledger_writer.LedgerWriter`, run in its own thread
 inside each processor worker. It is a consume-transform-produce loop on confluent-kafka:
 
 * a ``read_committed`` consumer in the group ``<app id>-ledger`` reads ``audit-intake``
+  and, when given an :class:`processors.outcomes.OutcomeRecorder`, ``outcomes`` too
   (static membership ``<processor id>-ledger``: a restarted worker takes its partitions
-  back at once instead of after a session timeout);
+  back at once instead of after a session timeout). Outcomes are turned into their audit
+  events right here by the pure core — no agent and no ``audit-intake`` round trip in
+  between, since nothing but the ledger needs them. Both topics have the same partition
+  count and the group uses the range assignor, so a member owns partition *p* of both,
+  and the events of either land on ``audit`` partition *p*;
 * each batch it polls becomes **one Kafka transaction** holding the chained events
-  (``audit``, same partition number as the intake partition), the checkpoints that fell
-  due (``checkpoints``), dead letters for unreadable intake records, and the intake
+  (``audit``, same partition number as the input partition), the checkpoints that fell
+  due (``checkpoints``), dead letters for unreadable input records, and the input
   offsets (``send_offsets_to_transaction`` with the consumer's group metadata, KIP-447).
   Either all of it is committed or none of it: a crash at any instant leaves the ledger
   as of the last committed batch, and the uncommitted inputs are chained again by
@@ -62,6 +67,7 @@ from lockgate.kernel.kafka_offsets import watermarks
 from lockgate.kernel.partition_reader import StoredRecord, committed_reader, read_partition, read_tail
 from processors.errors import LedgerStageFailed, NullRecord
 from processors.ledger_writer import LedgerWriter
+from processors.outcomes import OutcomeRecorder
 from processors.stage import Source, StageOutput, refuse
 from processors.witnesses import Witnesses
 from schemas.codec import get_codec
@@ -87,6 +93,8 @@ CHECKPOINTS = Counter("lockgate_checkpoints_total", "Signed checkpoints publishe
 TRANSACTIONS = Counter("lockgate_ledger_transactions_total", "Ledger transactions by result", ["result"])
 COSIGNED = Counter("lockgate_checkpoints_cosigned_total",
                    "Checkpoints published again with witness cosignatures")
+OUTCOME_DEAD_LETTERS = Counter("lockgate_outcome_dead_letters_total",
+                               "Outcome records the ledger stage could not read (dead-lettered and ledgered)")
 RECOVERIES = Counter("lockgate_ledger_recoveries_total", "Ledger partitions recovered from committed state")
 
 
@@ -94,11 +102,15 @@ class LedgerStage:
     """Runs the ledger loop in a thread (see the module docstring)."""
 
     def __init__(self, writer: LedgerWriter, *, bootstrap: str, topics: Topics, app_id: str,
-                 processor_id: str, recovery_timeout_s: float = 60.0, witnesses: Witnesses | None = None) -> None:
+                 processor_id: str, recovery_timeout_s: float = 60.0, witnesses: Witnesses | None = None,
+                 outcomes: OutcomeRecorder | None = None, outcomes_legacy_group: str | None = None) -> None:
         if witnesses and not writer.keep_proofs:
             raise ValueError("a ledger stage with witnesses needs a writer that keeps proofs (keep_proofs=True)")
         self.writer = writer
         self.witnesses = witnesses
+        self.outcomes = outcomes
+        self.outcomes_legacy_group = outcomes_legacy_group
+        self._floor: dict[tuple[str, int], int] = {}  # records fetched below a recovery's seek: skipped
         self._cosigned: list[dict[str, Any]] = []  # committed checkpoints with new cosignatures, to publish
         self.bootstrap = bootstrap
         self.topics = topics
@@ -107,6 +119,7 @@ class LedgerStage:
         self.instance_id = f"{processor_id}-ledger"
         self.recovery_timeout_s = recovery_timeout_s
         self.codec = get_codec()
+        self.inputs = [topics.audit_intake] + ([topics.outcomes] if outcomes is not None else [])
         self.failure: BaseException | None = None
         self.ready = threading.Event()  # set once the transactional producer is initialised
         self._stop = threading.Event()
@@ -166,8 +179,9 @@ class LedgerStage:
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
             "max.poll.interval.ms": 300_000,
+            "partition.assignment.strategy": "range",  # partition p of every input to one member
         })
-        self._consumer.subscribe([self.topics.audit_intake], on_assign=self._on_assign,
+        self._consumer.subscribe(self.inputs, on_assign=self._on_assign,
                                  on_revoke=self._on_revoke, on_lost=self._on_revoke)
         self.ready.set()
 
@@ -208,21 +222,23 @@ class LedgerStage:
         now, now_us = time.monotonic(), time.time_ns() // 1000
         audit: list[tuple[int, bytes | None, bytes, str]] = []
         dead_letters: list[dict[str, Any]] = []
-        offsets: dict[int, int] = {}
-        skipped: dict[int, int] = {}
+        offsets: dict[tuple[str, int], int] = {}
+        skipped: dict[tuple[str, int], int] = {}
         for msg in msgs:
             err = msg.error()
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF:
                     log.warning("ledger consumer: %s", err.str())
                 continue
-            partition, offset = int(msg.partition() or 0), int(msg.offset() or 0)
+            topic, partition, offset = str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0)
+            if offset < self._floor.get((topic, partition), 0):
+                continue  # fetched before recovery moved this partition's start
             if not self.writer.owns(partition):
-                skipped.setdefault(partition, offset)  # revoked, or not recovered yet
+                skipped.setdefault((topic, partition), offset)  # revoked, or not recovered yet
                 continue
-            offsets[partition] = offset + 1
-            source = Source(self.topics.audit_intake, partition, offset, msg.key())
-            for event in self._intake_events(msg.value(), source, dead_letters):
+            offsets[(topic, partition)] = offset + 1
+            source = Source(topic, partition, offset, msg.key())
+            for event in self._input_events(msg.value(), source, dead_letters):
                 chained = self.writer.append(partition, event, now)
                 if chained is None:
                     LEDGER_DUPLICATES.inc()
@@ -237,8 +253,8 @@ class LedgerStage:
             CHECKPOINTS.inc(len(checkpoints))
             if self.witnesses:
                 self._witness(checkpoints)
-        for partition, offset in skipped.items():  # read them again once the partition is ours
-            self._seek(self._require(self._consumer), partition, offset)
+        for (topic, partition), offset in skipped.items():  # read them again once the partition is ours
+            self._seek(self._require(self._consumer), topic, partition, offset)
 
     def _witness(self, checkpoints: Sequence[dict[str, Any]]) -> None:
         """Ask the witnesses to cosign checkpoints just committed; the cosigned copies go
@@ -257,9 +273,16 @@ class LedgerStage:
             except Exception:
                 log.exception("asking the witnesses to cosign %s failed", cp.get("checkpoint_id"))
 
-    def _intake_events(self, raw: bytes | None, source: Source,
-                       dead_letters: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The intake record's event, or — for a record that is not one — the refusal's event."""
+    def _input_events(self, raw: bytes | None, source: Source,
+                      dead_letters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The events of an input record: an outcome's (from the outcome core), an intake record's
+        own event, or — for a record that is neither — the refusal's event."""
+        if self.outcomes is not None and source.topic == self.topics.outcomes:
+            out = self.outcomes.record(raw, source)  # never raises; a refusal carries its dead letter
+            if out.dead_letter is not None:
+                OUTCOME_DEAD_LETTERS.inc()
+                dead_letters.append(out.dead_letter)
+            return out.audit
         try:
             if raw is None:
                 raise NullRecord(source.topic, source.partition, source.offset)
@@ -275,7 +298,7 @@ class LedgerStage:
             return refused.audit  # chained directly: the refusal itself is on the ledger
 
     def _commit(self, audit: list[tuple[int, bytes | None, bytes, str]], checkpoints: list[dict[str, Any]],
-                dead_letters: list[dict[str, Any]], offsets: dict[int, int]) -> None:
+                dead_letters: list[dict[str, Any]], offsets: dict[tuple[str, int], int]) -> None:
         producer = self._require(self._producer)
         consumer = self._require(self._consumer)
         producer.begin_transaction()
@@ -290,7 +313,7 @@ class LedgerStage:
             producer.produce(self.topics.deadletter, self.codec.encode("DeadLetter", dl))
         if offsets:
             producer.send_offsets_to_transaction(
-                [TopicPartition(self.topics.audit_intake, p, o) for p, o in sorted(offsets.items())],
+                [TopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())],
                 consumer.consumer_group_metadata(), self.recovery_timeout_s)
         producer.commit_transaction(self.recovery_timeout_s)
         TRANSACTIONS.labels("committed").inc()
@@ -320,19 +343,19 @@ class LedgerStage:
         self._rewind(consumer, owned)
 
     def _rewind(self, consumer: Consumer, partitions: list[int]) -> None:
-        """Seek ``partitions`` back to their committed intake offsets."""
+        """Seek ``partitions`` of every input back to their committed offsets."""
         if not partitions:
             return
-        committed = consumer.committed([TopicPartition(self.topics.audit_intake, p) for p in partitions],
+        committed = consumer.committed([TopicPartition(t, p) for t in self.inputs for p in partitions],
                                        timeout=self.recovery_timeout_s)
         for tp in committed:
-            self._seek(consumer, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
+            self._seek(consumer, tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
 
-    def _seek(self, consumer: Consumer, partition: int, offset: int) -> None:
+    def _seek(self, consumer: Consumer, topic: str, partition: int, offset: int) -> None:
         try:
-            consumer.seek(TopicPartition(self.topics.audit_intake, partition, offset))
+            consumer.seek(TopicPartition(topic, partition, offset))
         except KafkaException as exc:
-            log.info("could not seek audit-intake[%d] (revoked meanwhile?): %s", partition, exc)
+            log.info("could not seek %s[%d] (revoked meanwhile?): %s", topic, partition, exc)
 
     # -- recovery -------------------------------------------------------------------
 
@@ -358,7 +381,9 @@ class LedgerStage:
     def _recover(self, consumer: Consumer, partition: int) -> None:
         started = time.monotonic()
         # Waits for a previous owner's in-flight transaction on this partition to finish.
-        consumer.committed([TopicPartition(self.topics.audit_intake, partition)], timeout=self.recovery_timeout_s)
+        committed = consumer.committed([TopicPartition(t, partition) for t in self.inputs],
+                                       timeout=self.recovery_timeout_s)
+        self._adopt_legacy_outcome_offset(consumer, partition, committed)
         reader = self._require(self._reader)
         self._await_stable(reader, partition)
         low, end = watermarks(reader, TopicPartition(self.topics.audit, partition), self.recovery_timeout_s)
@@ -382,6 +407,32 @@ class LedgerStage:
         log.info("ledger partition %d recovered in %.2fs: next sequence %d, %d uncovered event(s) to "
                  "checkpoint, %d event id(s) in the dedup window", partition, time.monotonic() - started,
                  state.next_sequence, state.uncovered, state.remembered)
+
+    def _adopt_legacy_outcome_offset(self, consumer: Consumer, partition: int,
+                                     committed: list[TopicPartition]) -> None:
+        """Upgrade path: start ``outcomes[partition]`` where the former outcome agent stopped.
+
+        Workers before this stage read outcomes themselves used a Faust agent (group
+        ``outcomes_legacy_group``) that put each on ``audit-intake``; everything below its
+        committed offset is already on the intake, so the stage starts there rather than at
+        the beginning (which would chain old outcomes again once they left the dedup window).
+        Only when this group has no committed offset of its own for the partition.
+        """
+        mine = next((tp for tp in committed if tp.topic == self.topics.outcomes), None)
+        if mine is None or mine.offset >= 0 or self.outcomes_legacy_group is None:
+            self._floor.pop((self.topics.outcomes, partition), None)
+            return
+        legacy = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.outcomes_legacy_group,
+                           "enable.auto.commit": False})
+        try:
+            (theirs,) = legacy.committed([TopicPartition(self.topics.outcomes, partition)],
+                                         timeout=self.recovery_timeout_s)
+        finally:
+            legacy.close()
+        if theirs.offset >= 0:
+            log.info("outcomes[%d]: starting at %d, where the former outcome agent stopped", partition, theirs.offset)
+            self._floor[(self.topics.outcomes, partition)] = theirs.offset
+            self._seek(consumer, self.topics.outcomes, partition, theirs.offset)
 
     def _await_stable(self, reader: Consumer, partition: int) -> None:
         """Return once no transaction on ``audit[partition]`` is undecided (see the module

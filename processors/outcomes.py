@@ -1,4 +1,4 @@
-"""The outcome agent's pure core: an ActionOutcome's bytes in, its audit events out.
+"""The outcome core (run by the ledger stage): an ActionOutcome's bytes in, its audit events out.
 
 :meth:`OutcomeRecorder.record` never raises. An outcome becomes an ``outcome`` audit event
 (the raw bytes as payload, so ``verify`` can check the verdict it embeds), plus a

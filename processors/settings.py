@@ -9,13 +9,20 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lockgate.kernel.home import Home, default_home
 from lockgate.kernel.local_broker import DEFAULT_KAFKA_PORT, local_bootstrap
-from schemas.topics import DEFAULT_PREFIX
+from processors.replay import FUTURE_SKEW_US
+from schemas.topics import DECISIONS_RETENTION_MS, DEFAULT_PREFIX
 from trust.tlog import DEFAULT_LOG_NAME, check_log_name
 
-__all__ = ["DEFAULT_CHECKPOINT_INTERVAL_S", "ProcessorSettings"]
+__all__ = ["DEFAULT_CHECKPOINT_INTERVAL_S", "DEFAULT_REPLAY_WINDOW_S", "MAX_REPLAY_WINDOW_S", "ProcessorSettings"]
 
 DEFAULT_CHECKPOINT_INTERVAL_S = 5.0
 """Default longest wait between chaining an event and signing a checkpoint over it."""
+
+DEFAULT_REPLAY_WINDOW_S = 3600.0
+"""Default age (by ``proposed_at``) past which a proposal is refused as a possible replay."""
+
+MAX_REPLAY_WINDOW_S = (DECISIONS_RETENTION_MS * 1000 - FUTURE_SKEW_US) / 1e6
+"""The replay memory is rebuilt from ``decisions``: it cannot span more than the topic keeps."""
 
 
 class ProcessorSettings(BaseSettings):
@@ -40,6 +47,9 @@ class ProcessorSettings(BaseSettings):
     # Event ids remembered per ledger partition to drop repeats of re-processed inputs.
     ledger_dedup_window: int = Field(default=20_000, gt=0)
     stall_after_s: float = Field(default=30.0, gt=0)  # lag and no commit this long: "up but not consuming"
+    # One decision per action id (processors/replay.py): ids are remembered this long, and
+    # proposals older than this (by proposed_at) are refused as possible replays.
+    replay_window_s: float = Field(default=DEFAULT_REPLAY_WINDOW_S, gt=0, le=MAX_REPLAY_WINDOW_S)
     # How long a vanished worker (kill -9, lost host) holds its partitions before the group
     # hands them to the others; a restarted worker with the same id takes them back at once.
     processor_session_timeout_s: float = Field(default=10.0, ge=6.0, le=300.0)

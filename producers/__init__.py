@@ -8,17 +8,20 @@ Public API (kept small on purpose; ``tests/unit/producers/test_public_api.py`` p
     Verdict, MatchedRule       a verified decision
     GuardSettings              configuration (arguments or LOCKGATE_* env)
     PendingVerdict             an action held for review: wait for or poll its final verdict
-    GuardError and subclasses  ActionBlocked, VerdictTimeout, VerdictRejected, GuardUnavailable,
-                               ReviewPending
+    GuardError and subclasses  ActionBlocked, VerdictTimeout, VerdictRejected (VerdictMisbound),
+                               GuardUnavailable, ReviewPending, GuardOverloaded (more than
+                               max_in_flight requests waiting)
     SpoolError                 an outcome could be neither confirmed by Kafka nor spooled
 """
 
 from producers.errors import (
     ActionBlocked,
     GuardError,
+    GuardOverloaded,
     GuardUnavailable,
     ReviewPending,
     SpoolError,
+    VerdictMisbound,
     VerdictRejected,
     VerdictTimeout,
 )
@@ -34,6 +37,7 @@ __all__ = [
     "AsyncGuard",
     "Guard",
     "GuardError",
+    "GuardOverloaded",
     "GuardSettings",
     "GuardUnavailable",
     "GuardedAction",
@@ -42,6 +46,7 @@ __all__ = [
     "ReviewPending",
     "SpoolError",
     "Verdict",
+    "VerdictMisbound",
     "VerdictRejected",
     "VerdictTimeout",
 ]

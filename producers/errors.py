@@ -9,8 +9,17 @@ from lockgate.kernel.errors import LockgateError
 if TYPE_CHECKING:
     from producers.verdicts import Verdict
 
-__all__ = ["ActionBlocked", "GuardError", "GuardUnavailable", "ReviewPending", "SpoolError", "VerdictRejected",
-           "VerdictTimeout"]
+__all__ = [
+    "ActionBlocked",
+    "GuardError",
+    "GuardOverloaded",
+    "GuardUnavailable",
+    "ReviewPending",
+    "SpoolError",
+    "VerdictMisbound",
+    "VerdictRejected",
+    "VerdictTimeout",
+]
 
 
 class GuardError(LockgateError):
@@ -48,8 +57,20 @@ class VerdictRejected(GuardError):
     """A verdict arrived but cannot be trusted: unsigned, forged, unknown key, or for another action."""
 
 
+class VerdictMisbound(VerdictRejected):
+    """A validly signed verdict that does not commit to the proposal this Guard sent: its
+    ``proposal_sha256`` differs (a verdict made for another proposal under the same action
+    id — a leaked processor key, or a replay), or an allow commits to none at all."""
+
+
 class GuardUnavailable(GuardError):
     """The proposed action could not be published (broker unreachable, queue full)."""
+
+
+class GuardOverloaded(GuardUnavailable):
+    """This Guard already has ``max_in_flight`` requests waiting for verdicts and no slot
+    freed up in time (``when_full="wait"``: within the request's timeout; ``"fail"``: at
+    once). Nothing was published; the action did not run. Retry later or raise the bound."""
 
 
 class SpoolError(LockgateError):

@@ -14,8 +14,16 @@ on the action travel in the signed proposal.
 Fail-closed contract: the guarded body runs only after :func:`accept_verdict` returned an
 ``allow``. Block → :class:`ActionBlocked`; no verdict in ``timeout_s`` →
 :class:`VerdictTimeout`; publish failure → :class:`GuardUnavailable`; bad or missing
-signature, or a verdict for another action → :class:`VerdictRejected`. All of them derive
+signature, or a verdict for another action → :class:`VerdictRejected`; a verdict that
+does not commit to the exact proposal sent (its ``proposal_sha256``) →
+:class:`~producers.errors.VerdictMisbound`, a ``VerdictRejected``; more than
+``max_in_flight`` requests already waiting → :class:`GuardOverloaded`. All of them derive
 from :class:`GuardError` and are raised before the body starts.
+
+Overload: each proposal carries its deadline (when it is sent plus its timeout), so a
+processor that reads it too late answers with a signed block (basis ``expired``) instead
+of spending work on an answer nobody waits for; and each Guard holds at most
+``max_in_flight`` requests at once (:class:`_Slots`), so a slow processor is not buried.
 
 Recording path (:mod:`producers.outcome_recorder`): once the body has run, its outcome is
 never lost. Returning from the ``with`` block means the outcome was delivered (acknowledged
@@ -28,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -38,7 +47,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from lockgate.kernel.errors import ConfigError
-from producers.errors import ActionBlocked, GuardUnavailable, ReviewPending, VerdictTimeout
+from producers.errors import ActionBlocked, GuardOverloaded, GuardUnavailable, ReviewPending, VerdictTimeout
 from producers.outcome_recorder import OutcomeRecorder, Recorded
 from producers.pending import PendingVerdict
 from producers.reply_router import ReplyRouter
@@ -48,6 +57,7 @@ from producers.verdicts import Verdict, accept_verdict
 from schemas.codec import get_codec
 from schemas.errors import CodecError
 from schemas.topics import TOPIC_MAX_MESSAGE_BYTES, Topics
+from trust.bindings import record_sha256
 from trust.keys import PublicKey, SigningKey
 from trust.signatures import sign_record
 
@@ -112,9 +122,48 @@ class GuardedAction:
         self.after = after
 
 
+class _Slots:
+    """The bound on one Guard's requests in flight (``max_in_flight``, ``when_full``).
+
+    A thread semaphore shared by the sync and asyncio shells (the async shell waits for it
+    in a worker thread, never on the loop). ``acquire`` raises :class:`GuardOverloaded`
+    when no slot is free in time; every acquired slot is released exactly once, when the
+    request settled (verdict, timeout or failure).
+    """
+
+    def __init__(self, limit: int, wait: bool) -> None:
+        self.limit = limit
+        self.wait = wait
+        self._sem = threading.BoundedSemaphore(limit)
+
+    def acquire(self, timeout_s: float) -> None:
+        if self._sem.acquire(blocking=False):
+            return
+        if self.wait and self._sem.acquire(timeout=timeout_s):
+            return
+        raise self._overloaded(timeout_s)
+
+    async def aacquire(self, timeout_s: float) -> None:
+        if self._sem.acquire(blocking=False):
+            return
+        if self.wait and await asyncio.to_thread(self._sem.acquire, timeout=timeout_s):
+            return
+        raise self._overloaded(timeout_s)
+
+    def release(self) -> None:
+        self._sem.release()
+
+    def _overloaded(self, timeout_s: float) -> GuardOverloaded:
+        waited = f"no slot freed within {timeout_s:.3g}s" if self.wait else "when_full='fail'"
+        return GuardOverloaded(
+            f"this Guard already has {self.limit} requests waiting for verdicts ({waited}); the action "
+            "was not proposed and did not run. Retry later, or raise LOCKGATE_MAX_IN_FLIGHT")
+
+
 class _GuardCore:
     def __init__(self, settings: GuardSettings) -> None:
         self.settings = settings
+        self.slots = _Slots(settings.max_in_flight, settings.when_full == "wait")
         self.instance_id = uuid.uuid4().hex
         self.topics = Topics(settings.topic_prefix)
         self.codec = get_codec()
@@ -140,6 +189,9 @@ class _GuardCore:
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 0,
+            # Proposals land in their action id's home partition, where its one decision is
+            # kept (processors/replay.py): Kafka's murmur2, as the Java client partitions.
+            "partitioner": "murmur2_random",
             "message.max.bytes": TOPIC_MAX_MESSAGE_BYTES,
             "message.timeout.ms": max(1000, int(settings.timeout_s * 1000)),
             "socket.connection.setup.timeout.ms": max(1000, int(settings.timeout_s * 1000)),
@@ -156,11 +208,13 @@ class _GuardCore:
         self.outcomes = OutcomeRecorder(settings.bootstrap_servers, self.topics.outcomes, spool,
                                         settings.resolved_outcome_timeout())
 
-    def build(self, action: Action) -> dict[str, Any]:
+    def build(self, action: Action, deadline_us: int | None = None) -> dict[str, Any]:
+        now = _now_us()
         rec: dict[str, Any] = {
             "action_id": str(uuid.uuid4()),
             "correlation_id": uuid.uuid4().hex,
-            "proposed_at": _now_us(),
+            "proposed_at": now,
+            "deadline": deadline_us if deadline_us is not None else now + int(self.settings.timeout_s * 1e6),
             "tenant": self.settings.tenant,
             "service": self.settings.service,
             "actor": {"id": action.actor.id, "roles": list(action.actor.roles),
@@ -174,21 +228,24 @@ class _GuardCore:
             "reply_instance": self.instance_id,
             "service_key_id": None,
             "service_signature": None,
-            "deadline": None,
             "justification": action.justification,
             "break_glass": bool(action.break_glass),
-            "signed_schema": 2,  # the signature covers every field, justification and break-glass included
+            "signed_schema": 2,  # the signature covers every field: deadline, justification and break-glass included
         }
         if self.service_key is not None:
             rec = sign_record(rec, "service_signature", None, self.service_key)
         return rec
 
-    def propose(self, action: Action) -> tuple[dict[str, Any], concurrent.futures.Future[bytes]]:
-        rec = self.build(action)
+    def wait_for(self, timeout_s: float | None) -> float:
+        return self.settings.timeout_s if timeout_s is None else timeout_s
+
+    def propose(self, action: Action, deadline_us: int) -> tuple[dict[str, Any], concurrent.futures.Future[bytes]]:
         try:
-            value = self.codec.encode("ProposedAction", rec)
+            value = self.codec.encode("ProposedAction", self.build(action, deadline_us))
         except CodecError as exc:
             raise GuardUnavailable(f"action cannot be encoded: {exc}") from exc
+        # The proposal as the processor reads it (defaults filled in): what its verdict binds.
+        rec = self.codec.decode_as("ProposedAction", value)
         correlation = rec["correlation_id"]
         future = self.router.expect(correlation, rec["action_id"])
 
@@ -207,7 +264,7 @@ class _GuardCore:
         return rec, future
 
     def settle(self, rec: dict[str, Any], raw: bytes) -> Verdict:
-        return accept_verdict(raw, rec["action_id"], self.verdict_key)
+        return accept_verdict(raw, rec["action_id"], self.verdict_key, proposal_sha256=record_sha256(rec))
 
     def pending(self, rec: dict[str, Any], verdict: Verdict) -> PendingVerdict:
         return PendingVerdict(rec, verdict, self.router, lambda raw: self.settle(rec, raw))
@@ -237,21 +294,37 @@ class _GuardCore:
             raise ActionBlocked(verdict)
         return GuardedAction(rec, verdict)
 
-    def wait(self, rec: dict[str, Any], future: concurrent.futures.Future[bytes],
-             timeout_s: float | None) -> bytes:
-        wait = self.settings.timeout_s if timeout_s is None else timeout_s
+    def ask(self, action: Action, timeout_s: float | None) -> tuple[dict[str, Any], bytes]:
+        """Propose ``action`` within a slot and wait for its verdict's bytes, all within the timeout."""
+        wait = self.wait_for(timeout_s)
+        started = time.monotonic()
+        deadline_us = _now_us() + int(wait * 1e6)
+        self.slots.acquire(wait)
         try:
-            return future.result(timeout=wait)
-        except concurrent.futures.TimeoutError:
-            raise self.timeout(rec, wait) from None
+            rec, future = self.propose(action, deadline_us)
+            left = max(0.0, wait - (time.monotonic() - started))
+            try:
+                return rec, future.result(timeout=left)
+            except concurrent.futures.TimeoutError:
+                raise self.timeout(rec, wait) from None
+        finally:
+            self.slots.release()
 
-    async def await_(self, rec: dict[str, Any], future: concurrent.futures.Future[bytes],
-                     timeout_s: float | None) -> bytes:
-        wait = self.settings.timeout_s if timeout_s is None else timeout_s
+    async def aask(self, action: Action, timeout_s: float | None) -> tuple[dict[str, Any], bytes]:
+        """:meth:`ask` on the event loop."""
+        wait = self.wait_for(timeout_s)
+        started = time.monotonic()
+        deadline_us = _now_us() + int(wait * 1e6)
+        await self.slots.aacquire(wait)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), wait)
-        except TimeoutError:
-            raise self.timeout(rec, wait) from None
+            rec, future = self.propose(action, deadline_us)
+            left = max(0.0, wait - (time.monotonic() - started))
+            try:
+                return rec, await asyncio.wait_for(asyncio.wrap_future(future), left)
+            except TimeoutError:
+                raise self.timeout(rec, wait) from None
+        finally:
+            self.slots.release()
 
     def timeout(self, rec: dict[str, Any], waited_s: float | None = None) -> VerdictTimeout:
         self.router.forget(rec["correlation_id"])
@@ -290,6 +363,8 @@ class _GuardCore:
             "verdict": handle.verdict.raw,
             "service_key_id": None,
             "service_signature": None,
+            "verdict_sha256": handle.verdict.sha256,
+            "signed_schema": 2,
         }
         if self.service_key is not None:
             rec = sign_record(rec, "service_signature", None, self.service_key)
@@ -335,21 +410,21 @@ class Guard:
               wait_for_review: float | None = None) -> Verdict:
         """Ask for a verdict and return it. Raises on anything untrustworthy.
 
-        ``timeout_s`` overrides the configured wait for this call only. A pending review
-        (decision ``review``) is waited out for up to ``wait_for_review`` seconds and the
-        final verdict returned; without it, the pending verdict itself is returned (see
-        :meth:`request` for a handle to wait on later).
+        ``timeout_s`` overrides the configured wait for this call only; it also sets the
+        proposal's deadline, and a wait for a free slot (``max_in_flight``) counts against it.
+        A pending review (decision ``review``) is waited out for up to ``wait_for_review``
+        seconds and the final verdict returned; without it, the pending verdict itself is
+        returned (see :meth:`request` for a handle to wait on later).
         """
-        rec, future = self._core.propose(action)
-        raw = self._core.wait(rec, future, timeout_s)
+        rec, raw = self._core.ask(action, timeout_s)
         if not wait_for_review:
             return self._core.settle(rec, raw)
         return self._core.reviewed(rec, raw, wait_for_review)
 
     def request(self, action: Action, *, timeout_s: float | None = None) -> PendingVerdict:
         """Ask for a verdict; the handle holds it and, for a pending review, waits or polls for the final one."""
-        rec, future = self._core.propose(action)
-        return self._core.pending(rec, self._core.settle(rec, self._core.wait(rec, future, timeout_s)))
+        rec, raw = self._core.ask(action, timeout_s)
+        return self._core.pending(rec, self._core.settle(rec, raw))
 
     @contextmanager
     def action(self, *, actor: str | Actor, type: str, resource: str,
@@ -387,8 +462,7 @@ class Guard:
         Returns the handle only on a valid allow (raises like :meth:`action` otherwise). The
         caller then owes exactly one :meth:`record` for it, once the outcome is known.
         """
-        rec, future = self._core.propose(action)
-        raw = self._core.wait(rec, future, timeout_s)
+        rec, raw = self._core.ask(action, timeout_s)
         return self._core.admit(rec, self._core.reviewed(rec, raw, wait_for_review))
 
     def record(self, handle: GuardedAction, error: BaseException | None = None) -> Recorded:
@@ -417,16 +491,15 @@ class AsyncGuard:
     async def check(self, action: Action, *, timeout_s: float | None = None,
                     wait_for_review: float | None = None) -> Verdict:
         """Like :meth:`Guard.check`, without blocking the event loop."""
-        rec, future = self._core.propose(action)
-        raw = await self._core.await_(rec, future, timeout_s)
+        rec, raw = await self._core.aask(action, timeout_s)
         if not wait_for_review:
             return self._core.settle(rec, raw)
         return await self._core.areviewed(rec, raw, wait_for_review)
 
     async def request(self, action: Action, *, timeout_s: float | None = None) -> PendingVerdict:
         """Like :meth:`Guard.request`."""
-        rec, future = self._core.propose(action)
-        return self._core.pending(rec, self._core.settle(rec, await self._core.await_(rec, future, timeout_s)))
+        rec, raw = await self._core.aask(action, timeout_s)
+        return self._core.pending(rec, self._core.settle(rec, raw))
 
     @asynccontextmanager
     async def action(self, *, actor: str | Actor, type: str, resource: str,
@@ -451,8 +524,7 @@ class AsyncGuard:
     async def admit(self, action: Action, *, timeout_s: float | None = None,
                     wait_for_review: float | None = None) -> GuardedAction:
         """Like :meth:`Guard.admit`: the handle on a valid allow; one :meth:`record` is owed."""
-        rec, future = self._core.propose(action)
-        raw = await self._core.await_(rec, future, timeout_s)
+        rec, raw = await self._core.aask(action, timeout_s)
         return self._core.admit(rec, await self._core.areviewed(rec, raw, wait_for_review))
 
     async def record(self, handle: GuardedAction, error: BaseException | None = None) -> Recorded:

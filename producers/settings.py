@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +25,14 @@ class GuardSettings(BaseSettings):
     ``outcome_timeout_s`` bounds how long a guarded block waits for Kafka to confirm its
     outcome before spooling it (default: ``timeout_s``); ``spool_dir`` is where unconfirmed
     outcomes are kept until redelivered (default ``$LOCKGATE_HOME/spool/outcomes``).
+
+    ``max_in_flight`` bounds the requests one Guard has waiting for verdicts at once (the
+    overload bound: a Guard never piles more work on a slow processor). A request over the
+    bound waits for a slot when ``when_full`` is ``"wait"`` (at most its own timeout, which
+    the wait uses up), or fails at once when ``"fail"``; either way it raises
+    :class:`producers.errors.GuardOverloaded` if no slot came, before anything is published.
+    Each proposal carries its deadline (sent + its timeout): the processor answers a proposal
+    it reads after that with a signed block (basis ``expired``) without evaluating it.
     """
 
     model_config = SettingsConfigDict(env_prefix="LOCKGATE_", frozen=True, extra="ignore")
@@ -40,6 +49,8 @@ class GuardSettings(BaseSettings):
     home: Path = Field(default_factory=default_home)
     outcome_timeout_s: float | None = Field(default=None, gt=0)
     spool_dir: Path | None = None
+    max_in_flight: int = Field(default=256, ge=1)
+    when_full: Literal["wait", "fail"] = "wait"
 
     def resolved_service_key(self) -> Path | None:
         if self.service_key is not None:

@@ -1,8 +1,9 @@
 """Typed views of verdicts as the SDK hands them to callers, and their validation.
 
 A :class:`Verdict` exists only after its signature verified against the processor's
-public key and it was matched to the request's action id; :func:`accept_verdict` is the
-one place that decides that.
+public key and it was matched to the request's action id and, given the proposal's hash,
+to the exact proposal sent (``proposal_sha256``); :func:`accept_verdict` is the one place
+that decides that.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from producers.errors import VerdictRejected
+from producers.errors import VerdictMisbound, VerdictRejected
 from schemas.codec import get_codec
 from schemas.errors import CodecError
+from trust.bindings import record_sha256
 from trust.keys import Keyring, PublicKey
 from trust.signatures import verify_record
 
@@ -46,6 +48,9 @@ class Verdict:
     processor_id: str
     key_id: str
     raw: bytes
+    sha256: bytes = b""
+    """SHA-256 of the verdict's signed fields (:func:`trust.bindings.record_sha256`): what
+    the outcome commits to as ``verdict_sha256``."""
     review: dict[str, Any] | None = None  # the ReviewState: pending (decision review) or final
 
     @property
@@ -91,8 +96,15 @@ class Verdict:
         }
 
 
-def accept_verdict(raw: bytes, action_id: str, keys: PublicKey | Keyring) -> Verdict:
-    """Decode, verify and match a verdict, or raise :class:`VerdictRejected`."""
+def accept_verdict(raw: bytes, action_id: str, keys: PublicKey | Keyring,
+                   proposal_sha256: bytes | None = None) -> Verdict:
+    """Decode, verify and match a verdict, or raise :class:`VerdictRejected`.
+
+    With ``proposal_sha256`` (:func:`trust.bindings.record_sha256` of the proposal as
+    sent, decoded), the verdict must commit to exactly that proposal, else
+    :class:`VerdictMisbound`; a block that commits to none (a request the processor could
+    not read) is still a block.
+    """
     try:
         rec = get_codec().decode_as("Verdict", raw)
     except CodecError as exc:
@@ -109,6 +121,8 @@ def accept_verdict(raw: bytes, action_id: str, keys: PublicKey | Keyring) -> Ver
         raise VerdictRejected(
             f"verdict names action {rec['action_id']}, but was the reply to action {action_id}"
         )
+    if proposal_sha256 is not None:
+        _check_binding(rec, proposal_sha256)
     return Verdict(
         action_id=rec["action_id"],
         decision=rec["decision"],
@@ -125,5 +139,19 @@ def accept_verdict(raw: bytes, action_id: str, keys: PublicKey | Keyring) -> Ver
         processor_id=rec["processor_id"],
         key_id=rec["key_id"],
         raw=bytes(raw),
+        sha256=record_sha256(rec),
         review=rec.get("review"),
     )
+
+
+def _check_binding(rec: dict[str, Any], expected: bytes) -> None:
+    bound = rec.get("proposal_sha256")
+    if bound is None and rec["decision"] != "allow":
+        return
+    if bound != expected:
+        what = "commits to no proposal" if bound is None else f"commits to proposal {bytes(bound).hex()[:16]}…"
+        raise VerdictMisbound(
+            f"verdict for action {rec['action_id']} {what}, not to the one this Guard sent "
+            f"({expected.hex()[:16]}…); refusing it (fail-closed): a verdict made for another proposal "
+            "under this action id means a replay or a misused processor key — investigate with "
+            "`lockgate verify`")

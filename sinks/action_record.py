@@ -236,8 +236,9 @@ def action_record(
 
     partials = []
     for _, ev in events:
-        if is_summarized(ev["kind"], ev["action_id"]):
-            partials.append(partial_row(ev["kind"], derived_columns(ev["kind"], ev["payload"], codec)))
+        columns = derived_columns(ev["kind"], ev["payload"], codec)
+        if is_summarized(ev["kind"], ev["action_id"], columns):
+            partials.append(partial_row(ev["kind"], columns))
     # No summarized event (only, say, a security event): every column empty, no flag set.
     values = fold(partials) if partials else partial_row("action", derived_columns("", b"", codec))
     record: dict[str, Any] = {"tenant": events[0][1]["tenant"], "action_id": action_id}

@@ -12,6 +12,7 @@ runs. The transformation, statement by statement:
   writer use the same names on a cluster as on the embedded engine.
 * ``CREATE MATERIALIZED VIEW ... TO {db}.S AS SELECT ... FROM {db}.T`` runs on each shard
   over ``T_local`` and writes through the Distributed ``S``.
+* ``DROP VIEW IF EXISTS {db}.V`` (a view being redefined) drops it ``ON CLUSTER``.
 * ``ALTER TABLE {db}.T ADD COLUMN ...`` alters ``T_local`` and then the Distributed ``T``,
   both ``ON CLUSTER``.
 
@@ -50,6 +51,7 @@ _TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS \{db\}\.(\w+)\s*\n?\(", re.M)
 _ENGINE = re.compile(r"^ENGINE = (\w*)MergeTree\s*$", re.M)
 _VIEW = re.compile(r"^CREATE MATERIALIZED VIEW IF NOT EXISTS \{db\}\.(\w+) TO \{db\}\.(\w+) AS", re.M)
 _FROM = re.compile(r"^FROM \{db\}\.(\w+)", re.M)
+_DROP_VIEW = re.compile(r"^DROP VIEW IF EXISTS \{db\}\.(\w+)\s*\Z", re.M)
 _ALTER = re.compile(r"^ALTER TABLE \{db\}\.(\w+)\s*\n\s*(ADD COLUMN .*)\Z", re.M | re.S)
 
 
@@ -93,6 +95,8 @@ def cluster_ddl(db: str = "lockgate") -> str:
             statements.extend(_table(stmt, db))
         elif _VIEW.search(stmt):
             statements.append(_view(stmt))
+        elif (drop := _DROP_VIEW.search(stmt)) is not None:
+            statements.append(f"DROP VIEW IF EXISTS {{db}}.{drop.group(1)} ON CLUSTER '{{cluster}}'")
         elif (alter := _ALTER.search(stmt)) is not None:
             table, change = alter.groups()
             statements += [f"{stmt[: alter.start()] if t.endswith('_local') else ''}ALTER TABLE {{db}}.{t} "

@@ -1,8 +1,8 @@
 """The per-action summary: how readers fold ``action_summary``, and the same fold in Python.
 
-``action_summary`` (migration ``003_action_summary.sql``) holds partial rows keyed by
-(tenant, day, action_id): its materialized view turns each ``action``, ``verdict`` and
-``outcome`` event that has an action id into a partial row of the event's extracted
+``action_summary`` (migrations ``003_action_summary.sql``, ``005``) holds partial rows keyed by
+(tenant, day, action_id): its materialized view turns each ``action``, ``verdict`` (but a
+replay block) and ``outcome`` event that has an action id into a partial row of the event's extracted
 columns, and the AggregatingMergeTree keeps the ``max`` of each column. Readers finish the
 fold with ``GROUP BY`` and the expressions of :data:`SUMMARY_COLUMNS` (``sinks.query``).
 
@@ -103,9 +103,13 @@ _DAY_US = 86_400_000_000
 _EPOCH = dt.date(1970, 1, 1)
 
 
-def is_summarized(kind: Any, action_id: Any) -> bool:
-    """Whether the materialized view writes a partial row for this event (its WHERE clause)."""
-    return kind in SUMMARY_KINDS and isinstance(action_id, str) and action_id != ""
+def is_summarized(kind: Any, action_id: Any, columns: Sequence[Any]) -> bool:
+    """Whether the materialized view writes a partial row for this event (its WHERE clause):
+    an action, verdict or outcome with an action id, but no replay block (a verdict with
+    basis ``replay``: not the action's decision; migration 005). ``columns``: the event's
+    extracted columns."""
+    return (kind in SUMMARY_KINDS and isinstance(action_id, str) and action_id != ""
+            and not (kind == "verdict" and columns[_AT["basis"]] == "replay"))
 
 
 def partial_row(kind: str, columns: Sequence[Any]) -> tuple[Any, ...]:

@@ -281,7 +281,7 @@ class _Derived:
 
     def add(self, ev: Event, kind: str, derived: tuple[Any, ...]) -> None:
         aid, tenant, at = ev.get("action_id"), ev.get("tenant"), ev.get("recorded_at")
-        if not (is_summarized(kind, aid) and isinstance(aid, str) and isinstance(tenant, str)
+        if not (is_summarized(kind, aid, derived) and isinstance(aid, str) and isinstance(tenant, str)
                 and type(at) is int):
             return
         key = (tenant, summary_day(at), aid)

@@ -232,3 +232,34 @@ ALTER TABLE lockgate.checkpoints_local ON CLUSTER '{cluster}'
 
 ALTER TABLE lockgate.checkpoints ON CLUSTER '{cluster}'
     ADD COLUMN IF NOT EXISTS signature_format LowCardinality(String) DEFAULT 'interval/v1' AFTER signature;
+
+DROP VIEW IF EXISTS lockgate.action_summary_mv ON CLUSTER '{cluster}';
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS lockgate.action_summary_mv ON CLUSTER '{cluster}'
+TO lockgate.action_summary AS
+SELECT
+    tenant,
+    toDate(recorded_at) AS day,
+    assumeNotNull(action_id) AS action_id,
+    proposed_at, decided_at, outcome_at,
+    toUInt8(kind = 'action') AS has_action,
+    toUInt8(kind = 'verdict') AS has_verdict,
+    toUInt8(kind = 'outcome') AS has_outcome,
+    if(kind = 'action', actor_id, '') AS actor_id,
+    CAST(actor_roles, 'Array(String)') AS actor_roles,
+    if(kind = 'action', CAST(service, 'String'), '') AS service,
+    CAST(type, 'String') AS type,
+    resource, attributes, sql, change_json, before_json, after_json,
+    CAST(decision, 'String') AS decision,
+    CAST(basis, 'String') AS basis,
+    rule_ids,
+    CAST(rule_effects, 'Array(String)') AS rule_effects,
+    CAST(rule_modes, 'Array(String)') AS rule_modes,
+    CAST(policy_name, 'String') AS policy_name,
+    policy_version, reason, eval_latency_us,
+    CAST(outcome_status, 'String') AS outcome_status,
+    CAST(error_type, 'String') AS error_type,
+    error_message
+FROM lockgate.audit_events_local
+WHERE kind IN ('action', 'verdict', 'outcome') AND action_id IS NOT NULL AND action_id != ''
+    AND NOT (kind = 'verdict' AND basis = 'replay');

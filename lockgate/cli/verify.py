@@ -132,7 +132,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from trust.checkpoints import NOTE_FORMAT, checkpoint_format
     from trust.keys import Keyring
     from trust.reviewers import ReviewerRegistry
-    from trust.verify import CoverageRule, Finding, OutcomeRule, compare_copies, verify_ledger, verify_reviews
+    from trust.verify import (
+        BindingStats,
+        CoverageRule,
+        DecodedLedger,
+        Finding,
+        OutcomeRule,
+        compare_copies,
+        verify_ledger,
+        verify_reviews,
+    )
 
     started = time.monotonic()
     interval_s = _checkpoint_interval_s(args.checkpoint_interval)
@@ -189,11 +198,24 @@ def cmd_verify(args: argparse.Namespace) -> int:
     coverage = CoverageRule(int(interval_s * 1e6), now_us)
     outcome_rule = (OutcomeRule(parse_duration_us(args.outcome_grace, "--outcome-grace"), now_us)
                     if args.outcome_grace else None)
+    decoded = DecodedLedger.build(events)
+    bindings = BindingStats()
     found: list[Finding] = verify_ledger(events, all_cps, keyring, position_key=position_key, anchors=anchors,
                                          coverage=coverage, outcomes=outcome_rule, witnesses=witnesses,
-                                         log_name=expected_log)
+                                         log_name=expected_log, decoded=decoded, bindings=bindings)
     found.extend(verify_reviews(events, keyring, ReviewerRegistry(Home(home()).keys)))
-    report: dict[str, Any] = {}
+    report: dict[str, Any] = {"bindings": {
+        "bound_verdicts": bindings.bound_verdicts, "unbound_verdicts": bindings.unbound_verdicts,
+        "bound_outcomes": bindings.bound_outcomes, "unbound_outcomes": bindings.unbound_outcomes}}
+    if args.decisions:
+        from processors.policy.reevaluate import Reevaluator
+        from trust.verify.decisions import recheck_decisions
+
+        progress("re-evaluating every recorded proposal under its recorded policy version")
+        rechecked = recheck_decisions(decoded, Reevaluator())
+        found.extend(rechecked.findings)
+        report["decisions"] = {"checked": rechecked.checked, "skipped": rechecked.skipped,
+                               "seconds": round(rechecked.seconds, 3)}
     if summary is not None:
         progress("re-deriving every reader-facing column and summary row from the chained payloads")
         views = check_views(events, summary, complete=cutoff is None, recheck=_recheck_views)
@@ -240,6 +262,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
             checked += f"; topics: {report['topics']['records']} records compared"
             if report["topics"]["pending"]:
                 checked += f" ({report['topics']['pending']} not yet landed, not compared)"
+        b = report["bindings"]
+        checked += f"; bindings: {b['bound_verdicts']} verdicts, {b['bound_outcomes']} outcomes"
+        if b["unbound_verdicts"] or b["unbound_outcomes"]:
+            checked += (f" ({b['unbound_verdicts']} verdicts, {b['unbound_outcomes']} outcomes signed before "
+                        "schema v2: checked by id only)")
+        if "decisions" in report:
+            d = report["decisions"]
+            skipped = ", ".join(f"{n} {why}" for why, n in sorted(d["skipped"].items()))
+            checked += f"; decisions: {d['checked']} re-evaluated" + (f" ({skipped} not)" if skipped else "")
         print(f"{verdict}: {len(events)} events in {len(partitions)} partition(s), "
               f"{len(stored)} checkpoints, from {where}{checked}")
     return EXIT_OK if not findings else EXIT_NEGATIVE
@@ -443,6 +474,18 @@ Verify the audit ledger and what people read of it:
                --witness-key FILE (repeatable), the newest checkpoint of every partition
                must carry a valid cosignature of each witness;
   enforcement  every committed outcome had a validly signed allow verdict;
+  bindings     proposal -> verdict -> outcome by hash (schema v2): each verdict's
+               proposal_sha256 is the SHA-256 of the ledger's proposal for its action
+               id (of the refused proposal, for a replay block), its policy_sha256 the
+               SHA-256 of a policy event's payload with the same tenant, policy name and
+               version, published before it; each outcome's verdict_sha256 the hash of
+               its embedded verdict and of a ledger verdict. One action id, at most one
+               proposal and one final (allow or block) verdict besides replay blocks.
+               Records signed before v2 carry no hashes: counted as unbound, checked by id;
+  decisions    with --decisions, re-evaluate every recorded proposal under the policy
+               version its verdict recorded (the processor's engine, now = the verdict's
+               decided_at) and report each verdict that policy would not have produced:
+               what a leaked processor key signing arbitrary allows leaves behind;
   views        re-derive what readers see from the chained payloads and compare:
                every derived column of audit_events (payload_schema, decode_error,
                correlation_id, actor_id, actor_roles, service, type, resource,
@@ -477,6 +520,9 @@ undecodable_payload,
 commit_without_allow, verdict_after_commit, verdict_for_other_action,
 embedded_verdict_missing, embedded_verdict_forged, embedded_verdict_mismatch,
 inconsistent_checkpoints, with --witness-key: missing_cosignature, forged_cosignature,
+unbound_record (a v2 record with a null hash), verdict_proposal_mismatch,
+verdict_policy_mismatch, outcome_verdict_mismatch, duplicate_proposal, duplicate_decision,
+with --decisions: irreproducible_decision,
 altered_view (a derived column of audit_events), altered_summary (a column of an
 action_summary row), inserted_summary (a summary row no ledger event explains),
 missing_summary (ledger events with no summary row), store_differs_from_topics (with
@@ -499,6 +545,7 @@ examples:
   lockgate verify --checkpoints witness.jsonl
   lockgate verify --against-topics            # the store against the replay topics
   lockgate verify --from-topics
+  lockgate verify --decisions                 # re-evaluate every decision under its policy
 
 --since starts a partition after the newest legacy interval checkpoint older than the
 cutoff (their signature covers the chain head); whole-log checkpoints are then checked
@@ -576,6 +623,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     where.add_argument("--from-topics", action="store_true", help="read the replay topics instead of ClickHouse")
     where.add_argument("--against-topics", action="store_true",
                        help="also compare the store with the replay topics, record by record")
+    p.add_argument("--decisions", action="store_true",
+                   help="also re-evaluate every recorded proposal under its recorded policy version and report "
+                        "verdicts that policy would not have produced (irreproducible_decision)")
     p.add_argument("--json", action="store_true", help="print a JSON report")
     p.set_defaults(handler=cmd_verify)
 

@@ -23,7 +23,8 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from lockgate.kernel.errors import KafkaReadError
 from lockgate.kernel.kafka_offsets import watermarks
 
-__all__ = ["StoredRecord", "committed_reader", "read_partition", "read_range", "read_tail", "read_topic"]
+__all__ = ["StoredRecord", "committed_reader", "read_partition", "read_range", "read_since", "read_tail",
+           "read_topic"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,16 @@ def read_partition(consumer: Consumer, topic: str, partition: int,
     """Every committed record of ``topic[partition]``, from the start to the stable end."""
     low, end = watermarks(consumer, TopicPartition(topic, partition), timeout_s)
     return _iter_range(consumer, topic, partition, low, end, timeout_s)
+
+
+def read_since(consumer: Consumer, topic: str, partition: int, since_ms: int,
+               timeout_s: float = 30.0) -> list[StoredRecord]:
+    """The committed records of ``topic[partition]`` whose timestamps are ``since_ms`` or later
+    (the broker's time index: from the first such record to the stable end)."""
+    low, end = watermarks(consumer, TopicPartition(topic, partition), timeout_s)
+    found = consumer.offsets_for_times([TopicPartition(topic, partition, since_ms)], timeout=timeout_s)
+    start = found[0].offset if found and found[0].offset >= 0 else end  # -1: nothing that recent
+    return read_range(consumer, topic, partition, max(low, start), end, timeout_s)
 
 
 def _iter_range(consumer: Consumer, topic: str, partition: int, start: int, end: int,

@@ -206,6 +206,7 @@ class CompiledPolicy:
         on_error: str,
         source_sha256: str,
         rules: Sequence[_Rule],
+        sha256: bytes | None = None,
         exact_types: Mapping[str, Sequence[int]],
         type_globs: Sequence[tuple[re.Pattern[str], Sequence[int]]],
         any_type: Sequence[int],
@@ -220,6 +221,7 @@ class CompiledPolicy:
         self.default = default
         self.on_error = on_error
         self.source_sha256 = source_sha256
+        self.sha256 = sha256
         self._rules = tuple(rules)
         self._exact_types = {k: tuple(v) for k, v in exact_types.items()}
         self._type_globs = tuple((rx, tuple(v)) for rx, v in type_globs)
@@ -240,6 +242,7 @@ class CompiledPolicy:
         cls,
         record: Mapping[str, Any],
         *,
+        sha256: bytes | None = None,
         limits: PolicyLimits = DEFAULT_LIMITS,
         clock: Callable[[], float] = time.perf_counter,
         cpu_clock: Callable[[], float] = time.thread_time,
@@ -251,7 +254,10 @@ class CompiledPolicy:
         under ``limits`` (compiles, known fields and functions, cost budget, length) or an
         enum is bad, or the record has more than ``limits.max_rules`` rules; for a record
         that came through ``processors.policy.files`` that means a bug, a hand-made record
-        or one validated under other limits. ``clock`` (wall, seconds) and ``cpu_clock``
+        or one validated under other limits. ``sha256``: the policy version's hash
+        (:func:`trust.bindings.policy_sha256` of the record's bytes as published), carried
+        into every :class:`Decision` as ``policy_sha256``; ``None`` for a record that was
+        never published (a file being tested). ``clock`` (wall, seconds) and ``cpu_clock``
         (this thread's CPU seconds) time the evaluation limit; tests pass fake ones.
         """
         where = (
@@ -328,6 +334,7 @@ class CompiledPolicy:
             on_error=on_error,
             source_sha256=str(record.get("source_sha256", "")),
             rules=rules,
+            sha256=sha256,
             exact_types=exact,
             type_globs=[(re.compile(fnmatch.translate(p)), v) for p, v in globbed.items()],
             any_type=any_type,
@@ -511,6 +518,7 @@ class CompiledPolicy:
             reason=reason,
             policy_name=self.name,
             policy_version=self.version,
+            policy_sha256=self.sha256,
             review=review,
             break_glass_roles=self.break_glass_roles,
         )

@@ -110,8 +110,10 @@ def test_verify_proves_enforcement_and_reports_bypasses(pipeline: tuple[Processo
     with processor.guard() as guard, guard.action(actor="ok", type="deploy", resource="env/staging"):
         pass
     wait_for(lambda: get_json(f"{sink.url}/api/actions?actor=ok&outcome=committed", token), 60, "outcome")
-    clean = _verify_cli(sink)
+    clean = _verify_cli(sink, "--decisions")
     assert clean.returncode == 0, clean.stdout + clean.stderr
+    report = json.loads(clean.stdout)
+    assert report["decisions"]["checked"] >= 2 and report["bindings"]["bound_outcomes"] >= 1
 
     codec = get_codec()
     cli_key = SigningKey.load(processor.home / "keys" / "services" / "cli.pem")

@@ -9,6 +9,7 @@ group-writable.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -124,3 +125,35 @@ def test_a_refused_registry_reload_is_ledgered_each_time_and_the_last_good_regis
         assert verdict.allowed and verdict.basis != "unauthenticated"
     finally:
         path.chmod(0o600)
+
+
+def test_a_proposal_past_its_deadline_gets_a_signed_expired_block_on_the_ledger(
+        own_processor: ProcessorHandle) -> None:
+    """Shedding: a late proposal is answered without evaluation, and still recorded."""
+    handle = own_processor
+    action = Action(Actor("alice"), "deploy", "svc/staging/api")  # the example policy allows it
+    with handle.guard() as guard:
+        fresh = guard.check(action, timeout_s=7.0)
+        core = guard._core  # a proposal whose deadline passed before it was sent (a clock or queue that late)
+        late_rec, future = core.propose(action, time.time_ns() // 1000 - 2_000_000)
+        late = core.settle(late_rec, future.result(timeout=30))  # signature and binding verified here
+    assert fresh.allowed and fresh.basis != "expired"
+    assert not late.allowed and late.basis == "expired" and not late.matched_rules
+    assert "after its deadline" in late.reason
+
+    def recorded() -> dict[str, list[dict[str, Any]]] | None:
+        ledger = Ledger.read(handle.bootstrap, handle.topics.prefix)
+        found = {kind: [e for e in ledger.of_kind(kind) if e["action_id"] in (fresh.action_id, late.action_id)]
+                 for kind in ("action", "verdict")}
+        return found if all(len(v) == 2 for v in found.values()) else None
+
+    found = wait_for(recorded, 30, "both proposals and both verdicts on the ledger")
+    codec = get_codec()
+    proposals = {e["action_id"]: codec.decode_as("ProposedAction", e["payload"]) for e in found["action"]}
+    fresh_rec = proposals[fresh.action_id]
+    # the Guard sets it from its timeout, counted from when the call began (just before proposed_at)
+    assert 0 <= fresh_rec["proposed_at"] + 7_000_000 - fresh_rec["deadline"] < 1_000_000
+    assert proposals[late.action_id]["deadline"] < proposals[late.action_id]["proposed_at"]
+    verdicts = {e["action_id"]: codec.decode_as("Verdict", e["payload"]) for e in found["verdict"]}
+    assert verdicts[late.action_id]["basis"] == "expired" and verdicts[late.action_id]["decision"] == "block"
+    assert verdicts[late.action_id]["signature"] == codec.decode_as("Verdict", late.raw)["signature"]

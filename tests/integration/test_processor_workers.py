@@ -24,7 +24,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from lockgate.kernel.topic_admin import ensure_topics
-from processors.app import _app_id
+from processors.app import _app_id, faust_instance_id
 from processors.policy.files import load_policy_file
 from processors.policy.store import publish_policy
 from schemas.topics import Topics
@@ -53,10 +53,12 @@ REFUSED = "refused: no verdict (fail-closed)"
 
 
 def _members(bootstrap: str, group: str) -> dict[str, int]:
-    """``group instance id -> partitions assigned`` of the workers' consumer group."""
+    """``worker (processor id, or the member id of a stranger) -> partitions assigned`` in the workers' group."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     described = admin.describe_consumer_groups([group])[group].result(timeout=10)
-    return {m.group_instance_id or m.member_id: len(m.assignment.topic_partitions) for m in described.members}
+    by_id = {m.group_instance_id or m.member_id: len(m.assignment.topic_partitions) for m in described.members}
+    workers = {faust_instance_id(w): w for w in ("processor-1", "processor-2")}
+    return {workers.get(member, member): n for member, n in by_id.items()}
 
 
 def _start(bootstrap: str, home: Path, prefix: str, tmp_path: Path, worker: int) -> ProcessorHandle:

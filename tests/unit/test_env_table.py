@@ -12,7 +12,7 @@ import inspect
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 import pytest
 from pydantic import TypeAdapter
@@ -88,6 +88,8 @@ def _sample(cls: type[BaseSettings], field: str, tmp_path: Path) -> str:
     """A valid value for ``field`` that differs from its default."""
     info = cls.model_fields[field]
     text = str(info.annotation)
+    if get_origin(info.annotation) is Literal:
+        return str(next(v for v in get_args(info.annotation) if v != info.default))
     if "Path" in text:
         return str(tmp_path / f"{field}-probe")
     if "bool" in text:

@@ -51,6 +51,15 @@ What is checked
    the outcome was recorded; the Verdict embedded in the outcome must be for the same
    action, validly signed, and equal to a ledger verdict for that action.
 
+5. **Bindings and one decision per action** (:mod:`trust.verify.bindings`, with the
+   enforcement pass): proposal → verdict → outcome by hash, each verdict's policy version
+   against the ledger's ``policy`` events, at most one proposal and one final decision
+   per action id.
+
+6. **Decisions reproducible** (:mod:`trust.verify.decisions`, on request): each recorded
+   proposal re-evaluated under the recorded policy version by a policy engine the caller
+   passes in (this package knows no engine).
+
 Decision table (chain)
 ======================
 
@@ -136,23 +145,28 @@ from typing import Any
 
 from trust.cosignature import CosignatureV1Verifier
 from trust.keys import Keyring
+from trust.verify.bindings import BindingStats, check_bindings
 from trust.verify.chain import verify_chain
 from trust.verify.checkpoints import signed_checkpoints, verify_checkpoints
 from trust.verify.copies import CopiesReport, compare_copies
 from trust.verify.cosignatures import verify_cosignatures
 from trust.verify.coverage import CoverageRule, duplicate_events, uncovered_events
+from trust.verify.decoded import DecodedLedger
 from trust.verify.enforcement import reconcile_enforcement
 from trust.verify.findings import Event, Finding, FindingKind, PartitionState
 from trust.verify.outcomes import OutcomeRule, missing_outcomes
 from trust.verify.reviews import verify_reviews
 
 __all__ = [
+    "BindingStats",
     "CopiesReport",
     "CoverageRule",
+    "DecodedLedger",
     "Finding",
     "FindingKind",
     "OutcomeRule",
     "PartitionState",
+    "check_bindings",
     "compare_copies",
     "reconcile_enforcement",
     "verify_chain",
@@ -175,6 +189,8 @@ def verify_ledger(
     outcomes: OutcomeRule | None = None,
     witnesses: Sequence[CosignatureV1Verifier] = (),
     log_name: str | None = None,
+    decoded: DecodedLedger | None = None,
+    bindings: BindingStats | None = None,
 ) -> list[Finding]:
     """Everything: chain, checkpoints, duplicates, (with ``coverage``) uncovered events,
     cosignatures (when ``witnesses`` are given), and (unless ``enforcement=False``)
@@ -185,7 +201,8 @@ def verify_ledger(
     ``coverage`` needs the current time and the checkpoint interval, so it is the caller's
     choice (the CLI always passes it); without it nothing is judged by age. ``outcomes``,
     when given, reports old allows with no outcome (:mod:`trust.verify.outcomes`). ``log_name``,
-    when given, is the log whole-log checkpoints must name.
+    when given, is the log whole-log checkpoints must name. With enforcement, the bindings
+    pass runs over ``decoded`` (built from ``events`` when not given) and fills ``bindings``.
     """
     rows = events if isinstance(events, list) else list(events)
     cps = checkpoints if isinstance(checkpoints, list) else list(checkpoints)
@@ -200,6 +217,8 @@ def verify_ledger(
         findings.extend(missing_outcomes(rows, keyring, outcomes))
     if enforcement:
         findings.extend(reconcile_enforcement(rows, keyring))
+        ledger = decoded if decoded is not None else DecodedLedger.build(rows)
+        findings.extend(check_bindings(ledger, complete=not anchors, stats=bindings))
     findings.sort(key=Finding.sort_key)
     return findings
 

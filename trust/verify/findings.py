@@ -20,7 +20,8 @@ Event = Mapping[str, Any]
 class FindingKind(enum.StrEnum):
     """What is wrong. The first group is the chain, then checkpoints, completeness, enforcement,
     then what readers see (the store's derived views, its copy of the replay topics); kinds
-    added later go at the end (whole-log consistency, witness cosignatures)."""
+    added later go at the end (whole-log consistency, witness cosignatures, the hash bindings
+between proposal, verdict, policy and outcome, one decision per action, reproducibility)."""
 
     MODIFIED_RECORD = "modified_record"
     DELETED_RECORD = "deleted_record"
@@ -51,6 +52,13 @@ class FindingKind(enum.StrEnum):
     REVIEW_APPROVALS_INVALID = "review_approvals_invalid"
     APPROVAL_AFTER_COMMIT = "approval_after_commit"
     BREAK_GLASS_UNREVIEWED = "break_glass_unreviewed"
+    UNBOUND_RECORD = "unbound_record"
+    VERDICT_PROPOSAL_MISMATCH = "verdict_proposal_mismatch"
+    VERDICT_POLICY_MISMATCH = "verdict_policy_mismatch"
+    OUTCOME_VERDICT_MISMATCH = "outcome_verdict_mismatch"
+    DUPLICATE_PROPOSAL = "duplicate_proposal"
+    DUPLICATE_DECISION = "duplicate_decision"
+    IRREPRODUCIBLE_DECISION = "irreproducible_decision"
 
 
 _CHAIN_KINDS = frozenset(

@@ -201,6 +201,32 @@ def test_both_checkpoint_formats_land_and_still_verify(ch: ConnectClient, events
     assert all(verify_checkpoint(c, key.public()) for c in stored)
 
 
+def test_a_replay_block_is_not_the_actions_decision_in_the_summary(ch: ConnectClient, tmp_path: Any) -> None:
+    """The per-action summary shows the allow an action ran under, not the replay blocks after it;
+    the Python fold verify uses agrees with the materialized view (migration 005)."""
+    from sinks.ledger_source import ClickHouseSource
+    from sinks.view_check import check_views
+    from tests.factories.decided import DecidedLedger
+    from trust.keys import SigningKey
+
+    ledger = DecidedLedger(SigningKey.generate(), tmp_path)
+    raw, allowed = ledger.propose()
+    ledger.submit(raw)
+    ledger.submit(raw)
+    assert allowed.verdict is not None
+    writer = BatchWriter(ch, ROUTES)
+    _feed(writer, ledger.events)
+    writer.flush()
+    _, kinds = ch.query(f"SELECT basis, count() FROM {ch.database}.audit_events WHERE kind = 'verdict' "
+                        "GROUP BY basis ORDER BY basis")
+    assert dict(kinds) == {"default": 1, "replay": 2}  # every refusal is in the store ...
+    (row,) = AuditQueries(ch).actions(parse_action_filter({}, "default")).rows
+    assert (row["action_id"], row["decision"], row["basis"]) == (allowed.verdict["action_id"], "allow", "default")
+    source = ClickHouseSource(ch)
+    views = check_views(source.events(columns=True), source.summary_rows())
+    assert views.findings == [] and views.summary_rows == 1  # ... and the summary folds without them
+
+
 class FailNthInsert(FlakyClient):
     """Fails the ``n``-th insert once, before (``landed=False``) or after it landed (lost ack)."""
 

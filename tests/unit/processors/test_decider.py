@@ -206,3 +206,75 @@ def test_a_stored_block_for_an_unreadable_proposal_is_resent(registry: tuple[Ser
     again = decide(decider(reg, codec=small), raw, first.stored)
     assert again.replayed and again.verdict_bytes == first.verdict_bytes
     assert again.dead_letter["dead_letter_id"] == first.dead_letter["dead_letter_id"]
+
+
+def _now_us() -> int:
+    import time
+
+    return time.time_ns() // 1000
+
+
+def v2(**fields: Any) -> dict[str, Any]:
+    """v2 fields for :func:`proposal`: with ``signed_schema`` 2 the signature covers the deadline."""
+    return {"justification": None, "break_glass": False, "signed_schema": 2, **fields}
+
+
+class _NeverEvaluated:
+    def evaluate(self, *_a: Any, **_k: Any) -> Any:
+        raise AssertionError("an expired proposal must not be evaluated")
+
+
+def test_a_proposal_past_its_deadline_is_shed_with_a_signed_expired_block(
+        registry: tuple[ServiceRegistry, SigningKey]) -> None:
+    reg, key = registry
+    raw = get_codec().encode("ProposedAction", proposal(key, **v2(deadline=_now_us() - 250_000)))
+    d = Decider(get_codec(), PROCESSOR_KEY, "proc-test", lambda _t: _NeverEvaluated(), reg)  # type: ignore[arg-type,return-value]
+    result = decide(d, raw)
+    v = result.verdict
+    assert (v["decision"], v["basis"], v["matched_rules"]) == ("block", "expired", [])
+    assert "after its deadline" in v["reason"] and "not evaluated" in v["reason"]
+    assert verify_record(v, "signature", b"", PROCESSOR_KEY.public())
+    assert v["proposal_sha256"] is not None  # bound to the proposal like any verdict
+    assert (result.reply_topic, result.reply_partition) == ("lockgate.verdicts", 2)
+    assert [e["kind"] for e in result.audit] == ["action", "verdict"]  # still on the ledger
+    assert result.audit[0]["payload"] == raw
+    assert result.dead_letter is None
+    assert result.stored is not None and result.stored.verdict == result.verdict_bytes  # kept before it is sent
+
+
+def test_an_expired_proposal_is_shed_without_authenticating_it(registry: tuple[ServiceRegistry, SigningKey]) -> None:
+    reg, _ = registry
+
+    def no_auth(*_a: Any, **_k: Any) -> Any:
+        raise AssertionError("an expired proposal must not cost a signature check")
+
+    reg.verify = no_auth  # type: ignore[method-assign]
+    result = decide(decider(reg), get_codec().encode("ProposedAction", proposal(None, **v2(deadline=_now_us() - 1))))
+    assert result.verdict["basis"] == "expired"
+
+
+def test_a_proposal_within_its_deadline_or_without_one_is_evaluated(
+        registry: tuple[ServiceRegistry, SigningKey]) -> None:
+    reg, key = registry
+    for deadline in (_now_us() + 5_000_000, None):
+        result = decide(decider(reg), get_codec().encode("ProposedAction", proposal(key, **v2(deadline=deadline))))
+        assert result.verdict["basis"] == "rule"
+
+
+def test_a_stored_decision_is_resent_even_when_the_deadline_has_passed_since(
+        registry: tuple[ServiceRegistry, SigningKey]) -> None:
+    reg, key = registry
+    rec = proposal(key, **v2(deadline=_now_us() + 5_000_000))
+    raw = get_codec().encode("ProposedAction", rec)
+    first = decide(decider(reg), raw)
+    assert first.verdict["basis"] == "rule"
+    late = Decider(get_codec(), PROCESSOR_KEY, "proc-test", lambda _t: POLICY, reg)
+    import processors.decider as decider_module
+
+    real = decider_module._now_us
+    decider_module._now_us = lambda: rec["deadline"] + 1
+    try:
+        again = decide(late, raw, first.stored)
+    finally:
+        decider_module._now_us = real
+    assert again.replayed and again.verdict_bytes == first.verdict_bytes

@@ -6,8 +6,8 @@ import producers
 
 EXPECTED = {
     "Action", "ActionBlocked", "Actor", "AsyncGuard", "Guard", "GuardError", "GuardSettings",
-    "GuardUnavailable", "GuardedAction", "MatchedRule", "PendingVerdict", "ReviewPending", "SpoolError",
-    "Verdict", "VerdictRejected",
+    "GuardOverloaded", "GuardUnavailable", "GuardedAction", "MatchedRule", "PendingVerdict", "ReviewPending",
+    "SpoolError", "Verdict", "VerdictMisbound", "VerdictRejected",
     "VerdictTimeout",
 }
 
@@ -24,7 +24,9 @@ def test_every_exported_name_exists() -> None:
 def test_all_guard_errors_stop_the_body_and_share_a_root() -> None:
     from lockgate.kernel.errors import LockgateError
 
-    for name in ("ActionBlocked", "GuardUnavailable", "ReviewPending", "VerdictRejected", "VerdictTimeout"):
+    for name in ("ActionBlocked", "GuardOverloaded", "GuardUnavailable", "ReviewPending", "VerdictMisbound",
+                 "VerdictRejected",
+                 "VerdictTimeout"):
         cls = getattr(producers, name)
         assert issubclass(cls, producers.GuardError)
         assert issubclass(cls, LockgateError)

@@ -66,3 +66,40 @@ def test_verdict_for_another_action_is_rejected() -> None:
 def test_garbage_is_rejected_not_crashing() -> None:
     with pytest.raises(VerdictRejected, match="not a valid Verdict"):
         accept_verdict(b"\xc3\x01garbage!!", "a1", KEY.public())
+
+
+SENT = b"\x01" * 32  # record_sha256 of the proposal the Guard sent
+OTHER = b"\x02" * 32
+
+
+def bound(**over: Any) -> dict[str, Any]:
+    return verdict(proposal_sha256=SENT, policy_sha256=b"\x03" * 32, review=None, signed_schema=2, **over)
+
+
+def test_a_verdict_bound_to_the_proposal_sent_is_accepted_and_carries_its_hash() -> None:
+    from trust.bindings import record_sha256
+
+    raw = encode_signed(bound(decision="allow"))
+    v = accept_verdict(raw, "a1", KEY.public(), proposal_sha256=SENT)
+    assert v.allowed and v.sha256 == record_sha256(CODEC.decode_as("Verdict", raw))
+
+
+@pytest.mark.parametrize("decision", ["allow", "block"])
+def test_a_validly_signed_verdict_for_another_proposal_is_refused(decision: str) -> None:
+    # Signed with the real processor key: only the binding tells it was made for another proposal.
+    from producers.errors import VerdictMisbound
+
+    with pytest.raises(VerdictMisbound, match="not to the one this Guard sent"):
+        accept_verdict(encode_signed(bound(decision=decision) | {"proposal_sha256": OTHER}), "a1", KEY.public(),
+                       proposal_sha256=SENT)
+
+
+def test_an_allow_bound_to_no_proposal_is_refused_a_block_is_still_a_block() -> None:
+    from producers.errors import VerdictMisbound
+
+    with pytest.raises(VerdictMisbound, match="commits to no proposal"):
+        accept_verdict(encode_signed(bound(decision="allow") | {"proposal_sha256": None}), "a1", KEY.public(),
+                       proposal_sha256=SENT)
+    unreadable = accept_verdict(encode_signed(bound(basis="invalid_request") | {"proposal_sha256": None}), "a1",
+                                KEY.public(), proposal_sha256=SENT)
+    assert not unreadable.allowed

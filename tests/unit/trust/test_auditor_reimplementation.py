@@ -381,3 +381,64 @@ def test_independent_verifier_checks_consistency_proofs() -> None:
         for m in range(n + 1):
             assert rfc9162_consistent(m, n, merkle_root(leaves[:m]), merkle_root(leaves[:n]),
                                       consistency_proof(leaves[:n], m)), (m, n)
+
+
+# --- section 9: decision bindings, recomputed from the payloads alone ---------------------
+
+V2_FIELDS = ("deadline", "justification", "break_glass", "proposal_sha256", "policy_sha256", "review",
+             "verdict_sha256", "signed_schema")
+
+
+def jsonable(value: Any) -> Any:
+    """Section 1's value mapping: bytes become {"$b64": ...}."""
+    if isinstance(value, bytes):
+        return {"$b64": base64.b64encode(value).decode()}
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def record_hash(record: dict[str, Any]) -> bytes:
+    """Section 9: SHA-256 of the canonical bytes of the record's signed fields."""
+    signed = record if record.get("signed_schema", 1) == 2 else {
+        k: v for k, v in record.items() if k not in V2_FIELDS}
+    return hashlib.sha256(canonical(jsonable(signed))).digest()
+
+
+def test_independent_bindings_check_an_honest_ledger_and_catch_a_repaired_verdict(tmp_path: Path) -> None:
+    from tests.factories.decided import DecidedLedger
+    from trust.keys import SigningKey
+
+    section = AUDITOR_DOC.read_text().split("## 9.")[1].split("## 10.")[0]
+    assert all(f"`{name}`" in section for name in V2_FIELDS)
+    ledger = DecidedLedger(SigningKey.generate(), tmp_path)
+    raw, allowed = ledger.propose("UPDATE orders SET status = 'x' WHERE id = 1")
+    ledger.record_outcome(allowed)
+    ledger.propose("DROP TABLE orders")
+    ledger.submit(raw)  # refused as a replay
+    avro = ApacheAvroCodec(schema_files(ROOT / "schemas"))
+    decoded = [(e, avro.decode(e["payload"])[1]) for e in ledger.events if e["kind"] != "dead_letter"]
+    proposals = {r["action_id"]: record_hash(r) for e, r in decoded if e["kind"] == "action"}
+    refused = {record_hash(r) for e, r in decoded
+               if e["kind"] == "security" and e["detail"].startswith("replay refused:")}
+    policies = {hashlib.sha256(e["payload"]).digest(): r for e, r in decoded if e["kind"] == "policy"}
+    verdicts = [r for e, r in decoded if e["kind"] == "verdict"]
+    outcomes = [r for e, r in decoded if e["kind"] == "outcome"]
+
+    def bound(v: dict[str, Any]) -> bool:
+        proposal_ok = v["proposal_sha256"] == proposals.get(v["action_id"]) or (
+            v["basis"] == "replay" and v["proposal_sha256"] in refused)
+        policy = policies.get(v["policy_sha256"] or b"")
+        policy_ok = not v["policy_name"] or (policy is not None and (policy["name"], policy["version"]) == (
+            v["policy_name"], v["policy_version"]))
+        return bool(proposal_ok and policy_ok)
+
+    assert len(verdicts) == 3 and all(bound(v) for v in verdicts)
+    ledger_verdicts = {record_hash(v) for v in verdicts}
+    assert all(o["verdict_sha256"] == record_hash(avro.decode(o["verdict"])[1]) for o in outcomes)
+    assert all(o["verdict_sha256"] in ledger_verdicts for o in outcomes)
+    # the allow, moved onto the DROP's action id: its proposal hash no longer matches
+    drop_id = next(aid for aid in proposals if aid != verdicts[0]["action_id"])
+    assert not bound({**verdicts[0], "action_id": drop_id})

@@ -13,6 +13,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 import deploy.stack as stack_module
 from deploy.settings import StackSettings
 from deploy.stack import Stack
@@ -60,3 +62,18 @@ def test_the_stack_starts_a_witness_only_when_asked(tmp_path: Path) -> None:
     assert not off._enabled(svc)
     assert on._enabled(svc)
     assert [c["name"] for c in on.status()["components"]][:2] == ["kafka", "witness"]
+
+
+def test_the_stack_points_its_workers_at_its_own_witness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LOCKGATE_WITNESSES", raising=False)
+    on = StackSettings(home=tmp_path, start_witness=True, witness_port=18999)
+    env = Stack(on)._env(stack_module._worker(1))
+    assert env["LOCKGATE_WITNESSES"] == f"http://127.0.0.1:18999={Home(tmp_path).witness_vkey}"
+    assert "LOCKGATE_WITNESSES" not in Stack(StackSettings(home=tmp_path))._env(stack_module._worker(1))
+    assert "LOCKGATE_WITNESSES" not in Stack(on)._env(stack_module._WITNESS)
+
+
+def test_an_operator_s_witnesses_win_over_the_stack_s_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCKGATE_WITNESSES", "https://w.example=/etc/w.vkey")
+    env = Stack(StackSettings(home=tmp_path, start_witness=True))._env(stack_module._worker(2))
+    assert env["LOCKGATE_WITNESSES"] == "https://w.example=/etc/w.vkey"
