@@ -33,6 +33,9 @@ class PendingVerdict:
         self.verdict = verdict
         self._router = router
         self._settle = settle
+        # Hold the follow-up now: the router lets go of it once the final verdict arrives,
+        # which may be before anyone waits or polls (a fast approval).
+        self._followed = router.follow(str(proposal["correlation_id"])) if verdict.pending_review else None
 
     @property
     def action_id(self) -> str:
@@ -47,7 +50,8 @@ class PendingVerdict:
         return not self.verdict.pending_review
 
     def _future(self) -> concurrent.futures.Future[bytes]:
-        future = self._router.follow(str(self.proposal["correlation_id"]))
+        future = self._followed or self._router.follow(str(self.proposal["correlation_id"]))
+        self._followed = future
         if future is None:
             raise VerdictRejected(f"action {self.action_id}: nothing awaits its final verdict any more "
                                   "(the Guard forgot it or was closed)")
@@ -55,6 +59,7 @@ class PendingVerdict:
 
     def _take(self, raw: bytes) -> Verdict:
         self.verdict = self._settle(raw)
+        self._followed = None
         return self.verdict
 
     def poll(self) -> Verdict | None:
@@ -82,7 +87,8 @@ class PendingVerdict:
         deadline = time.monotonic() + timeout_s
         while not self.done:
             try:
-                raw = await asyncio.wait_for(asyncio.wrap_future(self._future()),
+                # shield: a timed-out wait must not cancel the follow-up a later wait needs
+                raw = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(self._future())),
                                              max(0.0, deadline - time.monotonic()))
             except TimeoutError:
                 raise ReviewPending(self.verdict, self, timeout_s) from None

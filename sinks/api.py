@@ -1,6 +1,6 @@
 """Read-only HTTP API over the audit trail, plus the dashboard, /metrics and /healthz.
 
-Routes (GET only):
+Routes (GET, except the one POST):
 
 ==========================  ========================================================
 ``/api/actions``            one row per action; filters: actor service resource type
@@ -18,14 +18,23 @@ Routes (GET only):
 ``/api/verify/summary``     ``action_summary`` folded per (tenant, day, action); paging:
                             limit, after_tenant + after_day + after_action; or ``actions``
                             (all-tenant only)
+``/api/reviews``            the review inbox: open reviews and the latest decided ones,
+                            from the live fold of the reviews topic (:mod:`sinks.review_inbox`)
+``POST /api/reviews/{id}/vote``  ``{"vote": "approve"|"deny", "reason": TEXT}``: a vote as the
+                            token's reviewer, signed with that reviewer's key; 200 accepted,
+                            409 refused (decided, expired, voted already), 403 a security
+                            refusal (self-approval, not an approver), 202 not yet read back
 ``/metrics``                Prometheus text (no auth: carries no audit data)
 ``/healthz``                liveness + ClickHouse reachability (no auth)
 ``/``                       the dashboard (static; its data calls need a token)
+``/reviews``                the review inbox page (static; needs a token)
 ==========================  ========================================================
 
 Auth: ``Authorization: Bearer <token>`` on every ``/api`` route. 401 for a missing or
 unknown token, 403 when a ``tenant`` parameter names a tenant the token may not see, 400
 for a malformed query. The token's tenant is forced into every query server-side.
+A reviewer token (:mod:`sinks.tokens`) reaches only ``/api/reviews`` and the vote route,
+and votes only as its reviewer; a read token reads the inbox but gets 403 on a vote.
 Checkpoints sign ledger partitions that every tenant shares (their sizes and heads say how
 much all tenants did), so only an all-tenant token may read them: 403 otherwise.
 
@@ -47,7 +56,7 @@ from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
@@ -56,8 +65,22 @@ from sinks.action_record import KeyringLoader
 from sinks.errors import AuthError, QueryRejected, SinkError
 from sinks.query import AuditQueries, parse_action_filter, parse_time_range
 from sinks.tokens import TokenInfo, TokenStore
+from trust.errors import ReviewNotFound, TrustError
+from trust.review_votes import VOTES, VoteResult
 
-__all__ = ["ApiServer"]
+__all__ = ["ApiServer", "Inbox"]
+
+_MAX_BODY = 16 * 1024
+_REVIEW_ROUTES = ("/api/reviews",)
+_VOTE_STATUS = {"accepted": 200, "refused": 409, "security": 403, "unknown": 202}
+
+
+class Inbox(Protocol):
+    """What the API needs of the review inbox (:class:`sinks.review_inbox.ReviewInbox`)."""
+
+    def listing(self, tenant: str | None) -> dict[str, Any]: ...
+
+    def vote(self, reviewer: str, tenant: str | None, ref: str, vote: str, reason: str) -> VoteResult: ...
 
 _ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
@@ -145,8 +168,10 @@ class ApiServer:
         health: Callable[[], dict[str, Any]] | None = None,
         ping: Callable[[], bool] | None = None,
         keyring: KeyringLoader | None = None,
+        inbox: Inbox | None = None,
     ) -> None:
         self.queries = queries
+        self.inbox = inbox
         self._keyring = keyring
         self.tokens = tokens
         self.registry = registry
@@ -200,6 +225,8 @@ class ApiServer:
                ) -> tuple[int, bytes, str]:
         if path in ("/", "/dashboard", "/dashboard.html"):
             path = "/static/dashboard.html"
+        if path in ("/reviews", "/reviews.html"):
+            path = "/static/reviews.html"
         if path.startswith("/static/"):
             found = _static(path[len("/static/"):])
             if found is None:
@@ -217,6 +244,13 @@ class ApiServer:
         header = authorization or (f"Bearer {params['token']}" if params.get("token") else None)
         token = self.tokens.authenticate(header)
         tenant = _scope(token, params)
+        if path == "/api/reviews":
+            _only(params, {"tenant"})
+            listing = self._inbox().listing(tenant)
+            return self._json(200, {**listing, "token": {"tenant": token.tenant, "reviewer": token.reviewer or None}})
+        if token.reviewer:
+            raise AuthError(f"this is reviewer {token.reviewer}'s token: it reaches only the review inbox "
+                            "(/reviews, /api/reviews); read the audit trail with a read token", 403)
         if path == "/api/actions":
             page = self.queries.actions(parse_action_filter(params, tenant))
             return self._json(200, {"actions": page.rows, "next_cursor": page.next_cursor})
@@ -260,6 +294,54 @@ class ApiServer:
                                             limit or 100)
             return self._json(200, {"checkpoints": rows})
         return self._json(404, {"error": f"no route {path}"})
+
+    def _inbox(self) -> Inbox:
+        if self.inbox is None:
+            raise SinkError("this sink serves no review inbox (it was started without one)")
+        return self.inbox
+
+    def post(self, path: str, params: dict[str, str], body: bytes, content_type: str | None,
+             authorization: str | None) -> tuple[int, bytes, str]:
+        """Answer one POST (only the vote route); returns (status, body, content type)."""
+        try:
+            return self._post(path, params, body, content_type, authorization)
+        except AuthError as exc:
+            return self._json(exc.status, {"error": str(exc)})
+        except QueryRejected as exc:
+            return self._json(400, {"error": str(exc)})
+        except ReviewNotFound as exc:
+            return self._json(404, {"error": str(exc)})
+        except TrustError as exc:  # the reviewer's key or registration is not usable on this host
+            return self._json(409, {"error": f"cannot vote: {exc}"})
+        except SinkError as exc:
+            return self._json(503, {"error": str(exc)})
+
+    def _post(self, path: str, params: dict[str, str], body: bytes, content_type: str | None,
+              authorization: str | None) -> tuple[int, bytes, str]:
+        match = re.fullmatch(r"/api/reviews/([^/]{1,200})/vote", path)
+        if match is None:
+            return self._json(404, {"error": f"no POST route {path}"})
+        token = self.tokens.authenticate(authorization)
+        tenant = _scope(token, params)
+        _only(params, {"tenant"})
+        if not token.reviewer:
+            raise AuthError("this token cannot vote: votes need a reviewer token bound to your reviewer "
+                            "identity (lockgate tokens create --tenant T --reviewer NAME)", 403)
+        if (content_type or "").split(";")[0].strip().lower() != "application/json":
+            raise QueryRejected("send the vote as application/json: {\"vote\": \"approve\", \"reason\": \"...\"}")
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise QueryRejected("the body is not JSON") from None
+        if not isinstance(data, dict) or set(data) - {"vote", "reason"}:
+            raise QueryRejected("the body is an object with vote and reason only (the reviewer is the token's)")
+        vote, reason = data.get("vote"), data.get("reason")
+        if vote not in VOTES:
+            raise QueryRejected(f"vote must be one of {', '.join(VOTES)}")
+        if not isinstance(reason, str) or not reason.strip() or len(reason) > 2000:
+            raise QueryRejected("give a reason (1-2000 characters); it is signed into the vote")
+        result = self._inbox().vote(token.reviewer, tenant, unquote(match.group(1)), str(vote), reason.strip())
+        return self._json(_VOTE_STATUS.get(result.outcome, 202), result.to_json())
 
     def _verify_route(self, path: str, params: dict[str, str]) -> tuple[int, bytes, str]:
         """``/api/verify/*``: stored values for ``verify`` (the caller is all-tenant)."""
@@ -318,6 +400,28 @@ class ApiServer:
                     else:
                         status, body, ctype = server.route(
                             parts.path, params, self.headers.get("Authorization"))
+                self._send(status, body, ctype)
+
+            def do_POST(self) -> None:
+                parts = urlsplit(self.path)
+                try:
+                    length = int(self.headers.get("Content-Length") or "0")
+                except ValueError:
+                    length = -1
+                if not 0 <= length <= _MAX_BODY:
+                    self._send(*server._json(413 if length > _MAX_BODY else 411,
+                                             {"error": f"send a Content-Length of at most {_MAX_BODY} bytes"}))
+                    return
+                body = self.rfile.read(length)
+                try:
+                    params = dict(parse_qsl(parts.query, keep_blank_values=True, max_num_fields=8))
+                except ValueError:
+                    self._send(*server._json(400, {"error": "malformed query string"}))
+                    return
+                self._send(*server.post(parts.path, params, body, self.headers.get("Content-Type"),
+                                        self.headers.get("Authorization")))
+
+            def _send(self, status: int, body: bytes, ctype: str) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))

@@ -20,6 +20,8 @@ Loop contract:
   Each replacement is logged and counted (``lockgate_sink_consumer_restarts_total``);
   ``/healthz`` says whether the sink is consuming (``state``, ``lockgate.kernel.consumer_health``).
 * SIGTERM/SIGINT: stop polling, final flush + commit, close.
+* The same process follows the ``reviews`` topic for the dashboard's review inbox
+  (:mod:`sinks.review_inbox`) and casts reviewers' votes from it.
 * The same process serves the API/dashboard/``/metrics`` (the embedded engine allows one
   owning process per data directory, so the API must live where the writer lives).
 
@@ -71,6 +73,7 @@ from sinks.clickhouse import ClickHouse, connect
 from sinks.errors import InsertFailed, RowError, SinkError
 from sinks.migrations import apply_retention, migrate
 from sinks.query import AuditQueries
+from sinks.review_inbox import ReviewInbox
 from sinks.tokens import TokenStore
 from sinks.writer import BatchWriter, RecordKind, WriterConfig
 
@@ -212,6 +215,7 @@ class SinkService:
         self._stop = threading.Event()
         self._serve_http = serve_http
         self.api: ApiServer | None = None
+        self.inbox: ReviewInbox | None = None
         routes: dict[str, RecordKind] = {settings.audit_topic: "audit",
                                          settings.checkpoints_topic: "checkpoint"}
         self._expected = {settings.audit_topic: "AuditEvent",
@@ -260,11 +264,14 @@ class SinkService:
         migrate(self.client)
         apply_retention(self.client, self.settings.retention_days)
         if self._serve_http and self.api is None:
+            self.inbox = ReviewInbox(self.settings.bootstrap_servers, self.settings.topics.reviews,
+                                     self.settings.state_dir)  # follows from the first inbox request
             self.api = ApiServer(
                 AuditQueries(self.client), TokenStore(self.settings.state_dir),
                 self.settings.sink_http_host, self.settings.sink_http_port,
                 registry=self.metrics.registry, health=self._health, ping=self._ping,
                 keyring=keyring_from_file(Home(self.settings.state_dir).processor_public_key),
+                inbox=self.inbox,
             )
             self.api.start()
 
@@ -323,6 +330,9 @@ class SinkService:
             if self.api is not None:
                 self.api.stop()
                 self.api = None
+            if self.inbox is not None:
+                self.inbox.stop()
+                self.inbox = None
 
     # -- the consumer, and replacing it ----------------------------------------------------
 

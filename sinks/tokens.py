@@ -7,6 +7,10 @@ Contract:
   :func:`create_token`.
 * Each token names its tenant; ``"*"`` is an all-tenant (operator) token. The API forces
   the token's tenant into every query; a client cannot widen it.
+* A token may name a **reviewer** (``lockgate tokens create --reviewer NAME``): it then
+  reaches only the review inbox — ``/api/reviews`` and votes *as that reviewer*, signed by
+  the sink with the reviewer's key (:mod:`sinks.review_inbox`) — and none of the audit
+  routes. A token without a reviewer reads the audit trail and the inbox but cannot vote.
 * :class:`TokenStore` re-reads the file when it changes, so tokens created or revoked by
   the CLI apply to a running server without a restart.
 
@@ -41,6 +45,7 @@ __all__ = [
 
 TOKEN_FILE = "api_tokens.json"  # noqa: S105 - a file name, not a secret
 ALL_TENANTS = "*"
+_REVIEWER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
 _TENANT = re.compile(r"^(\*|[A-Za-z0-9][A-Za-z0-9_.:-]{0,127})$")
 
 
@@ -53,6 +58,7 @@ class TokenInfo:
     label: str
     created_at: str
     sha256: str
+    reviewer: str = ""  # the reviewer this token votes as; empty: a read token
 
     @property
     def all_tenants(self) -> bool:
@@ -92,11 +98,14 @@ def _save(path: Path, tokens: list[TokenInfo]) -> None:
     os.replace(tmp, path)
 
 
-def create_token(state_dir: Path, tenant: str, label: str = "") -> tuple[TokenInfo, str]:
+def create_token(state_dir: Path, tenant: str, label: str = "", reviewer: str = "") -> tuple[TokenInfo, str]:
     """Create a token for ``tenant`` (``"*"`` = all tenants); return its info and the secret.
 
-    The secret is not stored; show it to the user once.
+    With ``reviewer``, a reviewer token (module docstring); the caller checks that the
+    reviewer exists. The secret is not stored; show it to the user once.
     """
+    if reviewer and not _REVIEWER.match(reviewer):
+        raise SinkError(f"reviewer name {reviewer!r} is invalid")
     if not _TENANT.match(tenant):
         raise SinkError(
             f"tenant {tenant!r} is invalid: use letters, digits, _ . : - (or * for all tenants)"
@@ -109,6 +118,7 @@ def create_token(state_dir: Path, tenant: str, label: str = "") -> tuple[TokenIn
         label=label,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         sha256=digest,
+        reviewer=reviewer,
     )
     path = _path(state_dir)
     _save(path, [*_load(path), info])

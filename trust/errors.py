@@ -16,7 +16,8 @@
         │   ├── NoteMalformed          not a well-formed signed note
         │   ├── NoteUnverified         no signature from a trusted key
         │   └── NoteSignatureInvalid   a trusted key's signature line does not verify
-        └── TlogFormatError        a checkpoint body, proof text or witness request is malformed
+        ├── TlogFormatError        a checkpoint body, proof text or witness request is malformed
+        └── ReviewNotFound         no review (or more than one) matches the id a vote names
 
 The key and registry errors are also :class:`~lockgate.kernel.errors.ConfigError`: an
 operator fixes them. Ledger invariants (chain, checkpoint, proof) are refused, never
@@ -41,6 +42,7 @@ __all__ = [
     "NoteUnverified",
     "ProofError",
     "RegistryError",
+    "ReviewNotFound",
     "TlogFormatError",
     "TrustError",
     "WitnessFileError",
@@ -126,3 +128,7 @@ class NoteSignatureInvalid(NoteError):
 
 class TlogFormatError(TrustError):
     """A checkpoint body, a proof's text or a witness request is not in its specified format."""
+
+
+class ReviewNotFound(TrustError):
+    """No review (or more than one) matches the id a vote names."""

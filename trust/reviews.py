@@ -221,13 +221,6 @@ class ReviewBook:
     def get(self, review_id: str) -> Review | None:
         return self._reviews.get(review_id)
 
-    def find(self, prefix: str) -> list[Review]:
-        """Reviews whose id (or action id) is ``prefix`` or starts with it."""
-        exact = self._reviews.get(prefix)
-        if exact is not None:
-            return [exact]
-        return [r for r in self._reviews.values() if r.review_id.startswith(prefix) or r.action_id == prefix]
-
     def apply(self, raw: bytes | None, at_us: int) -> Applied:
         """Fold one record of the reviews topic, written at broker time ``at_us``."""
         if not raw:

@@ -192,12 +192,24 @@ def cmd_tokens_create(args: argparse.Namespace) -> int:
     from lockgate.cli.context import home
     from sinks.tokens import create_token
 
-    info, secret = create_token(home(), args.tenant, label=args.label)
+    if args.reviewer:
+        from lockgate.kernel.home import Home
+        from trust.review_votes import reviewer_key
+        from trust.reviewers import ReviewerRegistry
+
+        reviewer_key(ReviewerRegistry(Home(home()).keys), args.reviewer)  # registered, and its key is here
+    info, secret = create_token(home(), args.tenant, label=args.label, reviewer=args.reviewer or "")
     if args.json:
-        emit_json({"token_id": info.token_id, "tenant": info.tenant, "label": info.label, "token": secret})
+        emit_json({"token_id": info.token_id, "tenant": info.tenant, "label": info.label,
+                   "reviewer": info.reviewer or None, "token": secret})
     else:
-        print(f"token {info.token_id} for tenant {info.tenant} (shown once, keep it secret):")
+        who = f", votes as reviewer {info.reviewer}" if info.reviewer else ""
+        print(f"token {info.token_id} for tenant {info.tenant}{who} (shown once, keep it secret):")
         print(secret)
+        if info.reviewer:
+            from lockgate.cli.locate import locate
+
+            print(f"review inbox: {locate().api_urls[-1]}/reviews?token={secret}")
     return EXIT_OK
 
 
@@ -205,13 +217,14 @@ def cmd_tokens_list(args: argparse.Namespace) -> int:
     from lockgate.cli.context import home
     from sinks.tokens import list_tokens
 
-    rows = [{"token_id": t.token_id, "tenant": t.tenant, "label": t.label, "created_at": t.created_at}
-            for t in list_tokens(home())]
+    rows = [{"token_id": t.token_id, "tenant": t.tenant, "label": t.label, "created_at": t.created_at,
+             "reviewer": t.reviewer or None} for t in list_tokens(home())]
     if args.json:
         emit_json(rows)
     else:
         for r in rows:
-            print(f"{r['token_id']}  {r['tenant']:<16} {r['created_at']}  {r['label']}")
+            who = f"  reviewer {r['reviewer']}" if r["reviewer"] else ""
+            print(f"{r['token_id']}  {r['tenant']:<16} {r['created_at']}  {r['label']}{who}")
     return EXIT_OK
 
 
@@ -290,11 +303,18 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
     tokens = sub.add_parser("tokens", help="API bearer tokens, each scoped to one tenant", formatter_class=fmt,
                             description="Tokens for the audit API and dashboard. Only their SHA-256 is stored\n"
-                            "(0600); a token sees only its tenant's rows (`*` = operator, all tenants).")
+                            "(0600); a token sees only its tenant's rows (`*` = operator, all tenants).\n"
+                            "A reviewer token (--reviewer NAME) reaches only the review inbox (/reviews)\n"
+                            "and votes as that reviewer: the sink signs with NAME's key from\n"
+                            "$LOCKGATE_HOME/keys/reviewers/NAME.pem, so the token is as powerful as the key.",
+                            epilog="examples:\n  lockgate tokens create --tenant default --label grafana\n"
+                            "  lockgate tokens create --tenant default --reviewer dana --label 'dana inbox'")
     tsub = tokens.add_subparsers(dest="tokens_command", metavar="SUBCOMMAND", required=True)
     c = tsub.add_parser("create", help="create a token (printed once)")
     c.add_argument("--tenant", required=True, help="tenant the token may read, or * for all")
     c.add_argument("--label", default="", help="what the token is for")
+    c.add_argument("--reviewer", metavar="NAME", help="a reviewer token: votes as registered reviewer NAME "
+                   "from the dashboard's review inbox, and reads nothing else")
     c.add_argument("--json", action="store_true")
     c.set_defaults(handler=cmd_tokens_create)
     ls = tsub.add_parser("list", help="list tokens (never their secrets)")

@@ -4,22 +4,30 @@
 simulated services (billing, analytics, deployer) and streams a realistic mix of actions
 through real Guards: routine queries and deploys that commit with before/after changes,
 dangerous SQL and unauthorised prod deploys that are blocked, reads that only match a
-shadow rule. Each verdict is printed as it arrives; at the end, the dashboard address.
+shadow rule. Then a reviewed action: a reviewer identity (``dana``, group ``dba``) is
+registered, a production ``DELETE`` with a justification waits for review, dana approves it
+with her own key (as ``lockgate reviews approve`` does) and the action runs. Each verdict is
+printed as it arrives; at the end, the dashboard address.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deploy.identity import ensure_service
 from deploy.settings import StackSettings
 from deploy.stack import Stack
+
+if TYPE_CHECKING:
+    from producers import Guard
 
 __all__ = ["DemoReport", "run_demo"]
 
@@ -64,6 +72,62 @@ class DemoReport:
     allowed: int
     blocked: int
     dashboard_url: str | None
+    reviewed: int = 0  # actions that waited for a review and ran after the approval
+    inbox_url: str | None = None  # the review inbox with a token that votes as the demo reviewer
+
+
+DEMO_REVIEWER = "dana"
+_REVIEW_WAIT_S = 60.0
+
+
+def _reviewed_action(s: StackSettings, guard: Guard, out: Print) -> bool:
+    """A production DELETE waits for review, ``dana`` approves it, it runs (module docstring)."""
+    from lockgate.cli.reviews import fold_topic, vote_on_topic
+    from lockgate.kernel.home import Home
+    from trust.reviewers import ReviewerRegistry
+
+    registry = ReviewerRegistry(Home(s.home).keys)
+    if registry.get(DEMO_REVIEWER) is None:
+        registry.add_reviewer(DEMO_REVIEWER, ["dba"])
+        out(f"added reviewer {DEMO_REVIEWER} (group dba) with her own signing key")
+    justification = f"GDPR erasure request {uuid.uuid4().hex[:6]}"
+    label = f"{'billing':<9} {'bob':<8} {'db.query':<9} {'db/prod/customers':<20}"
+    ran: dict[str, Any] = {}
+
+    def body() -> None:
+        try:
+            with guard.action(actor="bob", roles=["dev"], type="db.query", resource="db/prod/customers",
+                              attributes={"sql": "DELETE FROM customers WHERE id = 7"}, justification=justification,
+                              wait_for_review=_REVIEW_WAIT_S) as act:
+                act.record_change(before={"id": 7, "email": "erased@example.com"}, after=None)
+            ran["verdict"] = act.verdict
+        except Exception as exc:  # reported below; the demo goes on
+            ran["error"] = exc
+
+    waiting = threading.Thread(target=body, name="demo-reviewed-action", daemon=True)
+    waiting.start()
+    deadline = time.monotonic() + _REVIEW_WAIT_S
+    review = None
+    while review is None and time.monotonic() < deadline and waiting.is_alive():
+        folded = fold_topic(s.bootstrap, s.topics.reviews, registry, s.home)
+        review = next((r for r in folded.reviews if r.proposal.get("justification") == justification), None)
+        if review is None:
+            time.sleep(0.2)
+    if review is None:
+        waiting.join(_REVIEW_WAIT_S)
+        out(f"REVIEW {label} never held for review: {ran.get('error') or ran.get('verdict')}")
+        return False
+    out(f"WAIT   {label} held for review {review.review_id}: {review.verdict['reason'][:80]}")
+    vote = vote_on_topic(s.bootstrap, s.topics.reviews, s.home, DEMO_REVIEWER, review.review_id, "approve",
+                         "checked the erasure ticket")
+    out(f"VOTE   {DEMO_REVIEWER} approves {review.review_id}: {vote.outcome} — {vote.detail}")
+    waiting.join(_REVIEW_WAIT_S)
+    verdict = ran.get("verdict")
+    if verdict is None:
+        out(f"REVIEW {label} did not run: {ran.get('error', 'no final verdict in time')}")
+        return False
+    out(f"ALLOW  {label} committed after review ({verdict.basis}): {verdict.reason[:80]}")
+    return True
 
 
 def example_policy_path() -> Path:
@@ -89,7 +153,7 @@ def run_demo(count: int = 45, settings: StackSettings | None = None, out: Print 
                                         home=s.home, service=name, timeout_s=15.0))
               for name in services}
     rng = random.Random(seed)  # noqa: S311 - picks demo scenarios, not secrets
-    allowed = blocked = 0
+    allowed = blocked = reviewed = 0
     time.sleep(1.0)  # let running workers load the policy version just applied
     try:
         for i in range(count):
@@ -108,16 +172,20 @@ def run_demo(count: int = 45, settings: StackSettings | None = None, out: Print 
                 rules = ", ".join(r.id for r in exc.verdict.enforced_rules) or exc.verdict.basis
                 out(f"BLOCK  {label} {rules}: {exc.verdict.reason[:80]}")
             time.sleep(0.05)
+        reviewed = int(_reviewed_action(s, guards["billing"], out))
+        allowed += reviewed
     finally:
         for g in guards.values():
             g.close()
-    url = None
+    url = inbox = None
     try:
         from sinks.tokens import create_token
 
         _info, secret = create_token(s.home, "default", label="demo dashboard")
         url = f"http://127.0.0.1:{s.api_port}/?token={secret}"
+        _info, secret = create_token(s.home, "default", label="demo review inbox", reviewer=DEMO_REVIEWER)
+        inbox = f"http://127.0.0.1:{s.api_port}/reviews?token={secret}"
     except ImportError:
         url = None
-    out(f"{allowed} allowed, {blocked} blocked")
-    return DemoReport(allowed, blocked, url)
+    out(f"{allowed} allowed ({reviewed} after a review), {blocked} blocked")
+    return DemoReport(allowed, blocked, url, reviewed, inbox)

@@ -4,43 +4,45 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from lockgate.cli import context
 from lockgate.cli.output import EXIT_NEGATIVE, EXIT_OK, emit_json
-from lockgate.kernel.errors import ConfigError, LockgateError
+from lockgate.kernel.errors import ConfigError
 from lockgate.kernel.home import Home
 
-__all__ = ["register"]
-
-
-class ReviewNotFound(LockgateError):
-    """No review (or more than one) matches the id given."""
-
-
-def _records(purpose: str) -> list[tuple[bytes | None, int]]:
-    from lockgate.kernel.partition_reader import read_topic
-
-    return [(r.value, r.timestamp_ms * 1000)
-            for r in read_topic(context.bootstrap(), context.topics().reviews, purpose)]
-
-
-def _book_and_judgements() -> tuple[Any, dict[str, Any]]:
-    """Fold the reviews topic like the processor does; also each vote's judgement by vote id."""
-    from trust.keys import PublicKey
+if TYPE_CHECKING:
+    from trust.review_votes import Folded, VoteResult
     from trust.reviewers import ReviewerRegistry
-    from trust.reviews import ReviewBook
 
-    home = Home(context.home())
-    book = ReviewBook(PublicKey.load(home.processor_public_key), ReviewerRegistry(home.keys))
-    judged: dict[str, Any] = {}
-    for value, at_us in _records("reviews-cli"):
-        applied = book.apply(value, at_us)
-        j = applied.judgement
-        if j is not None and j.vote is not None:
-            judged[str(j.vote["vote_id"])] = j
-    return book, judged
+__all__ = ["fold_topic", "register", "vote_on_topic"]
+
+
+def fold_topic(bootstrap: str, topic: str, registry: ReviewerRegistry, home: Path) -> Folded:
+    """Fold the reviews topic like the processor does (:func:`trust.review_votes.fold_records`)."""
+    from lockgate.kernel.partition_reader import read_topic
+    from trust.keys import PublicKey
+    from trust.review_votes import fold_records
+
+    records = [(r.value, r.timestamp_ms * 1000) for r in read_topic(bootstrap, topic, "reviews-cli")]
+    return fold_records(records, PublicKey.load(Home(home).processor_public_key), registry)
+
+
+def vote_on_topic(bootstrap: str, topic: str, home: Path, reviewer: str, ref: str, vote: str,
+                  reason: str) -> VoteResult:
+    """Vote as ``reviewer`` with its key from ``home`` (what ``reviews approve|deny`` and the demo do)."""
+    from lockgate.kernel.keyed_publish import publish_keyed
+    from trust.review_votes import cast_vote
+    from trust.reviewers import ReviewerRegistry
+
+    registry = ReviewerRegistry(Home(home).keys)
+
+    def append(key: bytes, value: bytes) -> None:
+        publish_keyed(bootstrap, topic, key, value)
+
+    return cast_vote(lambda: fold_topic(bootstrap, topic, registry, home), append, registry, reviewer, ref, vote,
+                     reason, poll_s=0.2)
 
 
 def _render(row: dict[str, Any]) -> str:
@@ -54,8 +56,11 @@ def _render(row: dict[str, Any]) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    book, _ = _book_and_judgements()
-    rows = [r.summary() for r in book]
+    from trust.reviewers import ReviewerRegistry
+
+    registry = ReviewerRegistry(Home(context.home()).keys)
+    rows = [r.summary() for r in fold_topic(context.bootstrap(), context.topics().reviews, registry,
+                                            context.home()).reviews]
     if not args.all:
         rows = [r for r in rows if r["status"] == "open"]
     rows.sort(key=lambda r: r["opened_at_us"])
@@ -70,46 +75,18 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_vote(args: argparse.Namespace) -> int:
-    from lockgate.kernel.keyed_publish import publish_keyed
-    from schemas.codec import get_codec
-    from trust.keys import SigningKey, clock_us
-    from trust.reviewers import ReviewerRegistry
-    from trust.reviews import make_vote
-
     name = args.reviewer or os.environ.get("LOCKGATE_REVIEWER", "").strip()
     if not name:
         raise ConfigError("say who votes: --as NAME (or LOCKGATE_REVIEWER); register with `lockgate keys add-reviewer`")
-    registry = ReviewerRegistry(Home(context.home()).keys)
-    if registry.get(name) is None:
-        raise ConfigError(f"no reviewer {name!r} is registered; run `lockgate keys add-reviewer {name} --groups ...`")
-    key = SigningKey.load(registry.private_key_path(name))
-    book, _ = _book_and_judgements()
-    found = book.find(args.review_id)
-    if len(found) != 1:
-        raise ReviewNotFound(f"{'no' if not found else len(found)} review(s) match {args.review_id!r}; "
-                             "see `lockgate reviews list --all`")
-    review = found[0]
-    vote = make_vote(review, name, key, args.vote, args.reason, clock_us())
-    publish_keyed(context.bootstrap(), context.topics().reviews, review.review_id.encode(),
-                  get_codec().encode("ReviewVote", vote))
-    judgement = None
-    deadline = time.monotonic() + 10
-    while judgement is None and time.monotonic() < deadline:
-        judgement = _book_and_judgements()[1].get(vote["vote_id"])
-        if judgement is None:
-            time.sleep(0.2)  # the broker has acknowledged it; a reader may lag a moment
-    out = {"review_id": review.review_id, "action_id": review.action_id, "vote_id": vote["vote_id"],
-           "reviewer": name, "vote": args.vote,
-           "outcome": judgement.outcome.value if judgement else "unknown",
-           "detail": judgement.reason if judgement else "the vote was sent but not read back in 10 s",
-           "decided": judgement.decided.value if judgement and judgement.decided else None}
+    result = vote_on_topic(context.bootstrap(), context.topics().reviews, context.home(), name, args.review_id,
+                           args.vote, args.reason)
     if args.json:
-        emit_json(out)
+        emit_json(result.to_json())
     else:
-        print(f"{args.vote} by {name} on review {review.review_id}: {out['outcome']} — {out['detail']}")
-        if out["decided"]:
-            print(f"  the review is {out['decided']}; the processor sends the final verdict")
-    return EXIT_OK if out["outcome"] == "accepted" else EXIT_NEGATIVE
+        print(f"{args.vote} by {name} on review {result.review_id}: {result.outcome} — {result.detail}")
+        if result.decided:
+            print(f"  the review is {result.decided}; the processor sends the final verdict")
+    return EXIT_OK if result.accepted else EXIT_NEGATIVE
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:

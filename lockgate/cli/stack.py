@@ -143,11 +143,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # With --json, stdout carries only the JSON summary; the live verdicts go to stderr.
     report = run_demo(args.count, out=(lambda line: print(line, file=sys.stderr)) if args.json else print)
     if args.json:
-        emit_json({"allowed": report.allowed, "blocked": report.blocked, "dashboard": report.dashboard_url})
+        emit_json({"allowed": report.allowed, "blocked": report.blocked, "reviewed": report.reviewed,
+                   "dashboard": report.dashboard_url, "review_inbox": report.inbox_url})
     elif report.dashboard_url:
         print(f"dashboard: {report.dashboard_url}")
+        if report.inbox_url:
+            print(f"review inbox (votes as dana): {report.inbox_url}")
         print("query it:  lockgate audit query --decision block --json   |   stop: lockgate down")
-    return EXIT_OK if report.allowed and report.blocked else EXIT_ERROR
+    return EXIT_OK if report.allowed and report.blocked and report.reviewed else EXIT_ERROR
 
 
 def register_demo(sub: argparse._SubParsersAction[Any]) -> None:
@@ -156,8 +159,11 @@ def register_demo(sub: argparse._SubParsersAction[Any]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Bring the stack up, apply the example policy, register three simulated\n"
         "services and stream a mix of actions through real Guards: some commit with\n"
-        "before/after changes, some are blocked, some match shadow rules. Prints each\n"
-        "verdict live and the dashboard address. The stack keeps running afterwards.")
+        "before/after changes, some are blocked, some match shadow rules. Then a\n"
+        "production DELETE waits for review, reviewer dana (registered on first run)\n"
+        "approves it with her own key, and it runs. Prints each verdict live, the\n"
+        "dashboard address and dana's review inbox. The stack keeps running afterwards.",
+        epilog="exit status: 0 when actions were allowed, blocked and one ran after a review; 2 otherwise")
     p.add_argument("--count", type=int, default=45, help="actions to send (default 45)")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead")
     p.set_defaults(handler=cmd_demo)

@@ -55,8 +55,13 @@ def _headers(raw: object) -> tuple[tuple[str, bytes], ...]:
     return tuple(out)
 
 
-def committed_reader(bootstrap: str, purpose: str) -> Consumer:
-    """A consumer for the functions below (``read_committed``, EOF events, assign only)."""
+def committed_reader(bootstrap: str, purpose: str, fetch_wait_ms: int = 10) -> Consumer:
+    """A consumer for the functions below (``read_committed``, EOF events, assign only).
+
+    ``fetch_wait_ms``: how long the broker may hold an empty fetch; short to see the end of
+    a partition soon, long for a reader that follows a topic (the broker answers as soon
+    as a record arrives either way).
+    """
     return Consumer({
         "bootstrap.servers": bootstrap,
         "group.id": f"lockgate-reader-{purpose}-{uuid.uuid4().hex[:8]}",
@@ -65,7 +70,7 @@ def committed_reader(bootstrap: str, purpose: str) -> Consumer:
         "isolation.level": "read_committed",
         "auto.offset.reset": "earliest",
         # The end of a partition shows as an empty fetch: don't let the broker hold it open.
-        "fetch.wait.max.ms": 10,
+        "fetch.wait.max.ms": fetch_wait_ms,
     })
 
 

@@ -36,6 +36,9 @@ def test_demo_then_status_query_verify_down(tmp_path: Path) -> None:
         report = json.loads(demo.stdout)
         assert report["allowed"] >= 4 and report["blocked"] >= 4
         assert report["dashboard"].startswith(f"http://127.0.0.1:{env['LOCKGATE_API_PORT']}/?token=lg_")
+        assert report["reviewed"] == 1  # a production DELETE waited, dana approved it, it ran
+        assert report["review_inbox"].startswith(f"http://127.0.0.1:{env['LOCKGATE_API_PORT']}/reviews?token=lg_")
+        assert "WAIT " in demo.stderr and "VOTE   dana approves" in demo.stderr
 
         status = json.loads(cli("status", "--json").stdout)
         running = {c["name"]: c["running"] for c in status["components"]}
@@ -48,11 +51,16 @@ def test_demo_then_status_query_verify_down(tmp_path: Path) -> None:
             rows: list[dict[str, object]] = json.loads(res.stdout)["actions"]
             return rows
 
-        from tests.integration.conftest import wait_for
+        from tests.integration.conftest import get_json, wait_for
 
         rows = wait_for(lambda: len(blocked_rows()) >= 4 and blocked_rows(), 60, "blocked actions queryable")
         assert {"prod-delete-update-without-where", "drop-or-truncate"} <= {
             str(r) for row in rows for r in row["rule_ids"]}
+
+        inbox_token = report["review_inbox"].split("token=", 1)[1]
+        inbox = get_json(f"http://127.0.0.1:{env['LOCKGATE_API_PORT']}/api/reviews", inbox_token)
+        assert inbox["token"]["reviewer"] == "dana"
+        assert [(r["status"], r["approved_by"]) for r in inbox["decided"]] == [("approved", ["dana"])]
 
         verify = cli("verify", "--json")
         assert verify.returncode == 0, verify.stdout + verify.stderr

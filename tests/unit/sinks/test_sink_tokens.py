@@ -45,3 +45,16 @@ def test_loose_permissions_refused(tmp_path: Path) -> None:
 def test_invalid_tenant_refused(tmp_path: Path) -> None:
     with pytest.raises(SinkError, match="tenant"):
         create_token(tmp_path, "a b")
+
+
+def test_reviewer_tokens_name_their_reviewer_and_old_files_still_load(tmp_path: Path) -> None:
+    info, secret = create_token(tmp_path, "acme", "dana's inbox", reviewer="dana")
+    assert TokenStore(tmp_path).authenticate(f"Bearer {secret}").reviewer == "dana" == info.reviewer
+    with pytest.raises(SinkError, match="reviewer name"):
+        create_token(tmp_path, "acme", reviewer="dana; drop")
+    path = tmp_path / TOKEN_FILE
+    data = json.loads(path.read_text())
+    for entry in data["tokens"]:
+        del entry["reviewer"]  # a file written before reviewer tokens existed
+    path.write_text(json.dumps(data))
+    assert [t.reviewer for t in list_tokens(tmp_path)] == [""]

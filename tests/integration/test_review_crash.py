@@ -1,0 +1,144 @@
+"""Review state survives ``kill -9`` of the processor: it is the reviews topic, not memory.
+
+Two production DELETEs wait for review (``lockgate submit --wait-review``, each its own
+process). The worker is killed with SIGKILL. One review is approved while no worker runs
+(the vote waits in the reviews topic); a new worker starts, rebuilds the pending reviews
+by reading the topic, and the other review is approved after the restart. Both waiting
+submits exit 0 with basis ``review_approved``; each action has exactly one final verdict
+and one accepted vote on the ledger, and ``verify`` finds nothing wrong with them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lockgate.kernel.home import Home
+from lockgate.kernel.partition_reader import read_topic
+from lockgate.kernel.topic_admin import ensure_topics
+from processors.policy.files import load_policy_file
+from processors.policy.store import publish_policy
+from schemas.codec import get_codec
+from schemas.topics import Topics
+from tests.integration.conftest import (
+    EXAMPLE_POLICY,
+    ProcessorHandle,
+    start_processor,
+    stop_processor,
+    wait_for,
+    wait_until_deciding,
+)
+from trust.reviewers import ReviewerRegistry
+
+pytestmark = pytest.mark.integration
+
+SQL = "DELETE FROM customers WHERE id = 7"
+
+
+class Worker:
+    """One processor worker on its own topic prefix, restartable."""
+
+    def __init__(self, bootstrap: str, home: Path, prefix: str, log: Path) -> None:
+        self.args = (bootstrap, home, prefix, log)
+        self.handle: ProcessorHandle = start_processor(*self.args)
+
+    def env(self) -> dict[str, str]:
+        h = self.handle
+        return {**os.environ, "LOCKGATE_HOME": str(h.home), "LOCKGATE_BOOTSTRAP_SERVERS": h.bootstrap,
+                "LOCKGATE_TOPIC_PREFIX": h.topics.prefix}
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "lockgate.cli", *args], capture_output=True, text=True,
+                              env=self.env(), timeout=120, check=False)
+
+    def kill9(self) -> None:
+        self.handle.proc.kill()
+        self.handle.proc.wait(30)
+
+    def restart(self) -> None:
+        self.handle = start_processor(*self.args)
+        wait_until_deciding(self.handle)
+
+
+@pytest.fixture
+def worker(kafka_bootstrap: str, test_home: Path, tmp_path: Path) -> Iterator[Worker]:
+    prefix = f"k{uuid.uuid4().hex[:8]}."
+    topics = Topics(prefix)
+    ensure_topics(kafka_bootstrap, topics)
+    publish_policy(load_policy_file(EXAMPLE_POLICY), kafka_bootstrap, topics, published_by="tests")
+    w = Worker(kafka_bootstrap, test_home, prefix, tmp_path / "processor.log")
+    try:
+        wait_until_deciding(w.handle)
+        yield w
+    finally:
+        stop_processor(w.handle)
+
+
+def test_pending_reviews_are_approved_across_a_kill_9(worker: Worker) -> None:
+    tag = uuid.uuid4().hex[:6]
+    dana = f"dana-{tag}"
+    ReviewerRegistry(Home(worker.handle.home).keys).add_reviewer(dana, ["dba"])
+    markers = {"during": f"approved while down {tag}", "after": f"approved after restart {tag}"}
+    submits = {k: subprocess.Popen(
+        [sys.executable, "-m", "lockgate.cli", "submit", "--actor", f"carol-{tag}", "--type", "db.query",
+         "--resource", "db/prod/customers", "--sql", SQL, "--justification", m, "--wait-review", "180", "--json"],
+        env=worker.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k, m in markers.items()}
+    try:
+        def pending() -> dict[str, dict[str, Any]] | None:
+            res = worker.cli("reviews", "list", "--json")
+            assert res.returncode == 0, res.stderr
+            rows = {r["justification"]: r for r in json.loads(res.stdout)}
+            return {k: rows[m] for k, m in markers.items()} if all(m in rows for m in markers.values()) else None
+
+        rows: dict[str, dict[str, Any]] = wait_for(pending, 90, "both reviews pending")
+        worker.kill9()
+        assert all(p.poll() is None for p in submits.values())
+
+        res = worker.cli("reviews", "approve", rows["during"]["review_id"], "--as", dana, "--reason", "ok", "--json")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert json.loads(res.stdout)["decided"] == "approved"
+        assert submits["during"].poll() is None  # no worker: nobody has answered yet
+
+        worker.restart()
+        res = worker.cli("reviews", "approve", rows["after"]["review_id"], "--as", dana, "--reason", "ok", "--json")
+        assert res.returncode == 0, res.stdout + res.stderr
+
+        verdicts = {}
+        for k, proc in submits.items():
+            stdout, stderr = proc.communicate(timeout=120)
+            assert proc.returncode == 0, f"{k}: {stderr}"
+            verdicts[k] = json.loads(stdout)
+            assert verdicts[k]["basis"] == "review_approved" and dana in verdicts[k]["reason"]
+    finally:
+        for proc in submits.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+
+    codec = get_codec()
+    topics = worker.handle.topics
+
+    def ledger_complete() -> list[dict[str, Any]] | None:
+        events = [codec.decode_as("AuditEvent", r.value)
+                  for r in read_topic(worker.handle.bootstrap, topics.audit, "test") if r.value]
+        mine = [e for e in events if e["action_id"] in {r["action_id"] for r in rows.values()}]
+        finals = [e for e in mine if e["kind"] == "verdict"]
+        return mine if len(finals) >= 4 else None
+
+    events = wait_for(ledger_complete, 60, "both final verdicts on the ledger")
+    for row in rows.values():
+        kinds = [e["kind"] for e in events if e["action_id"] == row["action_id"]]
+        # the proposal, the pending verdict, one accepted vote, one final verdict: none doubled by the restart
+        assert kinds.count("verdict") == 2 and kinds.count("review") == 1, kinds
+    res = worker.cli("verify", "--from-topics", "--json")
+    report = json.loads(res.stdout)
+    mine = [f for f in report["findings"] if f["action_id"] in {r["action_id"] for r in rows.values()}]
+    assert not mine, mine
