@@ -88,12 +88,22 @@ def test_kill_9_of_one_broker_of_three_under_load_loses_nothing(tmp_path: Path) 
             f"the two surviving nodes did not carry the load: {Counter(h for _, h, _ in timeline[-LAST:])}"
         assert len(executed) >= ACTIONS // 2, results
 
+        seen: list[str] = []
+
         def outcomes_landed() -> Ledger | None:
             ledger = Ledger.read(bootstrap, prefix)
             got = {e["action_id"] for e in ledger.of_kind("outcome")}
-            return ledger if got >= set(executed) and not ledger.uncovered() else None
+            missing, uncovered = set(executed) - got, ledger.uncovered()
+            seen[:] = [f"{len(missing)} outcomes missing (e.g. {sorted(missing)[:3]}), {len(uncovered)} events "
+                       f"uncovered, {len(ledger.events)} events"]
+            return ledger if not missing and not uncovered else None
 
-        ledger = wait_for(outcomes_landed, 90, "every outcome chained and every event checkpointed")
+        # Generous: after a node's death the group coordinator and transaction coordinators move,
+        # which on a loaded 2-core box takes tens of seconds before the ledger stage resumes.
+        try:
+            ledger = wait_for(outcomes_landed, 180, "every outcome chained and every event checkpointed")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {seen}") from None
         assert ledger.unsound(executed) == []
         findings = ledger.verify(settings.home, CHECKPOINT_INTERVAL_S)
         assert findings == [], [f"{f.kind} p{f.partition} s{f.sequence}: {f.message}" for f in findings[:10]]

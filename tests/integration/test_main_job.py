@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,7 +59,12 @@ def test_demo_then_status_query_verify_down(tmp_path: Path) -> None:
             str(r) for row in rows for r in row["rule_ids"]}
 
         inbox_token = report["review_inbox"].split("token=", 1)[1]
-        inbox = get_json(f"http://127.0.0.1:{env['LOCKGATE_API_PORT']}/api/reviews", inbox_token)
+        # The sink starts following the reviews topic at the first inbox request, so wait for it.
+        def inbox_decided() -> Any:
+            got = get_json(f"http://127.0.0.1:{env['LOCKGATE_API_PORT']}/api/reviews", inbox_token)
+            return got if got and got["decided"] else None
+
+        inbox = wait_for(inbox_decided, 60, "the demo's review in the sink's inbox")
         assert inbox["token"]["reviewer"] == "dana"
         assert [(r["status"], r["approved_by"]) for r in inbox["decided"]] == [("approved", ["dana"])]
 
