@@ -33,7 +33,7 @@ from tests.integration.conftest import EXAMPLE_POLICY, start_processor, stop_pro
 from tests.integration.guarded_load import guarded_load
 from tests.integration.ledger_readback import Ledger
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 ACTIONS = 400
 IN_FLIGHT = 16
