@@ -45,8 +45,10 @@ Guarantees and how they are kept:
 Speed: waiting for acknowledgements must not serialise the agents, so each agent is a
 :class:`_Pipeline` — records start in input order (decide, enqueue the produces) and
 finish concurrently (wait for acks, send what must wait for them), each acked to Faust
-only when finished. Outputs go through a librdkafka producer (:class:`_Publisher`),
-whose acknowledged round trip is several times shorter than aiokafka's in a busy loop.
+only when it and every earlier record of its partition finished
+(:class:`processors.ack_order.AckInOrder`: Faust would otherwise commit past a slow
+record). Outputs go through a librdkafka producer (:class:`_Publisher`), whose
+acknowledged round trip is several times shorter than aiokafka's in a busy loop.
 Faust's own producer carries only the policies table's changelog. Faust's consumer uses
 static membership (the processor id), so a restarted worker resumes at once.
 
@@ -74,6 +76,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 from lockgate.kernel.partition_reader import committed_reader, read_range, read_since, read_tail
+from processors.ack_order import AckInOrder, Ticket
 from processors.crash import crash_worker
 from processors.decider import Decider, DecisionResult
 from processors.decisions import DecisionMemory, decision_headers, parse_decision
@@ -112,6 +115,12 @@ REVIEWS = Counter("lockgate_reviews_total", "Review events: requested, approved,
 
 _SEND_ATTEMPTS = 6  # with doubling backoff from 0.25 s: about 8 s of broker trouble before a hard exit
 _SUBSCRIPTION = "s2"  # the Faust group's topics: actions, policies, reviews (s1 also read outcomes)
+# Long enough to ride out a cluster's leader failover: a dead node is fenced after
+# broker.session.timeout.ms (later if it was the active controller, which must be replaced
+# first), then leaders move and the producer refreshes metadata — 6 to over 10 s on the
+# loaded 2-core box. A decisions record that times out stops the worker (it is never
+# retried out of order), so a shorter timeout turned every node death into a restart.
+_DELIVERY_TIMEOUT_MS = 30_000
 _IN_FLIGHT = 256  # records an agent finishes concurrently (each waits for broker acknowledgements)
 
 
@@ -176,7 +185,7 @@ class _Publisher:
             "linger.ms": 0,
             "partitioner": "murmur2_random",
             "message.max.bytes": TOPIC_MAX_MESSAGE_BYTES,
-            "message.timeout.ms": 10_000,  # surface broker trouble to the retry loop below
+            "message.timeout.ms": _DELIVERY_TIMEOUT_MS,  # surface broker trouble to the retry loop below
         })
         self._running = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="lockgate-publisher", daemon=True)
@@ -286,8 +295,9 @@ class _Pipeline:
     produces — so records of one partition reach Kafka in input order) and returns the
     awaitable that finishes the record (waiting for acknowledgements, sending what must
     wait for them). Up to ``limit`` records finish concurrently; each is acked to Faust only
-    after its finish completed, and Faust commits only a contiguous run of acked offsets —
-    so a crash re-delivers every record whose outputs were not all acknowledged. Any
+    after its finish and those of all earlier records of its partition completed (in input
+    order: Faust's own contiguity check lets one slow head record slip) — so a crash
+    re-delivers every record whose outputs were not all acknowledged. Any
     exception ends in :meth:`_Publisher.refuse`: the record is accounted for, never dropped.
     """
 
@@ -296,21 +306,25 @@ class _Pipeline:
         self.stage = stage
         self.limit = limit
         self._tasks: set[asyncio.Future[None]] = set()
+        self._order: AckInOrder[Any] = AckInOrder()
 
     async def run(self, stream: Any, start: Callable[[Any], Awaitable[Awaitable[None]]]) -> None:
         events = stream.noack()
         slots = asyncio.Semaphore(self.limit)
         async for event in events.events():
             await slots.acquire()
+            ticket = self._order.start(event.message.tp, event)
             try:
                 finish = await start(event)
             except Exception as exc:
                 finish = self.publisher.refuse(event, exc, self.stage)
-            task = asyncio.ensure_future(self._finish(events, event, finish, slots))
+            task = asyncio.ensure_future(self._finish(events, ticket, finish, slots))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _finish(self, events: Any, event: Any, finish: Awaitable[None], slots: asyncio.Semaphore) -> None:
+    async def _finish(self, events: Any, ticket: Ticket[Any], finish: Awaitable[None],
+                      slots: asyncio.Semaphore) -> None:
+        event = ticket.item
         try:
             try:
                 await finish
@@ -319,7 +333,8 @@ class _Pipeline:
                     await self.publisher.refuse(event, exc, self.stage)
                 except Exception as refused:  # cannot even account for it: restart rather than drop it
                     crash_worker(f"{self.stage}: could not dead-letter a record after {exc!r}: {refused!r}")
-            await events.ack(event)
+            for due in self._order.finish(ticket):
+                await events.ack(due)
         finally:
             slots.release()
 

@@ -53,7 +53,11 @@ coordinator a few seconds after the death, inside the transaction timeout. Every
 transactional call is also watched (:class:`processors.call_watchdog.CallWatchdog`): one
 still blocked ``_TXN_CALL_GRACE_S`` past its timeout (the recovery timeout) stops the
 worker hard, and the restarted worker recovers from committed state — a stuck stage never
-sits silent. ``LOCKGATE_LEDGER_KAFKA_DEBUG`` (librdkafka ``debug`` contexts, e.g.
+sits silent. The same death can fence the stage's consumer (``FENCED_INSTANCE_ID``: its
+retried join after the group coordinator moved is taken for another member with the same
+static instance id); librdkafka then delivers nothing to it ever again, so the stage
+closes it, forgets its partitions and joins again with a new consumer, which recovers
+them from committed state like any assignment. ``LOCKGATE_LEDGER_KAFKA_DEBUG`` (librdkafka ``debug`` contexts, e.g.
 ``eos,broker``) traces the producer into the worker's log.
 
 Why not Faust's ``processing_guarantee="exactly_once"``: Faust keeps a transaction open
@@ -76,6 +80,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import Counter
 
+from lockgate.kernel.consumer_errors import consumer_is_broken
 from lockgate.kernel.errors import KafkaReadError
 from lockgate.kernel.kafka_offsets import watermarks
 from lockgate.kernel.partition_reader import StoredRecord, committed_reader, read_partition, read_tail
@@ -114,6 +119,8 @@ COSIGNED = Counter("lockgate_checkpoints_cosigned_total",
 OUTCOME_DEAD_LETTERS = Counter("lockgate_outcome_dead_letters_total",
                                "Outcome records the ledger stage could not read (dead-lettered and ledgered)")
 RECOVERIES = Counter("lockgate_ledger_recoveries_total", "Ledger partitions recovered from committed state")
+CONSUMER_RESTARTS = Counter("lockgate_ledger_consumer_restarts_total",
+                            "Ledger consumers closed and re-created after a fatal error (e.g. fenced)")
 
 
 class LedgerStage:
@@ -196,7 +203,11 @@ class LedgerStage:
         self._reader = committed_reader(self.bootstrap, "ledger")
         self._uncommitted = Consumer({"bootstrap.servers": self.bootstrap, "enable.auto.commit": False,
                                      "group.id": f"{self.group_id}-watermarks", "isolation.level": "read_uncommitted"})
-        self._consumer = Consumer({
+        self._consumer = self._new_consumer()
+        self.ready.set()
+
+    def _new_consumer(self) -> Consumer:
+        consumer = Consumer({
             "bootstrap.servers": self.bootstrap,
             "group.id": self.group_id,
             "group.instance.id": self.instance_id,
@@ -207,9 +218,30 @@ class LedgerStage:
             "max.poll.interval.ms": 300_000,
             "partition.assignment.strategy": "range",  # partition p of every input to one member
         })
-        self._consumer.subscribe(self.inputs, on_assign=self._on_assign,
-                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
-        self.ready.set()
+        consumer.subscribe(self.inputs, on_assign=self._on_assign, on_revoke=self._on_revoke,
+                           on_lost=self._on_revoke)
+        return consumer
+
+    def _replace_consumer(self, err: KafkaError) -> None:
+        """The consumer can never consume again: forget its partitions, join with a new one.
+
+        No transaction is open (one is opened and committed within a batch), and nothing of
+        the failed batch was chained; the new consumer's partitions are recovered from
+        committed state on assignment.
+        """
+        log.warning("ledger consumer broken (%s); closing it and joining group %s again as %s",
+                    err.str(), self.group_id, self.instance_id)
+        CONSUMER_RESTARTS.inc()
+        for partition in self.writer.partitions():
+            self.writer.release(partition)
+        self._to_recover.clear()
+        old, self._consumer = self._consumer, None
+        if old is not None:
+            try:
+                old.close()
+            except (KafkaException, RuntimeError):
+                log.warning("closing the broken ledger consumer failed", exc_info=True)
+        self._consumer = self._new_consumer()
 
     def _close(self) -> None:
         for client in (self._consumer, self._reader, self._uncommitted):
@@ -238,6 +270,10 @@ class LedgerStage:
     def _step(self) -> None:
         consumer = self._require(self._consumer)
         msgs = consumer.consume(num_messages=_BATCH, timeout=_POLL_S)
+        broken = next((e for e in (m.error() for m in msgs) if e is not None and consumer_is_broken(e)), None)
+        if broken is not None:
+            self._replace_consumer(broken)
+            return
         try:
             self._recover_assigned()
             self._process(msgs)
