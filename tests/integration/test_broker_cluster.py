@@ -119,7 +119,8 @@ def test_kill_9_of_one_broker_of_three_under_load_loses_nothing(tmp_path: Path) 
         assert findings == [], [f"{f.kind} p{f.partition} s{f.sequence}: {f.message}" for f in findings[:10]]
         replays = sum(e["detail"].startswith("replay refused") for e in ledger.of_kind("security"))
         print(f"{len(ledger.events)} ledger events ({replays} repeated proposal(s) refused as replays), all "
-              f"chained and checkpointed {time.monotonic() - killed[0]:.1f}s after the kill")
+              f"chained and checkpointed {time.monotonic() - killed[0]:.1f}s after the kill; worker restarts: "
+              f"{processor.log.read_text(errors='replace').count('worker exited with status')}")
     finally:
         if processor is not None:
             stop_processor(processor)
