@@ -140,6 +140,10 @@ def test_an_approval_grants_the_requester_a_window_that_survives_kill_9(worker: 
     grant = _grants_page(worker, review_id)
     assert (grant["actor"], grant["resource_prefix"], grant["grants_now"]) == (carol, "db/prod/", True)
     assert grant["expires_at_us"] - grant["approved_at_us"] == 3600 * 1_000_000
+    res = worker.cli("reviews", "grants", "--json")
+    assert res.returncode == 0, res.stderr
+    listed = json.loads(res.stdout)
+    assert [(g["review_id"], g["active"], g["resource_prefix"]) for g in listed] == [(review_id, True, "db/prod/")]
 
     # 2. the same actor, type and prefix, inside the window: allowed at once, citing the grant
     code, second = _submit(worker, carol, "db/prod/orders")
