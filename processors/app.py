@@ -92,7 +92,7 @@ from processors.witnesses import Witnesses, parse_witnesses
 from schemas.codec import get_codec
 from schemas.topics import CATALOGUE, TOPIC_MAX_MESSAGE_BYTES, Topics
 from trust.bindings import policy_sha256
-from trust.grants import GrantTerms
+from trust.grants import GRANT_USED, GrantTerms
 from trust.keys import Keyring, SigningKey
 from trust.registry import ServiceRegistry
 from trust.reviewers import ReviewerRegistry
@@ -110,7 +110,7 @@ RULE_MATCHES = Counter("lockgate_rule_matches_total", "Matched rules by id, effe
                        ["rule", "effect", "mode"])
 DEAD_LETTERS = Counter("lockgate_dead_letters_total", "Records sent to the dead-letter topic", ["stage"])
 REVIEWS = Counter("lockgate_reviews_total", "Review events: requested, approved, denied, expired, break_glass, "
-                  "vote_accepted, vote_refused", ["event"])
+                  "vote_accepted, vote_refused, granted (allowed by a time-boxed grant)", ["event"])
 
 _SEND_ATTEMPTS = 6  # with doubling backoff from 0.25 s: about 8 s of broker trouble before a hard exit
 _SUBSCRIPTION = "s2"  # the Faust group's topics: actions, policies, reviews (s1 also read outcomes)
@@ -408,7 +408,7 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
                                    partitions=partitions["policies"])
     decided = ActionIds(partitions["actions"], int(s.replay_window_s * 1e6))
     reviewers = ReviewerRegistry(s.service_dir)
-    grants = GrantIndex(Keyring([key.public()]), reviewers)
+    grants = GrantIndex(Keyring([key.public()]), ReviewerRegistry(s.service_dir))  # its own: the feed's thread
     grant_feed = GrantFeed(s.bootstrap_servers, topics.reviews, grants)
     policies = _Policies(policy_table)
     decider = Decider(get_codec(s.max_record_bytes), key, s.processor_id, policies, registry,
@@ -517,6 +517,8 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
             DECISIONS.labels(v["decision"], v["basis"]).inc()
             for rule in v["matched_rules"]:
                 RULE_MATCHES.labels(rule["id"], rule["effect"], rule["mode"]).inc()
+            if (v.get("review") or {}).get("grant") == GRANT_USED:
+                REVIEWS.labels("granted").inc()
         part = result.reply_partition
         # Replies go only to our own verdicts topic, never to a topic the requester names.
         if result.reply_topic == topics.verdicts and part is not None and 0 <= part < partitions["verdicts"]:
