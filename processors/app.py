@@ -173,14 +173,14 @@ class _Publisher:
     the Java client and aiokafka use), so a re-processed input lands where it landed before.
     """
 
-    def __init__(self, bootstrap: str, topics: Topics) -> None:
+    def __init__(self, bootstrap: str, topics: Topics, linger_ms: float = 0.0) -> None:
         self.topics = topics
         self.codec = get_codec()
         self._producer = Producer({
             "bootstrap.servers": bootstrap,
             "enable.idempotence": True,
             "acks": "all",
-            "linger.ms": 0,
+            "linger.ms": linger_ms,
             "partitioner": "murmur2_random",
             "message.max.bytes": TOPIC_MAX_MESSAGE_BYTES,
             "message.timeout.ms": 10_000,  # surface broker trouble to the retry loop below
@@ -409,7 +409,7 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
                       require_service_auth=s.require_service_auth, decided=decided)
     recorder = OutcomeRecorder(codec, registry)
     memory = DecisionMemory()
-    publisher = _Publisher(s.bootstrap_servers, topics)
+    publisher = _Publisher(s.bootstrap_servers, topics, s.publish_linger_ms)
     witnesses = Witnesses(parse_witnesses(s.witnesses))
     ledger = LedgerStage(
         LedgerWriter(key, s.processor_id, checkpoint_every=s.checkpoint_every,
