@@ -11,6 +11,7 @@ it does not cover is put on the ledger with the processor's own key.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -27,10 +28,19 @@ from lockgate.kernel.partition_reader import read_topic
 from lockgate.kernel.topic_admin import ensure_topics
 from processors.policy.files import load_policy_text
 from processors.policy.store import publish_policy
+from producers import Action, Actor, ReviewPending
 from schemas.codec import get_codec
 from schemas.records import AuditKind, audit_event
 from schemas.topics import Topics
-from tests.integration.conftest import Worker, get_json, stop_processor, wait_for, wait_until_deciding
+from tests.integration.conftest import (
+    ProcessorHandle,
+    Worker,
+    get_json,
+    start_processor,
+    stop_processor,
+    wait_for,
+    wait_until_deciding,
+)
 from trust.bindings import record_sha256
 from trust.grants import GRANT_USED
 from trust.keys import SigningKey
@@ -85,10 +95,12 @@ def _submit(worker: Worker, actor: str, resource: str, *extra: str, sql: str = S
     return res.returncode, verdict
 
 
-def _grants_page(worker: Worker, review_id: str) -> dict[str, Any]:
+def _grants_page(worker: Worker | ProcessorHandle, review_id: str) -> dict[str, Any]:
     """The worker's own view of its grants, once it is rebuilt and holds ``review_id``'s."""
+    port = worker.handle.port if isinstance(worker, Worker) else worker.port
+
     def ready() -> dict[str, Any] | None:
-        page = get_json(f"http://127.0.0.1:{worker.handle.port}/grants", None)
+        page = get_json(f"http://127.0.0.1:{port}/grants", None)
         if not page or not page["ready"]:
             return None
         return next((g for g in page["items"] if g["review_id"] == review_id), None)
@@ -202,3 +214,53 @@ def _forge_grant_allow(worker: Worker, held_action: str, honest: dict[str, Any])
     producer.produce(worker.handle.topics.audit_intake, codec.encode("AuditEvent", event), key=held_action.encode())
     assert producer.flush(10) == 0
     return held_action
+
+
+def test_every_worker_allows_by_a_grant_whose_review_another_worker_owns(kafka_bootstrap: str,
+                                                                          tmp_path: Path) -> None:
+    """Two workers split ``actions`` and ``reviews``; one requester's actions land on both, and
+    both allow them by the one grant (each folds every reviews partition)."""
+    prefix = f"gw{uuid.uuid4().hex[:8]}."
+    home = tmp_path / "home"
+    topics = Topics(prefix)
+    ensure_topics(kafka_bootstrap, topics)
+    publish_policy(load_policy_text(POLICY, source="grants.yaml"), kafka_bootstrap, topics, published_by="tests")
+    workers = [start_processor(kafka_bootstrap, home, prefix, tmp_path / f"processor-{i}.log",
+                               extra_env={"LOCKGATE_PROCESSOR_ID": f"grant-worker-{i}"}) for i in (1, 2)]
+    dana = "dana"
+    ReviewerRegistry(Home(home).keys).add_reviewer(dana, ["dba"])
+    try:
+        wait_until_deciding(workers[0])
+        with workers[0].guard(service="cli", timeout_s=5.0) as guard:
+            seen: set[str] = set()
+
+            def both_deciding() -> bool:
+                seen.add(guard.check(Action(Actor("probe"), "probe", "probe")).processor_id)
+                return len(seen) == 2
+
+            wait_for(both_deciding, 120, "both workers deciding actions")
+            pending = guard.request(Action(Actor("carol"), "db.query", "db/prod/customers", {"sql": SQL}))
+            assert pending.verdict.decision == "review"
+            review_id = str(pending.verdict.review_id)
+            env = {**os.environ, "LOCKGATE_HOME": str(home), "LOCKGATE_BOOTSTRAP_SERVERS": kafka_bootstrap,
+                   "LOCKGATE_TOPIC_PREFIX": prefix}
+            res = subprocess.run([sys.executable, "-m", "lockgate.cli", "reviews", "approve", review_id, "--as", dana,
+                                  "--reason", "ok", "--json"], capture_output=True, text=True, env=env, timeout=120,
+                                 check=False)
+            assert res.returncode == 0, res.stdout + res.stderr
+            assert pending.wait(60).basis == "review_approved"
+            for handle in workers:
+                _grants_page(handle, review_id)
+            deciders: set[str] = set()
+            for i in range(12):
+                try:
+                    v = guard.check(Action(Actor("carol"), "db.query", f"db/prod/t{i}", {"sql": SQL}))
+                except ReviewPending as exc:
+                    raise AssertionError(f"action {i} was held, not allowed by grant {review_id}") from exc
+                assert (v.decision, v.basis) == ("allow", "review_approved") and v.review is not None
+                assert (v.review["grant"], v.review["review_id"]) == (GRANT_USED, review_id)
+                deciders.add(v.processor_id)
+            assert deciders == {"grant-worker-1", "grant-worker-2"}, deciders
+    finally:
+        for handle in workers:
+            stop_processor(handle)
