@@ -22,7 +22,8 @@ expired or still open review grants nothing; a break-glass (post-hoc) review gra
 
 The window length and prefix are those of the policy version the later proposal is decided
 under (its verdict's ``policy_sha256``): narrowing them, or switching the rule back to
-``grant: action``, shrinks or ends every existing grant at once.
+``grant: action``, shrinks or ends every existing grant at once; so does raising the rule's
+``min_approvals`` above, or narrowing its ``approvers`` below, what the granting review asked.
 
 This module holds the pure predicate (:func:`grant_covers`) the processor applies and
 ``verify`` re-applies, so the two cannot drift.
@@ -63,6 +64,8 @@ class GrantTerms:
     rule_id: str
     window_us: int
     prefix: str
+    min_approvals: int = 1
+    approvers: frozenset[str] = frozenset()  # empty: any group
 
     @classmethod
     def of_rule(cls, rule_id: str, review_rule: dict[str, Any] | None) -> GrantTerms | None:
@@ -73,7 +76,8 @@ class GrantTerms:
         prefix = str(review_rule.get("grant_resource_prefix") or "")
         if window_us <= 0 or not prefix:
             return None  # validation refuses both; a record that has them anyway grants nothing
-        return cls(rule_id, window_us, prefix)
+        return cls(rule_id, window_us, prefix, max(1, int(review_rule.get("min_approvals", 1))),
+                   frozenset(review_rule.get("approvers") or ()))
 
 
 def terms_in_policy(policy: dict[str, Any], rule_id: str) -> GrantTerms | None:
@@ -153,6 +157,12 @@ def grant_covers(grant: Grant, terms: GrantTerms, proposal: dict[str, Any], now_
                 f"{terms.prefix!r}, so its approval covers only its own action")
     if not under_prefix(str(proposal["resource"]), terms.prefix):
         return f"resource {proposal['resource']!r} is not under grant {grant.review_id}'s prefix {terms.prefix!r}"
+    groups = set(grant.state.get("approver_groups") or [])
+    weaker = int(grant.state.get("min_approvals", 1)) < terms.min_approvals
+    if weaker or (terms.approvers and not groups <= terms.approvers):
+        return (f"grant {grant.review_id} was approved under a weaker requirement ({grant.state.get('min_approvals')} "
+                f"from {sorted(groups)}) than rule {terms.rule_id!r} now asks ({terms.min_approvals} from "
+                f"{sorted(terms.approvers)})")
     if now_us < grant.approved_at:
         return f"grant {grant.review_id} starts at {grant.approved_at} µs, after this decision ({now_us} µs)"
     if now_us > grant.expires_at(terms):

@@ -105,8 +105,20 @@ def test_a_one_action_review_grants_nothing(w: World) -> None:
 
 def test_terms_come_from_the_enforced_review_rule() -> None:
     rule = {"id": "prod-delete", "effect": "review", "mode": "enforce", "review": WINDOW_RULE}
-    assert terms_in_policy({"rules": [rule]}, "prod-delete") == GrantTerms("prod-delete", HOUR, "db/prod/")
+    assert terms_in_policy({"rules": [rule]}, "prod-delete") == GrantTerms("prod-delete", HOUR, "db/prod/", 1,
+                                                                           frozenset({"dba"}))
     assert terms_in_policy({"rules": [{**rule, "mode": "shadow"}]}, "prod-delete") is None
     assert terms_in_policy({"rules": [rule]}, "other") is None
     assert GrantTerms.of_rule("r", {**WINDOW_RULE, "grant_resource_prefix": ""}) is None
     assert GrantTerms.of_rule("r", {**WINDOW_RULE, "grant": "action"}) is None
+
+
+def test_a_stricter_rule_ends_grants_approved_under_a_weaker_one(w: World) -> None:
+    grant, rec = _grant(w)  # approved: 1 approval from dba
+    assert grant is not None
+    for stricter in (GrantTerms("prod-delete", HOUR, "db/prod/", min_approvals=2),
+                     GrantTerms("prod-delete", HOUR, "db/prod/", approvers=frozenset({"sre"}))):
+        problem = grant_covers(grant, stricter, _later(rec), APPROVED + 1)
+        assert problem is not None and "weaker requirement" in problem
+    same = GrantTerms("prod-delete", HOUR, "db/prod/", min_approvals=1, approvers=frozenset({"dba", "sre"}))
+    assert grant_covers(grant, same, _later(rec), APPROVED + 1) is None
