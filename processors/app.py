@@ -85,6 +85,7 @@ from processors.policy.engine import CompiledPolicy
 from processors.registry_watch import RegistryWatcher
 from processors.replay import ActionIds
 from processors.reviews.desk import DeskResult, ReviewDesk
+from processors.reviews.grants import GrantFeed, GrantIndex
 from processors.reviews.webhook import Webhooks
 from processors.settings import ProcessorSettings
 from processors.stage import Source, StageOutput, refuse
@@ -92,7 +93,8 @@ from processors.witnesses import Witnesses, parse_witnesses
 from schemas.codec import get_codec
 from schemas.topics import CATALOGUE, TOPIC_MAX_MESSAGE_BYTES, Topics
 from trust.bindings import policy_sha256
-from trust.keys import SigningKey
+from trust.grants import GRANT_USED, GrantTerms
+from trust.keys import Keyring, SigningKey
 from trust.registry import ServiceRegistry
 from trust.reviewers import ReviewerRegistry
 
@@ -109,7 +111,7 @@ RULE_MATCHES = Counter("lockgate_rule_matches_total", "Matched rules by id, effe
                        ["rule", "effect", "mode"])
 DEAD_LETTERS = Counter("lockgate_dead_letters_total", "Records sent to the dead-letter topic", ["stage"])
 REVIEWS = Counter("lockgate_reviews_total", "Review events: requested, approved, denied, expired, break_glass, "
-                  "vote_accepted, vote_refused", ["event"])
+                  "vote_accepted, vote_refused, granted (allowed by a time-boxed grant)", ["event"])
 
 _SEND_ATTEMPTS = 6  # with doubling backoff from 0.25 s: about 8 s of broker trouble before a hard exit
 _SUBSCRIPTION = "s2"  # the Faust group's topics: actions, policies, reviews (s1 also read outcomes)
@@ -409,8 +411,12 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
     policy_table = app.GlobalTable("policies", key_type=str, value_type=str,
                                    partitions=partitions["policies"])
     decided = ActionIds(partitions["actions"], int(s.replay_window_s * 1e6))
-    decider = Decider(get_codec(s.max_record_bytes), key, s.processor_id, _Policies(policy_table), registry,
-                      require_service_auth=s.require_service_auth, decided=decided)
+    reviewers = ReviewerRegistry(s.service_dir)
+    grants = GrantIndex(Keyring([key.public()]), ReviewerRegistry(s.service_dir))  # its own: the feed's thread
+    grant_feed = GrantFeed(s.bootstrap_servers, topics.reviews, grants)
+    policies = _Policies(policy_table)
+    decider = Decider(get_codec(s.max_record_bytes), key, s.processor_id, policies, registry,
+                      require_service_auth=s.require_service_auth, decided=decided, grants=grants)
     recorder = OutcomeRecorder(codec, registry)
     memory = DecisionMemory()
     publisher = _Publisher(s.bootstrap_servers, topics, s.publish_linger_ms)
@@ -423,7 +429,7 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
         witnesses=witnesses or None, outcomes=recorder, outcomes_legacy_group=app_id)
     decisions_reader = committed_reader(s.bootstrap_servers, "decisions")
     reviews_t = raw_topic(topics.reviews, partitions["reviews"])
-    desk = ReviewDesk(key, s.processor_id, ReviewerRegistry(s.service_dir))
+    desk = ReviewDesk(key, s.processor_id, reviewers)
     webhooks = Webhooks.from_setting(s.review_webhooks, s.review_webhook_secret)
     reviews_reader = committed_reader(s.bootstrap_servers, "reviews")
 
@@ -435,8 +441,9 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
     def review_records(result: DecisionResult) -> list[_Out]:
         """A held (or break-glass) action's proposal and verdict, to open its review."""
         v, encoded = result.verdict, result.verdict_bytes
-        if v is None or encoded is None or result.proposal_raw is None or v.get("review") is None:
-            return []
+        if (v is None or encoded is None or result.proposal_raw is None or v.get("review") is None
+                or (v["decision"] != "review" and v["basis"] != "break_glass")):
+            return []  # an allow by a time-boxed grant opens no review
         if v["basis"] == "break_glass":
             REVIEWS.labels("break_glass").inc()
         key = str(v["review"]["review_id"]).encode()
@@ -466,6 +473,8 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
             log.info("reviews[%d]: state rebuilt from %d record(s) before offset %d", msg.partition, n, msg.offset)
         at_us = int((msg.timestamp or 0) * 1_000_000)
         out = desk.handle(event.value, Source(msg.topic, msg.partition, msg.offset, msg.key), at_us)
+        if out.closed is not None:
+            grants.add(out.closed)  # before the requester is answered, so its next action finds it here
         records = desk_records(out)
         return publisher.deliver(records, publisher.enqueue(records))
 
@@ -512,6 +521,8 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
             DECISIONS.labels(v["decision"], v["basis"]).inc()
             for rule in v["matched_rules"]:
                 RULE_MATCHES.labels(rule["id"], rule["effect"], rule["mode"]).inc()
+            if (v.get("review") or {}).get("grant") == GRANT_USED:
+                REVIEWS.labels("granted").inc()
         part = result.reply_partition
         # Replies go only to our own verdicts topic, never to a topic the requester names.
         if result.reply_topic == topics.verdicts and part is not None and 0 <= part < partitions["verdicts"]:
@@ -569,6 +580,7 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
         publisher.start()
         ledger.start()
         webhooks.start()
+        grant_feed.start()
 
     @app.on_before_shutdown.connect
     async def stop_threads(*_args: Any, **_kwargs: Any) -> None:
@@ -576,6 +588,7 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
         await loop.run_in_executor(None, publisher.stop)
         await loop.run_in_executor(None, ledger.stop)
         await loop.run_in_executor(None, webhooks.stop)
+        await loop.run_in_executor(None, grant_feed.stop)
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
@@ -584,10 +597,20 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
                          "policies": len(list(policy_table.keys()))},
                         status=200 if ledger.healthy else 503)
 
+    @app.page("/grants")
+    async def grants_page(web: Any, request: Any) -> Any:
+        """This worker's view of the time-boxed review grants, with today's policy's terms."""
+        rows = []
+        for grant in grants.grants():
+            policy = policies(grant.tenant)
+            terms = GrantTerms.of_rule(grant.rule_id, policy.review_rule(grant.rule_id)) if policy else None
+            rows.append({**grant.summary(terms), "grants_now": terms is not None})
+        return web.json({**grants.status(), "processor_id": s.processor_id, "items": rows})
+
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     _ = (decide, load_policies, watch_registry, start_threads, stop_threads, healthz, metrics, review,
-         expire_reviews)
+         expire_reviews, grants_page)
     return app
