@@ -45,10 +45,8 @@ Guarantees and how they are kept:
 Speed: waiting for acknowledgements must not serialise the agents, so each agent is a
 :class:`_Pipeline` — records start in input order (decide, enqueue the produces) and
 finish concurrently (wait for acks, send what must wait for them), each acked to Faust
-only when it and every earlier record of its partition finished
-(:class:`processors.ack_order.AckInOrder`: Faust would otherwise commit past a slow
-record). Outputs go through a librdkafka producer (:class:`_Publisher`), whose
-acknowledged round trip is several times shorter than aiokafka's in a busy loop.
+only when finished. Outputs go through a librdkafka producer (:class:`_Publisher`),
+whose acknowledged round trip is several times shorter than aiokafka's in a busy loop.
 Faust's own producer carries only the policies table's changelog. Faust's consumer uses
 static membership (the processor id), so a restarted worker resumes at once.
 
@@ -76,7 +74,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 from lockgate.kernel.partition_reader import committed_reader, read_range, read_since, read_tail
-from processors.ack_order import AckInOrder, Ticket
+from processors.acks import InOrderAcks
 from processors.crash import crash_worker
 from processors.decider import Decider, DecisionResult
 from processors.decisions import DecisionMemory, decision_headers, parse_decision
@@ -87,6 +85,7 @@ from processors.policy.engine import CompiledPolicy
 from processors.registry_watch import RegistryWatcher
 from processors.replay import ActionIds
 from processors.reviews.desk import DeskResult, ReviewDesk
+from processors.reviews.grants import GrantFeed, GrantIndex
 from processors.reviews.webhook import Webhooks
 from processors.settings import ProcessorSettings
 from processors.stage import Source, StageOutput, refuse
@@ -94,7 +93,8 @@ from processors.witnesses import Witnesses, parse_witnesses
 from schemas.codec import get_codec
 from schemas.topics import CATALOGUE, TOPIC_MAX_MESSAGE_BYTES, Topics
 from trust.bindings import policy_sha256
-from trust.keys import SigningKey
+from trust.grants import GRANT_USED, GrantTerms
+from trust.keys import Keyring, SigningKey
 from trust.registry import ServiceRegistry
 from trust.reviewers import ReviewerRegistry
 
@@ -111,7 +111,7 @@ RULE_MATCHES = Counter("lockgate_rule_matches_total", "Matched rules by id, effe
                        ["rule", "effect", "mode"])
 DEAD_LETTERS = Counter("lockgate_dead_letters_total", "Records sent to the dead-letter topic", ["stage"])
 REVIEWS = Counter("lockgate_reviews_total", "Review events: requested, approved, denied, expired, break_glass, "
-                  "vote_accepted, vote_refused", ["event"])
+                  "vote_accepted, vote_refused, granted (allowed by a time-boxed grant)", ["event"])
 
 _SEND_ATTEMPTS = 6  # with doubling backoff from 0.25 s: about 8 s of broker trouble before a hard exit
 _SUBSCRIPTION = "s2"  # the Faust group's topics: actions, policies, reviews (s1 also read outcomes)
@@ -175,14 +175,14 @@ class _Publisher:
     the Java client and aiokafka use), so a re-processed input lands where it landed before.
     """
 
-    def __init__(self, bootstrap: str, topics: Topics) -> None:
+    def __init__(self, bootstrap: str, topics: Topics, linger_ms: float = 0.0) -> None:
         self.topics = topics
         self.codec = get_codec()
         self._producer = Producer({
             "bootstrap.servers": bootstrap,
             "enable.idempotence": True,
             "acks": "all",
-            "linger.ms": 0,
+            "linger.ms": linger_ms,
             "partitioner": "murmur2_random",
             "message.max.bytes": TOPIC_MAX_MESSAGE_BYTES,
             "message.timeout.ms": _DELIVERY_TIMEOUT_MS,  # surface broker trouble to the retry loop below
@@ -289,16 +289,17 @@ def _settle(done: asyncio.Future[None], err: KafkaError | None) -> None:
 
 
 class _Pipeline:
-    """An agent's loop: start each record in order, finish concurrently, ack only when finished.
+    """An agent's loop: start each record in order, finish concurrently, ack in input order.
 
     ``start(event)`` runs in input order (deciding, reading stored decisions, enqueueing the
     produces — so records of one partition reach Kafka in input order) and returns the
     awaitable that finishes the record (waiting for acknowledgements, sending what must
-    wait for them). Up to ``limit`` records finish concurrently; each is acked to Faust only
-    after its finish and those of all earlier records of its partition completed (in input
-    order: Faust's own contiguity check lets one slow head record slip) — so a crash
-    re-delivers every record whose outputs were not all acknowledged. Any
-    exception ends in :meth:`_Publisher.refuse`: the record is accounted for, never dropped.
+    wait for them). Records finish concurrently, but each is acked to Faust only when it
+    and every earlier record of its partition have finished (:class:`processors.acks.InOrderAcks`:
+    Faust's own commit logic can skip an unfinished offset when acks arrive out of order),
+    so a crash re-delivers every record whose outputs were not all acknowledged. At most
+    ``limit`` records are started and not yet acked. Any exception ends in
+    :meth:`_Publisher.refuse`: the record is accounted for, never dropped.
     """
 
     def __init__(self, publisher: _Publisher, stage: str, limit: int = _IN_FLIGHT) -> None:
@@ -306,36 +307,32 @@ class _Pipeline:
         self.stage = stage
         self.limit = limit
         self._tasks: set[asyncio.Future[None]] = set()
-        self._order: AckInOrder[Any] = AckInOrder()
+        self._order: InOrderAcks[Any] = InOrderAcks()
 
     async def run(self, stream: Any, start: Callable[[Any], Awaitable[Awaitable[None]]]) -> None:
         events = stream.noack()
         slots = asyncio.Semaphore(self.limit)
         async for event in events.events():
             await slots.acquire()
-            ticket = self._order.start(event.message.tp, event)
+            self._order.started(event.message.tp, event)
             try:
                 finish = await start(event)
             except Exception as exc:
                 finish = self.publisher.refuse(event, exc, self.stage)
-            task = asyncio.ensure_future(self._finish(events, ticket, finish, slots))
+            task = asyncio.ensure_future(self._finish(events, event, finish, slots))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _finish(self, events: Any, ticket: Ticket[Any], finish: Awaitable[None],
-                      slots: asyncio.Semaphore) -> None:
-        event = ticket.item
+    async def _finish(self, events: Any, event: Any, finish: Awaitable[None], slots: asyncio.Semaphore) -> None:
         try:
+            await finish
+        except Exception as exc:
             try:
-                await finish
-            except Exception as exc:
-                try:
-                    await self.publisher.refuse(event, exc, self.stage)
-                except Exception as refused:  # cannot even account for it: restart rather than drop it
-                    crash_worker(f"{self.stage}: could not dead-letter a record after {exc!r}: {refused!r}")
-            for due in self._order.finish(ticket):
-                await events.ack(due)
-        finally:
+                await self.publisher.refuse(event, exc, self.stage)
+            except Exception as refused:  # cannot even account for it: restart rather than drop it
+                crash_worker(f"{self.stage}: could not dead-letter a record after {exc!r}: {refused!r}")
+        for ready in self._order.finished(event):
+            await events.ack(ready)
             slots.release()
 
 
@@ -413,11 +410,15 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
     policy_table = app.GlobalTable("policies", key_type=str, value_type=str,
                                    partitions=partitions["policies"])
     decided = ActionIds(partitions["actions"], int(s.replay_window_s * 1e6))
-    decider = Decider(get_codec(s.max_record_bytes), key, s.processor_id, _Policies(policy_table), registry,
-                      require_service_auth=s.require_service_auth, decided=decided)
+    reviewers = ReviewerRegistry(s.service_dir)
+    grants = GrantIndex(Keyring([key.public()]), ReviewerRegistry(s.service_dir))  # its own: the feed's thread
+    grant_feed = GrantFeed(s.bootstrap_servers, topics.reviews, grants)
+    policies = _Policies(policy_table)
+    decider = Decider(get_codec(s.max_record_bytes), key, s.processor_id, policies, registry,
+                      require_service_auth=s.require_service_auth, decided=decided, grants=grants)
     recorder = OutcomeRecorder(codec, registry)
     memory = DecisionMemory()
-    publisher = _Publisher(s.bootstrap_servers, topics)
+    publisher = _Publisher(s.bootstrap_servers, topics, s.publish_linger_ms)
     witnesses = Witnesses(parse_witnesses(s.witnesses))
     ledger = LedgerStage(
         LedgerWriter(key, s.processor_id, checkpoint_every=s.checkpoint_every,
@@ -428,7 +429,7 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
         kafka_debug=s.ledger_kafka_debug)
     decisions_reader = committed_reader(s.bootstrap_servers, "decisions")
     reviews_t = raw_topic(topics.reviews, partitions["reviews"])
-    desk = ReviewDesk(key, s.processor_id, ReviewerRegistry(s.service_dir))
+    desk = ReviewDesk(key, s.processor_id, reviewers)
     webhooks = Webhooks.from_setting(s.review_webhooks, s.review_webhook_secret)
     reviews_reader = committed_reader(s.bootstrap_servers, "reviews")
 
@@ -440,8 +441,9 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
     def review_records(result: DecisionResult) -> list[_Out]:
         """A held (or break-glass) action's proposal and verdict, to open its review."""
         v, encoded = result.verdict, result.verdict_bytes
-        if v is None or encoded is None or result.proposal_raw is None or v.get("review") is None:
-            return []
+        if (v is None or encoded is None or result.proposal_raw is None or v.get("review") is None
+                or (v["decision"] != "review" and v["basis"] != "break_glass")):
+            return []  # an allow by a time-boxed grant opens no review
         if v["basis"] == "break_glass":
             REVIEWS.labels("break_glass").inc()
         key = str(v["review"]["review_id"]).encode()
@@ -471,6 +473,8 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
             log.info("reviews[%d]: state rebuilt from %d record(s) before offset %d", msg.partition, n, msg.offset)
         at_us = int((msg.timestamp or 0) * 1_000_000)
         out = desk.handle(event.value, Source(msg.topic, msg.partition, msg.offset, msg.key), at_us)
+        if out.closed is not None:
+            grants.add(out.closed)  # before the requester is answered, so its next action finds it here
         records = desk_records(out)
         return publisher.deliver(records, publisher.enqueue(records))
 
@@ -517,6 +521,8 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
             DECISIONS.labels(v["decision"], v["basis"]).inc()
             for rule in v["matched_rules"]:
                 RULE_MATCHES.labels(rule["id"], rule["effect"], rule["mode"]).inc()
+            if (v.get("review") or {}).get("grant") == GRANT_USED:
+                REVIEWS.labels("granted").inc()
         part = result.reply_partition
         # Replies go only to our own verdicts topic, never to a topic the requester names.
         if result.reply_topic == topics.verdicts and part is not None and 0 <= part < partitions["verdicts"]:
@@ -574,6 +580,7 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
         publisher.start()
         ledger.start()
         webhooks.start()
+        grant_feed.start()
 
     @app.on_before_shutdown.connect
     async def stop_threads(*_args: Any, **_kwargs: Any) -> None:
@@ -581,6 +588,7 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
         await loop.run_in_executor(None, publisher.stop)
         await loop.run_in_executor(None, ledger.stop)
         await loop.run_in_executor(None, webhooks.stop)
+        await loop.run_in_executor(None, grant_feed.stop)
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
@@ -589,10 +597,20 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
                          "policies": len(list(policy_table.keys()))},
                         status=200 if ledger.healthy else 503)
 
+    @app.page("/grants")
+    async def grants_page(web: Any, request: Any) -> Any:
+        """This worker's view of the time-boxed review grants, with today's policy's terms."""
+        rows = []
+        for grant in grants.grants():
+            policy = policies(grant.tenant)
+            terms = GrantTerms.of_rule(grant.rule_id, policy.review_rule(grant.rule_id)) if policy else None
+            rows.append({**grant.summary(terms), "grants_now": terms is not None})
+        return web.json({**grants.status(), "processor_id": s.processor_id, "items": rows})
+
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     _ = (decide, load_policies, watch_registry, start_threads, stop_threads, healthz, metrics, review,
-         expire_reviews)
+         expire_reviews, grants_page)
     return app

@@ -40,7 +40,7 @@ from typing import Any
 from processors.errors import NullRecord
 from processors.policy.engine import CompiledPolicy, Decision, no_policy_decision
 from processors.replay import ActionIds, Refusal
-from processors.reviews.requests import Held, hold_for_review
+from processors.reviews.requests import GrantLookup, Held, hold_for_review
 from processors.stage import Source, StageOutput, refuse
 from schemas.codec import HEADER_LEN, Codec, get_codec
 from schemas.errors import CodecError
@@ -113,7 +113,7 @@ class Decider:
 
     def __init__(self, codec: Codec, key: SigningKey, processor_id: str, policies: PolicyLookup,
                  registry: ServiceRegistry | None, require_service_auth: bool = True,
-                 decided: ActionIds | None = None) -> None:
+                 decided: ActionIds | None = None, grants: GrantLookup | None = None) -> None:
         self.codec = codec  # decodes proposals, under the proposal size limit
         self.wire = get_codec()  # encodes what we publish, under the wire ceiling
         self.key = key
@@ -122,6 +122,7 @@ class Decider:
         self.registry = registry
         self.require_service_auth = require_service_auth
         self.decided = decided  # one decision per action id; None: per input only
+        self.grants = grants  # time-boxed review grants (processors.reviews.grants); None: none apply
 
     def _authenticate(self, rec: dict[str, Any]) -> ServiceVerification:
         if self.registry is None:
@@ -220,7 +221,7 @@ class Decider:
             now = _now_us()
             decision = (no_policy_decision(tenant) if policy is None
                         else policy.evaluate(rec, authenticated=authenticated, now_us=now))
-            held = hold_for_review(rec, decision, now) if policy is not None else Held(decision)
+            held = hold_for_review(rec, decision, now, self.grants) if policy is not None else Held(decision)
             if held.security is not None:
                 result.audit.append(audit_event(AuditKind.SECURITY, tenant, rec["action_id"], raw,
                                                 detail=held.security, event_id=source.event_id(AuditKind.SECURITY)))

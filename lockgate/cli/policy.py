@@ -121,7 +121,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     pol = sub.add_parser("policy", help="policy as code: validate, test, apply, list", formatter_class=fmt,
                          description="Policies are YAML files: name, tenant, default, on_error, and rules\n"
                          "(id, description, match {types, resources, services}, when (CEL), effect,\n"
-                         "mode, message). See processors/policies/example.yaml.")
+                         "mode, message, and for effect review a review block: approvers,\n"
+                         "min_approvals, require_reason, expires_after, grant: action | window; a\n"
+                         "window grant also needs grant_window (e.g. 2h) and grant_resource_prefix\n"
+                         "(e.g. db/prod/, ending with '/'): one approval then lets the same requester\n"
+                         "run the same action type under that prefix without a new review until the\n"
+                         "window ends). See processors/policies/example.yaml and processors/policy/files.py.")
     psub = pol.add_subparsers(dest="policy_command", metavar="SUBCOMMAND", required=True)
     p = psub.add_parser("validate", help="compile every expression; report file:line problems",
                         formatter_class=fmt,

@@ -1,4 +1,5 @@
-"""``lockgate reviews``: list pending reviews, approve or deny one with the reviewer's own key."""
+"""``lockgate reviews``: list pending reviews, approve or deny one with the reviewer's own key,
+list the time-boxed grants approvals opened."""
 
 from __future__ import annotations
 
@@ -74,6 +75,45 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_grants(args: argparse.Namespace) -> int:
+    """Approved ``grant: window`` reviews, with the terms today's policy gives them."""
+    import time
+
+    from processors.policy.store import current_policies
+    from trust.grants import grant_from_review, terms_in_policy
+    from trust.reviewers import ReviewerRegistry
+
+    registry = ReviewerRegistry(Home(context.home()).keys)
+    folded = fold_topic(context.bootstrap(), context.topics().reviews, registry, context.home())
+    policies = current_policies(context.bootstrap(), context.topics())
+    now = time.time_ns() // 1000
+    rows = []
+    for review in folded.reviews:
+        grant = grant_from_review(review)
+        if grant is None:
+            continue
+        policy = policies.get(grant.tenant)
+        terms = terms_in_policy(policy, grant.rule_id) if policy is not None else None
+        active = terms is not None and grant.approved_at <= now <= grant.expires_at(terms)
+        rows.append({**grant.summary(terms), "active": active})
+    if not args.all:
+        rows = [r for r in rows if r["active"]]
+    rows.sort(key=lambda r: r["approved_at_us"])
+    if args.json:
+        emit_json(rows)
+    elif not rows:
+        print("no active grants" if not args.all else "no grants")
+    else:
+        for row in rows:
+            scope = f"{row['resource_prefix']}*" if "resource_prefix" in row else "(policy gives no window now)"
+            until = f"until {row['expires_at_us']} µs" if "expires_at_us" in row else "ended"
+            print(f"{row['review_id']}  {'ACTIVE' if row['active'] else 'ENDED':<6} {row['actor']} via "
+                  f"{row['service']}: {row['type']} on {scope} {until}\n"
+                  f"    rule {row['rule_id']}; tenant {row['tenant']}; approved at {row['approved_at_us']} µs "
+                  f"(action {row['action_id']}, {row['resource']})")
+    return EXIT_OK
+
+
 def cmd_vote(args: argparse.Namespace) -> int:
     name = args.reviewer or os.environ.get("LOCKGATE_REVIEWER", "").strip()
     if not name:
@@ -91,14 +131,15 @@ def cmd_vote(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
-    p = sub.add_parser("reviews", help="pending reviews: list, approve, deny", formatter_class=fmt,
+    p = sub.add_parser("reviews", help="pending reviews: list, approve, deny; time-boxed grants",
+                       formatter_class=fmt,
                        description="Actions matched by a review rule wait for reviewers. Each vote is signed\n"
                        "with the reviewer's own key ($LOCKGATE_HOME/keys/reviewers/NAME.pem) and judged by\n"
                        "the processor: the reviewer must be in an approver group and must not be the\n"
                        "requester; one vote per reviewer; a denial is final; an expired review takes no\n"
                        "votes. Refused votes by ineligible or forged keys become security events.",
                        epilog="exit status (approve/deny): 0 the vote counted, 1 it was refused, 2 error\n\n"
-                       "examples:\n  lockgate reviews list\n"
+                       "examples:\n  lockgate reviews list\n  lockgate reviews grants --json\n"
                        "  lockgate reviews approve rv-3f2a --as dana --reason 'ticket OPS-42'\n"
                        "  lockgate reviews deny rv-3f2a --as dana --reason 'use the archive job'")
     rsub = p.add_subparsers(dest="reviews_command", metavar="SUBCOMMAND", required=True)
@@ -106,6 +147,17 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     q.add_argument("--all", action="store_true", help="include decided, expired and post-hoc reviews")
     q.add_argument("--json", action="store_true")
     q.set_defaults(handler=cmd_list)
+    q = rsub.add_parser(
+        "grants", formatter_class=fmt,
+        help="time-boxed grants: approved reviews under grant: window, and whether they still allow",
+        description="An approved review under a rule with grant: window lets its requester (service and\n"
+        "canonical actor id) run the same action type on resources under the rule's\n"
+        "grant_resource_prefix, in the same tenant, without a new review, from the approval\n"
+        "until grant_window later. The window and prefix are those of the tenant's current\n"
+        "policy. Lists active grants; --all also those that ended.")
+    q.add_argument("--all", action="store_true", help="include grants whose window ended")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(handler=cmd_grants)
     for verb, helptext in (("approve", "approve a review"), ("deny", "deny a review (final)")):
         q = rsub.add_parser(verb, help=helptext)
         q.add_argument("review_id", metavar="ID", help="review id (or a unique prefix, or the action id)")

@@ -60,7 +60,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
               f"{verdict.eval_latency_us} µs)")
         for r in verdict.matched_rules:
             print(f"  rule {r.id}: {r.effect} ({r.mode}){' error: ' + r.error if r.error else ''}")
-    if verdict.pending_review:
+    if verdict.pending_review and not args.json:  # --json prints one JSON document, nothing else
         print(f"  review {verdict.review_id}: waiting (lockgate reviews list; submit --wait-review SECONDS "
               "waits for the reviewers)")
     if verdict.basis == "review_expired":

@@ -533,8 +533,10 @@ witness_checkpoint_differs; and reviews, judged with the reviewer registry
 ($LOCKGATE_HOME/keys/reviewers.json): review_approvals_invalid (an allow through a review
 without enough valid approvals from eligible reviewers other than the requester),
 approval_after_commit (an approval recorded after, or missing before, the commit),
-break_glass_unreviewed (a break-glass action whose post-hoc review is not complete).
-Progress goes to stderr."""
+break_glass_unreviewed (a break-glass action whose post-hoc review is not complete),
+grant_invalid (an allow citing a time-boxed review grant that does not cover it: another
+actor, type or tenant, a resource outside the prefix, outside the window, or a granting
+review that was not approved). Progress goes to stderr."""
 
 _VERIFY_EPILOG = """\
 examples:

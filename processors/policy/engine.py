@@ -237,6 +237,10 @@ class CompiledPolicy:
         self._stopped = False
         self._functions = {TICK_FUNCTION: self._tick}
 
+    def review_rule(self, rule_id: str) -> dict[str, Any] | None:
+        """The ReviewRule record of review rule ``rule_id`` (``None``: no such review rule)."""
+        return self._reviews.get(rule_id)
+
     @classmethod
     def from_record(
         cls,

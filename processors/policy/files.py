@@ -24,6 +24,7 @@ A policy file looks like::
           expires_after: 30m     # optional, default 1h: unanswered, the request is refused (max 7d)
           grant: action          # optional: action (this action only) | window
           grant_window: 2h       # with grant window: how long the grant lasts
+          grant_resource_prefix: db/prod/   # with grant window, required: the resources it covers
     break_glass_roles: [oncall]  # optional: actor roles that may override with a justification
 
 Validation is strict because a typo in a security policy must not silently widen access,
@@ -87,7 +88,9 @@ CEL_VARIABLES = frozenset(VARIABLES)
 
 _POLICY_KEYS = ("name", "tenant", "default", "on_error", "rules", "break_glass_roles")
 _RULE_KEYS = ("id", "description", "match", "when", "effect", "mode", "message", "review")
-_REVIEW_KEYS = ("approvers", "min_approvals", "require_reason", "expires_after", "grant", "grant_window")
+_REVIEW_KEYS = ("approvers", "min_approvals", "require_reason", "expires_after", "grant", "grant_window",
+                "grant_resource_prefix")
+_GLOB_CHARS = frozenset("*?[]")
 _MATCH_KEYS = ("types", "resources", "services")
 _STR_TAG = "tag:yaml.org,2002:str"
 _BOOL_TAG = "tag:yaml.org,2002:bool"
@@ -487,12 +490,16 @@ class _Checker:
             self.problem(require, "'require_reason' must be true or false", rule_id)
         grant = self.enum(fields, "grant", node, GRANTS, default="action", rule_id=rule_id)
         window_us = 0
+        prefix = ""
         if grant == "window":
             if "grant_window" not in fields:
                 self.problem(node, "grant window needs 'grant_window', e.g. grant_window: 2h", rule_id)
             window_us = self.duration(fields, "grant_window", 0, rule_id)
-        elif "grant_window" in fields:
-            self.problem(fields["grant_window"], "'grant_window' only applies to grant window", rule_id)
+            prefix = self.grant_prefix(fields, node, rule_id)
+        else:
+            for key in ("grant_window", "grant_resource_prefix"):
+                if key in fields:
+                    self.problem(fields[key], f"{key!r} only applies to grant window", rule_id)
         return {
             "approvers": approvers,
             "min_approvals": self.integer(fields, "min_approvals", 1, 1, MAX_MIN_APPROVALS, rule_id),
@@ -500,7 +507,36 @@ class _Checker:
             "expires_after_s": self.duration(fields, "expires_after", 3600 * 1_000_000, rule_id) // 1_000_000,
             "grant": grant or "action",
             "grant_window_s": window_us // 1_000_000,
+            "grant_resource_prefix": prefix,
         }
+
+    def grant_prefix(self, fields: dict[str, yaml.Node], node: yaml.Node, rule_id: str | None) -> str:
+        """``grant_resource_prefix``: explicit, ending at a path boundary, no glob characters.
+
+        Required with ``grant: window`` so that what one approval opens is written in the
+        policy, never guessed from the approved action's resource. It must end with ``/``
+        so ``db/prod/`` can never cover ``db/production/...``, and may not hold ``* ? [ ]``:
+        it is compared as a plain prefix, and a glob character would read as a promise it
+        does not keep.
+        """
+        value = fields.get("grant_resource_prefix")
+        if value is None:
+            self.problem(node, "grant window needs 'grant_resource_prefix', the resources one approval "
+                         "covers, e.g. grant_resource_prefix: db/prod/", rule_id)
+            return ""
+        if not isinstance(value, yaml.ScalarNode) or value.tag != _STR_TAG or not str(value.value).strip():
+            self.problem(value, "'grant_resource_prefix' must be a non-empty string such as db/prod/", rule_id)
+            return ""
+        prefix = str(value.value)
+        if not prefix.endswith("/") or prefix == "/":
+            self.problem(value, f"'grant_resource_prefix' {prefix!r} must end with '/' after at least one "
+                         "segment (db/prod/, not db/prod: that would also cover db/production)", rule_id)
+        elif _GLOB_CHARS & set(prefix):
+            self.problem(value, f"'grant_resource_prefix' {prefix!r} is a plain prefix; it may not contain "
+                         "* ? [ or ]", rule_id)
+        elif prefix != prefix.strip():
+            self.problem(value, f"'grant_resource_prefix' {prefix!r} has leading or trailing spaces", rule_id)
+        return prefix
 
     def check_when(self, value: str) -> str | None:
         error = check_cel(value, self.limits)

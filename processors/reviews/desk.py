@@ -54,6 +54,7 @@ class DeskResult(StageOutput):
     reply: tuple[str, int, str, bytes] | None = None  # (topic, partition, action id, Verdict) → requester
     notify: dict[str, Any] | None = None  # webhook payload
     metric: str | None = None  # review.requested / approved / denied / expired / break_glass / vote_refused
+    closed: Review | None = None  # the review this record closed (first closure), for the grant index
 
 
 def final_verdict(review: Review, decision: str, basis: str, reason: str, key: SigningKey,
@@ -151,6 +152,7 @@ class ReviewDesk:
             return out
         if applied.kind == "closure" and applied.first and review is not None and review.closure_raw is not None:
             self._closing.discard(review.review_id)
+            out.closed = review
             closure = review.closure or {}
             out.audit.append(audit_event(AuditKind.VERDICT, tenant, action_id, review.closure_raw,
                                          event_id=source.event_id(AuditKind.VERDICT)))

@@ -7,6 +7,13 @@ for an authenticated action and returns what the verdict says:
   from the action id, the rule's approvers, count, expiry and grant). A rule with
   ``require_reason`` and a proposal without ``justification`` → ``block`` instead, the
   reason saying to resubmit with one;
+* decision ``review`` under a rule with ``grant: window`` whose earlier approval covers
+  this proposal (``grants``, a :class:`GrantLookup`; see :mod:`trust.grants`) → ``allow``,
+  basis ``review_approved``, with a ReviewState naming the granting review (``grant``
+  :data:`~trust.grants.GRANT_USED`, ``expires_at`` the window's end, the granting
+  approvals). ``require_reason`` still applies first: every action under such a rule says
+  why. No lookup (``grants`` is ``None``, as in ``verify --decisions``), or a lookup that
+  is not ready, finds no grant: the action is held (fail closed);
 * ``break_glass`` asked by an actor holding one of the policy's ``break_glass_roles``,
   with a justification, over a ``block`` or ``review`` → ``allow``, basis
   ``break_glass``, a loud reason, a ``security`` event, and a post-hoc review (grant
@@ -19,13 +26,20 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from processors.policy.engine import Decision
+from trust.grants import GRANT_USED, Grant, GrantTerms
 from trust.reviewers import ANY_GROUP
 from trust.reviews import POST_HOC
 
-__all__ = ["BREAK_GLASS_RULE", "POST_HOC_REVIEW_S", "Held", "hold_for_review", "review_id_for"]
+__all__ = ["BREAK_GLASS_RULE", "POST_HOC_REVIEW_S", "GrantLookup", "Held", "hold_for_review", "review_id_for"]
+
+
+class GrantLookup(Protocol):
+    """Finds the grant covering a proposal (:class:`processors.reviews.grants.GrantIndex`)."""
+
+    def find(self, proposal: dict[str, Any], terms: GrantTerms, now_us: int) -> Grant | None: ...
 
 BREAK_GLASS_RULE = "break-glass"
 POST_HOC_REVIEW_S = 30 * 24 * 3600
@@ -61,7 +75,8 @@ def _state(action_id: str, rule_id: str, rule: dict[str, Any], expires_at: int, 
     }
 
 
-def hold_for_review(rec: dict[str, Any], decision: Decision, now_us: int) -> Held:
+def hold_for_review(rec: dict[str, Any], decision: Decision, now_us: int,
+                    grants: GrantLookup | None = None) -> Held:
     """See the module docstring. ``rec`` is the decoded ProposedAction."""
     justification = (rec.get("justification") or "").strip()
     actor = rec["actor"]
@@ -80,10 +95,10 @@ def hold_for_review(rec: dict[str, Any], decision: Decision, now_us: int) -> Hel
         held = replace(decision, decision="allow", basis="break_glass", reason=loud)
         state = _state(rec["action_id"], rule_id, rule, now_us + POST_HOC_REVIEW_S * 1_000_000, POST_HOC)
         return Held(held, state, security=loud)
-    return _pending(rec, decision, now_us)
+    return _pending(rec, decision, now_us, grants)
 
 
-def _pending(rec: dict[str, Any], decision: Decision, now_us: int) -> Held:
+def _pending(rec: dict[str, Any], decision: Decision, now_us: int, grants: GrantLookup | None = None) -> Held:
     if decision.decision != "review" or decision.review is None:
         return Held(decision)
     rule_id, rule = decision.review
@@ -91,8 +106,22 @@ def _pending(rec: dict[str, Any], decision: Decision, now_us: int) -> Held:
         return Held(replace(decision, decision="block", reason=(
             f"rule {rule_id} holds this action for review and requires a justification; none was given. "
             "Resubmit with one (Guard: justification=..., CLI: --justification TEXT)")))
+    terms = GrantTerms.of_rule(rule_id, rule)
+    grant = grants.find(rec, terms, now_us) if grants is not None and terms is not None else None
+    if grant is not None and terms is not None:
+        return _granted(decision, grant, terms)
     expires = now_us + int(rule.get("expires_after_s", 3600)) * 1_000_000
     state = _state(rec["action_id"], rule_id, rule, expires, str(rule.get("grant", "action")))
     reason = (f"{decision.reason}; waiting for {state['min_approvals']} approval(s) from "
               f"{', '.join(state['approver_groups'])} (review {state['review_id']})")
     return Held(replace(decision, reason=reason), state)
+
+
+def _granted(decision: Decision, grant: Grant, terms: GrantTerms) -> Held:
+    """Allowed by ``grant``: the verdict names the granting review and carries its approvals."""
+    until = grant.expires_at(terms)
+    state = {**grant.state, "expires_at": until, "grant": GRANT_USED}
+    reason = (f"{decision.reason}; allowed by the time-boxed grant of review {grant.review_id} (action "
+              f"{grant.action_id}, approved at {grant.approved_at} µs) for {grant.actor!r} {grant.type} on "
+              f"{terms.prefix}*, valid until {until} µs")
+    return Held(replace(decision, decision="allow", basis="review_approved", reason=reason), state)

@@ -99,6 +99,31 @@ def stop_processor(handle: ProcessorHandle) -> None:
         handle.proc.wait(10)
 
 
+class Worker:
+    """One processor worker on its own topic prefix, restartable."""
+
+    def __init__(self, bootstrap: str, home: Path, prefix: str, log: Path) -> None:
+        self.args = (bootstrap, home, prefix, log)
+        self.handle: ProcessorHandle = start_processor(*self.args)
+
+    def env(self) -> dict[str, str]:
+        h = self.handle
+        return {**os.environ, "LOCKGATE_HOME": str(h.home), "LOCKGATE_BOOTSTRAP_SERVERS": h.bootstrap,
+                "LOCKGATE_TOPIC_PREFIX": h.topics.prefix}
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "lockgate.cli", *args], capture_output=True, text=True,
+                              env=self.env(), timeout=120, check=False)
+
+    def kill9(self) -> None:
+        self.handle.proc.kill()
+        self.handle.proc.wait(30)
+
+    def restart(self) -> None:
+        self.handle = start_processor(*self.args)
+        wait_until_deciding(self.handle)
+
+
 def wait_for(cond: Callable[[], Any], timeout_s: float = 60.0, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -11,7 +11,6 @@ and one accepted vote on the ledger, and ``verify`` finds nothing wrong with the
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -28,44 +27,12 @@ from processors.policy.files import load_policy_file
 from processors.policy.store import publish_policy
 from schemas.codec import get_codec
 from schemas.topics import Topics
-from tests.integration.conftest import (
-    EXAMPLE_POLICY,
-    ProcessorHandle,
-    start_processor,
-    stop_processor,
-    wait_for,
-    wait_until_deciding,
-)
+from tests.integration.conftest import EXAMPLE_POLICY, Worker, stop_processor, wait_for, wait_until_deciding
 from trust.reviewers import ReviewerRegistry
 
 pytestmark = pytest.mark.integration
 
 SQL = "DELETE FROM customers WHERE id = 7"
-
-
-class Worker:
-    """One processor worker on its own topic prefix, restartable."""
-
-    def __init__(self, bootstrap: str, home: Path, prefix: str, log: Path) -> None:
-        self.args = (bootstrap, home, prefix, log)
-        self.handle: ProcessorHandle = start_processor(*self.args)
-
-    def env(self) -> dict[str, str]:
-        h = self.handle
-        return {**os.environ, "LOCKGATE_HOME": str(h.home), "LOCKGATE_BOOTSTRAP_SERVERS": h.bootstrap,
-                "LOCKGATE_TOPIC_PREFIX": h.topics.prefix}
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "lockgate.cli", *args], capture_output=True, text=True,
-                              env=self.env(), timeout=120, check=False)
-
-    def kill9(self) -> None:
-        self.handle.proc.kill()
-        self.handle.proc.wait(30)
-
-    def restart(self) -> None:
-        self.handle = start_processor(*self.args)
-        wait_until_deciding(self.handle)
 
 
 @pytest.fixture

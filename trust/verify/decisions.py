@@ -24,7 +24,11 @@ Verdicts not decided by a policy: ``replay``, ``invalid_request``, ``unauthentic
 blocks (an allow on such a basis is ``irreproducible_decision``). A verdict held for review
 (decision ``review``) or allowed by break-glass is re-decided like any other (the engine
 passed in holds decisions as the decide stage does); a review's final verdict
-(``review_*``: decided by reviewers, not the policy) is counted as ``not_policy``. Verdicts whose proposal or
+(``review_*``: decided by reviewers, not the policy) is counted as ``not_policy``, except an
+allow by a time-boxed grant (ReviewState ``grant`` = ``granted``, :mod:`trust.grants`): the
+policy decided that one too — it held the action for review under the rule whose grant then
+allowed it — so it is re-evaluated and must come out ``review`` (basis ``rule``) with the
+recorded matched rules; whether the grant covers it is the review pass's ``grant_invalid``. Verdicts whose proposal or
 policy the ledger lacks are counted (``no_proposal``, ``no_policy_event``), not reported:
 ``verify`` without ``--since`` has already named a missing proposal or policy of a v2 verdict as a binding finding.
 """
@@ -36,6 +40,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from trust.grants import GRANT_USED
 from trust.verify.decoded import DecodedLedger, Located, PolicyVersion
 from trust.verify.findings import Finding, FindingKind
 
@@ -126,7 +131,8 @@ def _recheck(ledger: DecodedLedger, aid: str, v: Located, proposals: list[Locate
             irreproducible(f"verdict for action {aid!r} is {rec['decision']} with basis {basis}"
                            + ("" if rec["policy_name"] else " and no policy") + ", which only ever blocks")
         return
-    if basis not in _POLICY_BASES:
+    granted = basis == "review_approved" and (rec.get("review") or {}).get("grant") == GRANT_USED
+    if basis not in _POLICY_BASES and not granted:
         report.skip("not_policy")
         return
     if not proposals:
@@ -136,7 +142,9 @@ def _recheck(ledger: DecodedLedger, aid: str, v: Located, proposals: list[Locate
     if policy is None:
         report.skip("no_policy_event")
         return
-    was = reproduced(rec["decision"], rec["basis"], rec["matched_rules"])
+    # allowed by a grant: the policy itself decided review; the grant is the review pass's to check
+    was = reproduced("review", "rule", rec["matched_rules"]) if granted else reproduced(
+        rec["decision"], rec["basis"], rec["matched_rules"])
     proposal = proposals[0].record
     try:
         again = reevaluate(proposal, policy, rec["decided_at"], True)

@@ -59,6 +59,7 @@ between proposal, verdict, policy and outcome, one decision per action, reproduc
     DUPLICATE_PROPOSAL = "duplicate_proposal"
     DUPLICATE_DECISION = "duplicate_decision"
     IRREPRODUCIBLE_DECISION = "irreproducible_decision"
+    GRANT_INVALID = "grant_invalid"
 
 
 _CHAIN_KINDS = frozenset(

@@ -22,7 +22,21 @@ vote claims a later time
 a valid ``allow`` verdict with basis ``break_glass`` whose post-hoc      ``break_glass_unreviewed``
 review has neither a valid denial nor ``min_approvals`` valid approvals
 among the ledger's ``review`` events
+a valid ``allow`` verdict with basis ``review_approved`` allowed by a    ``grant_invalid``
+time-boxed grant (ReviewState ``grant`` = ``granted``) that the grant
+does not cover: the granting review has no approving final verdict on
+the ledger or its approvals do not hold (as above), the cited approvals
+are not the granting ones, the verdict's policy (``policy_sha256``) is
+not on the ledger or gives the rule no ``grant: window``, the rule is
+not among the verdict's enforce review matches or a block matched, or
+:func:`trust.grants.grant_covers` says no (another requester, tenant,
+type or rule; a resource outside the prefix; decided before the
+approval or after the window), or its ``expires_at`` is not the
+window's end
 =======================================================================  ============================
+
+A grant-allowed action's commit is also checked against the granting approvals'
+ledger times (``approval_after_commit``), like the reviewed action's own.
 
 Group membership is judged against the registry as it is now (the registry is not
 versioned on the ledger): removing a reviewer from a group makes their past approvals
@@ -37,7 +51,8 @@ from typing import Any
 
 from schemas.codec import get_codec
 from schemas.errors import CodecError
-from trust.bindings import record_sha256
+from trust.bindings import policy_sha256, record_sha256
+from trust.grants import GRANT_USED, grant_covers, grant_of, terms_in_policy
 from trust.keys import Keyring
 from trust.reviewers import ReviewerRegistry
 from trust.reviews import vote_problem
@@ -55,6 +70,8 @@ class _Ledger:
     votes: dict[str, list[tuple[int, dict[str, Any]]]] = field(default_factory=dict)  # review id -> (recorded_at, vote)
     vote_recorded: dict[str, int] = field(default_factory=dict)  # vote id -> recorded_at
     outcomes: list[tuple[Event, dict[str, Any]]] = field(default_factory=list)
+    closures: dict[str, dict[str, Any]] = field(default_factory=dict)  # review id -> its first final verdict
+    policies: dict[bytes, dict[str, Any]] = field(default_factory=dict)  # policy_sha256 -> PolicySet
 
 
 def _read(events: Iterable[Event], keyring: Keyring) -> _Ledger:
@@ -62,7 +79,7 @@ def _read(events: Iterable[Event], keyring: Keyring) -> _Ledger:
     ledger = _Ledger()
     for ev in events:
         kind, payload = ev.get("kind"), ev.get("payload")
-        if kind not in ("action", "verdict", "review", "outcome") or not isinstance(payload, bytes):
+        if kind not in ("action", "verdict", "review", "outcome", "policy") or not isinstance(payload, bytes):
             continue
         try:
             if kind == "action":
@@ -73,8 +90,14 @@ def _read(events: Iterable[Event], keyring: Keyring) -> _Ledger:
                 if not verify_record(rec, "signature", b"", keyring, at_us=rec["decided_at"]):
                     continue  # enforcement reports forged verdicts
                 ledger.verdicts.append((ev, rec))
-                if rec["decision"] == "review" and rec.get("review") is not None:
-                    ledger.pending.setdefault(rec["action_id"], rec["review"])
+                state = rec.get("review")
+                if rec["decision"] == "review" and state is not None:
+                    ledger.pending.setdefault(rec["action_id"], state)
+                elif (state is not None and str(rec["basis"]).startswith("review_")
+                      and state.get("grant") != GRANT_USED):
+                    ledger.closures.setdefault(str(state["review_id"]), rec)
+            elif kind == "policy":
+                ledger.policies.setdefault(policy_sha256(payload), codec.decode_as("PolicySet", payload))
             elif kind == "review":
                 vote = codec.decode_as("ReviewVote", payload)
                 at = int(ev.get("recorded_at") or 0)
@@ -142,6 +165,53 @@ def _approval_problems(verdict: dict[str, Any], ledger: _Ledger, registry: Revie
     return problems, list(valid.values())
 
 
+def _grant_problems(verdict: dict[str, Any], ledger: _Ledger, registry: ReviewerRegistry
+                    ) -> tuple[list[str], list[dict[str, Any]]]:
+    """Why the grant ``verdict`` cites does not cover it (empty: it does), and the granting valid approvals."""
+    state = verdict["review"]
+    aid, rid = verdict["action_id"], str(state["review_id"])
+    proposal = ledger.proposals.get(aid)
+    if proposal is None:
+        return [f"the proposal of action {aid!r} is not on the ledger, so its requester is unknown"], []
+    closure = ledger.closures.get(rid)
+    granting = ledger.proposals.get(str(closure["action_id"])) if closure is not None else None
+    grant = grant_of(closure, granting) if closure is not None and granting is not None else None
+    if closure is None or granting is None or grant is None:
+        why = ("has no final verdict on the ledger" if closure is None else
+               "'s action has no proposal on the ledger" if granting is None else
+               f"was not approved under a window grant (final verdict {closure['decision']}, basis "
+               f"{closure['basis']}, grant {(closure.get('review') or {}).get('grant')!r})")
+        return [f"action {aid!r} was allowed by the grant of review {rid}, which {why}"], []
+    problems, valid = _approval_problems(closure, ledger, registry)
+    problems = [f"the granting review {rid}'s approvals do not hold: {p}" for p in problems]
+    if sorted(bytes(a) for a in state.get("approvals") or []) != sorted(
+            bytes(a) for a in grant.state.get("approvals") or []):
+        problems.append(f"action {aid!r} cites other approvals than those of granting review {rid}")
+    if state.get("rule_id") != grant.rule_id:
+        problems.append(f"action {aid!r} names rule {state.get('rule_id')!r}, but review {rid} was under "
+                        f"rule {grant.rule_id!r}")
+    bound = verdict.get("policy_sha256")
+    policy = ledger.policies.get(bytes(bound)) if bound is not None else None
+    terms = terms_in_policy(policy, grant.rule_id) if policy is not None else None
+    if terms is None:
+        problems.append(f"action {aid!r}'s policy ({'not on the ledger' if policy is None else 'on the ledger'}) "
+                        f"gives rule {grant.rule_id!r} no window grant")
+        return problems, valid
+    matched = verdict.get("matched_rules") or []
+    if not any(m["id"] == grant.rule_id and m["effect"] == "review" and m["mode"] == "enforce"
+               and m.get("error") is None for m in matched):
+        problems.append(f"rule {grant.rule_id!r} did not hold action {aid!r} for review, so no grant of it applies")
+    if any(m["effect"] == "block" and m["mode"] == "enforce" for m in matched):
+        problems.append(f"a block rule matched action {aid!r}; a block wins over any grant")
+    uncovered = grant_covers(grant, terms, proposal, int(verdict["decided_at"]))
+    if uncovered is not None:
+        problems.append(f"action {aid!r}: {uncovered}")
+    elif int(state["expires_at"]) != grant.expires_at(terms):
+        problems.append(f"action {aid!r} claims grant {rid} lasts until {state['expires_at']} µs; it lasts until "
+                        f"{grant.expires_at(terms)} µs")
+    return problems, valid
+
+
 def _post_hoc_complete(verdict: dict[str, Any], ledger: _Ledger, registry: ReviewerRegistry) -> bool:
     state = verdict.get("review")
     proposal = ledger.proposals.get(verdict["action_id"])
@@ -168,7 +238,13 @@ def verify_reviews(events: Iterable[Event], keyring: Keyring, registry: Reviewer
     approved: dict[str, list[dict[str, Any]]] = {}
     for ev, verdict in ledger.verdicts:
         aid = verdict["action_id"]
-        if verdict["decision"] == "allow" and verdict["basis"] == "review_approved":
+        if (verdict["decision"] == "allow" and verdict["basis"] == "review_approved"
+                and (verdict.get("review") or {}).get("grant") == GRANT_USED):
+            problems, valid = _grant_problems(verdict, ledger, registry)
+            approved[aid] = valid
+            if problems:
+                findings.append(Finding(FindingKind.GRANT_INVALID, *_where(ev), "; ".join(problems), action_id=aid))
+        elif verdict["decision"] == "allow" and verdict["basis"] == "review_approved":
             problems, valid = _approval_problems(verdict, ledger, registry)
             approved[aid] = valid
             if problems:

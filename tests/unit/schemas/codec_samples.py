@@ -146,7 +146,7 @@ def _policy_set(full: bool) -> dict[str, Any]:
         "review": None,
     }
     review = {"approvers": ["dba", "sre"], "min_approvals": 2, "require_reason": True,
-              "expires_after_s": 3600, "grant": "window", "grant_window_s": 900}
+              "expires_after_s": 3600, "grant": "window", "grant_window_s": 900, "grant_resource_prefix": "db/prod/"}
     return {
         "name": "prod-guardrails",
         "tenant": "acme",

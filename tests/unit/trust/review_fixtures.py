@@ -82,3 +82,30 @@ def world(tmp_path: Path) -> World:
                                      ("bob", ["dba"], ["bob.smith@corp.example"]), ("eve", ["finance"], [])):
         keys[name], _ = registry.add_reviewer(name, groups, identities)
     return World(SigningKey.generate(), registry, keys)
+
+
+WINDOW_RULE = {**REVIEW_RULE, "grant": "window", "grant_window_s": 3600, "grant_resource_prefix": "db/prod/"}
+"""A review rule whose approval grants its requester an hour on db/prod/."""
+
+
+def reviews_topic(w: World, rec: dict[str, Any], *, outcome: str = "approve", closed_at: int = NOW + 20,
+                  rule: dict[str, Any] | None = None) -> tuple[list[bytes], dict[str, Any]]:
+    """The reviews-topic records of one review of ``rec`` under ``rule`` (default WINDOW_RULE):
+    proposal, pending verdict, dana's vote (``outcome`` approve / deny), then the final verdict
+    (``expire``: no vote, an expiry closure). Returns the records and the final verdict."""
+    from processors.reviews.desk import final_verdict
+
+    codec = get_codec()
+    book, review = w.open(rec, decision(rule=rule or WINDOW_RULE))
+    records = [codec.encode("ProposedAction", rec), review.verdict_raw]
+    if outcome == "expire":
+        final = final_verdict(review, "block", "review_expired", "expired", w.key, "p1", closed_at)
+    else:
+        raw = w.vote(review, "dana", outcome, at=NOW + 10)
+        assert book.judge(raw, NOW + 10).decided is not None
+        records.append(raw)
+        allow = outcome == "approve"
+        final = final_verdict(review, "allow" if allow else "block", "review_approved" if allow else "review_denied",
+                              outcome, w.key, "p1", closed_at)
+    records.append(codec.encode("Verdict", final))
+    return records, final
