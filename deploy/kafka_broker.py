@@ -1,10 +1,11 @@
 """Apache Kafka 4.x in KRaft mode from Maven Central: one node, or a cluster of several on this machine.
 
 First start: Maven resolves ``deploy/pom.xml`` into a classpath (jars stay in ``~/.m2``; the
-classpath file is cached under ``$LOCKGATE_HOME/kafka`` keyed by the pom's hash), a cluster
-id is generated, each node's ``server.properties`` written, and its storage formatted with
-``kafka.tools.StorageTool format``. Later starts reuse all of it, so topics and data survive
-``down``/``up``.
+classpath file is cached under ``$LOCKGATE_HOME/kafka`` keyed by the pom's hash, and shared
+through ``~/.m2/lockgate/`` so that a fresh home skips Maven while every jar it names is
+there), a cluster id is generated, each node's ``server.properties`` written, and its
+storage formatted with ``kafka.tools.StorageTool format`` (the nodes of a cluster in
+parallel). Later starts reuse all of it, so topics and data survive ``down``/``up``.
 
 **One node** (the default): broker and controller in one JVM on ``LOCKGATE_KAFKA_PORT`` /
 ``LOCKGATE_CONTROLLER_PORT``, a standalone controller quorum, every internal topic with one
@@ -36,6 +37,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -149,8 +151,12 @@ class KafkaBroker:
         pom = _resource("pom.xml")
         digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:16]
         cp_file = self.paths.kafka_dir / f"classpath-{digest}.txt"
-        if cp_file.exists() and all(Path(p).exists() for p in cp_file.read_text().split(":")):
-            return cp_file.read_text().strip()
+        shared = Path.home() / ".m2" / "lockgate" / f"kafka-classpath-{digest}.txt"
+        for cached in (cp_file, shared):
+            if cached.exists() and all(Path(p).exists() for p in cached.read_text().strip().split(":")):
+                if cached is shared:
+                    cp_file.write_text(cached.read_text())
+                return cached.read_text().strip()
         mvn = shutil.which("mvn")
         if mvn is None:
             raise JarResolutionFailed("Maven (mvn) is not on PATH; install Maven 3.8+ and retry")
@@ -171,6 +177,11 @@ class KafkaBroker:
                 "Central (or a mirror in ~/.m2/settings.xml). Last output:\n" + "\n".join(tail)
             )
         tmp.replace(cp_file)
+        try:
+            shared.parent.mkdir(parents=True, exist_ok=True)
+            shared.write_text(cp_file.read_text())
+        except OSError:
+            pass  # only a shortcut for the next fresh home
         self.progress("  Kafka jars resolved")
         return cp_file.read_text().strip()
 
@@ -213,10 +224,13 @@ replica.fetch.max.bytes=10485760
 """
         node.properties_file.write_text(props)
 
-    def _format(self, classpath: str, node: KafkaNode) -> None:
+    def _cluster_id(self) -> str:
         id_file = self.paths.kafka_dir / "cluster.id"
         if not id_file.exists():
             id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=") + "\n")
+        return id_file.read_text().strip()
+
+    def _format(self, classpath: str, cluster_id: str, node: KafkaNode) -> None:
         if (node.data / "meta.properties").exists():
             return
         single = len(self.nodes) == 1
@@ -225,7 +239,7 @@ replica.fetch.max.bytes=10485760
         # "--cluster-id=ID": a base64url id may start with "-" and be taken for an option.
         argv = ["java", "-cp", classpath, "kafka.tools.StorageTool", "format",
                 *(["--standalone"] if single else []), "-g",
-                f"--cluster-id={id_file.read_text().strip()}", "-c", str(node.properties_file)]
+                f"--cluster-id={cluster_id}", "-c", str(node.properties_file)]
         result = subprocess.run(argv, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise ProcessFailed(f"kafka storage format of node {node.node_id} failed:\n"
@@ -245,10 +259,12 @@ replica.fetch.max.bytes=10485760
         self.paths.ensure()
         classpath = self.classpath()
         self._save_layout()
+        cluster_id = self._cluster_id()
         for node in down:
             node.data.mkdir(parents=True, exist_ok=True)
             self._write_config(node)
-            self._format(classpath, node)
+        with ThreadPoolExecutor(len(down)) as pool:  # one JVM each: start-up dominates, so in parallel
+            list(pool.map(lambda n: self._format(classpath, cluster_id, n), down))
         for node in down:
             self.start_node(node, classpath)
         self.wait_ready()

@@ -62,7 +62,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import os
 import re
 import threading
 import time
@@ -76,6 +75,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 
 from lockgate.kernel.partition_reader import committed_reader, read_range, read_since, read_tail
 from processors.acks import InOrderAcks
+from processors.crash import crash_worker
 from processors.decider import Decider, DecisionResult
 from processors.decisions import DecisionMemory, decision_headers, parse_decision
 from processors.ledger_stage import LedgerStage
@@ -115,6 +115,12 @@ REVIEWS = Counter("lockgate_reviews_total", "Review events: requested, approved,
 
 _SEND_ATTEMPTS = 6  # with doubling backoff from 0.25 s: about 8 s of broker trouble before a hard exit
 _SUBSCRIPTION = "s2"  # the Faust group's topics: actions, policies, reviews (s1 also read outcomes)
+# Long enough to ride out a cluster's leader failover: a dead node is fenced after
+# broker.session.timeout.ms (later if it was the active controller, which must be replaced
+# first), then leaders move and the producer refreshes metadata — 6 to over 10 s on the
+# loaded 2-core box. A decisions record that times out stops the worker (it is never
+# retried out of order), so a shorter timeout turned every node death into a restart.
+_DELIVERY_TIMEOUT_MS = 30_000
 _IN_FLIGHT = 256  # records an agent finishes concurrently (each waits for broker acknowledgements)
 
 
@@ -159,13 +165,6 @@ class _Out:
     headers: tuple[tuple[str, bytes], ...] | None = None
 
 
-def _crash(reason: str) -> None:
-    """Exit at once, like a crash: Faust must not commit an input whose outputs are missing."""
-    log.critical("%s; exiting so the worker restarts from committed state", reason)
-    logging.shutdown()
-    os._exit(70)
-
-
 class _Publisher:
     """Publishes the agents' records and waits until the broker acknowledged each.
 
@@ -186,7 +185,7 @@ class _Publisher:
             "linger.ms": linger_ms,
             "partitioner": "murmur2_random",
             "message.max.bytes": TOPIC_MAX_MESSAGE_BYTES,
-            "message.timeout.ms": 10_000,  # surface broker trouble to the retry loop below
+            "message.timeout.ms": _DELIVERY_TIMEOUT_MS,  # surface broker trouble to the retry loop below
         })
         self._running = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="lockgate-publisher", daemon=True)
@@ -228,7 +227,7 @@ class _Publisher:
             if not failures:
                 return
             if not retry or attempt >= _SEND_ATTEMPTS:
-                _crash(f"Kafka refused {len(failures)} of {len(records)} record(s) after {attempt} attempt(s): "
+                crash_worker(f"Kafka refused {len(failures)} of {len(records)} record(s) after {attempt} attempt(s): "
                        f"{failures[0]}")
             log.warning("publishing %d record(s) failed (attempt %d of %d): %s", len(failures), attempt,
                         _SEND_ATTEMPTS, failures[0])
@@ -331,7 +330,7 @@ class _Pipeline:
             try:
                 await self.publisher.refuse(event, exc, self.stage)
             except Exception as refused:  # cannot even account for it: restart rather than drop it
-                _crash(f"{self.stage}: could not dead-letter a record after {exc!r}: {refused!r}")
+                crash_worker(f"{self.stage}: could not dead-letter a record after {exc!r}: {refused!r}")
         for ready in self._order.finished(event):
             await events.ack(ready)
             slots.release()
@@ -426,7 +425,8 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
                      checkpoint_interval_s=s.checkpoint_interval_s, dedup_window=s.ledger_dedup_window,
                      log_name=s.log_name, keep_proofs=bool(witnesses)),
         bootstrap=s.bootstrap_servers, topics=topics, app_id=app_id, processor_id=s.processor_id,
-        witnesses=witnesses or None, outcomes=recorder, outcomes_legacy_group=app_id)
+        witnesses=witnesses or None, outcomes=recorder, outcomes_legacy_group=app_id,
+        kafka_debug=s.ledger_kafka_debug)
     decisions_reader = committed_reader(s.bootstrap_servers, "decisions")
     reviews_t = raw_topic(topics.reviews, partitions["reviews"])
     desk = ReviewDesk(key, s.processor_id, reviewers)
@@ -468,7 +468,7 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
                 n = await asyncio.get_running_loop().run_in_executor(None, rebuild_reviews, msg.partition,
                                                                      msg.offset)
             except Exception as exc:  # judging votes on a partial state could count one twice
-                _crash(f"cannot rebuild the review state of reviews[{msg.partition}]: {exc}")
+                crash_worker(f"cannot rebuild the review state of reviews[{msg.partition}]: {exc}")
                 raise
             log.info("reviews[%d]: state rebuilt from %d record(s) before offset %d", msg.partition, n, msg.offset)
         at_us = int((msg.timestamp or 0) * 1_000_000)
@@ -537,7 +537,7 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
                 n = await asyncio.get_running_loop().run_in_executor(None, read_decisions, msg.partition,
                                                                      msg.offset)
             except Exception as exc:  # deciding blind could decide an action twice
-                _crash(f"cannot read back the stored decisions of actions[{msg.partition}]: {exc}")
+                crash_worker(f"cannot read back the stored decisions of actions[{msg.partition}]: {exc}")
                 raise
             log.info("actions[%d] delivered from offset %d: %d stored decision(s) to re-send", msg.partition,
                      msg.offset, n)

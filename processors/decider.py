@@ -185,8 +185,6 @@ class Decider:
 
     def _decide(self, raw: bytes, rec: dict[str, Any], source: Source, stored: StoredDecision | None,
                 started: int) -> DecisionResult:
-        if stored is None and rec.get("deadline") is not None and rec["deadline"] < _now_us():
-            return self._shed(raw, rec, source, started)
         result = DecisionResult(reply_topic=rec["reply_topic"], reply_partition=rec["reply_partition"],
                                 proposal_raw=raw)
         tenant = rec["tenant"]
@@ -197,6 +195,10 @@ class Decider:
             refusal = self.decided.admit(rec, source.partition, _now_us()) if self.decided is not None else None
         if refusal is not None:
             return self._refuse_replay(raw, rec, source, refusal, result, stored, started)
+        # Shed only after the replay check: a repeated copy of an expired proposal is a replay,
+        # not a second action on the ledger (one proposal per action id).
+        if stored is None and rec.get("deadline") is not None and rec["deadline"] < _now_us():
+            return self._shed(raw, rec, source, started)
         auth = stored.auth if stored is not None and stored.auth is not None else self._authenticate(rec)
         result.auth = auth
         authenticated = auth is ServiceVerification.OK

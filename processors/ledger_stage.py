@@ -42,6 +42,24 @@ committed checkpoint of the partition on ``checkpoints``. Events after it — th
 owner's last writes — are checkpointed (whole-log, ``0 .. size - 1``) in the first
 transaction. Nothing is kept anywhere else, so nothing can disagree with the log.
 
+A broker's death: the transactional producer finds the new transaction coordinator by
+itself, but ``send_offsets_to_transaction`` can block forever once the *group*
+coordinator's broker is gone from the cluster metadata — librdkafka (2.16) looks for the
+new coordinator only on the next broker state change in the client and ignores the call's
+timeout (librdkafka issues #5456, #5511). The producer therefore closes connections idle
+for ``_IDLE_CLOSE_MS``: while the call is stuck every connection of the producer is idle,
+the first to close is such a state change, and the call carries on with the new
+coordinator a few seconds after the death, inside the transaction timeout. Every
+transactional call is also watched (:class:`processors.call_watchdog.CallWatchdog`): one
+still blocked ``_TXN_CALL_GRACE_S`` past its timeout (the recovery timeout) stops the
+worker hard, and the restarted worker recovers from committed state — a stuck stage never
+sits silent. The same death can fence the stage's consumer (``FENCED_INSTANCE_ID``: its
+retried join after the group coordinator moved is taken for another member with the same
+static instance id); librdkafka then delivers nothing to it ever again, so the stage
+closes it, forgets its partitions and joins again with a new consumer, which recovers
+them from committed state like any assignment. ``LOCKGATE_LEDGER_KAFKA_DEBUG`` (librdkafka ``debug`` contexts, e.g.
+``eos,broker``) traces the producer into the worker's log.
+
 Why not Faust's ``processing_guarantee="exactly_once"``: Faust keeps a transaction open
 on an idle partition until ``transaction.timeout.ms`` fences its producer and the worker
 crashes (``IllegalOperation: Not in the middle of a transaction``). This loop opens a
@@ -56,15 +74,18 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import Counter
 
+from lockgate.kernel.consumer_errors import consumer_is_broken
 from lockgate.kernel.errors import KafkaReadError
 from lockgate.kernel.kafka_offsets import watermarks
 from lockgate.kernel.partition_reader import StoredRecord, committed_reader, read_partition, read_tail
+from processors.call_watchdog import CallWatchdog
+from processors.crash import crash_worker
 from processors.errors import LedgerStageFailed, NullRecord
 from processors.ledger_writer import LedgerWriter
 from processors.outcomes import OutcomeRecorder
@@ -83,6 +104,8 @@ EVENT_ID_HEADER = "lockgate.event-id"
 
 STAGE = "ledger"
 _TRANSACTION_TIMEOUT_MS = 15_000  # how long a dead worker's open transaction can hold readers back
+_TXN_CALL_GRACE_S = 20.0  # past its timeout, a transactional call still blocked stops the worker
+_IDLE_CLOSE_MS = 4_000  # librdkafka subtracts up to 2 s of jitter per broker
 _POLL_S = 0.1
 _BATCH = 2000
 
@@ -96,6 +119,8 @@ COSIGNED = Counter("lockgate_checkpoints_cosigned_total",
 OUTCOME_DEAD_LETTERS = Counter("lockgate_outcome_dead_letters_total",
                                "Outcome records the ledger stage could not read (dead-lettered and ledgered)")
 RECOVERIES = Counter("lockgate_ledger_recoveries_total", "Ledger partitions recovered from committed state")
+CONSUMER_RESTARTS = Counter("lockgate_ledger_consumer_restarts_total",
+                            "Ledger consumers closed and re-created after a fatal error (e.g. fenced)")
 
 
 class LedgerStage:
@@ -103,7 +128,8 @@ class LedgerStage:
 
     def __init__(self, writer: LedgerWriter, *, bootstrap: str, topics: Topics, app_id: str,
                  processor_id: str, recovery_timeout_s: float = 60.0, witnesses: Witnesses | None = None,
-                 outcomes: OutcomeRecorder | None = None, outcomes_legacy_group: str | None = None) -> None:
+                 outcomes: OutcomeRecorder | None = None, outcomes_legacy_group: str | None = None,
+                 kafka_debug: str = "", on_stuck: Callable[[str], None] = crash_worker) -> None:
         if witnesses and not writer.keep_proofs:
             raise ValueError("a ledger stage with witnesses needs a writer that keeps proofs (keep_proofs=True)")
         self.writer = writer
@@ -118,6 +144,8 @@ class LedgerStage:
         self.transactional_id = f"{app_id}-ledger-{processor_id}"
         self.instance_id = f"{processor_id}-ledger"
         self.recovery_timeout_s = recovery_timeout_s
+        self.kafka_debug = kafka_debug
+        self._watchdog = CallWatchdog(lambda what: on_stuck(f"ledger stage stuck: {what}"))
         self.codec = get_codec()
         self.inputs = [topics.audit_intake] + ([topics.outcomes] if outcomes is not None else [])
         self.failure: BaseException | None = None
@@ -133,12 +161,14 @@ class LedgerStage:
     # -- lifecycle ------------------------------------------------------------------
 
     def start(self) -> None:
+        self._watchdog.start()
         self._thread.start()
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Finish the current transaction, leave the group, close."""
         self._stop.set()
         self._thread.join(timeout_s)
+        self._watchdog.stop()
 
     @property
     def healthy(self) -> bool:
@@ -165,12 +195,19 @@ class LedgerStage:
             "linger.ms": 5,
             "message.max.bytes": TOPIC_MAX_MESSAGE_BYTES,
             "transaction.timeout.ms": _TRANSACTION_TIMEOUT_MS,
+            "connections.max.idle.ms": _IDLE_CLOSE_MS,
+            **({"debug": self.kafka_debug} if self.kafka_debug else {}),
         })
-        self._producer.init_transactions(self.recovery_timeout_s)  # aborts our previous incarnation's
+        with self._bounded("init_transactions"):
+            self._producer.init_transactions(self.recovery_timeout_s)  # aborts our previous incarnation's
         self._reader = committed_reader(self.bootstrap, "ledger")
         self._uncommitted = Consumer({"bootstrap.servers": self.bootstrap, "enable.auto.commit": False,
                                      "group.id": f"{self.group_id}-watermarks", "isolation.level": "read_uncommitted"})
-        self._consumer = Consumer({
+        self._consumer = self._new_consumer()
+        self.ready.set()
+
+    def _new_consumer(self) -> Consumer:
+        consumer = Consumer({
             "bootstrap.servers": self.bootstrap,
             "group.id": self.group_id,
             "group.instance.id": self.instance_id,
@@ -181,9 +218,30 @@ class LedgerStage:
             "max.poll.interval.ms": 300_000,
             "partition.assignment.strategy": "range",  # partition p of every input to one member
         })
-        self._consumer.subscribe(self.inputs, on_assign=self._on_assign,
-                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
-        self.ready.set()
+        consumer.subscribe(self.inputs, on_assign=self._on_assign, on_revoke=self._on_revoke,
+                           on_lost=self._on_revoke)
+        return consumer
+
+    def _replace_consumer(self, err: KafkaError) -> None:
+        """The consumer can never consume again: forget its partitions, join with a new one.
+
+        No transaction is open (one is opened and committed within a batch), and nothing of
+        the failed batch was chained; the new consumer's partitions are recovered from
+        committed state on assignment.
+        """
+        log.warning("ledger consumer broken (%s); closing it and joining group %s again as %s",
+                    err.str(), self.group_id, self.instance_id)
+        CONSUMER_RESTARTS.inc()
+        for partition in self.writer.partitions():
+            self.writer.release(partition)
+        self._to_recover.clear()
+        old, self._consumer = self._consumer, None
+        if old is not None:
+            try:
+                old.close()
+            except (KafkaException, RuntimeError):
+                log.warning("closing the broken ledger consumer failed", exc_info=True)
+        self._consumer = self._new_consumer()
 
     def _close(self) -> None:
         for client in (self._consumer, self._reader, self._uncommitted):
@@ -212,6 +270,10 @@ class LedgerStage:
     def _step(self) -> None:
         consumer = self._require(self._consumer)
         msgs = consumer.consume(num_messages=_BATCH, timeout=_POLL_S)
+        broken = next((e for e in (m.error() for m in msgs) if e is not None and consumer_is_broken(e)), None)
+        if broken is not None:
+            self._replace_consumer(broken)
+            return
         try:
             self._recover_assigned()
             self._process(msgs)
@@ -312,10 +374,12 @@ class LedgerStage:
         for dl in dead_letters:
             producer.produce(self.topics.deadletter, self.codec.encode("DeadLetter", dl))
         if offsets:
-            producer.send_offsets_to_transaction(
-                [TopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())],
-                consumer.consumer_group_metadata(), self.recovery_timeout_s)
-        producer.commit_transaction(self.recovery_timeout_s)
+            with self._bounded("send_offsets_to_transaction"):
+                producer.send_offsets_to_transaction(
+                    [TopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())],
+                    consumer.consumer_group_metadata(), self.recovery_timeout_s)
+        with self._bounded("commit_transaction"):
+            producer.commit_transaction(self.recovery_timeout_s)
         TRANSACTIONS.labels("committed").inc()
 
     def _after_failed_transaction(self, exc: KafkaException) -> None:
@@ -330,7 +394,8 @@ class LedgerStage:
         TRANSACTIONS.labels("aborted").inc()
         producer = self._require(self._producer)
         try:
-            producer.abort_transaction(self.recovery_timeout_s)
+            with self._bounded("abort_transaction"):
+                producer.abort_transaction(self.recovery_timeout_s)
         except KafkaException as abort_exc:
             if abort_exc.args and isinstance(abort_exc.args[0], KafkaError) and abort_exc.args[0].fatal():
                 raise LedgerStageFailed(f"aborting a ledger transaction failed fatally: {abort_exc}") from abort_exc
@@ -484,6 +549,9 @@ class LedgerStage:
         except Exception:
             log.error("%s[%d]@%d is not a %s; skipped during recovery", schema, rec.partition, rec.offset, schema)
             return None
+
+    def _bounded(self, call: str) -> Any:
+        return self._watchdog.bounded(f"{call} ({self.transactional_id})", self.recovery_timeout_s + _TXN_CALL_GRACE_S)
 
     @staticmethod
     def _require(client: Any) -> Any:

@@ -46,6 +46,9 @@ class ProcessorSettings(BaseSettings):
     checkpoint_interval_s: float = Field(default=DEFAULT_CHECKPOINT_INTERVAL_S, gt=0)  # max wait for coverage
     # Event ids remembered per ledger partition to drop repeats of re-processed inputs.
     ledger_dedup_window: int = Field(default=20_000, gt=0)
+    # librdkafka ``debug`` contexts for the ledger stage's transactional producer (e.g. ``eos,broker``),
+    # traced into the worker's log; empty (off) by default.
+    ledger_kafka_debug: str = ""
     stall_after_s: float = Field(default=30.0, gt=0)  # lag and no commit this long: "up but not consuming"
     # One decision per action id (processors/replay.py): ids are remembered this long, and
     # proposals older than this (by proposed_at) are refused as possible replays.

@@ -60,6 +60,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lockgate.kernel.consumer_errors import consumer_is_broken
 from lockgate.kernel.consumer_health import ConsumerHealth, LagProbe, LagReading, Partition
 from lockgate.kernel.home import Home, default_home
 from lockgate.kernel.local_broker import DEFAULT_KAFKA_PORT, local_bootstrap
@@ -83,15 +84,6 @@ log = logging.getLogger("lockgate.sink")
 
 _MIN_BACKOFF_S, _MAX_BACKOFF_S = 0.5, 10.0
 _LAG_INTERVAL_S = 2.0
-
-
-def _is_fatal(err: KafkaError) -> bool:
-    """True for errors after which this consumer can never consume again.
-
-    librdkafka raises a fenced static member as FENCED_INSTANCE_ID first and as ``_FATAL``
-    afterwards, and does not always set ``fatal()`` on the error it hands to ``poll``.
-    """
-    return bool(err.fatal()) or err.code() in (KafkaError._FATAL, KafkaError.FENCED_INSTANCE_ID)
 
 
 class _ConsumerBroken(SinkError):
@@ -318,7 +310,7 @@ class SinkService:
                     self._replace_consumer(exc)
                 except KafkaException as exc:
                     err = exc.args[0] if exc.args else None
-                    if not (isinstance(err, KafkaError) and _is_fatal(err)):
+                    if not (isinstance(err, KafkaError) and consumer_is_broken(err)):
                         raise
                     self._replace_consumer(_ConsumerBroken(f"fatal Kafka client error: {err.str()}"))
             self._flush_and_commit(final=True)
@@ -431,7 +423,7 @@ class SinkService:
     def _handle(self, msg: Message) -> None:
         err = msg.error()
         if err is not None:
-            if _is_fatal(err):
+            if consumer_is_broken(err):
                 raise _ConsumerBroken(f"fatal consumer error: {err.str()}")
             if err.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer error: %s", err)
@@ -495,7 +487,7 @@ class SinkService:
             self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             err = exc.args[0] if exc.args else None
-            if not final and isinstance(err, KafkaError) and _is_fatal(err):
+            if not final and isinstance(err, KafkaError) and consumer_is_broken(err):
                 raise _ConsumerBroken(f"commit refused: {err.str()}") from exc
             log.warning("commit failed (records will be re-read and deduplicated): %s", exc)
             return

@@ -1,8 +1,13 @@
-"""Watermark offsets that survive the brief NOT_LEADER window after a topic is created.
+"""Watermark offsets that survive a new topic's brief NOT_LEADER window and a leader's death.
 
 Right after ``CreateTopics`` returns, the broker may answer offset requests with
-NOT_LEADER_FOR_PARTITION for a moment; every reader that starts "at the end" or reads "up
-to the end" goes through :func:`watermarks` instead of retrying on its own.
+NOT_LEADER_FOR_PARTITION for a moment; and after a node of a cluster dies, a client that
+has not fetched metadata since (a reader that only ``assign``s now and then) still sends
+its offset requests to the dead leader, where they wait until they time out — librdkafka
+refreshes the leader only on a fetch or produce error, so every query to that partition
+fails the same way for the next five minutes. Every reader that starts "at the end" or
+reads "up to the end" goes through :func:`watermarks`, which asks for short attempts and
+refreshes the topic's metadata (new leaders) after a failed one, until ``timeout_s``.
 """
 
 from __future__ import annotations
@@ -11,7 +16,10 @@ import time
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-__all__ = ["watermarks"]
+__all__ = ["ATTEMPT_S", "watermarks"]
+
+ATTEMPT_S = 3.0
+"""Longest single watermark request: a live leader answers in milliseconds."""
 
 
 def watermarks(consumer: Consumer, tp: TopicPartition, timeout_s: float) -> tuple[int, int]:
@@ -19,9 +27,19 @@ def watermarks(consumer: Consumer, tp: TopicPartition, timeout_s: float) -> tupl
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            low, high = consumer.get_watermark_offsets(tp, timeout=max(0.5, timeout_s))
+            attempt = max(0.5, min(ATTEMPT_S, deadline - time.monotonic()))
+            low, high = consumer.get_watermark_offsets(tp, timeout=attempt)
             return int(low), int(high)
         except KafkaException:
             if time.monotonic() > deadline:
                 raise
+            _refresh_leaders(consumer, tp.topic, deadline)
             time.sleep(0.1)
+
+
+def _refresh_leaders(consumer: Consumer, topic: str, deadline: float) -> None:
+    """Fetch ``topic``'s metadata: its partitions' current leaders replace stale ones."""
+    try:
+        consumer.list_topics(topic, timeout=max(0.5, min(ATTEMPT_S, deadline - time.monotonic())))
+    except KafkaException:
+        pass  # no broker answered; the next attempt says so

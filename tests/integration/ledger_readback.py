@@ -47,7 +47,8 @@ class Ledger:
     def unsound(self, executed: list[str]) -> list[str]:
         """What breaks the ledger's promises for a load whose bodies ``executed`` ran: a body
         without exactly one outcome, an event chained twice, an action recorded twice or
-        decided twice, an event no checkpoint covers. Empty when sound."""
+        decided twice (a replay refusal is not a decision), an event no checkpoint covers.
+        Empty when sound."""
         problems: list[str] = []
         outcomes = Counter(e["action_id"] for e in self.of_kind("outcome"))
         problems += [f"body ran, {outcomes[a]} outcomes: {a}" for a in executed if outcomes[a] != 1]
@@ -55,9 +56,13 @@ class Ledger:
         problems += [f"chain forked at p{p} s{q}" for p, q in self.forked()]
         actions = Counter(e["action_id"] for e in self.of_kind("action"))
         problems += [f"action recorded {n} times: {a}" for a, n in actions.items() if n != 1]
+        # A repeated proposal (a replay, or a producer's duplicate while a broker fails over) is
+        # refused with a signed block of basis ``replay`` next to the one decision: not a second one.
+        codec = get_codec()
         verdicts: dict[str, set[bytes]] = {}
         for e in self.of_kind("verdict"):
-            verdicts.setdefault(e["action_id"], set()).add(e["payload"])
+            if codec.decode_as("Verdict", e["payload"])["basis"] != "replay":
+                verdicts.setdefault(e["action_id"], set()).add(e["payload"])
         problems += [f"action decided {len(v)} times: {a}" for a, v in verdicts.items() if len(v) != 1]
         problems += [f"uncovered p{e['ledger_partition']} s{e['sequence']}" for e in self.uncovered()]
         return problems

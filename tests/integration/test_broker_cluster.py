@@ -6,9 +6,13 @@ with many actions in flight run against it. Mid-load the node leading ``actions[
 decision path must fail over) is killed with SIGKILL and stays dead. Checked:
 
 * every guard got its verdict or failed closed within its timeout;
+* the two surviving nodes carry the load: once a probe is decided again, a second load
+  (no kill) is decided in full, none refused;
 * no acknowledged record was lost: every body that ran has exactly one outcome in the
-  ledger, nothing is chained twice, every event is checkpointed, ``verify`` is clean;
-* the load's last actions were decided on the two surviving nodes.
+  ledger, nothing is chained twice, every event is checkpointed, ``verify`` is clean —
+  which needs the ledger stage's transactions to go on after the node's death (its
+  ``send_offsets_to_transaction`` used to block for good when the dead node had been the
+  ledger group's coordinator; see ``processors/ledger_stage.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ import os
 import signal
 import time
 import uuid
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -33,12 +36,12 @@ from tests.integration.conftest import EXAMPLE_POLICY, start_processor, stop_pro
 from tests.integration.guarded_load import guarded_load
 from tests.integration.ledger_readback import Ledger
 
-pytestmark = [pytest.mark.integration, pytest.mark.cluster]
+pytestmark = pytest.mark.integration
 
-ACTIONS = 400
+ACTIONS = 300
 IN_FLIGHT = 16
-KILL_AFTER = 150
-LAST = 100
+KILL_AFTER = 100
+AFTER = 100  # actions run once the survivors decide again: every one must be decided
 TIMEOUT_S = 5.0
 SLACK_S = 2.0  # event-loop and scheduling delay on a loaded 2-core box
 CHECKPOINT_INTERVAL_S = 1.0
@@ -82,11 +85,19 @@ def test_kill_9_of_one_broker_of_three_under_load_loses_nothing(tmp_path: Path) 
                                                      IN_FLIGHT, after, timeline))
         assert killed, "no broker was killed mid-load"
         assert wait_for(lambda: victim.process.exited() is not None, 10, "the killed node reaped")
+        refused = [t - killed[0] for t, how, _ in timeline if how == REFUSED]
+        print(f"\n{ACTIONS} actions, node {leader} (leader of actions[0]) killed after {KILL_AFTER}: "
+              f"{dict(results)}; refusals {min(refused, default=0):.1f} to {max(refused, default=0):.1f}s after "
+              f"the kill; longest wait {max(w for _, _, w in timeline):.2f}s (timeout {TIMEOUT_S}s)")
         slow = [(round(t - killed[0], 1), how, round(w, 2)) for t, how, w in timeline if w > TIMEOUT_S + SLACK_S]
         assert slow == [], f"guards waited past their timeout: {slow[:10]}"
-        assert all(how != REFUSED for _, how, _ in timeline[-LAST:]), \
-            f"the two surviving nodes did not carry the load: {Counter(h for _, h, _ in timeline[-LAST:])}"
-        assert len(executed) >= ACTIONS // 2, results
+
+        wait_until_deciding(processor)
+        after_kill, results_after = asyncio.run(guarded_load(processor.guard_settings(timeout_s=TIMEOUT_S), AFTER,
+                                                             IN_FLIGHT, lambda _done: None))
+        print(f"then {AFTER} actions on the two survivors: {dict(results_after)}")
+        assert results_after[REFUSED] == 0, f"the two surviving nodes did not carry the load: {results_after}"
+        executed += after_kill
 
         seen: list[str] = []
 
@@ -98,20 +109,18 @@ def test_kill_9_of_one_broker_of_three_under_load_loses_nothing(tmp_path: Path) 
                        f"uncovered, {len(ledger.events)} events"]
             return ledger if not missing and not uncovered else None
 
-        # Generous: after a node's death the group coordinator and transaction coordinators move,
-        # which on a loaded 2-core box takes tens of seconds before the ledger stage resumes.
+        # The ledger stage resumes seconds after the death; the bound only matters when it does not.
         try:
-            ledger = wait_for(outcomes_landed, 180, "every outcome chained and every event checkpointed")
+            ledger = wait_for(outcomes_landed, 120, "every outcome chained and every event checkpointed")
         except AssertionError as exc:
             raise AssertionError(f"{exc}: {seen}") from None
         assert ledger.unsound(executed) == []
         findings = ledger.verify(settings.home, CHECKPOINT_INTERVAL_S)
         assert findings == [], [f"{f.kind} p{f.partition} s{f.sequence}: {f.message}" for f in findings[:10]]
-        refused = [t - killed[0] for t, how, _ in timeline if how == REFUSED]
-        print(f"\n{ACTIONS} actions, node {leader} (leader of actions[0]) killed after {KILL_AFTER}: "
-              f"{dict(results)}; {len(ledger.events)} ledger events; refusals {min(refused, default=0):.1f} to "
-              f"{max(refused, default=0):.1f}s after the kill; longest wait {max(w for _, _, w in timeline):.2f}s "
-              f"(timeout {TIMEOUT_S}s)")
+        replays = sum(e["detail"].startswith("replay refused") for e in ledger.of_kind("security"))
+        print(f"{len(ledger.events)} ledger events ({replays} repeated proposal(s) refused as replays), all "
+              f"chained and checkpointed {time.monotonic() - killed[0]:.1f}s after the kill; worker restarts: "
+              f"{processor.log.read_text(errors='replace').count('worker exited with status')}")
     finally:
         if processor is not None:
             stop_processor(processor)

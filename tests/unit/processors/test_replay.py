@@ -118,3 +118,16 @@ def test_murmur2_is_kafkas() -> None:
     keys = [rng.randbytes(n) for n in range(0, 70) for _ in range(20)] + [b"a-1", "é-ü".encode()]
     assert [murmur2(k) for k in keys] == [reference(k) for k in keys]
     assert {home_partition(f"id-{i}", 4) for i in range(100)} == {0, 1, 2, 3}
+
+
+def test_a_repeated_copy_of_an_expired_proposal_is_a_replay_not_a_second_action(ledger: DecidedLedger) -> None:
+    # During a broker failover the Guard's producer wrote one proposal twice; both copies
+    # reached the processor after their deadline. The first is shed (``expired``, on the
+    # ledger as an action); the second must be refused as a replay — one action per id.
+    raw, first = ledger.propose(deadline=now_us() - 1_000)
+    second = ledger.submit(raw)
+    assert first.verdict is not None and (first.verdict["decision"], first.verdict["basis"]) == ("block", "expired")
+    assert [e["kind"] for e in first.audit] == ["action", "verdict"]
+    assert second.verdict is not None and (second.verdict["decision"], second.verdict["basis"]) == ("block", "replay")
+    assert [e["kind"] for e in second.audit] == ["security", "verdict"]
+    assert [e["kind"] for e in ledger.events].count("action") == 1
