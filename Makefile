@@ -61,7 +61,7 @@ postgres-deps:
 	fi
 
 test: install browser-deps postgres-deps
-	$(BIN)/python -m pytest -m "not cluster"
+	$(BIN)/python -m pytest -m "not cluster" --durations=25
 
 # The three-node cluster kill -9 test (issue 13 item 6). It passes alone but has failed in
 # the full suite: after the node dies the ledger stage did not catch up within 180 s.
