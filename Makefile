@@ -61,7 +61,7 @@ postgres-deps:
 	fi
 
 test: install browser-deps postgres-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=25
 
 lint: install
 	$(BIN)/ruff check .

@@ -18,7 +18,7 @@ import sys
 import time
 
 from bench.kafka_echo import pipelined
-from bench.stack_cpu import cpu_snapshot, cpu_table, processor_metric
+from bench.stack_cpu import cpu_snapshot, cpu_table, processor_ports, workers_metric
 from deploy.settings import StackSettings
 from producers import AsyncGuard, GuardSettings
 
@@ -53,19 +53,20 @@ def main() -> None:
     settings = GuardSettings(bootstrap_servers=s.bootstrap, topic_prefix=s.topic_prefix, home=s.home,
                              timeout_s=10)
     echo_rate = pipelined(s.bootstrap, n, concurrency)
-    chained = processor_metric(s.processor_port, "lockgate_ledger_events_total")
+    chained = workers_metric(s.home, s.processor_port, "lockgate_ledger_events_total")
     before = cpu_snapshot(s.home)
     elapsed = asyncio.run(guarded_load(settings, n, concurrency))
     target = chained + (n + 50) * EVENTS_PER_ACTION
     drain_started = time.perf_counter()
-    while processor_metric(s.processor_port, "lockgate_ledger_events_total") < target:
+    while workers_metric(s.home, s.processor_port, "lockgate_ledger_events_total") < target:
         if time.perf_counter() - drain_started > 120:
             print("ledger did not chain every event within 120 s")
             break
         time.sleep(0.1)
     drained = time.perf_counter() - drain_started
     after = cpu_snapshot(s.home)
-    print(f"guarded actions with outcomes, n={n}, {concurrency} in flight")
+    workers = len(processor_ports(s.home, s.processor_port))
+    print(f"guarded actions with outcomes, n={n}, {concurrency} in flight, {workers} processor worker(s)")
     print(f"  bare Kafka echo (baseline)       {echo_rate:9,.0f} round trips/s")
     print(f"  guarded actions, end to end      {n / elapsed:9,.0f} actions/s  ({elapsed:.1f} s; "
           f"ledger caught up {drained:.1f} s later)")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lockgate.kernel.home import Home
 
-__all__ = ["cpu_snapshot", "cpu_table", "processor_metric"]
+__all__ = ["cpu_snapshot", "cpu_table", "processor_metric", "processor_ports", "workers_metric"]
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -33,17 +33,42 @@ def _tree(pid: int) -> list[int]:
     return out
 
 
+def _workers(home: Path) -> list[str]:
+    """The processor workers' component names (``processor``, ``processor-2``, ...)."""
+    run = Home(home).pidfile("processor").parent
+    return ["processor", *sorted(p.stem for p in run.glob("processor-*.pid"))]
+
+
 def cpu_snapshot(home: Path) -> dict[str, float]:
-    """Seconds of CPU so far, by component (``kafka``, ``processor``, ``sink``, ``bench``)."""
+    """Seconds of CPU so far, by component (``kafka``, ``processor`` — every worker —, ``sink``, ``bench``)."""
     snap = {"bench": _cpu_s(os.getpid())}
-    for name in ("kafka", "processor", "sink"):
+    for name in ("kafka", *_workers(home), "sink"):
         pidfile = Home(home).pidfile(name)
         try:
             pid = int(pidfile.read_text().split()[0])
-            snap[name] = sum(_cpu_s(p) for p in _tree(pid))
+            spent = sum(_cpu_s(p) for p in _tree(pid))
         except (OSError, ValueError):
             continue
+        key = "processor" if name.startswith("processor") else name
+        snap[key] = snap.get(key, 0.0) + spent
     return snap
+
+
+def processor_ports(home: Path, first_port: int) -> list[int]:
+    """The HTTP ports of every processor worker (the first's from the settings, the others' from
+    their ``run/<name>.port`` files)."""
+    ports = [first_port]
+    for name in _workers(home)[1:]:
+        try:
+            ports.append(int((Home(home).pidfile(name).with_suffix(".port")).read_text().strip()))
+        except (OSError, ValueError):
+            continue
+    return ports
+
+
+def workers_metric(home: Path, first_port: int, name: str) -> float:
+    """A Prometheus counter summed over every processor worker."""
+    return sum(processor_metric(port, name) for port in processor_ports(home, first_port))
 
 
 def cpu_table(before: dict[str, float], after: dict[str, float], actions: int) -> str:
