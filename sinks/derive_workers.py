@@ -15,15 +15,18 @@ Without workers (``WriterConfig.derive_workers=0``, the writer's default, which 
 tools that embed a writer use) the writer's insert thread derives instead. Workers are
 started with ``spawn`` (the sink
 process holds librdkafka and engine threads, which ``fork`` would copy mid-flight), ignore
-SIGINT/SIGTERM (the sink shuts them down after its final flush), and exit when the sink
-process dies (their task pipe closes). A pool that broke (a worker killed) is replaced on
+SIGINT/SIGTERM (the sink shuts them down after its final flush), and exit within a second
+of the sink process dying (kill -9 included). A pool that broke (a worker killed) is replaced on
 the next submit; the batch it held fails as an insert failure and is retried unchanged.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -34,11 +37,23 @@ from sinks.rows import derive_extracted
 
 __all__ = ["DeriveWorkers"]
 
+_PARENT_CHECK_S = 0.5
 
-def _ignore_signals() -> None:
-    """Worker initializer: leave SIGINT/SIGTERM to the sink, which stops the pool itself."""
+
+def _follow_parent(parent: int) -> None:
+    """Exit once the sink is gone. A worker holds its own end of the task pipe's writer too,
+    so it would never see EOF there and outlive a sink killed with -9 (measured)."""
+    while os.getppid() == parent:
+        time.sleep(_PARENT_CHECK_S)
+    os._exit(0)
+
+
+def _init_worker(parent: int) -> None:
+    """Worker initializer: leave SIGINT/SIGTERM to the sink, which stops the pool itself,
+    and exit when the sink process dies."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(target=_follow_parent, args=(parent,), name="follow-sink", daemon=True).start()
 
 
 def _warm() -> None:
@@ -58,7 +73,7 @@ class DeriveWorkers:
 
     def _start(self) -> ProcessPoolExecutor:
         pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_ignore_signals)
+                                   initializer=_init_worker, initargs=(os.getpid(),))
         for _ in range(self.workers):
             pool.submit(_warm)
         self._pool = pool
