@@ -119,7 +119,7 @@ class SinkSettings(BaseSettings):
     sink_session_timeout_ms: int = Field(default=10_000, ge=1000)
     sink_batch_rows: int = Field(default=10_000, ge=1)
     sink_batch_ms: int = Field(default=500, ge=1)
-    sink_derive_workers: int = Field(default=1, ge=0, le=64)
+    sink_derive_workers: int = Field(default=1, ge=0)
     stall_after_s: float = Field(default=30.0, gt=0)
     sink_http_host: str = "127.0.0.1"
     api_port: int = Field(default=8740, ge=0, le=65535)  # the local stack's, when no sink_http_port
