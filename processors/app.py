@@ -75,6 +75,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 from lockgate.kernel.partition_reader import committed_reader, read_range, read_since, read_tail
+from processors.acks import InOrderAcks
 from processors.decider import Decider, DecisionResult
 from processors.decisions import DecisionMemory, decision_headers, parse_decision
 from processors.ledger_stage import LedgerStage
@@ -173,14 +174,14 @@ class _Publisher:
     the Java client and aiokafka use), so a re-processed input lands where it landed before.
     """
 
-    def __init__(self, bootstrap: str, topics: Topics) -> None:
+    def __init__(self, bootstrap: str, topics: Topics, linger_ms: float = 0.0) -> None:
         self.topics = topics
         self.codec = get_codec()
         self._producer = Producer({
             "bootstrap.servers": bootstrap,
             "enable.idempotence": True,
             "acks": "all",
-            "linger.ms": 0,
+            "linger.ms": linger_ms,
             "partitioner": "murmur2_random",
             "message.max.bytes": TOPIC_MAX_MESSAGE_BYTES,
             "message.timeout.ms": 10_000,  # surface broker trouble to the retry loop below
@@ -287,15 +288,17 @@ def _settle(done: asyncio.Future[None], err: KafkaError | None) -> None:
 
 
 class _Pipeline:
-    """An agent's loop: start each record in order, finish concurrently, ack only when finished.
+    """An agent's loop: start each record in order, finish concurrently, ack in input order.
 
     ``start(event)`` runs in input order (deciding, reading stored decisions, enqueueing the
     produces — so records of one partition reach Kafka in input order) and returns the
     awaitable that finishes the record (waiting for acknowledgements, sending what must
-    wait for them). Up to ``limit`` records finish concurrently; each is acked to Faust only
-    after its finish completed, and Faust commits only a contiguous run of acked offsets —
-    so a crash re-delivers every record whose outputs were not all acknowledged. Any
-    exception ends in :meth:`_Publisher.refuse`: the record is accounted for, never dropped.
+    wait for them). Records finish concurrently, but each is acked to Faust only when it
+    and every earlier record of its partition have finished (:class:`processors.acks.InOrderAcks`:
+    Faust's own commit logic can skip an unfinished offset when acks arrive out of order),
+    so a crash re-delivers every record whose outputs were not all acknowledged. At most
+    ``limit`` records are started and not yet acked. Any exception ends in
+    :meth:`_Publisher.refuse`: the record is accounted for, never dropped.
     """
 
     def __init__(self, publisher: _Publisher, stage: str, limit: int = _IN_FLIGHT) -> None:
@@ -303,12 +306,14 @@ class _Pipeline:
         self.stage = stage
         self.limit = limit
         self._tasks: set[asyncio.Future[None]] = set()
+        self._order: InOrderAcks[Any] = InOrderAcks()
 
     async def run(self, stream: Any, start: Callable[[Any], Awaitable[Awaitable[None]]]) -> None:
         events = stream.noack()
         slots = asyncio.Semaphore(self.limit)
         async for event in events.events():
             await slots.acquire()
+            self._order.started(event.message.tp, event)
             try:
                 finish = await start(event)
             except Exception as exc:
@@ -319,15 +324,14 @@ class _Pipeline:
 
     async def _finish(self, events: Any, event: Any, finish: Awaitable[None], slots: asyncio.Semaphore) -> None:
         try:
+            await finish
+        except Exception as exc:
             try:
-                await finish
-            except Exception as exc:
-                try:
-                    await self.publisher.refuse(event, exc, self.stage)
-                except Exception as refused:  # cannot even account for it: restart rather than drop it
-                    _crash(f"{self.stage}: could not dead-letter a record after {exc!r}: {refused!r}")
-            await events.ack(event)
-        finally:
+                await self.publisher.refuse(event, exc, self.stage)
+            except Exception as refused:  # cannot even account for it: restart rather than drop it
+                _crash(f"{self.stage}: could not dead-letter a record after {exc!r}: {refused!r}")
+        for ready in self._order.finished(event):
+            await events.ack(ready)
             slots.release()
 
 
@@ -409,7 +413,7 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
                       require_service_auth=s.require_service_auth, decided=decided)
     recorder = OutcomeRecorder(codec, registry)
     memory = DecisionMemory()
-    publisher = _Publisher(s.bootstrap_servers, topics)
+    publisher = _Publisher(s.bootstrap_servers, topics, s.publish_linger_ms)
     witnesses = Witnesses(parse_witnesses(s.witnesses))
     ledger = LedgerStage(
         LedgerWriter(key, s.processor_id, checkpoint_every=s.checkpoint_every,

@@ -56,6 +56,10 @@ class ProcessorSettings(BaseSettings):
     # Review webhooks: comma-separated URLs to POST review events to, and the HMAC secret.
     review_webhooks: str = ""
     review_webhook_secret: str = ""
+    # How long the worker's producer waits to batch records into one request (librdkafka
+    # ``linger.ms``). 0 sends each at once (lowest latency when idle); a millisecond or two
+    # lets concurrent actions' records share produce requests (less broker CPU under load).
+    publish_linger_ms: float = Field(default=0.0, ge=0.0, le=50.0)
 
     @field_validator("log_name", mode="before")
     @classmethod

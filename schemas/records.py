@@ -10,6 +10,7 @@ proof format and the ledger sources all take their field lists from here.
 from __future__ import annotations
 
 import enum
+import hashlib
 import time
 import uuid
 from typing import Any
@@ -129,7 +130,24 @@ def event_id_for(kind: AuditKind | str, *source: object) -> str:
     causes pass whatever identifies them uniquely (the registry file's state, say).
     """
     name = "|".join([str(AuditKind(kind)), *(str(part) for part in source)])
-    return str(uuid.uuid5(_EVENT_NAMESPACE, name))
+    return _uuid5_text(name)
+
+
+_NAMESPACE_BYTES = _EVENT_NAMESPACE.bytes
+
+
+def _uuid5_text(name: str) -> str:
+    """``str(uuid.uuid5(_EVENT_NAMESPACE, name))`` without building a ``UUID`` object.
+
+    The same bytes and the same text (RFC 4122: SHA-1 of namespace and name, first 16
+    bytes, version 5, RFC variant); about three times faster, and it runs several times per
+    action on the decision path. ``tests/unit/schemas/test_event_ids.py`` pins the equality.
+    """
+    b = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False).digest()[:16])
+    b[6] = (b[6] & 0x0F) | 0x50
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def audit_event(kind: AuditKind | str, tenant: str, action_id: str | None, payload: bytes,
