@@ -100,7 +100,11 @@ def children_cpu() -> float:
     """CPU seconds (user + system) of this process's live child processes (derive workers)."""
     total = 0
     for task in Path("/proc/self/task").iterdir():
-        for pid in (task / "children").read_text().split():
+        try:  # a thread may end between the listing and the read
+            pids = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for pid in pids:
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
             except OSError:

@@ -78,10 +78,14 @@ def child_pids(pid: int) -> set[int]:
     """Live child processes of ``pid`` (the sink's derive workers and their resource tracker)."""
     out: set[int] = set()
     try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            out.update(int(c) for c in (task / "children").read_text().split())
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
-        pass
+        return out
+    for task in tasks:
+        try:  # a thread may end between the listing and the read
+            out.update(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            continue
     return out
 
 

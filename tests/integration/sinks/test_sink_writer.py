@@ -267,14 +267,18 @@ def test_failed_insert_in_the_pipeline_holds_back_later_batches(
 
 
 def _derive_worker_pids() -> set[int]:
-    """Live child processes of this test process (the writer's derive workers)."""
+    """Live derive workers of this test process (not their multiprocessing resource tracker)."""
     from pathlib import Path
 
-    pids: set[int] = set()
-    for task in Path("/proc/self/task").iterdir():
-        pids.update(int(p) for p in (task / "children").read_text().split())
-    return {p for p in pids if Path(f"/proc/{p}/cmdline").exists()
-            and b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()}
+    from tests.integration.sink_process import alive, child_pids
+
+    def worker(pid: int) -> bool:
+        try:
+            return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+
+    return {p for p in child_pids(os.getpid()) if alive(p) and worker(p)}
 
 
 def _check_stored_views(ch: ConnectClient, rows: int) -> None:
