@@ -2,24 +2,27 @@
 
 Prints, from one run on one engine:
 
-* events/s through :class:`BatchWriter` (row building + insert, 10k-row batches, inserts in
-  the writer's background thread as the sink runs them) and the sink's CPU per event (the
-  whole process: Python thread, insert thread, the engine's threads; and the Python thread
-  alone), vs a bare clickhouse-connect INSERT of the same pre-built rows into a plain MergeTree copy
+* events/s through :class:`BatchWriter` configured as the sink runs it (row building +
+  insert, 10k-row batches, payload columns derived in ``--derive-workers`` worker processes,
+  inserts in the writer's background thread) and the sink's CPU per event (the whole sink:
+  Python thread, insert thread, the engine's threads, the derive workers; and the Python
+  thread alone), vs a bare clickhouse-connect INSERT of the same pre-built rows into a plain MergeTree copy
   (the baseline: what the engine does with no sink logic, no projections, no MV), plus the
   parts in between: row building alone (payload decode + extraction, the Python floor) and
   the writer's Arrow insert of pre-built rows into the real table;
 * latency of the three most common audit queries over ``--rows`` events (default 10M)
   vs a bare SELECT over the raw table.
 
-Usage: ``python bench/sink_bench.py [--rows N] [--dir /abs/chdb/dir]``. Not part of the
-test suite.
+Usage: ``python bench/sink_bench.py [--rows N] [--dir /abs/chdb/dir] [--derive-workers N]``.
+``--rows`` equal to ``--throughput-rows`` (300,000) skips loading more for the query part.
+Not part of the test suite.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
 import random
 import statistics
 import sys
@@ -36,7 +39,7 @@ from sinks.clickhouse import ClickHouse, connect
 from sinks.migrations import migrate
 from sinks.query import AuditQueries, parse_action_filter
 from sinks.rows import AUDIT_ARROW_SCHEMA, AUDIT_COLUMNS, audit_event_row, rows_to_arrow
-from sinks.writer import BatchWriter
+from sinks.writer import BatchWriter, WriterConfig
 
 TOPIC = "bench.audit"
 
@@ -93,6 +96,31 @@ def make_events(n: int, span_us: int) -> list[dict[str, Any]]:
     return out[:n]
 
 
+def children_cpu() -> float:
+    """CPU seconds (user + system) of this process's live child processes (derive workers)."""
+    total = 0
+    for task in Path("/proc/self/task").iterdir():
+        try:  # a thread may end between the listing and the read
+            pids = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def settle_merges(ch: ClickHouse, limit_s: float = 120.0) -> None:
+    """Wait until the engine runs no merge: the merges an insert run causes are part of its
+    CPU (counting until then keeps a run's merges out of the next measurement)."""
+    deadline = time.monotonic() + limit_s
+    while int(ch.command("SELECT count() FROM system.merges")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def timed(fn: Any, repeat: int = 5) -> float:
     times = []
     for _ in range(repeat):
@@ -107,6 +135,8 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--throughput-rows", type=int, default=300_000)
     ap.add_argument("--dir", default="")
+    ap.add_argument("--derive-workers", type=int, default=1,
+                    help="the sink's LOCKGATE_SINK_DERIVE_WORKERS (default: the sink's, 1)")
     args = ap.parse_args()
     path = args.dir or tempfile.mkdtemp(prefix="lockgate-bench-")
     ch: ClickHouse = connect(f"chdb://{path}", f"bench_{uuid.uuid4().hex[:8]}")
@@ -125,35 +155,46 @@ def main() -> None:
     # them out of the cyclic collector's scans so they do not tax whatever runs next.
     gc.collect()
     gc.freeze()
-    writer = BatchWriter(ch, {TOPIC: "audit"})
-    t, cpu, py_cpu = time.perf_counter(), time.process_time(), time.thread_time()
+    settle_merges(ch)
+    writer = BatchWriter(ch, {TOPIC: "audit"}, WriterConfig(derive_workers=args.derive_workers))
+    writer.add(TOPIC, 1, 0, evs[0])  # workers started and warm, as in a running sink
+    writer.flush()
+    t, cpu, py_cpu, kids = time.perf_counter(), time.process_time(), time.thread_time(), children_cpu()
     for i, ev in enumerate(evs):  # the service's loop: collect landed inserts, never block
         writer.add(TOPIC, 0, i, ev)
         if writer.due():
             writer.flush(wait=False)
     writer.flush()
     sink_s = time.perf_counter() - t
-    cpu_us = (time.process_time() - cpu) / n * 1e6
+    settle_merges(ch)
+    kids_us = (children_cpu() - kids) / n * 1e6
+    cpu_us = (time.process_time() - cpu) / n * 1e6 + kids_us
     py_us = (time.thread_time() - py_cpu) / n * 1e6
     writer.close()
     t = time.perf_counter()
     rows = [audit_event_row(ev, (TOPIC, 0, i)) for i, ev in enumerate(evs)]
     rows_s = time.perf_counter() - t
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     for k in range(0, n, 10_000):
         ch.insert(f"{db}.bare", rows[k:k + 10_000], AUDIT_COLUMNS)
     bare_s = time.perf_counter() - t
+    settle_merges(ch)
+    bare_cpu_us = (time.process_time() - cpu) / n * 1e6
     ch.command(f"CREATE TABLE {db}.arrow_copy AS {db}.audit_events")  # projections kept, no MV
     t = time.perf_counter()
     for k in range(0, n, 10_000):
         ch.insert(f"{db}.arrow_copy", rows_to_arrow(rows[k:k + 10_000], AUDIT_ARROW_SCHEMA),
                   AUDIT_COLUMNS)
     arrow_s = time.perf_counter() - t
-    print(f"throughput over {n:,} events (10k-row batches)")
+    print(f"throughput over {n:,} events (10k-row batches), load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(f"  sink writer (rows+insert, projections, MV): {n / sink_s:12,.0f} events/s"
           f"  = {bare_s / sink_s:.2f}x the bare insert")
-    print(f"    sink CPU per event: {cpu_us:.1f} us (process), {py_us:.1f} us (Python thread)")
-    print(f"  bare clickhouse-connect INSERT (plain MT) : {n / bare_s:12,.0f} events/s")
+    print(f"    sink CPU per event: {cpu_us:.1f} us (process + {args.derive_workers} derive "
+          f"workers, until its merges ended), {py_us:.1f} us (Python thread), "
+          f"{kids_us:.1f} us (derive workers)")
+    print(f"  bare clickhouse-connect INSERT (plain MT) : {n / bare_s:12,.0f} events/s"
+          f"  ({bare_cpu_us:.1f} us CPU per event, until its merges ended)")
     print(f"  of which: row building alone (decode+map)  : {n / rows_s:12,.0f} events/s")
     print(f"  of which: Arrow insert, projections, no MV : {n / arrow_s:12,.0f} events/s")
 

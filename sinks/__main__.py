@@ -2,4 +2,5 @@
 
 from sinks.service import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not when a derive worker (spawn) imports the main module
+    raise SystemExit(main())

@@ -39,11 +39,15 @@ __all__ = [
     "CHECKPOINT_ARROW_SCHEMA",
     "CHECKPOINT_COLUMNS",
     "EXTRACTED_COLUMNS",
+    "EXTRACTED_SCHEMA",
     "KIND_SCHEMA",
     "SourceRef",
     "audit_event_row",
+    "audit_table",
     "checkpoint_row",
+    "derive_extracted",
     "extracted_columns",
+    "ledger_row",
     "rows_to_arrow",
 ]
 
@@ -93,6 +97,10 @@ _ARROW_TYPES: dict[str, Any] = {
 }
 #: Arrow schema of :data:`AUDIT_COLUMNS` (times: int µs → ``timestamp[us, UTC]``).
 AUDIT_ARROW_SCHEMA: Any = pa.schema([(c, _ARROW_TYPES.get(c, _S)) for c in AUDIT_COLUMNS])
+#: Arrow schema of :data:`EXTRACTED_COLUMNS` (what :func:`derive_extracted` returns).
+EXTRACTED_SCHEMA: Any = pa.schema([AUDIT_ARROW_SCHEMA.field(c) for c in EXTRACTED_COLUMNS])
+_LEDGER_SCHEMA: Any = pa.schema([AUDIT_ARROW_SCHEMA.field(c) for c in LEDGER_COLUMNS + SOURCE_COLUMNS])
+_KIND, _PAYLOAD = AUDIT_COLUMNS.index("kind"), AUDIT_COLUMNS.index("payload")
 #: Arrow schema of :data:`CHECKPOINT_COLUMNS`.
 CHECKPOINT_ARROW_SCHEMA: Any = pa.schema(
     [(c, _ARROW_TYPES.get(c, _S)) for c in CHECKPOINT_COLUMNS])
@@ -285,13 +293,13 @@ def extracted_columns(kind: str, payload: bytes, codec: Codec | None = None) -> 
     return out
 
 
-def audit_event_row(
-    event: Mapping[str, Any], source: SourceRef, codec: Codec | None = None
-) -> list[Any]:
-    """Row (in :data:`AUDIT_COLUMNS` order) for one decoded AuditEvent.
+def ledger_row(event: Mapping[str, Any], source: SourceRef) -> tuple[Any, ...]:
+    """The ledger and source columns of one decoded AuditEvent (the first
+    ``len(LEDGER_COLUMNS) + len(SOURCE_COLUMNS)`` of :data:`AUDIT_COLUMNS`), checked.
 
-    Raises :class:`RowError` only if ``event`` lacks its ledger fields; a payload that does
-    not decode yields a row with empty extracted columns and ``decode_error`` set.
+    Raises :class:`RowError` if ``event`` lacks its ledger fields. The extracted columns
+    follow from ``kind`` and ``payload`` alone (:func:`extracted_columns`), so the writer
+    derives them later, a batch at a time (:func:`derive_extracted`).
     """
     get = event.get
     event_id, kind, recorded_at, tenant = get("event_id"), get("kind"), get("recorded_at"), get("tenant")
@@ -307,11 +315,62 @@ def audit_event_row(
         payload = _bytes(event, "payload")
         partition, sequence = _int(event, "ledger_partition"), _int(event, "sequence")
         prev_hash, hash_ = _bytes(event, "prev_hash"), _bytes(event, "hash")
-    row = [event_id, kind, recorded_at, tenant, get("action_id"), payload, get("detail"),
-           partition, sequence, prev_hash, hash_, int(get("canonical_version", 1)),
-           source[0], source[1], source[2]]
-    row += extracted_columns(kind, payload, codec)
+    return (event_id, kind, recorded_at, tenant, get("action_id"), payload, get("detail"),
+            partition, sequence, prev_hash, hash_, int(get("canonical_version", 1)),
+            source[0], source[1], source[2])
+
+
+def audit_event_row(
+    event: Mapping[str, Any], source: SourceRef, codec: Codec | None = None
+) -> list[Any]:
+    """Row (in :data:`AUDIT_COLUMNS` order) for one decoded AuditEvent.
+
+    Raises :class:`RowError` only if ``event`` lacks its ledger fields; a payload that does
+    not decode yields a row with empty extracted columns and ``decode_error`` set.
+    """
+    row = list(ledger_row(event, source))
+    row += extracted_columns(row[_KIND], row[_PAYLOAD], codec)
     return row
+
+
+def derive_extracted(kinds: Sequence[str], payloads: Sequence[bytes]) -> Any:
+    """The extracted columns of a batch, as a ``pyarrow.RecordBatch`` (:data:`EXTRACTED_SCHEMA`).
+
+    :func:`extracted_columns` per event — the same derivation ``verify`` re-runs — turned
+    column-oriented. A module-level function of plain arguments, so the writer can run it
+    in a worker process (:mod:`sinks.derive_workers`) while it reads the next records.
+    """
+    codec = get_codec()
+    rows = [extracted_columns(k, p, codec) for k, p in zip(kinds, payloads, strict=True)]
+    if not rows:
+        return pa.RecordBatch.from_pylist([], schema=EXTRACTED_SCHEMA)
+    return pa.RecordBatch.from_arrays(
+        [pa.array(col, type=f.type) for col, f in zip(zip(*rows, strict=True), EXTRACTED_SCHEMA, strict=True)],
+        schema=EXTRACTED_SCHEMA,
+    )
+
+
+def audit_table(ledger: Sequence[Sequence[Any]], extracted: Any) -> Any:
+    """The ``audit_events`` Arrow table of ``ledger`` rows (:func:`ledger_row`) and their
+    :func:`derive_extracted` batch, in :data:`AUDIT_COLUMNS` order.
+
+    Raises :class:`InsertFailed` if a value does not fit its column's type or the two
+    halves differ in length.
+    """
+    if len(ledger) != extracted.num_rows:
+        raise InsertFailed(
+            f"{len(ledger)} ledger rows but {extracted.num_rows} derived rows: "
+            "the derivation was run on another batch"
+        )
+    if not ledger:
+        return AUDIT_ARROW_SCHEMA.empty_table()
+    try:
+        arrays = [pa.array(col, type=f.type) for col, f in zip(zip(*ledger, strict=True), _LEDGER_SCHEMA, strict=True)]
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise InsertFailed(
+            f"a batch of {len(ledger)} rows does not fit the Arrow schema of audit_events: {exc}"
+        ) from exc
+    return pa.Table.from_arrays(arrays + list(extracted.columns), schema=AUDIT_ARROW_SCHEMA)
 
 
 def rows_to_arrow(rows: Sequence[Sequence[Any]], schema: Any) -> Any:

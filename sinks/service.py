@@ -37,6 +37,8 @@ LOCKGATE_CLICKHOUSE_DATABASE   database name                       ``lockgate``
 LOCKGATE_SINK_GROUP_ID         consumer group                      ``lockgate-sink``
 LOCKGATE_SINK_BATCH_ROWS       rows per batch                      10000
 LOCKGATE_SINK_BATCH_MS         max batch age (ms)                  500
+LOCKGATE_SINK_DERIVE_WORKERS   processes decoding payloads (0:     1
+                               the insert thread does it)
 LOCKGATE_STALL_AFTER_S         lag, no commit: not consuming       30
 LOCKGATE_SINK_HTTP_HOST/PORT   API + metrics listen address        ``127.0.0.1:$LOCKGATE_API_PORT``
 LOCKGATE_RETENTION_DAYS        TTL in days (unset: keep forever)   unset
@@ -109,6 +111,7 @@ class SinkSettings(BaseSettings):
     sink_session_timeout_ms: int = Field(default=10_000, ge=1000)
     sink_batch_rows: int = Field(default=10_000, ge=1)
     sink_batch_ms: int = Field(default=500, ge=1)
+    sink_derive_workers: int = Field(default=1, ge=0)
     stall_after_s: float = Field(default=30.0, gt=0)
     sink_http_host: str = "127.0.0.1"
     api_port: int = Field(default=8740, ge=0, le=65535)  # the local stack's, when no sink_http_port
@@ -214,7 +217,8 @@ class SinkService:
                           settings.checkpoints_topic: "Checkpoint"}
         self.writer = BatchWriter(
             self.client, routes,
-            WriterConfig(settings.sink_batch_rows, settings.sink_batch_ms / 1000),
+            WriterConfig(settings.sink_batch_rows, settings.sink_batch_ms / 1000,
+                         derive_workers=settings.sink_derive_workers),
             on_batch=self.metrics.on_batch,
         )
         self._codec = get_codec()

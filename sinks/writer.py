@@ -7,11 +7,16 @@ The caller commits those offsets only after ``flush`` returned them.
 Batches are bounded by size and age (default 10,000 rows or 500 ms): a batch that reaches
 ``max_rows`` is sealed at once; :meth:`BatchWriter.due` tells the caller when the oldest
 open batch is older than ``max_age_s``. A batch is inserted column-oriented, as one Arrow
-table (``sinks.rows.rows_to_arrow``): several times cheaper than encoding rows in Python.
+table: several times cheaper than encoding rows in Python.
 
-**Inserts overlap row building.** A sealed batch is handed to one background insert
-thread (the engine works outside the GIL) while the caller goes on decoding the next
-records; at most ``max_in_flight`` batches are handed over at a time. Inserts run in the
+**Deriving and inserting overlap reading.** :meth:`BatchWriter.add` only checks and keeps
+an AuditEvent's ledger columns (``sinks.rows.ledger_row``); the columns decoded from its
+payload are derived a sealed batch at a time (``sinks.rows.derive_extracted``), in
+``derive_workers`` worker processes when configured (``sinks.derive_workers``: the decode
+holds the GIL, so only another process takes it off the consume loop). A sealed batch is
+handed to one background insert thread (the engine works outside the GIL), which waits for
+its derived columns and inserts, while the caller goes on reading the next records; at
+most ``max_in_flight`` batches are handed over at a time. Inserts run in the
 order batches were sealed, and ``flush`` returns an offset only once the insert holding
 it *and every earlier batch of its partition* have landed: commit-after-insert holds
 exactly as with a synchronous insert. ``flush(wait=False)`` (the consume loop's call)
@@ -38,20 +43,23 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sinks.clickhouse import ClickHouse, validate_identifier
+from sinks.derive_workers import DeriveWorkers
 from sinks.errors import InsertFailed, SinkError
 from sinks.rows import (
     AUDIT_ARROW_SCHEMA,
     AUDIT_COLUMNS,
     CHECKPOINT_ARROW_SCHEMA,
     CHECKPOINT_COLUMNS,
-    audit_event_row,
+    audit_table,
     checkpoint_row,
+    derive_extracted,
+    ledger_row,
     rows_to_arrow,
 )
 
@@ -66,22 +74,30 @@ _TABLES: dict[str, tuple[str, tuple[str, ...], Any]] = {
 }
 _OFFSET_COL = {"audit": AUDIT_COLUMNS.index("src_offset"),
                "checkpoint": CHECKPOINT_COLUMNS.index("src_offset")}
+_KIND_COL, _PAYLOAD_COL = AUDIT_COLUMNS.index("kind"), AUDIT_COLUMNS.index("payload")
+
+
+def _failed(future: Future[Any]) -> bool:
+    return future.cancelled() or (future.done() and future.exception() is not None)
 
 
 @dataclass(frozen=True)
 class WriterConfig:
     """Batch bounds. ``max_rows`` seals a batch; ``max_age_s`` makes it due for flushing;
-    ``max_in_flight`` bounds the sealed batches the insert thread holds."""
+    ``max_in_flight`` bounds the sealed batches the insert thread holds;
+    ``derive_workers`` processes derive the payload columns (0: the insert thread does)."""
 
     max_rows: int = 10_000
     max_age_s: float = 0.5
     max_in_flight: int = 2  # sealed batches handed to the insert thread at a time
+    derive_workers: int = 0
 
     def __post_init__(self) -> None:
-        if self.max_rows < 1 or self.max_age_s <= 0 or self.max_in_flight < 1:
+        if self.max_rows < 1 or self.max_age_s <= 0 or self.max_in_flight < 1 or self.derive_workers < 0:
             raise SinkError(
                 f"writer bounds must be positive, got max_rows={self.max_rows}, "
-                f"max_age_s={self.max_age_s}, max_in_flight={self.max_in_flight}"
+                f"max_age_s={self.max_age_s}, max_in_flight={self.max_in_flight}, "
+                f"derive_workers={self.derive_workers} (0 or more)"
             )
 
 
@@ -91,10 +107,11 @@ class _Batch:
     first: int
     last: int
     started: float
-    rows: list[list[Any]] = field(default_factory=list)
+    rows: list[Sequence[Any]] = field(default_factory=list)  # audit: ledger rows only
     checked: bool = False
     commit_upto: int = -1
     table: Any = None  # the Arrow table, built once (a retry inserts the very same rows)
+    derived: Future[Any] | None = None  # audit: the extracted columns being derived
 
 
 @dataclass
@@ -139,6 +156,7 @@ class BatchWriter:
         self._known: set[TopicPartition] = set()
         self._committable: dict[TopicPartition, int] = {}
         self._oldest_open = float("inf")  # started time of the oldest open batch
+        self._derive = DeriveWorkers(self.config.derive_workers) if self.config.derive_workers else None
 
     # -- buffering -------------------------------------------------------------------
 
@@ -150,7 +168,7 @@ class BatchWriter:
         if kind is None:
             raise SinkError(f"no route for topic {topic!r}; known: {sorted(self._routes)}")
         source = (topic, partition, offset)
-        row = audit_event_row(record, source) if kind == "audit" else checkpoint_row(record, source)
+        row = ledger_row(record, source) if kind == "audit" else checkpoint_row(record, source)
         tp = (topic, partition)
         if tp not in self._known:
             self._see(tp)
@@ -207,11 +225,15 @@ class BatchWriter:
             self._forget(*tp)
 
     def close(self) -> None:
-        """Wait for inserts in flight and stop the insert thread (buffered rows stay buffered)."""
+        """Wait for inserts in flight, stop the insert thread and the derive workers (buffered
+        rows stay buffered)."""
         self._settle()
         if self._inserter is not None:
             self._inserter.shutdown(wait=True)
             self._inserter = None
+        if self._derive is not None:
+            self._derive.close()
+            self._derive = None
 
     def _see(self, tp: TopicPartition) -> None:
         if tp not in self._known:
@@ -334,11 +356,22 @@ class BatchWriter:
             if tp in self._verify:
                 self._drop_stored(tp, batch)
             batch.checked = True
-        if batch.table is None and batch.rows:
+        if batch.table is not None or not batch.rows:
+            return
+        if batch.kind != "audit":
             batch.table = rows_to_arrow(batch.rows, _TABLES[batch.kind][2])
+        elif self._derive is not None and (batch.derived is None or _failed(batch.derived)):
+            batch.derived = self._derive.submit([r[_KIND_COL] for r in batch.rows],
+                                                [r[_PAYLOAD_COL] for r in batch.rows])
 
     def _insert(self, tp: TopicPartition, batch: _Batch) -> None:
-        """Runs in the insert thread: touches nothing but the batch's own Arrow table."""
+        """Runs in the insert thread: touches nothing but its own batch (whose Arrow table it
+        builds, once, from the ledger rows and the derived columns)."""
+        if batch.table is None:
+            extracted = (DeriveWorkers.result(batch.derived) if batch.derived is not None
+                         else derive_extracted([r[_KIND_COL] for r in batch.rows],
+                                               [r[_PAYLOAD_COL] for r in batch.rows]))
+            batch.table = audit_table(batch.rows, extracted)
         table, columns, _ = _TABLES[batch.kind]
         token = f"lockgate:{table}:{tp[0]}:{tp[1]}:{batch.first}-{batch.last}"
         started = time.perf_counter()

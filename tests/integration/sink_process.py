@@ -21,7 +21,7 @@ from sinks.tokens import create_token
 from tests.conftest import free_port
 from tests.integration.conftest import get_json, wait_for
 
-__all__ = ["SinkProcess", "audit_records", "produce", "start_sink"]
+__all__ = ["SinkProcess", "alive", "audit_records", "child_pids", "produce", "start_sink"]
 
 AUDIT_PARTITIONS = 4  # of the audit topic (catalogue)
 
@@ -72,6 +72,30 @@ class SinkProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+
+
+def child_pids(pid: int) -> set[int]:
+    """Live child processes of ``pid`` (the sink's derive workers and their resource tracker)."""
+    out: set[int] = set()
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:  # a thread may end between the listing and the read
+            out.update(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return out
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
 
 
 def start_sink(bootstrap: str, prefix: str, home: Path, state: Path,

@@ -28,6 +28,7 @@ from schemas.topics import Topics
 from sinks.tokens import create_token
 from tests.conftest import free_port
 from tests.integration.conftest import get_json, wait_for
+from tests.integration.sink_process import alive, child_pids
 
 pytestmark = pytest.mark.integration
 
@@ -194,8 +195,13 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing(sink: dict[str, Any]) ->
         seen = _stored_verdicts(sink) or 0
         if seen < total // 4:
             time.sleep(0.01)
+    workers = child_pids(proc.pid)
+    assert any(b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes() for p in workers), \
+        "the sink runs no derive worker"
     proc.kill()  # SIGKILL: no flush, no commit, no cleanup
     assert proc.wait(10) == -signal.SIGKILL
+    # Its derive workers do not outlive it (they would hold memory and a stale engine import).
+    wait_for(lambda: not any(alive(p) for p in workers), 10, "derive workers gone")
     assert 0 < seen < total, f"expected the kill to land mid-stream, {seen} of {total} had landed"
 
     # The broker keeps the killed member in its group until the session times out (45 s by

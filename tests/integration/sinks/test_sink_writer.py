@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from typing import Any
 
@@ -262,3 +264,80 @@ def test_failed_insert_in_the_pipeline_holds_back_later_batches(
     _, dup = ch.query(f"SELECT count() FROM (SELECT event_id FROM {ch.database}.audit_events "
                       "GROUP BY event_id HAVING count() > 1)")
     assert dup == [(0,)]
+
+
+def _derive_worker_pids() -> set[int]:
+    """Live derive workers of this test process (not their multiprocessing resource tracker)."""
+    from pathlib import Path
+
+    from tests.integration.sink_process import alive, child_pids
+
+    def worker(pid: int) -> bool:
+        try:
+            return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+
+    return {p for p in child_pids(os.getpid()) if alive(p) and worker(p)}
+
+
+def _check_stored_views(ch: ConnectClient, rows: int) -> None:
+    from sinks.ledger_source import ClickHouseSource
+    from sinks.view_check import check_views
+
+    source = ClickHouseSource(ch)
+    views = check_views(source.events(columns=True), source.summary_rows())
+    assert views.findings == [] and views.rows == rows
+    _, dup = ch.query(f"SELECT count() FROM (SELECT event_id FROM {ch.database}.audit_events "
+                      "GROUP BY event_id HAVING count() > 1)")
+    assert dup == [(0,)]
+
+
+def test_derive_workers_store_what_verify_derives(ch: ConnectClient, events: Events) -> None:
+    """Payload columns derived in a worker process are the ones ``verify`` re-derives, and a
+    payload that does not decode still lands (with ``decode_error``), as in-process."""
+    before = _derive_worker_pids()
+    writer = BatchWriter(ch, ROUTES, WriterConfig(max_rows=4, derive_workers=1))
+    try:
+        assert len(_derive_worker_pids() - before) == 1
+        recs = _scenario(events, 4)
+        recs.append(events.wrap("action", "acme", b"\xc3\x01garbage", "a-bad"))
+        _feed(writer, recs)
+        assert writer.flush() == {(AUDIT, 0): len(recs)}
+    finally:
+        writer.close()
+    assert _derive_worker_pids() == before  # close() stops them
+    _check_stored_views(ch, len(recs))
+    _, bad = ch.query(f"SELECT decode_error FROM {ch.database}.audit_events WHERE action_id = 'a-bad'")
+    assert bad[0][0].startswith("TruncatedRecord") or "ProposedAction" in bad[0][0]
+
+
+def test_kill_9_of_a_derive_worker_loses_and_duplicates_nothing(ch: ConnectClient, events: Events) -> None:
+    """The worker deriving the batches dies (kill -9) with three batches handed over: the
+    batches are derived again by a new worker and land exactly once; no offset is returned
+    before they did."""
+    before = _derive_worker_pids()
+    writer = BatchWriter(ch, ROUTES, WriterConfig(max_rows=4, max_in_flight=3, derive_workers=1))
+    try:
+        (victim,) = _derive_worker_pids() - before
+        recs = _scenario(events, 4)  # 13 records: three batches of 4 sealed and handed over
+        _feed(writer, recs)
+        os.kill(victim, signal.SIGKILL)
+        failures = 0
+        for _ in range(5):
+            try:
+                safe = writer.flush()
+                break
+            except InsertFailed as exc:
+                assert "derive worker" in str(exc)
+                assert _count(ch) <= 13  # (a later batch may have landed: its retry is deduplicated)
+                failures += 1
+        else:
+            pytest.fail("the writer did not recover from a killed derive worker")
+        assert safe == {(AUDIT, 0): 13}
+        assert failures <= 1
+        (replacement,) = _derive_worker_pids() - before
+        assert replacement != victim
+    finally:
+        writer.close()
+    _check_stored_views(ch, 13)
