@@ -109,7 +109,13 @@ def test_verify_proves_enforcement_and_reports_bypasses(pipeline: tuple[Processo
     processor, sink, token = pipeline
     with processor.guard() as guard, guard.action(actor="ok", type="deploy", resource="env/staging"):
         pass
-    wait_for(lambda: get_json(f"{sink.url}/api/actions?actor=ok&outcome=committed", token), 60, "outcome")
+    def complete() -> bool:
+        # The outcome is chained straight from `outcomes`, the verdict through `audit-intake`:
+        # either may land first, and verify judges what has landed. Wait for both.
+        page = get_json(f"{sink.url}/api/actions?actor=ok&outcome=committed", token)
+        return bool(page) and any(r["has_verdict"] for r in page["actions"])
+
+    wait_for(complete, 60, "the action's verdict and outcome")
     clean = _verify_cli(sink, "--decisions")
     assert clean.returncode == 0, clean.stdout + clean.stderr
     report = json.loads(clean.stdout)
