@@ -27,7 +27,10 @@ def _cpu_s(pid: int) -> float:
 def _tree(pid: int) -> list[int]:
     out = [pid]
     for task in Path(f"/proc/{pid}/task").iterdir():
-        children = (task / "children").read_text().split()
+        try:
+            children = (task / "children").read_text().split()
+        except FileNotFoundError:
+            continue  # a thread that ended while we read
         for child in children:
             out.extend(_tree(int(child)))
     return out

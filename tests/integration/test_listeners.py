@@ -34,8 +34,15 @@ def _tree(pid: int) -> list[int]:
     while todo:
         p = todo.pop()
         out.append(p)
-        for task in Path(f"/proc/{p}/task").iterdir():
-            todo += [int(c) for c in (task / "children").read_text().split()]
+        try:
+            tasks = list(Path(f"/proc/{p}/task").iterdir())
+        except FileNotFoundError:
+            continue  # exited meanwhile
+        for task in tasks:
+            try:
+                todo += [int(c) for c in (task / "children").read_text().split()]
+            except FileNotFoundError:
+                continue  # a thread that ended while we read (the sink's threads come and go)
     return out
 
 
