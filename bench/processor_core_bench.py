@@ -28,10 +28,10 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.decisions_bench import ROUNDS, best
 from processors.decider import Decider
 from processors.ledger_writer import LedgerWriter
 from processors.outcomes import OutcomeRecorder
@@ -41,7 +41,6 @@ from schemas.codec import get_codec
 from tests.factories.decided import PARTITIONS, DecidedLedger
 from trust.keys import SigningKey
 
-ROUNDS = 3
 SQL = [
     "UPDATE orders SET status = 'x' WHERE id = 1",
     "SELECT id FROM orders",
@@ -49,15 +48,6 @@ SQL = [
     "DROP TABLE orders",
     "SELECT id FROM orders WHERE id = 7 LIMIT 1",
 ]
-
-
-def best(fn: Callable[[], object], rounds: int = ROUNDS) -> float:
-    fastest = float("inf")
-    for _ in range(rounds):
-        t0 = time.process_time()
-        fn()
-        fastest = min(fastest, time.process_time() - t0)
-    return fastest
 
 
 class Workload:
