@@ -479,26 +479,31 @@ class LedgerStage:
         reader = self._require(self._reader)
         self._await_stable(reader, partition)
         low, end = watermarks(reader, TopicPartition(self.topics.audit, partition), self.recovery_timeout_s)
-        newest = self._newest_checkpoint(reader, partition) if end > low else None
-        covered = int(newest[0]["last_sequence"]) if newest else None
-        frontier = self._proven_frontier(partition, newest) if end > low else None
-        recovered = None
-        if frontier is not None:
-            try:
-                recovered = self._resume(reader, partition, frontier)
-                how = f"the frontier of checkpoint size {frontier.size}"
-            except ChainError as exc:
-                log.warning("ledger partition %d: the events after the checkpointed frontier do not continue "
-                            "it (%s); rebuilding the log from every event instead", partition, exc)
-        if recovered is None:
-            recovered = self._rebuild(reader, partition, covered)
-            how = "every event"
-        state, read = recovered
+        if end > low:
+            state, read, how = self._recover_log(reader, partition, self._newest_checkpoint(reader, partition))
+        else:
+            state, read, how = self.writer.recover(partition, [], None), 0, "an empty partition"
         RECOVERIES.inc()
-        RECOVERY_RECORDS.labels("frontier" if how != "every event" else "full").inc(read)
         log.info("ledger partition %d recovered in %.2fs from %s (%d audit record(s) read): next sequence %d, "
                  "%d uncovered event(s) to checkpoint, %d event id(s) in the dedup window", partition,
                  time.monotonic() - started, how, read, state.next_sequence, state.uncovered, state.remembered)
+
+    def _recover_log(self, reader: Consumer, partition: int, newest: tuple[dict[str, Any], StoredRecord] | None
+                     ) -> tuple[RecoveredPartition, int, str]:
+        """Take ``partition`` (it has events) from its newest checkpoint's proven frontier, or
+        else from every event; the state, the audit records read, and which way it went."""
+        frontier = self._proven_frontier(partition, newest)
+        if frontier is not None:
+            try:
+                state, read = self._resume(reader, partition, frontier)
+                RECOVERY_RECORDS.labels("frontier").inc(read)
+                return state, read, f"the frontier of checkpoint size {frontier.size}"
+            except ChainError as exc:
+                log.warning("ledger partition %d: the events read after the checkpointed frontier do not "
+                            "continue it (%s); rebuilding the log from every event instead", partition, exc)
+        state, read = self._rebuild(reader, partition, int(newest[0]["last_sequence"]) if newest else None)
+        RECOVERY_RECORDS.labels("full").inc(read)
+        return state, read, "every event"
 
     def _rebuild(self, reader: Consumer, partition: int, covered: int | None) -> tuple[RecoveredPartition, int]:
         """Recover from every committed event: the whole log from all their hashes (sequence
@@ -534,8 +539,10 @@ class LedgerStage:
             head = next((q for q in map(self._sequence_of, reversed(records)) if q is not None), None)
             return first is not None and head is not None and first <= min(last, head - window + 1)
 
-        records = read_tail(reader, self.topics.audit, partition, enough,
-                            chunk=window + self.writer.checkpoint_every, timeout_s=self.recovery_timeout_s)
+        # First chunk: the window and a checkpoint's worth of events (markers make it a bit less).
+        chunk = window + min(self.writer.checkpoint_every, window)
+        records = read_tail(reader, self.topics.audit, partition, enough, chunk=chunk,
+                            timeout_s=self.recovery_timeout_s)
         tail: deque[dict[str, Any]] = deque(ev for ev in map(self._decode_event, records) if ev is not None)
         while len(tail) > window and int(tail[0]["sequence"]) < last:
             tail.popleft()

@@ -22,6 +22,7 @@ from schemas.records import AuditKind, audit_event, event_id_for
 from schemas.topics import Topics
 from trust.frontier import CompactRange
 from trust.keys import SigningKey
+from trust.merkle import merkle_root
 
 
 def _stage() -> LedgerStage:
@@ -170,3 +171,38 @@ def test_no_checkpoint_means_a_full_rebuild(caplog: pytest.LogCaptureFixture) ->
     with caplog.at_level("WARNING", logger="lockgate.ledger"):
         assert _stage()._proven_frontier(0, None) is None
     assert "no committed checkpoint" in caplog.text
+
+
+def test_events_that_do_not_continue_a_proven_frontier_mean_a_full_rebuild(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    stage = _stage()
+    records, cp, raw = _chained(stage, 300, 250)
+    # The stored event where the checkpoint ends differs from what the checkpoint's writer
+    # chained (the frontier, signed, still proves out): the log must be rebuilt whole.
+    codec = get_codec()
+    ev = codec.decode_as("AuditEvent", records[249].value or b"")
+    records[249] = StoredRecord(0, records[249].offset, None, codec.encode("AuditEvent", dict(ev, hash=b"\x05" * 32)))
+    _tail_reader(monkeypatch, records)
+    monkeypatch.setattr(ledger_stage, "read_partition", lambda *_a, **_k: iter(records))
+    with caplog.at_level("WARNING", logger="lockgate.ledger"):
+        _, read, how = stage._recover_log(object(), 0, (cp, _checkpoint_record(cp, raw)))  # type: ignore[arg-type]
+    assert "do not continue it" in caplog.text and "stored with another hash" in caplog.text
+    # Today's rebuild, as stored (`verify` names event 249); never the frontier's log.
+    assert (how, read) == ("every event", 300)
+    stored = [codec.decode_as("AuditEvent", r.value or b"")["hash"] for r in records]
+    assert stage.writer.partition_log(0).root() == merkle_root(stored)
+
+
+def test_a_proven_frontier_and_a_full_rebuild_end_in_the_same_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    stage = _stage()
+    records, cp, raw = _chained(stage, 1000, 930)
+    _tail_reader(monkeypatch, records)
+    monkeypatch.setattr(ledger_stage, "read_partition", lambda *_a, **_k: iter(records))
+    fast, read_fast, how_fast = stage._recover_log(object(), 0, (cp, _checkpoint_record(cp, raw)))  # type: ignore[arg-type]
+    log_fast = stage.writer.partition_log(0)
+    stage.writer.release(0)
+    slow, read_slow, how_slow = stage._recover_log(object(), 0, (cp, _checkpoint_record(cp, None)))  # type: ignore[arg-type]
+    log_slow = stage.writer.partition_log(0)
+    assert (how_fast, how_slow) == ("the frontier of checkpoint size 930", "every event")
+    assert fast == slow and read_fast < read_slow == 1000
+    assert (log_fast.size, log_fast.root(), log_fast.head) == (log_slow.size, log_slow.root(), log_slow.head)
