@@ -13,14 +13,15 @@ as ``lockgate reviews approve|deny`` does: the vote names the reviewer the API t
 bound to and is signed with that reviewer's private key, read at vote time from
 ``$LOCKGATE_HOME/keys/reviewers/NAME.pem`` on the host the sink runs on; it is published to
 the reviews topic keyed by review id (one producer, kept for the sink's lifetime), and its
-judgement is read back from this fold. The
-processor judges it by the same rules (self-approval, eligibility, one vote each, ...).
+judgement is read back from this fold. The fold takes every record through
+:func:`trust.review_fold.judge_record`, the function the processor's review desk judges
+votes with, so the inbox shows the judgement the processor makes (self-approval,
+eligibility, one vote each, ...).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from lockgate.kernel.partition_reader import committed_reader
 from sinks.errors import SinkError
 from trust.errors import KeyMissing
 from trust.keys import PublicKey
+from trust.review_fold import ReviewerWatch, judge_record
 from trust.review_votes import Folded, VoteResult, cast_vote
 from trust.reviewers import ReviewerRegistry
 from trust.reviews import Judgement, Review, ReviewBook
@@ -58,7 +60,7 @@ class ReviewInbox:
         self._records: list[tuple[bytes | None, int]] = []
         self._book: ReviewBook | None = None
         self._judged: dict[str, Judgement] = {}
-        self._registry_stamp = self._stamp()
+        self._watch = ReviewerWatch(self.registry)
         self._caught_up: set[int] = set()
         self._partitions: set[int] = set()
         self._problem: str | None = "starting"
@@ -136,13 +138,6 @@ class ReviewInbox:
 
     # -- the follower ----------------------------------------------------------------------
 
-    def _stamp(self) -> tuple[int, int] | None:
-        try:
-            st = os.stat(self.registry.path)
-        except FileNotFoundError:
-            return None
-        return st.st_mtime_ns, st.st_size
-
     def _new_book(self) -> ReviewBook | None:
         try:
             key = PublicKey.load(self.home.processor_public_key)
@@ -151,10 +146,12 @@ class ReviewInbox:
             return None
         return ReviewBook(key, self.registry)
 
-    def _apply(self, book: ReviewBook, value: bytes | None, at_us: int) -> None:
-        j = book.apply(value, at_us).judgement
-        if j is not None and j.vote is not None:
-            self._judged[str(j.vote["vote_id"])] = j
+    def fold(self, value: bytes | None, at_us: int) -> None:
+        """Hold one reviews-topic record and fold it (the follower calls it for each record it reads)."""
+        with self._lock:
+            self._records.append((value, at_us))
+            if self._book is not None:
+                judge_record(self._book, value, at_us, self._judged)
 
     def _refold(self) -> None:
         """Fold every record held again (a new reviewer registry, or the processor key appeared)."""
@@ -164,7 +161,7 @@ class ReviewInbox:
             self._book, self._judged = book, {}
             if book is not None:
                 for value, at_us in self._records:
-                    self._apply(book, value, at_us)
+                    judge_record(book, value, at_us, self._judged)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -190,9 +187,7 @@ class ReviewInbox:
             consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in sorted(meta.partitions)])
             self._problem = None
             while not self._stop.is_set():
-                stamp = self._stamp()
-                if stamp != self._registry_stamp or self._book is None:
-                    self._registry_stamp = stamp
+                if self._watch.changed() or self._book is None:
                     self._refold()
                 msg = consumer.poll(0.2)
                 if msg is None:
@@ -205,10 +200,6 @@ class ReviewInbox:
                         continue
                     raise KafkaException(err)
                 _kind, ts_ms = msg.timestamp()
-                record = (msg.value(), int(ts_ms) * 1000)
-                with self._lock:
-                    self._records.append(record)
-                    if self._book is not None:
-                        self._apply(self._book, *record)
+                self.fold(msg.value(), int(ts_ms) * 1000)
         finally:
             consumer.close()

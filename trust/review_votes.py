@@ -22,6 +22,7 @@ from typing import Any
 from schemas.codec import get_codec
 from trust.errors import KeyMissing, RegistryError, ReviewNotFound
 from trust.keys import Keyring, PublicKey, SigningKey, clock_us
+from trust.review_fold import judge_record
 from trust.reviewers import ReviewerRegistry
 from trust.reviews import Judgement, Review, ReviewBook, make_vote
 
@@ -44,9 +45,7 @@ def fold_records(records: Iterable[tuple[bytes | None, int]], processor_keys: Ke
     book = ReviewBook(processor_keys, registry)
     judged: dict[str, Judgement] = {}
     for value, at_us in records:
-        j = book.apply(value, at_us).judgement
-        if j is not None and j.vote is not None:
-            judged[str(j.vote["vote_id"])] = j
+        judge_record(book, value, at_us, judged)
     return Folded(tuple(book), judged)
 
 

@@ -82,6 +82,23 @@ def _checkpoint_interval_s(given: float | None) -> float:
         raise ConfigError(f"the processor settings in the environment are invalid: {exc}") from exc
 
 
+DEFAULT_VERDICT_GRACE = "30s"
+"""``--verdict-grace``'s default: far beyond the milliseconds ``audit-intake`` usually trails
+``outcomes`` by, short enough that a verdict that never lands is named within a minute."""
+
+
+def _verdict_grace_us(raw: str) -> int:
+    """``--verdict-grace``: a duration, or ``0`` (strict: no outcome waits for its verdict)."""
+    return 0 if raw.strip() == "0" else parse_duration_us(raw, "--verdict-grace")
+
+
+def _pending_json(action_ids: list[str], grace_us: int) -> dict[str, Any]:
+    from trust.verify.enforcement import PENDING_LISTED
+
+    return {"count": len(action_ids), "grace_s": grace_us / 1e6, "action_ids": action_ids[:PENDING_LISTED],
+            "listed": min(len(action_ids), PENDING_LISTED)}
+
+
 def _finding_json(f: Any) -> dict[str, Any]:
     return {
         "kind": str(f.kind), "partition": f.partition, "sequence": f.sequence,
@@ -138,12 +155,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
         DecodedLedger,
         Finding,
         OutcomeRule,
+        PendingVerdicts,
+        VerdictRule,
         compare_copies,
         verify_ledger,
         verify_reviews,
     )
 
     started = time.monotonic()
+    verdict_grace_us = _verdict_grace_us(args.verdict_grace)
     interval_s = _checkpoint_interval_s(args.checkpoint_interval)
     keyring = Keyring([_public_key(None)])
     witnesses = _witness_keys(args.witness_key)
@@ -200,13 +220,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
                     if args.outcome_grace else None)
     decoded = DecodedLedger.build(events)
     bindings = BindingStats()
+    pending = PendingVerdicts()
     found: list[Finding] = verify_ledger(events, all_cps, keyring, position_key=position_key, anchors=anchors,
                                          coverage=coverage, outcomes=outcome_rule, witnesses=witnesses,
-                                         log_name=expected_log, decoded=decoded, bindings=bindings)
+                                         log_name=expected_log, decoded=decoded, bindings=bindings,
+                                         verdicts=VerdictRule(verdict_grace_us, now_us), pending=pending)
     found.extend(verify_reviews(events, keyring, ReviewerRegistry(Home(home()).keys)))
     report: dict[str, Any] = {"bindings": {
         "bound_verdicts": bindings.bound_verdicts, "unbound_verdicts": bindings.unbound_verdicts,
-        "bound_outcomes": bindings.bound_outcomes, "unbound_outcomes": bindings.unbound_outcomes}}
+        "bound_outcomes": bindings.bound_outcomes, "unbound_outcomes": bindings.unbound_outcomes},
+        "pending_verdicts": _pending_json(pending.action_ids, verdict_grace_us)}
     if args.decisions:
         from processors.policy.reevaluate import Reevaluator
         from trust.verify.decisions import recheck_decisions
@@ -273,6 +296,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
             checked += f"; decisions: {d['checked']} re-evaluated" + (f" ({skipped} not)" if skipped else "")
         print(f"{verdict}: {len(events)} events in {len(partitions)} partition(s), "
               f"{len(stored)} checkpoints, from {where}{checked}")
+        if pending.action_ids:
+            listed = ", ".join(pending.action_ids[:3]) + (", …" if len(pending.action_ids) > 3 else "")
+            print(f"pending: {len(pending.action_ids)} committed outcome(s) whose verdict has not reached the "
+                  f"ledger yet (chained less than {verdict_grace_us / 1e6:g}s ago: {listed}); not judged, "
+                  "a later run will judge them")
     return EXIT_OK if not findings else EXIT_NEGATIVE
 
 
@@ -473,7 +501,15 @@ Verify the audit ledger and what people read of it:
                Legacy interval checkpoints are checked as they were signed. With
                --witness-key FILE (repeatable), the newest checkpoint of every partition
                must carry a valid cosignature of each witness;
-  enforcement  every committed outcome had a validly signed allow verdict;
+  enforcement  every committed outcome had a validly signed allow verdict. An outcome
+               is chained straight from the outcomes topic, its verdict through
+               audit-intake, so for a moment an outcome can be in the ledger before
+               its verdict: an outcome chained less than --verdict-grace ago (default
+               30s) whose action has no verdict event in the ledger yet, and which
+               embeds a validly signed allow, is reported as pending, not as a
+               finding, and a later run judges it. Any verdict in the ledger (a block,
+               a forged one) is judged at once, and so is an outcome dated more than
+               60s ahead of this run's clock;
   bindings     proposal -> verdict -> outcome by hash (schema v2): each verdict's
                proposal_sha256 is the SHA-256 of the ledger's proposal for its action
                id (of the refused proposal, for a replay block), its policy_sha256 the
@@ -554,6 +590,10 @@ cutoff (their signature covers the chain head); whole-log checkpoints are then c
 for signatures, cosignatures and truncation, not for their roots (a root covers every
 event from 0). A partition with only whole-log checkpoints is verified in full.
 
+Pending outcomes (see enforcement) are printed as one line with their count (--json:
+"pending_verdicts": {"count", "grace_s", "action_ids" (the first 100), "listed"}) and do
+not change the exit status.
+
 exit status:
   0  no findings
   1  findings (printed; with --json under "findings")
@@ -621,6 +661,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                    help="also report allowed actions with no outcome after DURATION (e.g. 1h, 2d) as "
                         "outcome_missing; off by default, as check-only actions (submit, Guard.check) "
                         "never have one")
+    p.add_argument("--verdict-grace", metavar="DURATION", default=DEFAULT_VERDICT_GRACE,
+                   help="how long a committed outcome may wait for its verdict event (still on its way "
+                        "through audit-intake) before it is commit_without_allow; 0 = judge every outcome "
+                        f"now (default {DEFAULT_VERDICT_GRACE})")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--from-topics", action="store_true", help="read the replay topics instead of ClickHouse")
     where.add_argument("--against-topics", action="store_true",

@@ -25,7 +25,6 @@ handed, without effects (the pending-review state after a restart or a rebalance
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from processors.stage import Source, StageOutput
 from schemas.codec import get_codec
 from schemas.records import AuditKind, audit_event
 from trust.keys import Keyring, SigningKey
+from trust.review_fold import ReviewerWatch, judge_record
 from trust.reviewers import ReviewerRegistry
 from trust.reviews import Review, ReviewBook, ReviewStatus, VoteOutcome
 from trust.signatures import sign_record
@@ -81,21 +81,11 @@ class ReviewDesk:
         self._books: dict[int, ReviewBook] = {}
         self._next: dict[int, int] = {}
         self._closing: set[str] = set()
-        self._registry_stamp: tuple[int, int] | None = self._stamp()
-
-    def _stamp(self) -> tuple[int, int] | None:
-        try:
-            st = os.stat(self.registry.path)
-        except FileNotFoundError:
-            return None
-        return st.st_mtime_ns, st.st_size
+        self._watch = ReviewerWatch(registry)
 
     def _refresh_registry(self) -> None:
         """Reviewers added by ``lockgate keys add-reviewer`` count without a restart."""
-        stamp = self._stamp()
-        if stamp != self._registry_stamp:
-            self.registry.reload()
-            self._registry_stamp = stamp
+        self._watch.refresh()
 
     def needs_rebuild(self, partition: int, offset: int) -> bool:
         """True unless ``offset`` is the next record expected on ``partition``."""
@@ -107,7 +97,7 @@ class ReviewDesk:
         book = ReviewBook(self.keys, self.registry, self.codec)
         n = 0
         for value, at_us in records:
-            book.apply(value, at_us)
+            judge_record(book, value, at_us)
             n += 1
         self._books[partition] = book
         self._next[partition] = offset
@@ -120,7 +110,7 @@ class ReviewDesk:
         """Fold one record live and say what to publish (module docstring)."""
         self._refresh_registry()
         self._next[source.partition] = source.offset + 1
-        applied = self.book(source.partition).apply(raw, at_us)
+        applied = judge_record(self.book(source.partition), raw, at_us)
         out = DeskResult()
         data = raw or b""
         review = applied.review

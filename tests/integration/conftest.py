@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,18 +183,47 @@ def pipeline(processor: ProcessorHandle, tmp_path_factory: pytest.TempPathFactor
         sink.stop()
 
 
-@pytest.fixture(scope="module")
-def processor(kafka_bootstrap: str, test_home: Path, tmp_path_factory: pytest.TempPathFactory
-              ) -> Iterator[ProcessorHandle]:
-    """A real processor worker on a unique topic prefix, with the example policy applied."""
-    prefix = f"p{uuid.uuid4().hex[:8]}."
-    log = tmp_path_factory.mktemp("proc") / "processor.log"
-    topics = Topics(prefix)
-    ensure_topics(kafka_bootstrap, topics)
-    publish_policy(load_policy_file(EXAMPLE_POLICY), kafka_bootstrap, topics, published_by="tests")
-    handle = start_processor(kafka_bootstrap, test_home, prefix, log)
+def fresh_topics(bootstrap: str, letter: str, policy: dict[str, Any] | None = None) -> Topics:
+    """Topics on a new prefix ``<letter><8 hex>.``, created, with ``policy`` published on them.
+
+    ``letter`` tells whose topics they are in the broker's listing; ``policy`` is a
+    validated PolicySet (:func:`processors.policy.files.load_policy_text`), the example
+    policy when not given.
+    """
+    topics = Topics(f"{letter}{uuid.uuid4().hex[:8]}.")
+    ensure_topics(bootstrap, topics)
+    publish_policy(policy or load_policy_file(EXAMPLE_POLICY), bootstrap, topics, published_by="tests")
+    return topics
+
+
+@contextmanager
+def running_processor(bootstrap: str, home: Path, log: Path, letter: str, policy: dict[str, Any] | None = None,
+                      extra_env: dict[str, str] | None = None) -> Iterator[ProcessorHandle]:
+    """A processor worker on :func:`fresh_topics`, answering proposals; stopped on exit."""
+    handle = start_processor(bootstrap, home, fresh_topics(bootstrap, letter, policy).prefix, log, extra_env)
     try:
         wait_until_deciding(handle)
         yield handle
     finally:
         stop_processor(handle)
+
+
+@contextmanager
+def running_worker(bootstrap: str, home: Path, log: Path, letter: str,
+                   policy: dict[str, Any] | None = None) -> Iterator[Worker]:
+    """Like :func:`running_processor`, as a :class:`Worker` a test can kill and restart."""
+    w = Worker(bootstrap, home, fresh_topics(bootstrap, letter, policy).prefix, log)
+    try:
+        wait_until_deciding(w.handle)
+        yield w
+    finally:
+        stop_processor(w.handle)
+
+
+@pytest.fixture(scope="module")
+def processor(kafka_bootstrap: str, test_home: Path, tmp_path_factory: pytest.TempPathFactory
+              ) -> Iterator[ProcessorHandle]:
+    """A real processor worker on a unique topic prefix, with the example policy applied."""
+    with running_processor(kafka_bootstrap, test_home, tmp_path_factory.mktemp("proc") / "processor.log",
+                           "p") as handle:
+        yield handle

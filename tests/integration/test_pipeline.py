@@ -145,9 +145,12 @@ def test_verify_proves_enforcement_and_reports_bypasses(pipeline: tuple[Processo
     wait_for(both_landed, 60, "bypassing outcomes in ClickHouse")
     res = _verify_cli(sink)
     assert res.returncode == 1, res.stdout + res.stderr
-    findings = json.loads(res.stdout)["findings"]
+    bypass = json.loads(res.stdout)
+    findings = bypass["findings"]
     by_action = {(f["kind"], f.get("action_id")) for f in findings}
     assert ("commit_without_allow", skipped) in by_action, findings
+    # Seconds old and without a verdict, yet not pending: neither embeds a valid allow.
+    assert not {skipped, forged_for} & set(bypass["pending_verdicts"]["action_ids"]), bypass["pending_verdicts"]
     assert any(a == forged_for and k in ("embedded_verdict_forged", "commit_without_allow")
                for k, a in by_action), findings
     assert ("embedded_verdict_forged", forged_for) in by_action, findings

@@ -20,21 +20,17 @@ import asyncio
 import re
 import threading
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from lockgate.kernel.partition_reader import committed_reader, read_partition
-from lockgate.kernel.topic_admin import ensure_topics
-from processors.policy.files import load_policy_file
-from processors.policy.store import publish_policy
 from schemas.codec import get_codec
-from schemas.topics import CATALOGUE, Topics
+from schemas.topics import CATALOGUE
 from tests.integration.conftest import (
-    EXAMPLE_POLICY,
     ProcessorHandle,
+    fresh_topics,
     start_processor,
     stop_processor,
     wait_for,
@@ -102,11 +98,9 @@ def _intake_ids(bootstrap: str, topic: str) -> list[str]:
 
 def test_kill_9_mid_load_duplicates_nothing_loses_nothing_and_leaves_nothing_unprovable(
         kafka_bootstrap: str, tmp_path: Path) -> None:
-    prefix = f"k{uuid.uuid4().hex[:8]}."
+    topics = fresh_topics(kafka_bootstrap, "k")
+    prefix = topics.prefix
     home = tmp_path / "home"
-    topics = Topics(prefix)
-    ensure_topics(kafka_bootstrap, topics)
-    publish_policy(load_policy_file(EXAMPLE_POLICY), kafka_bootstrap, topics, published_by="tests")
     workers = _Workers(kafka_bootstrap, home, prefix, tmp_path / "processor.log")
     try:
         wait_until_deciding(workers.handle)

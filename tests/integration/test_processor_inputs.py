@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,19 +17,13 @@ import pytest
 from confluent_kafka import Producer
 
 from lockgate.kernel.partition_reader import committed_reader, read_partition
-from lockgate.kernel.topic_admin import ensure_topics
-from processors.policy.files import load_policy_file
-from processors.policy.store import publish_policy
 from producers import Action, Actor
 from schemas.codec import get_codec
-from schemas.topics import DEAD_LETTER_MAX_BYTES, Topics
+from schemas.topics import DEAD_LETTER_MAX_BYTES
 from tests.integration.conftest import (
-    EXAMPLE_POLICY,
     ProcessorHandle,
-    start_processor,
-    stop_processor,
+    running_processor,
     wait_for,
-    wait_until_deciding,
 )
 from tests.integration.ledger_readback import Ledger
 
@@ -41,17 +34,9 @@ READER = get_codec(DEAD_LETTER_MAX_BYTES)
 
 @pytest.fixture(scope="module")
 def own_processor(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessorHandle]:
-    prefix = f"i{uuid.uuid4().hex[:8]}."
     state = tmp_path_factory.mktemp("inputs")
-    topics = Topics(prefix)
-    ensure_topics(kafka_bootstrap, topics)
-    publish_policy(load_policy_file(EXAMPLE_POLICY), kafka_bootstrap, topics, published_by="tests")
-    handle = start_processor(kafka_bootstrap, state / "home", prefix, state / "processor.log")
-    try:
-        wait_until_deciding(handle)
+    with running_processor(kafka_bootstrap, state / "home", state / "processor.log", "i") as handle:
         yield handle
-    finally:
-        stop_processor(handle)
 
 
 def _dead_letters(handle: ProcessorHandle) -> list[dict[str, Any]]:

@@ -16,21 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from lockgate.kernel.topic_admin import ensure_topics
 from processors.app import _app_id, faust_instance_id
-from processors.policy.files import load_policy_file
-from processors.policy.store import publish_policy
-from schemas.topics import Topics
 from tests.integration.conftest import (
-    EXAMPLE_POLICY,
     ProcessorHandle,
+    fresh_topics,
     start_processor,
     stop_processor,
     wait_for,
@@ -69,11 +64,8 @@ def _start(bootstrap: str, home: Path, prefix: str, tmp_path: Path, worker: int)
 
 def test_two_workers_share_the_load_and_one_survives_the_others_kill_9(
         kafka_bootstrap: str, tmp_path: Path) -> None:
-    prefix = f"w{uuid.uuid4().hex[:8]}."
+    prefix = fresh_topics(kafka_bootstrap, "w").prefix
     home = tmp_path / "home"
-    topics = Topics(prefix)
-    ensure_topics(kafka_bootstrap, topics)
-    publish_policy(load_policy_file(EXAMPLE_POLICY), kafka_bootstrap, topics, published_by="tests")
     one = _start(kafka_bootstrap, home, prefix, tmp_path, 1)
     two: ProcessorHandle | None = None
     try:

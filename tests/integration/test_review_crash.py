@@ -22,12 +22,8 @@ import pytest
 
 from lockgate.kernel.home import Home
 from lockgate.kernel.partition_reader import read_topic
-from lockgate.kernel.topic_admin import ensure_topics
-from processors.policy.files import load_policy_file
-from processors.policy.store import publish_policy
 from schemas.codec import get_codec
-from schemas.topics import Topics
-from tests.integration.conftest import EXAMPLE_POLICY, Worker, stop_processor, wait_for, wait_until_deciding
+from tests.integration.conftest import Worker, running_worker, wait_for
 from trust.reviewers import ReviewerRegistry
 
 pytestmark = pytest.mark.integration
@@ -37,16 +33,8 @@ SQL = "DELETE FROM customers WHERE id = 7"
 
 @pytest.fixture
 def worker(kafka_bootstrap: str, test_home: Path, tmp_path: Path) -> Iterator[Worker]:
-    prefix = f"k{uuid.uuid4().hex[:8]}."
-    topics = Topics(prefix)
-    ensure_topics(kafka_bootstrap, topics)
-    publish_policy(load_policy_file(EXAMPLE_POLICY), kafka_bootstrap, topics, published_by="tests")
-    w = Worker(kafka_bootstrap, test_home, prefix, tmp_path / "processor.log")
-    try:
-        wait_until_deciding(w.handle)
+    with running_worker(kafka_bootstrap, test_home, tmp_path / "processor.log", "k") as w:
         yield w
-    finally:
-        stop_processor(w.handle)
 
 
 def test_pending_reviews_are_approved_across_a_kill_9(worker: Worker) -> None:

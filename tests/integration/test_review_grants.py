@@ -36,6 +36,7 @@ from tests.integration.conftest import (
     ProcessorHandle,
     Worker,
     get_json,
+    running_worker,
     start_processor,
     stop_processor,
     wait_for,
@@ -75,16 +76,9 @@ rules:
 
 @pytest.fixture
 def worker(kafka_bootstrap: str, test_home: Path, tmp_path: Path) -> Iterator[Worker]:
-    prefix = f"g{uuid.uuid4().hex[:8]}."
-    topics = Topics(prefix)
-    ensure_topics(kafka_bootstrap, topics)
-    publish_policy(load_policy_text(POLICY, source="grants.yaml"), kafka_bootstrap, topics, published_by="tests")
-    w = Worker(kafka_bootstrap, test_home, prefix, tmp_path / "processor.log")
-    try:
-        wait_until_deciding(w.handle)
+    policy = load_policy_text(POLICY, source="grants.yaml")
+    with running_worker(kafka_bootstrap, test_home, tmp_path / "processor.log", "g", policy) as w:
         yield w
-    finally:
-        stop_processor(w.handle)
 
 
 def _submit(worker: Worker, actor: str, resource: str, *extra: str, sql: str = SQL) -> tuple[int, dict[str, Any]]:

@@ -21,18 +21,11 @@ from typing import Any
 
 import pytest
 
-from lockgate.kernel.topic_admin import ensure_topics
-from processors.policy.files import load_policy_file
-from processors.policy.store import publish_policy
 from processors.reviews.webhook import signature
 from producers import Action, Actor
-from schemas.topics import Topics
 from tests.integration.conftest import (
-    EXAMPLE_POLICY,
     ProcessorHandle,
-    start_processor,
-    stop_processor,
-    wait_until_deciding,
+    running_processor,
 )
 
 pytestmark = pytest.mark.integration
@@ -87,18 +80,10 @@ def receiver() -> Iterator[Receiver]:
 def hooked(kafka_bootstrap: str, test_home: Path, tmp_path_factory: pytest.TempPathFactory,
            receiver: Receiver) -> Iterator[ProcessorHandle]:
     """A processor worker that posts review events to the receiver, signed with SECRET."""
-    prefix = f"w{uuid.uuid4().hex[:8]}."
-    topics = Topics(prefix)
-    ensure_topics(kafka_bootstrap, topics)
-    publish_policy(load_policy_file(EXAMPLE_POLICY), kafka_bootstrap, topics, published_by="tests")
-    handle = start_processor(kafka_bootstrap, test_home, prefix, tmp_path_factory.mktemp("hooked") / "processor.log",
-                             extra_env={"LOCKGATE_REVIEW_WEBHOOKS": receiver.url,
-                                        "LOCKGATE_REVIEW_WEBHOOK_SECRET": SECRET})
-    try:
-        wait_until_deciding(handle)
+    log = tmp_path_factory.mktemp("hooked") / "processor.log"
+    with running_processor(kafka_bootstrap, test_home, log, "w", extra_env={
+            "LOCKGATE_REVIEW_WEBHOOKS": receiver.url, "LOCKGATE_REVIEW_WEBHOOK_SECRET": SECRET}) as handle:
         yield handle
-    finally:
-        stop_processor(handle)
 
 
 def _check_signed(headers: dict[str, str], body: bytes, event: str) -> dict[str, Any]:

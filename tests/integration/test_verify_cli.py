@@ -57,6 +57,36 @@ def test_clean_ledger_verifies(ledger: tuple[Path, dict[str, Any]]) -> None:
     report = _verify(home, 0)
     assert report["ok"] and report["events"] == 15 and report["checkpoints"] == 3
     assert report["partitions"] == [0, 1]
+    assert report["pending_verdicts"] == {"count": 0, "grace_s": 30.0, "action_ids": [], "listed": 0}
+
+
+def test_an_outcome_without_its_verdict_is_pending_only_within_the_verdict_grace(
+        ledger: tuple[Path, dict[str, Any]]) -> None:
+    # The ledger is from 2023: its outcomes are far older than the default grace of 30s, so a
+    # missing verdict is commit_without_allow; a grace reaching back to 2023 makes it pending.
+    home, info = ledger
+    aid = info["actions"][2]
+    _helper(home, "sql", str(home), "ALTER TABLE {db}.audit_events DELETE "
+            f"WHERE event_id = '{_eid(info, 0, 7)}' SETTINGS mutations_sync = 1")  # its verdict
+
+    def enforcement(*extra: str) -> tuple[set[tuple[str, Any]], dict[str, Any]]:
+        res = _cli(home, "verify", "--json", *extra)
+        assert res.returncode == 1, (res.stdout, res.stderr)  # the deletion is a finding anyway
+        report = json.loads(res.stdout)
+        return {(f["kind"], f["action_id"]) for f in report["findings"]}, report["pending_verdicts"]
+
+    found, pending = enforcement()
+    assert ("commit_without_allow", aid) in found and pending["count"] == 0
+    found, pending = enforcement("--verdict-grace", "0")
+    assert ("commit_without_allow", aid) in found and pending["count"] == 0
+    found, pending = enforcement("--verdict-grace", "999999w")
+    assert ("commit_without_allow", aid) not in found and ("deleted_record", None) in found
+    assert pending == {"count": 1, "grace_s": 999999 * 7 * 86400.0, "action_ids": [aid], "listed": 1}
+    res = _cli(home, "verify", "--verdict-grace", "999999w")
+    assert "pending: 1 committed outcome(s) whose verdict has not reached the ledger yet" in res.stdout
+    assert aid in res.stdout and "a later run will judge them" in res.stdout
+    bad = _cli(home, "verify", "--verdict-grace", "soon")
+    assert bad.returncode == 2 and "--verdict-grace" in bad.stderr
 
 
 def test_modified_field(ledger: tuple[Path, dict[str, Any]]) -> None:

@@ -49,7 +49,11 @@ What is checked
 4. **Enforcement** (from decoded payloads): every ``committed`` ActionOutcome needs a
    validly signed ``allow`` Verdict for its action in the ledger, decided no later than
    the outcome was recorded; the Verdict embedded in the outcome must be for the same
-   action, validly signed, and equal to a ledger verdict for that action.
+   action, validly signed, and equal to a ledger verdict for that action. With a
+   :class:`VerdictRule`, an outcome chained within the grace whose action has no verdict
+   event in the ledger yet, but which embeds a valid allow, is *pending*
+   (:class:`PendingVerdicts`), not a finding: its verdict is still on its way through
+   ``audit-intake`` (:mod:`trust.verify.enforcement`).
 
 5. **Bindings and one decision per action** (:mod:`trust.verify.bindings`, with the
    enforcement pass): proposal → verdict → outcome by hash, each verdict's policy version
@@ -152,7 +156,7 @@ from trust.verify.copies import CopiesReport, compare_copies
 from trust.verify.cosignatures import verify_cosignatures
 from trust.verify.coverage import CoverageRule, duplicate_events, uncovered_events
 from trust.verify.decoded import DecodedLedger
-from trust.verify.enforcement import reconcile_enforcement
+from trust.verify.enforcement import PendingVerdicts, VerdictRule, reconcile_enforcement
 from trust.verify.findings import Event, Finding, FindingKind, PartitionState
 from trust.verify.outcomes import OutcomeRule, missing_outcomes
 from trust.verify.reviews import verify_reviews
@@ -166,6 +170,8 @@ __all__ = [
     "FindingKind",
     "OutcomeRule",
     "PartitionState",
+    "PendingVerdicts",
+    "VerdictRule",
     "check_bindings",
     "compare_copies",
     "reconcile_enforcement",
@@ -191,6 +197,8 @@ def verify_ledger(
     log_name: str | None = None,
     decoded: DecodedLedger | None = None,
     bindings: BindingStats | None = None,
+    verdicts: VerdictRule | None = None,
+    pending: PendingVerdicts | None = None,
 ) -> list[Finding]:
     """Everything: chain, checkpoints, duplicates, (with ``coverage``) uncovered events,
     cosignatures (when ``witnesses`` are given), and (unless ``enforcement=False``)
@@ -203,6 +211,9 @@ def verify_ledger(
     when given, reports old allows with no outcome (:mod:`trust.verify.outcomes`). ``log_name``,
     when given, is the log whole-log checkpoints must name. With enforcement, the bindings
     pass runs over ``decoded`` (built from ``events`` when not given) and fills ``bindings``.
+    ``verdicts``, when given, lets a committed outcome wait for a verdict event still in flight
+    (:mod:`trust.verify.enforcement`); those outcomes go to ``pending``, not to the findings.
+    Without it every outcome is judged now (strict).
     """
     rows = events if isinstance(events, list) else list(events)
     cps = checkpoints if isinstance(checkpoints, list) else list(checkpoints)
@@ -216,7 +227,7 @@ def verify_ledger(
     if outcomes is not None:
         findings.extend(missing_outcomes(rows, keyring, outcomes))
     if enforcement:
-        findings.extend(reconcile_enforcement(rows, keyring))
+        findings.extend(reconcile_enforcement(rows, keyring, rule=verdicts, pending=pending))
         ledger = decoded if decoded is not None else DecodedLedger.build(rows)
         findings.extend(check_bindings(ledger, complete=not anchors, stats=bindings))
     findings.sort(key=Finding.sort_key)

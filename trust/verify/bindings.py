@@ -38,6 +38,11 @@ reported. A null binding on a v2 record is a finding: its signer signed
 
 Partial ledgers: with ``complete=False`` (``verify --since``) a proposal or policy event
 before the window may be missing, so absence is not reported; a mismatch still is.
+
+An outcome whose action has no verdict in the ledger is not this pass's finding: only a
+``verdict_sha256`` that differs from the verdicts the ledger does hold is. A verdict still
+on its way through ``audit-intake`` is the enforcement pass's to judge, with its grace
+(:mod:`trust.verify.enforcement`), so both passes agree that such an outcome is pending.
 """
 
 from __future__ import annotations

@@ -2,12 +2,42 @@
 
 Works on decoded payloads: verdict and outcome events are decoded with the schema codec,
 verdict signatures checked against the processor keyring (expiry at ``decided_at``).
+
+Verdicts still in flight
+========================
+
+The ledger stage chains an outcome straight from the ``outcomes`` topic, but the action's
+verdict through ``audit-intake`` (:mod:`processors.ledger_stage`): a committed outcome can
+be in the ledger a moment before its verdict. A run in that instant must not cry
+``commit_without_allow`` for an action that is fine a second later — a false tamper alarm
+teaches people to ignore the alarm. With a :class:`VerdictRule`, a committed outcome is
+*pending* (counted in :class:`PendingVerdicts`, not a finding; a later run judges it) when
+all of these hold:
+
+* the ledger holds **no verdict event at all** for its action id — none valid, none forged,
+  none undecodable. Any verdict there means the normal judgement applies at once: pending
+  never hides a block, a forged verdict, or one that differs from the embedded one;
+* the verdict **embedded in the outcome** is a validly signed ``allow`` for the same action,
+  decided no later than the outcome was recorded: the outcome itself shows the Guard ran
+  the body under an allow, and only the ledger's copy of that verdict is missing. Without
+  one (missing, forged, a block) the outcome is a finding at once;
+* the outcome **event was chained within the grace**: its ``recorded_at`` (the ledger event's,
+  set by the ledger stage when it chained the outcome; not the payload's, which is the
+  service's clock and can be hours old for an outcome delivered from a Guard's spool) is at
+  or after ``now_us - grace_us``;
+* and **not in the future** by more than ``skew_us`` (default :data:`FUTURE_SKEW_US`): an
+  event dated ahead of the verifier's clock would otherwise stay young for as long as its
+  forger liked; it is a finding at once, and its message says why.
+
+Everything else stays ``commit_without_allow``. Without a rule (the library default) and
+with ``grace_us = 0`` the pass is strict: nothing is pending. A ledger exported and verified
+later is strict by itself, as every event is older than the grace by then.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.codec import get_codec
@@ -17,7 +47,37 @@ from trust.keys import Keyring
 from trust.signatures import verify_record
 from trust.verify.findings import Event, Finding, FindingKind
 
-__all__ = ["reconcile_enforcement"]
+__all__ = ["FUTURE_SKEW_US", "PENDING_LISTED", "PendingVerdicts", "VerdictRule", "reconcile_enforcement"]
+
+FUTURE_SKEW_US = 60 * 1_000_000
+"""How far ahead of the verifier's clock an outcome event may be dated and still be pending:
+the ledger stage's host and the verifier's may disagree by this much. Beyond it the outcome
+earns no grace (module docstring); a forger gains at most ``grace + skew`` of silence."""
+
+PENDING_LISTED = 100
+"""How many pending action ids a report lists (the count is always whole)."""
+
+
+@dataclass(frozen=True)
+class VerdictRule:
+    """How long a committed outcome may wait for its verdict event: outcome events chained
+    at or after ``now_us - grace_us`` and at most ``skew_us`` after ``now_us`` are pending
+    when the ledger holds no verdict for their action (module docstring)."""
+
+    grace_us: int
+    now_us: int
+    skew_us: int = FUTURE_SKEW_US
+
+    def young(self, chained_at: int) -> bool:
+        return self.grace_us > 0 and self.now_us - self.grace_us <= chained_at <= self.now_us + self.skew_us
+
+
+@dataclass
+class PendingVerdicts:
+    """Committed outcomes whose verdict has not reached the ledger yet, within the grace:
+    their action ids in ledger order. Not findings; a later run judges them."""
+
+    action_ids: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -36,19 +96,32 @@ def _loc(event: Event) -> tuple[int | None, int | None, str | None]:
     )
 
 
-def reconcile_enforcement(events: Iterable[Event], keyring: Keyring) -> list[Finding]:
+def reconcile_enforcement(
+    events: Iterable[Event],
+    keyring: Keyring,
+    *,
+    rule: VerdictRule | None = None,
+    pending: PendingVerdicts | None = None,
+) -> list[Finding]:
     """Proof of enforcement: every committed outcome ran under a valid, earlier allow.
 
     ``keyring`` holds the processor's verdict keys (expiry judged at ``decided_at``).
+    ``rule``, when given, lets a committed outcome wait for a verdict still in flight
+    (module docstring); the outcomes that wait are added to ``pending``. Without it, every
+    outcome is judged now.
     """
     codec = get_codec()
     verdicts: dict[str, list[_LedgerVerdict]] = {}
+    verdict_events: set[str] = set()
     outcomes: list[tuple[Event, dict[str, Any]]] = []
     findings: list[Finding] = []
+    waiting = pending if pending is not None else PendingVerdicts()
     for ev in events:
         kind = ev.get("kind")
         if kind not in ("verdict", "outcome"):
             continue
+        if kind == "verdict" and isinstance(ev.get("action_id"), str):
+            verdict_events.add(ev["action_id"])  # decodable or not: a verdict event is there
         name = "Verdict" if kind == "verdict" else "ActionOutcome"
         part, seq, eid = _loc(ev)
         payload = ev.get("payload")
@@ -71,6 +144,7 @@ def reconcile_enforcement(events: Iterable[Event], keyring: Keyring) -> list[Fin
             outcomes.append((ev, rec))
             continue
         valid = verify_record(rec, "signature", b"", keyring, at_us=rec["decided_at"])
+        verdict_events.add(rec["action_id"])
         verdicts.setdefault(rec["action_id"], []).append(_LedgerVerdict(rec, canonical_bytes(rec), valid))
         if not valid:
             findings.append(
@@ -88,14 +162,52 @@ def reconcile_enforcement(events: Iterable[Event], keyring: Keyring) -> list[Fin
     for ev, out in outcomes:
         if out["status"] != "committed":
             continue
-        findings.extend(_check_outcome(ev, out, verdicts.get(out["action_id"], []), keyring))
+        aid = out["action_id"]
+        wait = None if aid in verdict_events else rule
+        found = _check_outcome(ev, out, verdicts.get(aid, []), keyring, wait)
+        if found is None:
+            waiting.action_ids.append(aid)
+        else:
+            findings.extend(found)
     findings.sort(key=Finding.sort_key)
     return findings
 
 
+def _embedded_allow(out: dict[str, Any], keyring: Keyring) -> bool:
+    """Whether the outcome embeds a validly signed allow for its own action, decided no later
+    than the outcome was recorded (the verdict the Guard ran the body under)."""
+    raw = out.get("verdict")
+    if not isinstance(raw, bytes):
+        return False
+    try:
+        emb = get_codec().decode_as("Verdict", raw)
+    except CodecError:
+        return False
+    return bool(emb["action_id"] == out["action_id"] and emb["decision"] == "allow"
+                and emb["decided_at"] <= out["recorded_at"]
+                and verify_record(emb, "signature", b"", keyring, at_us=emb["decided_at"]))
+
+
+def _no_grace(ev: Event, rule: VerdictRule) -> str:
+    """Why an outcome with no ledger verdict and a valid embedded allow is judged now."""
+    chained = ev.get("recorded_at")
+    if type(chained) is not int:
+        return "; its event carries no recorded_at to judge a grace by"
+    if chained > rule.now_us + rule.skew_us:
+        return (f"; its event claims to be chained at {chained}, {(chained - rule.now_us) // 1_000_000}s after "
+                "this run's clock: a future timestamp earns no verdict grace")
+    if rule.grace_us <= 0:
+        return ""
+    return (f"; it was chained at {chained}, more than the verdict grace of "
+            f"{rule.grace_us / 1e6:g}s ago, so the verdict is not merely in flight")
+
+
 def _check_outcome(
-    ev: Event, out: dict[str, Any], ledger: list[_LedgerVerdict], keyring: Keyring
-) -> list[Finding]:
+    ev: Event, out: dict[str, Any], ledger: list[_LedgerVerdict], keyring: Keyring,
+    rule: VerdictRule | None,
+) -> list[Finding] | None:
+    """The findings about one committed outcome; ``None`` when it is pending (``rule`` is
+    only given when the ledger holds no verdict event for the action)."""
     part, seq, eid = _loc(ev)
     aid: str = out["action_id"]
     recorded_at: int = out["recorded_at"]
@@ -106,11 +218,17 @@ def _check_outcome(
 
     allows = [v for v in ledger if v.valid and v.record["decision"] == "allow"]
     if not allows:
+        why = ""
+        if rule is not None and _embedded_allow(out, keyring):
+            chained = ev.get("recorded_at")
+            if type(chained) is int and rule.young(chained):
+                return None
+            why = _no_grace(ev, rule)
         others = sorted({v.record["decision"] if v.valid else "forged" for v in ledger})
         add(
             FindingKind.COMMIT_WITHOUT_ALLOW,
             f"outcome committed action {aid!r} but the ledger holds no validly signed allow "
-            f"verdict for it (ledger verdicts: {', '.join(others) or 'none'})",
+            f"verdict for it (ledger verdicts: {', '.join(others) or 'none'}){why}",
         )
     elif all(v.record["decided_at"] > recorded_at for v in allows):
         add(

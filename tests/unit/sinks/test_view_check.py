@@ -112,3 +112,22 @@ def test_a_live_store_is_rechecked_before_a_summary_difference_is_reported() -> 
     forged = outcome | {"sequence": 2}
     report = check_views(read, summary, recheck=lambda a: ([*read, forged], summary))
     assert {(f.kind, f.action_id) for f in report.findings} == {(FindingKind.ALTERED_SUMMARY, ids["failed"])}
+
+
+def test_an_action_whose_verdict_is_still_in_flight_has_consistent_views() -> None:
+    # verify's enforcement pass calls such an outcome pending; the views must not flag it
+    # either: the stored events and the summary folded from them agree without the verdict.
+    events, ids = _scenario()
+    verdict = next(e for e in events if e["action_id"] == ids["allowed"] and e["kind"] == "verdict")
+    in_flight = [e for e in events if e["payload"] != verdict["payload"]]  # both chained copies
+    assert len(in_flight) == len(events) - 2
+    report = check_views(in_flight, _summary_rows(in_flight))
+    assert report.findings == [] and report.rechecked == 0
+    # The verdict lands (chained after the outcome, so above the read head) between reading
+    # the events and the summary: the summary differs at first, the recheck sees the verdict.
+    head = max(e["sequence"] for e in in_flight if e["ledger_partition"] == 0)
+    landed = [e | {"sequence": head + 1 + i} for i, e in enumerate(x for x in events if x not in in_flight)]
+    summary = _summary_rows(in_flight + landed)
+    assert {f.action_id for f in check_views(in_flight, summary).findings} == {ids["allowed"]}
+    report = check_views(in_flight, summary, recheck=lambda a: ([*in_flight, *landed], summary))
+    assert report.findings == [] and report.rechecked == 1
