@@ -127,8 +127,8 @@ def test_kill_9_mid_load_duplicates_nothing_loses_nothing_and_leaves_nothing_unp
         repeats = sum(n - 1 for n in intake.values())
         resent = sum(int(n) for n in re.findall(r"(\d+) stored decision\(s\) to re-send", log))
         covered = sum(int(n) for n in re.findall(r"(\d+) uncovered event\(s\) to checkpoint", log))
-        # After the second kill (400 actions in, checkpoints every second) partitions resume
-        # from their newest checkpoint's frontier rather than re-reading the partition.
+        # Killed hundreds of actions in, with checkpoints every second, the restarted worker
+        # resumes partitions from their newest checkpoint's frontier, not by re-reading them.
         resumed = re.findall(r"recovered in [0-9.]+s from the frontier of checkpoint size (\d+)", log)
         assert resumed, "no partition was recovered from a checkpoint's frontier"
         print(f"\n{ACTIONS} actions in {load_s:.1f}s with {len(KILL_AFTER)} kills: {dict(results)}; "
