@@ -7,9 +7,10 @@ stage with the same ids takes the partition over. Checked:
 * the second stage resumes the log from the frontier published with the newest checkpoint
   and reads a bounded number of audit records (the dedup window and the events after the
   checkpoint), not the partition — and the ledger it goes on to write verifies;
-* a checkpoint record whose frontier header was edited, appended as the newest checkpoint of
-  the partition, is refused (its root is not the signed one): the stage says why, rebuilds
-  the log from every event, and the ledger it goes on to write still verifies.
+* a copy of the newest checkpoint whose frontier header was edited (its root is not the
+  signed one), truncated (it does not decode) or dropped (as an older worker wrote it),
+  appended as the partition's newest checkpoint, gives no frontier: the stage says why,
+  rebuilds the log from every event, and the ledger it goes on to write still verifies.
 """
 
 from __future__ import annotations
@@ -143,8 +144,25 @@ def test_a_restart_resumes_from_the_frontier_and_reads_only_the_suffix(
     assert run.findings(ledger) == []
 
 
-def test_an_edited_frontier_header_is_refused_and_the_log_rebuilt_from_every_event(
-        run: _Run, caplog: pytest.LogCaptureFixture) -> None:
+def _edited(raw: bytes) -> list[tuple[str, bytes]]:
+    return [(LOG_FRONTIER_HEADER, raw[:-1] + bytes([raw[-1] ^ 0x01]))]  # the last node: the root moves
+
+
+def _truncated(raw: bytes) -> list[tuple[str, bytes]]:
+    return [(LOG_FRONTIER_HEADER, raw[:-5])]
+
+
+def _stripped(_raw: bytes) -> list[tuple[str, bytes]]:
+    return []  # as an older worker published it
+
+
+@pytest.mark.parametrize(("forge", "why"), [
+    (_edited, "has root"),
+    (_truncated, "does not decode"),
+    (_stripped, f"carries no {LOG_FRONTIER_HEADER} header"),
+], ids=["edited-node", "truncated", "no-header"])
+def test_a_newest_checkpoint_without_a_proven_frontier_means_a_rebuild_from_every_event(
+        run: _Run, caplog: pytest.LogCaptureFixture, forge: Any, why: str) -> None:
     _first_run(run)
     reader = committed_reader(run.bootstrap, "test-forge")
     try:
@@ -154,10 +172,9 @@ def test_an_edited_frontier_header_is_refused_and_the_log_rebuilt_from_every_eve
     newest = records[-1]
     raw = newest.header(LOG_FRONTIER_HEADER)
     assert raw is not None and len(raw) == 8 + 32 * FIRST.bit_count()
-    edited = raw[:-1] + bytes([raw[-1] ^ 0x01])  # the last frontier node: the root no longer matches
+    # The same signed checkpoint again, now the newest of the partition, with its header forged.
     forger = Producer({"bootstrap.servers": run.bootstrap, "acks": "all"})
-    forger.produce(run.topics.checkpoints, newest.value, key=newest.key, partition=0,
-                   headers=[(LOG_FRONTIER_HEADER, edited)])
+    forger.produce(run.topics.checkpoints, newest.value, key=newest.key, partition=0, headers=forge(raw))
     assert forger.flush(30) == 0
     full_before = _read("full")
     caplog.clear()
@@ -167,7 +184,7 @@ def test_an_edited_frontier_header_is_refused_and_the_log_rebuilt_from_every_eve
         _intake(run.bootstrap, run.topics, FIRST, THEN)
         ledger = run.settled(FIRST + THEN)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("gives no frontier to resume from" in w and "has root" in w for w in warnings), warnings
+    assert any("gives no frontier to resume from" in w and why in w for w in warnings), warnings
     assert "from every event" in line
     assert _read("full") - full_before >= FIRST  # the whole partition was read
     assert [e["sequence"] for e in ledger.events if e["ledger_partition"] == 0] == list(range(FIRST + THEN))
