@@ -35,12 +35,20 @@ partition across a rebalance re-recovers it milliseconds after its own last comm
 without this wait it would read a head that lacks that transaction and chain the next
 events on a stale head (repeated sequences: a fork). The chain head is the
 last committed record of the audit partition and the dedup window its last
-``LOCKGATE_LEDGER_DEDUP_WINDOW`` event ids; the partition's whole log (the Merkle tree
-whole-log checkpoints sign, :class:`trust.partition_log.PartitionLog`) is rebuilt from the
-hashes of all its committed events; the last covered sequence comes from the newest
-committed checkpoint of the partition on ``checkpoints``. Events after it — the previous
-owner's last writes — are checkpointed (whole-log, ``0 .. size - 1``) in the first
-transaction. Nothing is kept anywhere else, so nothing can disagree with the log.
+``LOCKGATE_LEDGER_DEDUP_WINDOW`` event ids; the last covered sequence comes from the newest
+committed checkpoint of the partition on ``checkpoints``. The partition's whole log (the
+Merkle tree whole-log checkpoints sign, :class:`trust.partition_log.PartitionLog`) resumes
+from the frontier that checkpoint was published with (header :data:`LOG_FRONTIER_HEADER`),
+accepted only once the checkpoint's signature verifies under the writer's key and the
+frontier reproduces its signed size and root; then only the audit records back to the
+checkpoint's last event and the dedup window are read (backwards from the end), and the
+rebuilt log must still end at the stored head. Without a checkpoint, with one from an older
+worker (no header), with witnesses configured (they may need older leaves), or when any
+check fails, a warning says why and the log is rebuilt from the hashes of all committed
+events, as before. ``lockgate_ledger_recovery_records_total{mode}`` counts the records read.
+Events after the checkpoint — the previous owner's last writes — are checkpointed
+(whole-log, ``0 .. size - 1``) in the first transaction. Nothing is kept anywhere else
+than the two topics, so nothing can disagree with the log.
 
 A broker's death: the transactional producer finds the new transaction coordinator by
 itself, but ``send_offsets_to_transaction`` can block forever once the *group*
@@ -87,20 +95,27 @@ from lockgate.kernel.partition_reader import StoredRecord, committed_reader, rea
 from processors.call_watchdog import CallWatchdog
 from processors.crash import crash_worker
 from processors.errors import LedgerStageFailed, NullRecord
-from processors.ledger_writer import LedgerWriter
+from processors.ledger_writer import LedgerWriter, RecoveredPartition
 from processors.outcomes import OutcomeRecorder
 from processors.stage import Source, StageOutput, refuse
 from processors.witnesses import Witnesses
 from schemas.codec import get_codec
 from schemas.topics import TOPIC_MAX_MESSAGE_BYTES, Topics
 from trust.chain import ChainError
+from trust.errors import CheckpointError
+from trust.partition_log import LogFrontier, checkpointed_frontier
 
-__all__ = ["EVENT_ID_HEADER", "LedgerStage"]
+__all__ = ["EVENT_ID_HEADER", "LOG_FRONTIER_HEADER", "LedgerStage"]
 
 log = logging.getLogger("lockgate.ledger")
 
 EVENT_ID_HEADER = "lockgate.event-id"
 """Header of every ``audit`` record: its event id (readable without decoding the value)."""
+
+LOG_FRONTIER_HEADER = "lockgate.log-frontier"
+"""Header of every whole-log ``checkpoints`` record this stage publishes: the partition log's
+Merkle frontier at exactly the checkpoint's size (:meth:`trust.frontier.CompactRange.to_bytes`,
+O(log n) bytes). Recovery resumes the log from it once it reproduces the signed root."""
 
 STAGE = "ledger"
 _TRANSACTION_TIMEOUT_MS = 15_000  # how long a dead worker's open transaction can hold readers back
@@ -108,6 +123,9 @@ _TXN_CALL_GRACE_S = 20.0  # past its timeout, a transactional call still blocked
 _IDLE_CLOSE_MS = 4_000  # librdkafka subtracts up to 2 s of jitter per broker
 _POLL_S = 0.1
 _BATCH = 2000
+
+_Checkpoint = tuple[dict[str, Any], bytes | None]
+"""A Checkpoint record to publish, and the frontier to publish it with (its header)."""
 
 LEDGER_EVENTS = Counter("lockgate_ledger_events_total", "Audit events chained into the ledger")
 LEDGER_DUPLICATES = Counter("lockgate_ledger_duplicates_total",
@@ -119,6 +137,9 @@ COSIGNED = Counter("lockgate_checkpoints_cosigned_total",
 OUTCOME_DEAD_LETTERS = Counter("lockgate_outcome_dead_letters_total",
                                "Outcome records the ledger stage could not read (dead-lettered and ledgered)")
 RECOVERIES = Counter("lockgate_ledger_recoveries_total", "Ledger partitions recovered from committed state")
+RECOVERY_RECORDS = Counter("lockgate_ledger_recovery_records_total",
+                           "Audit records read to recover ledger partitions, by how the log was rebuilt "
+                           "(frontier: from the newest checkpoint's frontier; full: from every event)", ["mode"])
 CONSUMER_RESTARTS = Counter("lockgate_ledger_consumer_restarts_total",
                             "Ledger consumers closed and re-created after a fatal error (e.g. fenced)")
 
@@ -137,7 +158,7 @@ class LedgerStage:
         self.outcomes = outcomes
         self.outcomes_legacy_group = outcomes_legacy_group
         self._floor: dict[tuple[str, int], int] = {}  # records fetched below a recovery's seek: skipped
-        self._cosigned: list[dict[str, Any]] = []  # committed checkpoints with new cosignatures, to publish
+        self._cosigned: list[_Checkpoint] = []  # committed checkpoints with new cosignatures, to publish
         self.bootstrap = bootstrap
         self.topics = topics
         self.group_id = f"{app_id}-ledger"
@@ -306,7 +327,7 @@ class LedgerStage:
                     LEDGER_DUPLICATES.inc()
                     continue
                 audit.append((partition, source.key, self.codec.encode("AuditEvent", chained), chained["event_id"]))
-        checkpoints = self.writer.due_checkpoints(now, now_us)
+        checkpoints = [(cp, self._frontier_of(cp)) for cp in self.writer.due_checkpoints(now, now_us)]
         cosigned = self._cosigned
         if audit or checkpoints or dead_letters or offsets or cosigned:
             self._commit(audit, cosigned + checkpoints, dead_letters, offsets)
@@ -318,18 +339,23 @@ class LedgerStage:
         for (topic, partition), offset in skipped.items():  # read them again once the partition is ours
             self._seek(self._require(self._consumer), topic, partition, offset)
 
-    def _witness(self, checkpoints: Sequence[dict[str, Any]]) -> None:
+    def _frontier_of(self, cp: dict[str, Any]) -> bytes | None:
+        """The frontier a checkpoint just signed is published with: the log's, at its size."""
+        tree = self.writer.partition_log(int(cp["ledger_partition"])).frontier()
+        return tree.to_bytes() if tree.size == int(cp["last_sequence"]) + 1 else None
+
+    def _witness(self, checkpoints: Sequence[_Checkpoint]) -> None:
         """Ask the witnesses to cosign checkpoints just committed; the cosigned copies go
         into the next transaction. Never fails the ledger: a witness problem is logged."""
         witnesses = self.witnesses
         assert witnesses is not None
-        for cp in checkpoints:
+        for cp, frontier in checkpoints:
             partition = int(cp["ledger_partition"])
             try:
                 plog = self.writer.partition_log(partition)
                 cosigned = witnesses.cosign(cp, plog)
                 if cosigned is not None:
-                    self._cosigned.append(cosigned)
+                    self._cosigned.append((cosigned, frontier))
                     COSIGNED.inc()
                 self.writer.forget_before(partition, witnesses.keep_from(plog))
             except Exception:
@@ -359,7 +385,7 @@ class LedgerStage:
             log.error("audit-intake %s[%d]@%d refused: %s", source.topic, source.partition, source.offset, exc)
             return refused.audit  # chained directly: the refusal itself is on the ledger
 
-    def _commit(self, audit: list[tuple[int, bytes | None, bytes, str]], checkpoints: list[dict[str, Any]],
+    def _commit(self, audit: list[tuple[int, bytes | None, bytes, str]], checkpoints: list[_Checkpoint],
                 dead_letters: list[dict[str, Any]], offsets: dict[tuple[str, int], int]) -> None:
         producer = self._require(self._producer)
         consumer = self._require(self._consumer)
@@ -368,9 +394,10 @@ class LedgerStage:
             producer.produce(self.topics.audit, value, key=key, partition=partition,
                              headers=[(EVENT_ID_HEADER, event_id.encode())])
             producer.poll(0)
-        for cp in checkpoints:
+        for cp, frontier in checkpoints:
             producer.produce(self.topics.checkpoints, self.codec.encode("Checkpoint", cp),
-                             key=str(cp["ledger_partition"]).encode())
+                             key=str(cp["ledger_partition"]).encode(),
+                             headers=[(LOG_FRONTIER_HEADER, frontier)] if frontier is not None else None)
         for dl in dead_letters:
             producer.produce(self.topics.deadletter, self.codec.encode("DeadLetter", dl))
         if offsets:
@@ -452,14 +479,42 @@ class LedgerStage:
         reader = self._require(self._reader)
         self._await_stable(reader, partition)
         low, end = watermarks(reader, TopicPartition(self.topics.audit, partition), self.recovery_timeout_s)
-        covered = self._last_checkpointed(reader, partition) if end > low else None
+        if end > low:
+            state, read, how = self._recover_log(reader, partition, self._newest_checkpoint(reader, partition))
+        else:
+            state, read, how = self.writer.recover(partition, [], None), 0, "an empty partition"
+        RECOVERIES.inc()
+        log.info("ledger partition %d recovered in %.2fs from %s (%d audit record(s) read): next sequence %d, "
+                 "%d uncovered event(s) to checkpoint, %d event id(s) in the dedup window", partition,
+                 time.monotonic() - started, how, read, state.next_sequence, state.uncovered, state.remembered)
+
+    def _recover_log(self, reader: Consumer, partition: int, newest: tuple[dict[str, Any], StoredRecord] | None
+                     ) -> tuple[RecoveredPartition, int, str]:
+        """Take ``partition`` (it has events) from its newest checkpoint's proven frontier, or
+        else from every event; the state, the audit records read, and which way it went."""
+        frontier = self._proven_frontier(partition, newest)
+        if frontier is not None:
+            try:
+                state, read = self._resume(reader, partition, frontier)
+                RECOVERY_RECORDS.labels("frontier").inc(read)
+                return state, read, f"the frontier of checkpoint size {frontier.size}"
+            except ChainError as exc:
+                log.warning("ledger partition %d: the events read after the checkpointed frontier do not "
+                            "continue it (%s); rebuilding the log from every event instead", partition, exc)
+        state, read = self._rebuild(reader, partition, int(newest[0]["last_sequence"]) if newest else None)
+        RECOVERY_RECORDS.labels("full").inc(read)
+        return state, read, "every event"
+
+    def _rebuild(self, reader: Consumer, partition: int, covered: int | None) -> tuple[RecoveredPartition, int]:
+        """Recover from every committed event: the whole log from all their hashes (sequence
+        0 upwards); only the dedup window and the events no checkpoint covers are kept whole."""
         floor = -1 if covered is None else covered
         window = self.writer.dedup_window
-        # The whole log is rebuilt from every committed event's hash (sequence 0 upwards);
-        # only the dedup window and the events no checkpoint covers yet are kept whole.
         hashes: list[bytes] = []
         tail: deque[dict[str, Any]] = deque()
+        read = 0
         for rec in read_partition(reader, self.topics.audit, partition, timeout_s=self.recovery_timeout_s):
+            read += 1
             ev = self._decode_event(rec)
             if ev is None:
                 continue
@@ -467,11 +522,65 @@ class LedgerStage:
             tail.append(ev)
             while len(tail) > window and int(tail[0]["sequence"]) <= floor:
                 tail.popleft()
-        state = self.writer.recover(partition, list(tail), covered if tail else None, hashes)
-        RECOVERIES.inc()
-        log.info("ledger partition %d recovered in %.2fs: next sequence %d, %d uncovered event(s) to "
-                 "checkpoint, %d event id(s) in the dedup window", partition, time.monotonic() - started,
-                 state.next_sequence, state.uncovered, state.remembered)
+        return self.writer.recover(partition, list(tail), covered if tail else None, hashes), read
+
+    def _resume(self, reader: Consumer, partition: int, frontier: LogFrontier) -> tuple[RecoveredPartition, int]:
+        """Recover from a proven frontier: read the audit partition backwards from its end
+        (chunks doubling, :func:`read_tail`) until the records reach both the checkpoint's
+        last event and ``dedup_window`` events back from the head. Offsets are not
+        sequences (transaction markers and aborted records take offsets too), so the stop is
+        decided on the decoded sequences; at most twice the offsets needed (plus one chunk)
+        are read. :class:`ChainError` when those events do not continue the frontier."""
+        window = self.writer.dedup_window
+        last = frontier.size - 1  # its stored hash must be the frontier's head
+
+        def enough(records: Sequence[StoredRecord]) -> bool:
+            first = next((q for q in map(self._sequence_of, records) if q is not None), None)
+            head = next((q for q in map(self._sequence_of, reversed(records)) if q is not None), None)
+            return first is not None and head is not None and first <= min(last, head - window + 1)
+
+        # First chunk: the window and a checkpoint's worth of events (markers make it a bit less).
+        chunk = window + min(self.writer.checkpoint_every, window)
+        records = read_tail(reader, self.topics.audit, partition, enough, chunk=chunk,
+                            timeout_s=self.recovery_timeout_s)
+        tail: deque[dict[str, Any]] = deque(ev for ev in map(self._decode_event, records) if ev is not None)
+        while len(tail) > window and int(tail[0]["sequence"]) < last:
+            tail.popleft()
+        return self.writer.recover(partition, list(tail), last, frontier=frontier), len(records)
+
+    def _sequence_of(self, rec: StoredRecord) -> int | None:
+        try:
+            seq = self.codec.decode_as("AuditEvent", rec.value or b"").get("sequence")
+        except Exception:
+            return None
+        return seq if type(seq) is int else None
+
+    def _proven_frontier(self, partition: int, newest: tuple[dict[str, Any], StoredRecord] | None
+                         ) -> LogFrontier | None:
+        """The frontier published with the newest checkpoint of ``partition``, proven against
+        its signature, size and root (:func:`checkpointed_frontier`) — or ``None``, with a
+        warning saying why, and the log is rebuilt from every event."""
+        if newest is None:
+            log.warning("ledger partition %d has events but no committed checkpoint; rebuilding its log "
+                        "from every event", partition)
+            return None
+        if self.writer.keep_proofs:
+            log.info("ledger partition %d: witnesses may ask for proofs from sizes before the newest "
+                     "checkpoint; rebuilding the log from every event", partition)
+            return None
+        cp, rec = newest
+        raw = rec.header(LOG_FRONTIER_HEADER)
+        if raw is None:
+            why = f"it carries no {LOG_FRONTIER_HEADER} header (written by an older worker)"
+        else:
+            try:
+                return checkpointed_frontier(cp, raw, self.writer.key.public(), log_name=self.writer.log_name)
+            except CheckpointError as exc:
+                why = str(exc)
+        log.warning("ledger partition %d: the newest checkpoint (checkpoints[0]@%d, last sequence %s) gives no "
+                    "frontier to resume from: %s; rebuilding the log from every event", partition, rec.offset,
+                    cp["last_sequence"], why)
+        return None
 
     def _adopt_legacy_outcome_offset(self, consumer: Consumer, partition: int,
                                      committed: list[TopicPartition]) -> None:
@@ -519,26 +628,28 @@ class LedgerStage:
                                      f"(stable end {stable}, end {end}) after {self.recovery_timeout_s:.0f}s")
             time.sleep(0.02)
 
-    def _last_checkpointed(self, reader: Consumer, partition: int) -> int | None:
-        """``last_sequence`` of the newest committed checkpoint of ``partition``, if any.
+    def _newest_checkpoint(self, reader: Consumer, partition: int) -> tuple[dict[str, Any], StoredRecord] | None:
+        """The newest committed checkpoint record of ``partition`` with the highest
+        ``last_sequence`` (a cosigned copy may republish an older one later), if any.
 
         The checkpoints topic is shared by every ledger partition; it is read backwards
         until one of ours shows up (normally within the last few records). A partition
         that has events but never had a checkpoint is read to the start once; its first
         recovery checkpoints it.
         """
-        found: list[int] = []
+        found: list[tuple[dict[str, Any], StoredRecord]] = []
 
         def enough(records: Sequence[StoredRecord]) -> bool:
             found.clear()
             for rec in records:
                 cp = self._decode(rec, "Checkpoint")
                 if cp is not None and cp["ledger_partition"] == partition:
-                    found.append(int(cp["last_sequence"]))
+                    found.append((cp, rec))
             return bool(found)
 
         read_tail(reader, self.topics.checkpoints, 0, enough, chunk=256, timeout_s=self.recovery_timeout_s)
-        return max(found) if found else None
+        # max() keeps the first of equals: iterate newest first.
+        return max(reversed(found), key=lambda item: int(item[0]["last_sequence"]), default=None)
 
     def _decode_event(self, rec: StoredRecord) -> dict[str, Any] | None:
         return self._decode(rec, "AuditEvent")

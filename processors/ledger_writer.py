@@ -16,8 +16,9 @@ owns the decisions, for each ledger partition it was handed:
   again, and ``verify`` reports it as ``duplicate_event``: the window is the documented
   bound, not a silent one.
 * **Every event provable.** Each partition is a whole log (:class:`trust.partition_log.PartitionLog`,
-  rebuilt on recovery from the hashes of every committed event, sequence 0 upwards, and
-  extended by every chained event). Chained events wait in ``pending`` until a checkpoint
+  rebuilt on recovery from the hashes of every committed event, sequence 0 upwards — or
+  resumed from the frontier the newest checkpoint published, proven against its signature,
+  plus the hashes after it — and extended by every chained event). Chained events wait in ``pending`` until a checkpoint
   covers them: :meth:`due_checkpoints` signs a whole-log checkpoint (C2SP tlog-checkpoint,
   :mod:`trust.tlog`: events ``0 .. size - 1``) when ``checkpoint_every`` events are pending
   or the oldest pending event has waited ``checkpoint_interval_s``. Events recovered after
@@ -40,7 +41,7 @@ from typing import Any
 
 from trust.chain import GENESIS, Chain, ChainError, event_hash
 from trust.keys import SigningKey
-from trust.partition_log import PartitionLog
+from trust.partition_log import LogFrontier, PartitionLog
 from trust.tlog import DEFAULT_LOG_NAME
 
 __all__ = ["LedgerWriter", "RecoveredPartition"]
@@ -101,7 +102,7 @@ class LedgerWriter:
         return sorted(self._parts)
 
     def recover(self, partition: int, tail: Sequence[Mapping[str, Any]], last_checkpointed: int | None,
-                hashes: Iterable[bytes] | None = None) -> RecoveredPartition:
+                hashes: Iterable[bytes] | None = None, *, frontier: LogFrontier | None = None) -> RecoveredPartition:
         """Take ownership of ``partition`` from its committed state.
 
         ``tail``: the partition's last committed events in log order (chained AuditEvents),
@@ -111,19 +112,32 @@ class LedgerWriter:
         the partition, ``None`` if it has none.
         ``hashes``: the stored ``hash`` of every committed event of the partition, sequence
         0 upwards; ``None`` when ``tail`` is the whole partition (its hashes are used).
+        ``frontier``: instead of ``hashes``, the log as of the newest committed checkpoint,
+        already proven against its signature (:func:`trust.partition_log.checkpointed_frontier`);
+        ``tail`` must then hold that checkpoint's last event (sequence ``frontier.size - 1``,
+        its stored hash the frontier's head), and the log resumes from the frontier with the
+        hashes of the tail's events after that one.
 
-        The whole log is rebuilt from ``hashes`` and must end at the tail's head (same size
-        and last hash), or :class:`trust.chain.ChainError` is raised and nothing is taken:
+        The whole log is rebuilt from ``hashes`` (or resumed from ``frontier``) and must end
+        at the tail's head (same size and last hash), or :class:`trust.chain.ChainError` is raised and nothing is taken:
         a log that does not match the chain cannot be signed. Events after
         ``last_checkpointed`` become pending and are due for a checkpoint at once. A run
         before the head that does not link (a history forked before this writer existed)
         is still in the signed log as stored; ``verify`` names it, and it is logged.
         """
-        if hashes is None:
-            if tail and tail[0].get("sequence") != 0:
-                raise ValueError("without hashes, the tail must be the whole partition (from sequence 0)")
-            hashes = (bytes(ev["hash"]) for ev in tail)
-        plog = PartitionLog(partition, log_name=self.log_name)
+        if frontier is not None:
+            if hashes is not None:
+                raise ValueError("give the log's hashes or a frontier to resume from, not both")
+            if last_checkpointed != frontier.size - 1:
+                raise ValueError("a frontier resumes the log at its checkpoint: last_checkpointed = size - 1")
+            plog = PartitionLog.resume(partition, frontier, log_name=self.log_name)
+            hashes = _hashes_after(partition, tail, frontier)
+        else:
+            if hashes is None:
+                if tail and tail[0].get("sequence") != 0:
+                    raise ValueError("without hashes, the tail must be the whole partition (from sequence 0)")
+                hashes = (bytes(ev["hash"]) for ev in tail)
+            plog = PartitionLog(partition, log_name=self.log_name)
         for h in hashes:
             if not isinstance(h, bytes | bytearray) or len(h) != 32:
                 raise ChainError(f"ledger partition {partition}: event {plog.size} has no 32-byte hash")
@@ -227,6 +241,23 @@ class LedgerWriter:
         """Chained events of ``partition`` no checkpoint covers yet."""
         state = self._parts.get(partition)
         return len(state.pending) if state is not None else 0
+
+
+def _hashes_after(partition: int, tail: Sequence[Mapping[str, Any]], frontier: LogFrontier) -> list[bytes]:
+    """The hashes of the tail's events after the one the frontier ends at, in log order.
+
+    :class:`trust.chain.ChainError` if the tail does not hold that event (sequence
+    ``frontier.size - 1``) exactly once with the frontier's head as its stored hash: the
+    checkpoint and the stored events then disagree, and the log must be rebuilt whole.
+    """
+    last = frontier.size - 1
+    at = [i for i, ev in enumerate(tail) if ev.get("sequence") == last]
+    if len(at) != 1 or tail[at[0]].get("hash") != frontier.head:
+        found = "missing" if not at else "repeated" if len(at) > 1 else "stored with another hash"
+        raise ChainError(f"ledger partition {partition}: event {last}, where the checkpointed frontier ends, "
+                         f"is {found} in the events read after it; rebuild the log from every event")
+    return [bytes(ev["hash"]) if isinstance(ev.get("hash"), bytes | bytearray) else b""
+            for ev in tail[at[0] + 1:]]
 
 
 def _signable_suffix(tail: Sequence[Mapping[str, Any]], *, after: int) -> list[dict[str, Any]]:

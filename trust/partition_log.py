@@ -15,7 +15,13 @@ The writer calls, per partition, in this order (nothing here does I/O):
    kept for consistency proofs do not grow without bound.
 
 State to persist across restarts (next to the chain head): :meth:`PartitionLog.to_bytes`.
-A writer without it rebuilds the frontier from the partition's event hashes
+The ledger stage persists less: each whole-log checkpoint it publishes carries the log's
+frontier at exactly the checkpoint's size (:meth:`PartitionLog.frontier`, O(log n) bytes).
+On restart :func:`checkpointed_frontier` accepts that frontier only when the checkpoint's
+signature verifies and the frontier reproduces the signed size and root (a frontier is
+self-authenticating against a signed root, :mod:`trust.frontier`); the writer resumes from
+it (:class:`LogFrontier`) and appends only the events after the checkpoint. A writer
+without it rebuilds the frontier from the partition's event hashes
 (:meth:`PartitionLog.from_hashes`). A witness left behind the oldest kept size cannot be
 proven to from this state; the writer then reads the older hashes from the ledger and
 uses :func:`trust.merkle.consistency_proof`.
@@ -23,18 +29,64 @@ uses :func:`trust.merkle.consistency_proof`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from trust.errors import ProofError
+from trust.errors import CheckpointError, ProofError
 from trust.frontier import CompactRange
-from trust.keys import SigningKey
+from trust.keys import Keyring, PublicKey, SigningKey
 from trust.note import NoteSignature
-from trust.tlog import DEFAULT_LOG_NAME, build_log_checkpoint, origin_for
+from trust.tlog import DEFAULT_LOG_NAME, build_log_checkpoint, open_log_checkpoint, origin_for
 
-__all__ = ["PartitionLog"]
+__all__ = ["LogFrontier", "PartitionLog", "checkpointed_frontier"]
 
 _STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LogFrontier:
+    """A partition's log as a verified whole-log checkpoint states it: the frontier of its
+    first ``size`` event hashes and the last of them (the chain head at that size)."""
+
+    tree: CompactRange
+    head: bytes
+
+    @property
+    def size(self) -> int:
+        return self.tree.size
+
+
+def checkpointed_frontier(
+    checkpoint: Mapping[str, Any], frontier: bytes, keys: Keyring | PublicKey, *, log_name: str
+) -> LogFrontier:
+    """The frontier published with ``checkpoint`` (:meth:`CompactRange.to_bytes`), once proven.
+
+    Accepted only if the checkpoint is a whole-log checkpoint of ``log_name`` signed by a key
+    in ``keys`` (:func:`trust.tlog.open_log_checkpoint`), the frontier decodes, its size is
+    the signed size (``last_sequence + 1``), its root is the signed root, and — for an odd
+    size, where the frontier's last node is the last leaf — that leaf is the record's
+    ``head_hash`` (which the note does not sign). Raises :class:`CheckpointError` naming
+    the check that failed; nothing may be signed on top of a frontier that was refused.
+    """
+    opened = open_log_checkpoint(checkpoint, keys, log_name=log_name)
+    try:
+        tree = CompactRange.from_bytes(frontier)
+    except ValueError as exc:
+        raise CheckpointError(f"the frontier of {opened.origin} does not decode: {exc}") from None
+    if tree.size != opened.size:
+        raise CheckpointError(
+            f"the frontier of {opened.origin} has size {tree.size}, the signed checkpoint {opened.size}")
+    if tree.root() != opened.root:
+        raise CheckpointError(
+            f"the frontier of {opened.origin} at size {tree.size} has root {tree.root().hex()[:16]}…, "
+            f"the signed checkpoint {opened.root.hex()[:16]}…")
+    head = bytes(checkpoint["head_hash"])
+    if tree.size % 2 and tree.nodes[-1] != hashlib.sha256(b"\x00" + head).digest():
+        raise CheckpointError(
+            f"head_hash of {opened.origin} at size {tree.size} is not the last leaf of the signed tree")
+    return LogFrontier(tree, head)
 
 
 class PartitionLog:
@@ -67,9 +119,18 @@ class PartitionLog:
         log.forget_before(log.size)
         return log
 
+    @classmethod
+    def resume(cls, partition: int, frontier: LogFrontier, *, log_name: str = DEFAULT_LOG_NAME) -> PartitionLog:
+        """The log as of a verified checkpoint (:func:`checkpointed_frontier`); append on."""
+        return cls(partition, log_name=log_name, tree=frontier.tree, head=frontier.head)
+
     @property
     def size(self) -> int:
         return self._tree.size
+
+    def frontier(self) -> CompactRange:
+        """The frontier of the whole log as it is now (a copy): what a checkpoint publishes."""
+        return self._tree.copy()
 
     @property
     def base_size(self) -> int:

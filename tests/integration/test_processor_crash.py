@@ -9,7 +9,9 @@ from the replay topics with ``read_committed``:
 * no event id is chained twice, no action is in the ledger twice, no action has two
   different verdicts (nothing was decided a second time);
 * every event is covered by a signed checkpoint within a bounded wait;
-* ``verify`` finds nothing (chain, checkpoints, duplicates, coverage, enforcement).
+* ``verify`` finds nothing (chain, checkpoints, duplicates, coverage, enforcement);
+* the restarted worker resumed partitions from their newest checkpoint's frontier (the
+  log says so), so the kill -9 path above is the one production takes.
 """
 
 from __future__ import annotations
@@ -125,11 +127,15 @@ def test_kill_9_mid_load_duplicates_nothing_loses_nothing_and_leaves_nothing_unp
         repeats = sum(n - 1 for n in intake.values())
         resent = sum(int(n) for n in re.findall(r"(\d+) stored decision\(s\) to re-send", log))
         covered = sum(int(n) for n in re.findall(r"(\d+) uncovered event\(s\) to checkpoint", log))
+        # Killed hundreds of actions in, with checkpoints every second, the restarted worker
+        # resumes partitions from their newest checkpoint's frontier, not by re-reading them.
+        resumed = re.findall(r"recovered in [0-9.]+s from the frontier of checkpoint size (\d+)", log)
+        assert resumed, "no partition was recovered from a checkpoint's frontier"
         print(f"\n{ACTIONS} actions in {load_s:.1f}s with {len(KILL_AFTER)} kills: {dict(results)}; "
               f"{len(ledger.events)} ledger events, {len(ledger.checkpoints)} checkpoints; "
               f"restart to first verdict {', '.join(f'{r:.1f}s' for r in workers.recoveries)}; "
               f"after the kills {resent} stored verdict(s) re-sent, {repeats} re-processed intake "
               f"event(s) dropped as repeats, {covered} event(s) a dead worker left uncovered checkpointed "
-              "by its successor")
+              f"by its successor; {len(resumed)} partition recovery(ies) from a checkpoint's frontier")
     finally:
         stop_processor(workers.handle)

@@ -13,11 +13,16 @@ from typing import Any
 import pytest
 
 from lockgate.kernel.errors import KafkaReadError
+from lockgate.kernel.partition_reader import StoredRecord
 from processors import ledger_stage
 from processors.ledger_stage import LedgerStage
 from processors.ledger_writer import LedgerWriter
+from schemas.codec import get_codec
+from schemas.records import AuditKind, audit_event, event_id_for
 from schemas.topics import Topics
+from trust.frontier import CompactRange
 from trust.keys import SigningKey
+from trust.merkle import merkle_root
 
 
 def _stage() -> LedgerStage:
@@ -25,6 +30,12 @@ def _stage() -> LedgerStage:
                           dedup_window=100)
     return LedgerStage(writer, bootstrap="127.0.0.1:9", topics=Topics("t."), app_id="app", processor_id="p-test",
                        recovery_timeout_s=0.5)
+
+
+def intake(n: int, start: int = 0) -> list[dict[str, Any]]:
+    return [audit_event(AuditKind.ACTION, "acme", f"a{i}", b"payload %d" % i, now_us=1_000 + i,
+                        event_id=event_id_for(AuditKind.ACTION, "lockgate.actions", 0, i))
+            for i in range(start, start + n)]
 
 
 def _answers(monkeypatch: pytest.MonkeyPatch, stage: LedgerStage, stable: list[int], end: list[int]
@@ -56,3 +67,142 @@ def test_a_partition_that_never_settles_is_retried_not_read(monkeypatch: pytest.
     committed, _ = _answers(monkeypatch, stage, stable=[5] * 10_000, end=[9] * 10_000)
     with pytest.raises(KafkaReadError, match=r"undecided transactional records \(stable end 5, end 9\)"):
         stage._await_stable(committed, 0)
+
+
+# -- resuming from the newest checkpoint's frontier ------------------------------------------
+
+
+def _chained(stage: LedgerStage, n: int, at: int) -> tuple[list[StoredRecord], dict[str, Any], bytes]:
+    """``n`` events of partition 0 as committed audit records (every third offset a
+    transaction marker), a checkpoint at size ``at``, and the frontier the stage publishes with it."""
+    w = LedgerWriter(stage.writer.key, "p-old", checkpoint_every=10**6, checkpoint_interval_s=5.0, dedup_window=10)
+    w.recover(0, [], None)
+    events = [w.append(0, ev, 0.0) for ev in intake(at)]
+    (cp,) = w.due_checkpoints(100.0, 1)
+    raw = w.partition_log(0).frontier().to_bytes()
+    events += [w.append(0, ev, 0.0) for ev in intake(n - at, start=at)]
+    codec = get_codec()
+    records = [StoredRecord(0, i + i // 2, None, codec.encode("AuditEvent", ev)) for i, ev in enumerate(events) if ev]
+    return records, cp, raw
+
+
+def _tail_reader(monkeypatch: pytest.MonkeyPatch, records: list[StoredRecord]) -> list[int]:
+    """``read_tail`` over ``records`` (offsets with gaps), same contract; returns the reads' sizes."""
+    reads: list[int] = []
+
+    def read_tail(_c: Any, _t: str, _p: int, enough: Any, *, chunk: int, timeout_s: float) -> list[StoredRecord]:
+        end = records[-1].offset + 1
+        hi, size = end, chunk
+        got: list[StoredRecord] = []
+        while hi > 0:
+            lo = max(0, hi - size)
+            part = [r for r in records if lo <= r.offset < hi]
+            reads.append(len(part))
+            got = part + got
+            if enough(got):
+                break
+            hi, size = lo, size * 2
+        return got
+
+    monkeypatch.setattr(ledger_stage, "read_tail", read_tail)
+    return reads
+
+
+def test_a_proven_frontier_resumes_the_log_reading_only_the_suffix_and_the_window(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    stage = _stage()  # dedup window 100, checkpoint_every 100
+    records, cp, raw = _chained(stage, 5000, 4900)
+    reads = _tail_reader(monkeypatch, records)
+    frontier = stage._proven_frontier(0, (cp, _checkpoint_record(cp, raw)))
+    assert frontier is not None and frontier.size == 4900
+    state, read = stage._resume(object(), 0, frontier)  # type: ignore[arg-type]
+    assert (state.next_sequence, state.uncovered, state.remembered) == (5000, 100, 100)
+    assert read == sum(reads) < 400  # the 100 after the checkpoint and its last event, not 5000
+    full = LedgerWriter(stage.writer.key, "p-test", checkpoint_every=100, checkpoint_interval_s=5.0,
+                        dedup_window=100)
+    codec = get_codec()
+    events = [codec.decode_as("AuditEvent", r.value or b"") for r in records]
+    full.recover(0, events, 4899, [e["hash"] for e in events])
+    assert stage.writer.partition_log(0).root() == full.partition_log(0).root()
+
+
+def _checkpoint_record(cp: dict[str, Any], frontier: bytes | None, offset: int = 7) -> StoredRecord:
+    headers = ((ledger_stage.LOG_FRONTIER_HEADER, frontier),) if frontier is not None else ()
+    return StoredRecord(0, offset, b"0", get_codec().encode("Checkpoint", cp), headers)
+
+
+@pytest.mark.parametrize(("frontier", "why"), [
+    (None, "carries no lockgate.log-frontier header"),
+    (b"\x00" * 9, "does not decode"),
+    ("edited", "has root"),
+    ("smaller", "has size 4899, the signed checkpoint 4900"),
+])
+def test_a_newest_checkpoint_without_a_proven_frontier_means_a_full_rebuild(
+        frontier: bytes | str | None, why: str, caplog: pytest.LogCaptureFixture) -> None:
+    stage = _stage()
+    records, cp, raw = _chained(stage, 4900, 4900)
+    if frontier == "edited":
+        frontier = raw[:20] + bytes([raw[20] ^ 0x80]) + raw[21:]
+    elif frontier == "smaller":
+        tree = CompactRange()
+        for r in records[:-1]:
+            tree.append(get_codec().decode_as("AuditEvent", r.value or b"")["hash"])
+        frontier = tree.to_bytes()
+    assert not isinstance(frontier, str)
+    with caplog.at_level("WARNING", logger="lockgate.ledger"):
+        assert stage._proven_frontier(0, (cp, _checkpoint_record(cp, frontier))) is None
+    assert why in caplog.text and "rebuilding the log from every event" in caplog.text
+
+
+def test_a_frontier_under_another_key_or_with_witnesses_is_not_used(caplog: pytest.LogCaptureFixture) -> None:
+    stage = _stage()
+    _, cp, raw = _chained(_stage(), 10, 10)  # signed by another worker's key
+    with caplog.at_level("WARNING", logger="lockgate.ledger"):
+        assert stage._proven_frontier(0, (cp, _checkpoint_record(cp, raw))) is None
+    assert "is not a trusted processor key" in caplog.text
+    witnessed = LedgerWriter(SigningKey.generate(), "p-test", checkpoint_every=100, checkpoint_interval_s=5.0,
+                             dedup_window=100, keep_proofs=True)
+    stage.writer = witnessed
+    _, cp, raw = _chained(stage, 10, 10)
+    assert stage._proven_frontier(0, (cp, _checkpoint_record(cp, raw))) is None
+
+
+def test_no_checkpoint_means_a_full_rebuild(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="lockgate.ledger"):
+        assert _stage()._proven_frontier(0, None) is None
+    assert "no committed checkpoint" in caplog.text
+
+
+def test_events_that_do_not_continue_a_proven_frontier_mean_a_full_rebuild(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    stage = _stage()
+    records, cp, raw = _chained(stage, 300, 250)
+    # The stored event where the checkpoint ends differs from what the checkpoint's writer
+    # chained (the frontier, signed, still proves out): the log must be rebuilt whole.
+    codec = get_codec()
+    ev = codec.decode_as("AuditEvent", records[249].value or b"")
+    records[249] = StoredRecord(0, records[249].offset, None, codec.encode("AuditEvent", dict(ev, hash=b"\x05" * 32)))
+    _tail_reader(monkeypatch, records)
+    monkeypatch.setattr(ledger_stage, "read_partition", lambda *_a, **_k: iter(records))
+    with caplog.at_level("WARNING", logger="lockgate.ledger"):
+        _, read, how = stage._recover_log(object(), 0, (cp, _checkpoint_record(cp, raw)))  # type: ignore[arg-type]
+    assert "do not continue it" in caplog.text and "stored with another hash" in caplog.text
+    # Today's rebuild, as stored (`verify` names event 249); never the frontier's log.
+    assert (how, read) == ("every event", 300)
+    stored = [codec.decode_as("AuditEvent", r.value or b"")["hash"] for r in records]
+    assert stage.writer.partition_log(0).root() == merkle_root(stored)
+
+
+def test_a_proven_frontier_and_a_full_rebuild_end_in_the_same_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    stage = _stage()
+    records, cp, raw = _chained(stage, 1000, 930)
+    _tail_reader(monkeypatch, records)
+    monkeypatch.setattr(ledger_stage, "read_partition", lambda *_a, **_k: iter(records))
+    fast, read_fast, how_fast = stage._recover_log(object(), 0, (cp, _checkpoint_record(cp, raw)))  # type: ignore[arg-type]
+    log_fast = stage.writer.partition_log(0)
+    stage.writer.release(0)
+    slow, read_slow, how_slow = stage._recover_log(object(), 0, (cp, _checkpoint_record(cp, None)))  # type: ignore[arg-type]
+    log_slow = stage.writer.partition_log(0)
+    assert (how_fast, how_slow) == ("the frontier of checkpoint size 930", "every event")
+    assert fast == slow and read_fast < read_slow == 1000
+    assert (log_fast.size, log_fast.root(), log_fast.head) == (log_slow.size, log_slow.root(), log_slow.head)

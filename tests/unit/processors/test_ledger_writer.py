@@ -22,6 +22,7 @@ from schemas.records import AuditKind, audit_event, event_id_for
 from trust.chain import ChainError
 from trust.keys import Keyring, SigningKey
 from trust.merkle import consistency_proof, merkle_root, verify_consistency
+from trust.partition_log import LogFrontier, checkpointed_frontier
 from trust.tlog import DEFAULT_LOG_NAME, NOTE_FORMAT, open_log_checkpoint, verify_log_checkpoint
 from trust.verify import CoverageRule, verify_ledger
 
@@ -177,6 +178,62 @@ def test_recovery_refuses_hashes_that_do_not_end_at_the_head() -> None:
     assert not nxt.owns(0)
 
 
+# -- recovery from a checkpointed frontier ----------------------------------------------------
+
+
+def _checkpointed(n: int, at: int, window: int) -> tuple[list[dict[str, Any]], dict[str, Any], LogFrontier]:
+    """``n`` chained events of partition 0, a checkpoint at size ``at``, and its proven frontier."""
+    w = writer(window=window)
+    w.recover(0, [], None)
+    log = [c for c in (w.append(0, ev, 0.0) for ev in intake(at)) if c]
+    (cp,) = w.due_checkpoints(now=100.0, now_us=1)
+    raw = w.partition_log(0).frontier().to_bytes()  # what the stage publishes with the checkpoint
+    log += [c for c in (w.append(0, ev, 100.0) for ev in intake(n - at, start=at)) if c]
+    return log, cp, checkpointed_frontier(cp, raw, KEY.public(), log_name=DEFAULT_LOG_NAME)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(1, 400), st.data())
+def test_recovery_from_the_frontier_and_the_suffix_equals_the_full_rebuild(n: int, data: st.DataObject) -> None:
+    at = data.draw(st.integers(1, n), label="checkpoint size")
+    window = data.draw(st.integers(1, 50), label="dedup window")
+    log, cp, frontier = _checkpointed(n, at, window)
+    full, resumed = writer(window=window), writer(window=window)
+    whole = full.recover(0, log, cp["last_sequence"], [c["hash"] for c in log])
+    # What the stage reads: back to the checkpoint's last event and the dedup window.
+    tail = log[max(0, min(at - 1, n - window)):]
+    fast = resumed.recover(0, tail, cp["last_sequence"], frontier=frontier)
+    assert fast == whole
+    assert resumed.partition_log(0).size == full.partition_log(0).size == n
+    assert resumed.partition_log(0).root() == full.partition_log(0).root() == merkle_root([c["hash"] for c in log])
+    assert resumed.partition_log(0).head == full.partition_log(0).head == log[-1]["hash"]
+    more = intake(3, start=n)
+    after = [[c for c in (w.append(0, ev, 200.0) for ev in more) if c] for w in (full, resumed)]
+    assert after[0] == after[1]
+    roots = [[c["merkle_root"] for c in w.due_checkpoints(300.0, 2)] for w in (full, resumed)]
+    assert roots[0] == roots[1] and len(roots[0]) == 1
+
+
+def test_recovery_from_a_frontier_refuses_events_that_do_not_continue_it() -> None:
+    log, cp, frontier = _checkpointed(10, 6, window=3)
+    last = cp["last_sequence"]
+    cases = {
+        "without the checkpoint's last event": log[last + 1:],
+        "with that event stored under another hash": [*log[:last], dict(log[last], hash=b"" * 32), *log[last + 1:]],
+        "with an event after it repeated": [*log[last:8], log[7], *log[8:]],
+        "with an event after it missing": [*log[last:7], *log[8:]],
+    }
+    for what, tail in cases.items():
+        nxt = writer(window=3)
+        with pytest.raises(ChainError):
+            nxt.recover(0, tail, last, frontier=frontier)
+        assert not nxt.owns(0), what
+    with pytest.raises(ValueError, match="last_checkpointed = size - 1"):
+        writer().recover(0, log, last - 1, frontier=frontier)
+    with pytest.raises(ValueError, match="not both"):
+        writer().recover(0, log, last, [c["hash"] for c in log], frontier=frontier)
+
+
 def test_release_forgets_the_partition() -> None:
     w = writer()
     w.recover(0, [], None)
@@ -193,11 +250,19 @@ class _Log:
 
     audit: list[dict[str, Any]] = field(default_factory=list)
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    frontiers: list[bytes] = field(default_factory=list)  # published with each checkpoint
     committed_offset: int = 0
+    from_frontier: bool = False
 
     def recover(self, w: LedgerWriter) -> None:
         last = max((c["last_sequence"] for c in self.checkpoints), default=None)
-        w.recover(0, self.audit, last)
+        if not self.from_frontier or last is None:
+            w.recover(0, self.audit, last)
+            return
+        cp, raw = next((c, f) for c, f in zip(reversed(self.checkpoints), reversed(self.frontiers), strict=True)
+                       if c["last_sequence"] == last)
+        frontier = checkpointed_frontier(cp, raw, KEY.public(), log_name=DEFAULT_LOG_NAME)
+        w.recover(0, self.audit[max(0, min(last, len(self.audit) - w.dedup_window)):], last, frontier=frontier)
 
 
 @settings(max_examples=60, deadline=None)
@@ -206,9 +271,11 @@ class _Log:
     batches=st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=30),
     crashes=st.sets(st.integers(min_value=0, max_value=40), max_size=8),
     redeliver=st.lists(st.tuples(st.integers(0, 59), st.integers(1, 6)), max_size=6),
+    from_frontier=st.booleans(),
 )
 def test_a_crash_at_any_batch_never_duplicates_loses_or_leaves_events_unprovable(
-        n: int, batches: list[int], crashes: set[int], redeliver: list[tuple[int, int]]) -> None:
+        n: int, batches: list[int], crashes: set[int], redeliver: list[tuple[int, int]],
+        from_frontier: bool) -> None:
     unique = intake(n)
     # The upstream is at-least-once: after its own crashes it re-sends a run of earlier inputs.
     stream: list[dict[str, Any]] = []
@@ -217,7 +284,7 @@ def test_a_crash_at_any_batch_never_duplicates_loses_or_leaves_events_unprovable
         for at, length in redeliver:
             if at == i:
                 stream.extend(dict(e, recorded_at=e["recorded_at"] + 1) for e in unique[max(0, i - length):i])
-    log = _Log()
+    log = _Log(from_frontier=from_frontier)
     w = writer(every=7, interval_s=1.0, window=50)
     log.recover(w)
     clock, step = 0.0, 0
@@ -227,12 +294,14 @@ def test_a_crash_at_any_batch_never_duplicates_loses_or_leaves_events_unprovable
         clock += 0.4
         chained = [c for c in (w.append(0, ev, clock) for ev in batch) if c]
         cps = w.due_checkpoints(clock, int(clock * 1e6))
+        frontiers = [w.partition_log(0).frontier().to_bytes() for _ in cps]
         if step in crashes:  # the transaction never commits; a new owner takes over
             w = writer(every=7, interval_s=1.0, window=50)
             log.recover(w)
         else:
             log.audit += chained
             log.checkpoints += cps
+            log.frontiers += frontiers
             log.committed_offset += len(batch)
         step += 1
     log.checkpoints += w.due_checkpoints(clock + 10.0, 0)
