@@ -19,7 +19,9 @@ settled by log order — the first wins, the second is ignored. Every event id d
 the record's coordinates, so processing a record twice yields the same events.
 
 :meth:`ReviewDesk.rebuild` folds a partition's records before the first one a worker is
-handed, without effects (the pending-review state after a restart or a rebalance), and
+handed, without effects (the pending-review state after a restart or a rebalance); a review
+a folded vote decided but whose closure is not among them gets its closure then
+(:meth:`ReviewDesk.unclosed`: otherwise nobody would ever answer its requester), and
 :meth:`ReviewDesk.expire` closes reviews past their expiry (block, ``review_expired``).
 """
 
