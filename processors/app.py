@@ -471,6 +471,11 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
                 crash_worker(f"cannot rebuild the review state of reviews[{msg.partition}]: {exc}")
                 raise
             log.info("reviews[%d]: state rebuilt from %d record(s) before offset %d", msg.partition, n, msg.offset)
+            closures = desk.unclosed(msg.partition)
+            if closures:
+                log.warning("reviews[%d]: %d review(s) decided by votes before offset %d have no closure in the log; "
+                            "closing them now", msg.partition, len(closures), msg.offset)
+                await publisher.send([_Out(topics.reviews, value, key=rid.encode()) for rid, value in closures])
         at_us = int((msg.timestamp or 0) * 1_000_000)
         out = desk.handle(event.value, Source(msg.topic, msg.partition, msg.offset, msg.key), at_us)
         if out.closed is not None:

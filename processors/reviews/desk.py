@@ -19,7 +19,9 @@ settled by log order — the first wins, the second is ignored. Every event id d
 the record's coordinates, so processing a record twice yields the same events.
 
 :meth:`ReviewDesk.rebuild` folds a partition's records before the first one a worker is
-handed, without effects (the pending-review state after a restart or a rebalance), and
+handed, without effects (the pending-review state after a restart or a rebalance); a review
+a folded vote decided but whose closure is not among them gets its closure then
+(:meth:`ReviewDesk.unclosed`: otherwise nobody would ever answer its requester), and
 :meth:`ReviewDesk.expire` closes reviews past their expiry (block, ``review_expired``).
 """
 
@@ -102,6 +104,21 @@ class ReviewDesk:
         self._books[partition] = book
         self._next[partition] = offset
         return n
+
+    def unclosed(self, partition: int) -> list[tuple[str, bytes]]:
+        """Closures for the reviews of ``partition`` that votes already decided but whose
+        closure is not in what :meth:`rebuild` folded: the deciding vote was folded as handled
+        yet nothing it caused is in the log (its worker died before publishing, or the group's
+        committed position passed it unhandled — seen once in a CI run, cause unknown), so
+        without this the requester would never get a final verdict. Publishing again is
+        harmless when a closure does follow later in the log: the first closure of a review
+        wins (module docstring). Each review once per worker; post-hoc reviews have none."""
+        out: list[tuple[str, bytes]] = []
+        for review in self._books.get(partition, ()):
+            if (review.status in (ReviewStatus.APPROVED, ReviewStatus.DENIED) and review.closure_raw is None
+                    and not review.post_hoc and review.review_id not in self._closing):
+                out.append(self._close(review, review.status, "denied before this worker took the partition"))
+        return out
 
     def book(self, partition: int) -> ReviewBook:
         return self._books.setdefault(partition, ReviewBook(self.keys, self.registry, self.codec))
