@@ -6,7 +6,8 @@ inside each processor worker. It is a consume-transform-produce loop on confluen
 * a ``read_committed`` consumer in the group ``<app id>-ledger`` reads ``audit-intake``
   and, when given an :class:`processors.outcomes.OutcomeRecorder`, ``outcomes`` too
   (static membership ``<processor id>-ledger``: a restarted worker takes its partitions
-  back at once instead of after a session timeout). Outcomes are turned into their audit
+  back at once instead of after a session timeout; fetches batched up to
+  ``LOCKGATE_LEDGER_FETCH_WAIT_MS``, :mod:`lockgate.kernel.fetch_batching`). Outcomes are turned into their audit
   events right here by the pure core — no agent and no ``audit-intake`` round trip in
   between, since nothing but the ledger needs them. Both topics have the same partition
   count and the group uses the range assignor, so a member owns partition *p* of both,
@@ -101,6 +102,7 @@ from prometheus_client import Counter
 
 from lockgate.kernel.consumer_errors import consumer_is_broken
 from lockgate.kernel.errors import KafkaReadError
+from lockgate.kernel.fetch_batching import DEFAULT_RECORDING_FETCH_WAIT_MS, batched_fetch
 from lockgate.kernel.kafka_offsets import watermarks
 from lockgate.kernel.partition_reader import StoredRecord, committed_reader, read_partition, read_tail
 from processors.call_watchdog import CallWatchdog
@@ -162,7 +164,8 @@ class LedgerStage:
     def __init__(self, writer: LedgerWriter, *, bootstrap: str, topics: Topics, app_id: str,
                  processor_id: str, recovery_timeout_s: float = 60.0, witnesses: Witnesses | None = None,
                  outcomes: OutcomeRecorder | None = None, outcomes_legacy_group: str | None = None,
-                 kafka_debug: str = "", on_stuck: Callable[[str], None] = crash_worker) -> None:
+                 kafka_debug: str = "", fetch_wait_ms: int = DEFAULT_RECORDING_FETCH_WAIT_MS,
+                 on_stuck: Callable[[str], None] = crash_worker) -> None:
         if witnesses and not writer.keep_proofs:
             raise ValueError("a ledger stage with witnesses needs a writer that keeps proofs (keep_proofs=True)")
         self.writer = writer
@@ -178,6 +181,7 @@ class LedgerStage:
         self.instance_id = f"{processor_id}-ledger"
         self.recovery_timeout_s = recovery_timeout_s
         self.kafka_debug = kafka_debug
+        self.fetch = batched_fetch(fetch_wait_ms)
         self._watchdog = CallWatchdog(lambda what: on_stuck(f"ledger stage stuck: {what}"))
         self.codec = get_codec()
         self.inputs = [topics.audit_intake] + ([topics.outcomes] if outcomes is not None else [])
@@ -250,6 +254,7 @@ class LedgerStage:
             "isolation.level": "read_committed",
             "max.poll.interval.ms": 300_000,
             "partition.assignment.strategy": "range",  # partition p of every input to one member
+            **self.fetch,  # off the decision path: fewer, fuller fetches
         })
         consumer.subscribe(self.inputs, on_assign=self._on_assign, on_revoke=self._on_revoke,
                            on_lost=self._on_revoke)
