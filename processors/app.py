@@ -426,7 +426,7 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
                      log_name=s.log_name, keep_proofs=bool(witnesses)),
         bootstrap=s.bootstrap_servers, topics=topics, app_id=app_id, processor_id=s.processor_id,
         witnesses=witnesses or None, outcomes=recorder, outcomes_legacy_group=app_id,
-        kafka_debug=s.ledger_kafka_debug)
+        kafka_debug=s.ledger_kafka_debug, fetch_wait_ms=s.ledger_fetch_wait_ms)
     decisions_reader = committed_reader(s.bootstrap_servers, "decisions")
     reviews_t = raw_topic(topics.reviews, partitions["reviews"])
     desk = ReviewDesk(key, s.processor_id, reviewers)

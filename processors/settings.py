@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lockgate.kernel.fetch_batching import DEFAULT_RECORDING_FETCH_WAIT_MS
 from lockgate.kernel.home import Home, default_home
 from lockgate.kernel.local_broker import DEFAULT_KAFKA_PORT, local_bootstrap
 from processors.replay import FUTURE_SKEW_US
@@ -63,6 +64,10 @@ class ProcessorSettings(BaseSettings):
     # ``linger.ms``). 0 sends each at once (lowest latency when idle); a millisecond or two
     # lets concurrent actions' records share produce requests (less broker CPU under load).
     publish_linger_ms: float = Field(default=0.0, ge=0.0, le=50.0)
+    # How long the ledger stage's consumer lets the broker hold a fetch to fill it
+    # (lockgate.kernel.fetch_batching): fewer requests for the broker, events chained up to
+    # this much later; off the decision path. 0: answer on the first record.
+    ledger_fetch_wait_ms: int = Field(default=DEFAULT_RECORDING_FETCH_WAIT_MS, ge=0, le=1000)
 
     @field_validator("log_name", mode="before")
     @classmethod

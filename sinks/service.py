@@ -64,6 +64,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lockgate.kernel.consumer_errors import consumer_is_broken
 from lockgate.kernel.consumer_health import ConsumerHealth, LagProbe, LagReading, Partition
+from lockgate.kernel.fetch_batching import DEFAULT_RECORDING_FETCH_WAIT_MS, batched_fetch
 from lockgate.kernel.home import Home, default_home
 from lockgate.kernel.local_broker import DEFAULT_KAFKA_PORT, local_bootstrap
 from schemas.codec import get_codec
@@ -112,6 +113,9 @@ class SinkSettings(BaseSettings):
     sink_batch_rows: int = Field(default=10_000, ge=1)
     sink_batch_ms: int = Field(default=500, ge=1)
     sink_derive_workers: int = Field(default=1, ge=0)
+    # How long the broker may hold the sink's fetch to fill it (lockgate.kernel.fetch_batching):
+    # fewer requests on the broker the processor shares cores with; 0 answers on the first record.
+    sink_fetch_wait_ms: int = Field(default=DEFAULT_RECORDING_FETCH_WAIT_MS, ge=0, le=1000)
     stall_after_s: float = Field(default=30.0, gt=0)
     sink_http_host: str = "127.0.0.1"
     api_port: int = Field(default=8740, ge=0, le=65535)  # the local stack's, when no sink_http_port
@@ -345,6 +349,7 @@ class SinkService:
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
             "enable.partition.eof": False,
+            **batched_fetch(s.sink_fetch_wait_ms),
         })
         consumer.subscribe([s.audit_topic, s.checkpoints_topic],
                            on_assign=self._on_assign, on_revoke=self._on_revoke)

@@ -6,6 +6,7 @@ Everything imports it; it imports nothing of Lockgate's (import-linter contracts
 ``LOCKGATE_HOME``), :mod:`~lockgate.kernel.kafka_offsets` (watermarks with retries),
 :mod:`~lockgate.kernel.partition_reader` (committed records: a whole partition or its tail),
 :mod:`~lockgate.kernel.topic_admin` (create topics, report drift),
+:mod:`~lockgate.kernel.fetch_batching` (fewer, fuller fetches for consumers off the decision path),
 :mod:`~lockgate.kernel.durations` (the one duration grammar).
 """
 
