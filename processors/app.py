@@ -37,10 +37,11 @@ Guarantees and how they are kept:
   output of the decide agent is acknowledged by the broker before the input counts as processed; if Kafka
   keeps refusing, the worker exits hard (``os._exit``) rather than let Faust commit an
   input whose outputs are missing — a restart re-processes it from committed state.
-* **The registry is never lost to a bad edit.** A refused reload of ``services.json``
-  (unsafe permissions, bad JSON) keeps the last good registry and puts a ``security``
-  event on the ledger (:mod:`processors.registry_watch`), checked every half second
-  whether or not actions arrive.
+* **The registries are never lost to a bad edit.** A refused reload of ``services.json``
+  or ``reviewers.json`` (unsafe permissions, bad JSON) keeps the last good registry and puts
+  one ``security`` event on the ledger per refused state of the file
+  (:mod:`processors.registry_watch`), checked every half second whether or not actions
+  arrive (and ``reviewers.json`` before each reviews record too): votes are still judged.
 * **Reviews expire with no traffic.** The review desk rebuilds each ``reviews`` partition
   when the group assigns it, up to the group's position (:mod:`processors.reviews.rebuilds`),
   so after a restart or a rebalance the expiry timer covers it before any record arrives.
@@ -530,10 +531,13 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
 
     @app.timer(interval=watcher.check_every_s / 2)  # type: ignore[untyped-decorator]
     async def watch_registry() -> None:
-        """Reload ``services.json`` on change, with or without traffic; ledger a refused reload."""
+        """Reload ``services.json`` and ``reviewers.json`` on change, with or without traffic;
+        ledger a refused reload (the review desk also checks its registry before each record)."""
         refusal = watcher.poll()
-        if refusal is not None:
-            await publisher.send(publisher.output(StageOutput([refusal]), "registry"))
+        desk.refresh_registry()
+        refusals = ([refusal] if refusal is not None else []) + desk.refusals()
+        if refusals:
+            await publisher.send(publisher.output(StageOutput(refusals), "registry"))
 
     def verdict_records(result: DecisionResult) -> list[_Out]:
         v, encoded = result.verdict, result.verdict_bytes

@@ -35,11 +35,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from processors.registry_watch import RegistryWatcher
 from processors.stage import Source, StageOutput
 from schemas.codec import get_codec
 from schemas.records import AuditKind, audit_event
 from trust.keys import Keyring, SigningKey
-from trust.review_fold import ReviewerWatch, judge_record
+from trust.review_fold import judge_record
 from trust.reviewers import ReviewerRegistry
 from trust.reviews import Review, ReviewBook, ReviewStatus, VoteOutcome
 from trust.signatures import sign_record
@@ -87,11 +88,22 @@ class ReviewDesk:
         self._next: dict[int, int] = {}
         self._suspended: set[int] = set()
         self._closing: set[str] = set()
-        self._watch = ReviewerWatch(registry)
+        self._watch = RegistryWatcher(registry, what="reviewer registry")
+        self._refusals: list[dict[str, Any]] = []
 
     def refresh_registry(self) -> None:
-        """Reviewers added by ``lockgate keys add-reviewer`` count without a restart."""
-        self._watch.refresh()
+        """Reload ``reviewers.json`` if it changed: reviewers added by ``lockgate keys
+        add-reviewer`` count without a restart. A reload refused (unsafe permissions, bad
+        JSON) keeps the last good registry — votes are still judged, against it — and its
+        ``security`` event waits in :meth:`refusals` (and goes out with the next record handled)."""
+        refusal = self._watch.check()
+        if refusal is not None:
+            self._refusals.append(refusal)
+
+    def refusals(self) -> list[dict[str, Any]]:
+        """The ``security`` events of refused registry reloads not yet handed out (each once)."""
+        out, self._refusals = self._refusals, []
+        return out
 
     def needs_rebuild(self, partition: int, offset: int) -> bool:
         """True unless ``offset`` is the next record expected on ``partition``."""
@@ -164,8 +176,14 @@ class ReviewDesk:
         return self._books.setdefault(partition, ReviewBook(self.keys, self.registry, self.codec))
 
     def handle(self, raw: bytes | None, source: Source, at_us: int) -> DeskResult:
-        """Fold one record live and say what to publish (module docstring)."""
+        """Fold one record live and say what to publish (module docstring), with the
+        ``security`` event of a registry reload refused meanwhile (:meth:`refresh_registry`)."""
         self.refresh_registry()
+        out = self._handle(raw, source, at_us)
+        out.audit[:0] = self.refusals()
+        return out
+
+    def _handle(self, raw: bytes | None, source: Source, at_us: int) -> DeskResult:
         self._next[source.partition] = source.offset + 1
         applied = judge_record(self.book(source.partition), raw, at_us)
         out = DeskResult()
