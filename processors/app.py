@@ -79,7 +79,7 @@ from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 from lockgate.kernel.kafka_offsets import resume_offset
-from lockgate.kernel.partition_reader import committed_reader, read_range, read_since, read_tail
+from lockgate.kernel.partition_reader import StoredRecord, committed_reader, read_range, read_since, read_tail
 from processors.acks import InOrderAcks
 from processors.crash import crash_worker
 from processors.decider import Decider, DecisionResult
@@ -447,15 +447,19 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
         """Blocking (executor): the offset of ``reviews[partition]`` the agent will be handed first."""
         return resume_offset(reviews_position, TopicPartition(topics.reviews, partition), 30.0)
 
-    def reviews_before(partition: int, offset: int) -> list[tuple[bytes | None, int]]:
-        """Blocking (executor): ``reviews[partition]``'s records before ``offset`` (value, µs)."""
-        return [(r.value, r.timestamp_ms * 1000)
-                for r in read_range(reviews_reader, topics.reviews, partition, 0, offset)]
+    def reviews_range(partition: int, start: int, end: int) -> list[StoredRecord]:
+        """Blocking (executor): ``reviews[partition]``'s records with ``start <= offset < end``."""
+        return read_range(reviews_reader, topics.reviews, partition, start, end)
 
     async def publish_closures(closures: list[tuple[str, bytes]]) -> None:
         await publisher.send([_Out(topics.reviews, value, key=rid.encode()) for rid, value in closures])
 
-    rebuilds = DeskRebuilds(desk, reviews_resume_at, reviews_before, publish_closures, crash_worker)
+    async def replay_review(record: StoredRecord) -> None:
+        """Handle a reviews record the consumer skipped, like the agent, and wait for its outputs."""
+        source = Source(topics.reviews, record.partition, record.offset, record.key)
+        await handle_review(record.value, source, record.timestamp_ms * 1000)
+
+    rebuilds = DeskRebuilds(desk, reviews_resume_at, reviews_range, replay_review, publish_closures, crash_worker)
 
     def review_records(result: DecisionResult) -> list[_Out]:
         """A held (or break-glass) action's proposal and verdict, to open its review."""
@@ -484,7 +488,11 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
         msg = event.message
         await rebuilds.ready(msg.partition, msg.offset)  # normally rebuilt at assignment already
         at_us = int((msg.timestamp or 0) * 1_000_000)
-        out = desk.handle(event.value, Source(msg.topic, msg.partition, msg.offset, msg.key), at_us)
+        return handle_review(event.value, Source(msg.topic, msg.partition, msg.offset, msg.key), at_us)
+
+    def handle_review(raw: bytes | None, source: Source, at_us: int) -> Awaitable[None]:
+        """Judge one reviews record, enqueue its outputs; the awaitable waits for their acks."""
+        out = desk.handle(raw, source, at_us)
         if out.closed is not None:
             grants.add(out.closed)  # before the requester is answered, so its next action finds it here
         records = desk_records(out)

@@ -109,6 +109,10 @@ class ReviewDesk:
         """True unless ``offset`` is the next record expected on ``partition``."""
         return self._next.get(partition) != offset
 
+    def next_offset(self, partition: int) -> int | None:
+        """The offset of ``partition`` the state expects next (``None``: no state)."""
+        return self._next.get(partition)
+
     def holds(self, partition: int) -> bool:
         """Whether ``partition`` has a state that was not :meth:`suspend`-ed since it was built."""
         return partition in self._next and partition not in self._suspended
@@ -161,7 +165,8 @@ class ReviewDesk:
         """Closures for the reviews of ``partition`` that votes already decided but whose
         closure is not in what :meth:`rebuild` folded: the deciding vote was folded as handled
         yet nothing it caused is in the log (its worker died before publishing, or the group's
-        committed position passed it unhandled — seen once in a CI run, cause unknown), so
+        committed position passed it unhandled: Faust skipped it and committed past the gap —
+        :mod:`processors.reviews.rebuilds` handles what it skips while it runs), so
         without this the requester would never get a final verdict. Publishing again is
         harmless when a closure does follow later in the log: the first closure of a review
         wins (module docstring). Each review once per worker; post-hoc reviews have none."""

@@ -22,9 +22,19 @@ Races, and how each ends:
 
 * **A record arrives while the rebuild runs.** The agent calls :meth:`DeskRebuilds.ready`
   before it handles each record; it waits for the partition's rebuild, then checks the
-  record is the next one the state expects (:meth:`ReviewDesk.needs_rebuild`). If the
-  group's position was not where Faust started after all, it rebuilds again up to that
-  record (logged): the record offsets, not the guess, have the last word.
+  record is the next one the state expects (:meth:`ReviewDesk.needs_rebuild`). If it is
+  earlier (Faust started before the group's position after all), the state is rebuilt up
+  to that record (logged): the record offsets, not the guess, have the last word.
+* **The consumer skips records.** Seen after a ``kill -9``: the group resumed a partition
+  at a vote (its committed offset), and Faust handed the agent the record after it first.
+  Faust's ``getmany`` discards records it fetched for a partition it does not count active
+  and the rest of a batch on a generation change, and its commit then passes a gap as if
+  handled; which of these it was is not established. Folding the skipped records
+  without effects would lose them (a vote never ledgered, never answered by its own
+  closure), so when the agent is handed a record past the end of the state the desk holds,
+  the records in between are read and **handled** first, with their effects
+  (``replay``), in log order: at-least-once, as a redelivery would (event ids come from
+  the record's coordinates, the first closure of a review wins).
 * **The partition is revoked before the rebuild finishes.** Every assignment and
   revocation bumps the partition's epoch; a rebuild installs its state only if the epoch
   is still its own, so a late result never overwrites a newer one. A revoked partition is
@@ -46,6 +56,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
+from lockgate.kernel.partition_reader import StoredRecord
 from processors.reviews.desk import ReviewDesk
 from trust.reviews import ReviewBook
 
@@ -55,23 +66,26 @@ log = logging.getLogger("lockgate.processor")
 
 T = TypeVar("T")
 
-Records = Iterable[tuple[bytes | None, int]]  # (value, broker timestamp µs), in log order
-
 
 class DeskRebuilds:
     """Keeps each ``reviews`` partition the worker is assigned rebuilt (module docstring).
 
     ``position(partition)``: where the group resumes ``partition`` (blocking).
-    ``read(partition, offset)``: its records before ``offset`` (blocking).
+    ``read(partition, start, end)``: its records with ``start <= offset < end`` (blocking).
+    ``replay(record)``: handle one record the consumer skipped, as the agent would, and
+    wait until its outputs are acknowledged.
     ``publish(closures)``: publish ``(review id, Verdict)`` closures on the reviews topic.
     ``fail(reason)``: stop the worker (it does not return in production).
     """
 
-    def __init__(self, desk: ReviewDesk, position: Callable[[int], int], read: Callable[[int, int], Records],
+    def __init__(self, desk: ReviewDesk, position: Callable[[int], int],
+                 read: Callable[[int, int, int], Iterable[StoredRecord]],
+                 replay: Callable[[StoredRecord], Awaitable[None]],
                  publish: Callable[[list[tuple[str, bytes]]], Awaitable[None]], fail: Callable[[str], None]) -> None:
         self.desk = desk
         self.position = position
         self.read = read
+        self.replay = replay
         self.publish = publish
         self.fail = fail
         self._epoch: dict[int, int] = {}
@@ -101,6 +115,7 @@ class DeskRebuilds:
         """Return once the desk's state of ``partition`` ends right before ``offset``, the
         record the agent is about to handle. Raises what a failed rebuild raised."""
         mine: asyncio.Task[None] | None = None
+        caught_up = False
         while True:
             task = self._tasks.get(partition)
             if task is not None and not task.done():
@@ -110,10 +125,31 @@ class DeskRebuilds:
                 raise RuntimeError(f"reviews[{partition}]: no review state") from task.exception()
             if not self.desk.needs_rebuild(partition, offset):
                 return
+            held = self.desk.next_offset(partition) if self.desk.holds(partition) else None
+            if held is not None and held < offset and not caught_up:
+                caught_up = True  # once: if records are missing from what it reads, rebuild instead
+                await self._catch_up(partition, held, offset)
+                continue
             if task is not None and task is not mine:
-                log.warning("reviews[%d]: handed offset %d, not where its state was rebuilt; rebuilding up to it",
-                            partition, offset)
+                log.warning("reviews[%d]: handed offset %d, its state ends at %s; rebuilding up to it "
+                            "(the consumer went back, or started before the group's position)",
+                            partition, offset, self.desk.next_offset(partition))
             mine = self._start(partition, offset)  # again if a revocation superseded the last one
+
+    async def _catch_up(self, partition: int, start: int, end: int) -> None:
+        """Handle the records ``start <= offset < end`` the consumer skipped (module docstring)."""
+        log.warning("reviews[%d]: handed offset %d, but offsets %d to %d were never handed; handling them first",
+                    partition, end, start, end - 1)
+        try:
+            async with self._lock:
+                records = await _blocking(self.read, partition, start, end)
+        except Exception as exc:  # carrying on would lose what they say
+            self.fail(f"cannot read the skipped records of reviews[{partition}]: {exc}")
+            raise
+        for record in records:
+            if self.desk.next_offset(partition) != record.offset:
+                return  # a revocation meanwhile rebuilt or dropped the partition: ready() decides again
+            await self.replay(record)
 
     def _bump(self, partition: int) -> int:
         self._epoch[partition] = self._epoch.get(partition, 0) + 1
@@ -160,9 +196,9 @@ class DeskRebuilds:
             await self.publish(closures)
 
     def _fold(self, partition: int, offset: int, rows: list[int]) -> ReviewBook:
-        records = list(self.read(partition, offset))
+        records = list(self.read(partition, 0, offset))
         rows.append(len(records))
-        return self.desk.fold(records)
+        return self.desk.fold((r.value, r.timestamp_ms * 1000) for r in records)
 
 
 async def _blocking(fn: Callable[..., T], *args: object) -> T:

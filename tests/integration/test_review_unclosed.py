@@ -3,7 +3,8 @@
 The adversary here is the consumer group's committed position: the worker is killed with
 SIGKILL while a review waits, a reviewer approves meanwhile, and the review agent's
 committed offset is then moved past that vote (as if a worker had handled it and died
-before publishing anything — seen once in a CI run, cause unknown). The restarted worker
+before publishing anything, or Faust had skipped it and committed past the gap, as
+:mod:`processors.reviews.rebuilds` describes). The restarted worker
 folds the vote as handled when it rebuilds the partition — which it does when the group
 assigns it the partition. It must notice that the review the first vote decided has no
 closure in the log and close it, so the waiting ``submit`` gets its final allow and the

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from processors.reviews.desk import ReviewDesk
+from lockgate.kernel.partition_reader import StoredRecord
+from processors.reviews.desk import DeskResult, ReviewDesk
 from processors.reviews.rebuilds import DeskRebuilds
 from processors.stage import Source
 from schemas.codec import get_codec
@@ -34,9 +35,11 @@ class Log:
     def __init__(self, records: list[bytes], position: int) -> None:
         self.records = records
         self.at = position
-        self.reads: list[int] = []
+        self.reads: list[int | tuple[int, int]] = []  # end, or (start, end) when not from 0
         self.published: list[tuple[str, bytes]] = []
         self.failures: list[str] = []
+        self.replayed: list[tuple[int, DeskResult]] = []
+        self.desk: ReviewDesk | None = None
         self.gate = threading.Event()
         self.gate.set()
         self.broken = False
@@ -44,12 +47,18 @@ class Log:
     def position(self, _partition: int) -> int:
         return self.at
 
-    def read(self, _partition: int, offset: int) -> Iterable[tuple[bytes | None, int]]:
-        self.reads.append(offset)
+    def read(self, partition: int, start: int, end: int) -> Iterable[StoredRecord]:
+        self.reads.append(end if start == 0 else (start, end))
         assert self.gate.wait(10)
         if self.broken:
             raise Failed("broker gone")
-        return [(raw, NOW + 10) for raw in self.records[:offset]]
+        return [StoredRecord(partition, offset, None, raw, timestamp_ms=(NOW + 10) // 1000)
+                for offset, raw in enumerate(self.records) if start <= offset < end]
+
+    async def replay(self, record: StoredRecord) -> None:
+        assert self.desk is not None
+        out = self.desk.handle(record.value, Source(TOPIC, record.partition, record.offset), NOW + 10)
+        self.replayed.append((record.offset, out))
 
     async def publish(self, closures: list[tuple[str, bytes]]) -> None:
         self.published.extend(closures)
@@ -66,7 +75,8 @@ def w(tmp_path: Path) -> World:
 def _setup(w: World, records: list[bytes], position: int) -> tuple[ReviewDesk, Log, DeskRebuilds]:
     desk = ReviewDesk(w.key, "p2", w.registry)
     log = Log(records, position)
-    return desk, log, DeskRebuilds(desk, log.position, log.read, log.publish, log.fail)
+    log.desk = desk
+    return desk, log, DeskRebuilds(desk, log.position, log.read, log.replay, log.publish, log.fail)
 
 
 async def _settle(rebuilds: DeskRebuilds, partition: int = 0) -> None:
@@ -136,17 +146,33 @@ def test_a_record_arriving_while_the_rebuild_runs_waits_for_it(w: World) -> None
     assert log.reads == [2] and desk.holds(0) and not desk.needs_rebuild(0, 2)
 
 
-def test_a_record_not_at_the_group_position_rebuilds_up_to_it(w: World) -> None:
+def test_a_record_before_the_group_position_rebuilds_down_to_it(w: World) -> None:
+    records, _ = reviews_topic(w, proposal(), rule=REVIEW_RULE)
+    desk, log, rebuilds = _setup(w, records, position=3)
+
+    async def run() -> None:
+        rebuilds.assigned([0])
+        await rebuilds.ready(0, 2)  # Faust started before the vote after all: it is judged live, once
+
+    asyncio.run(run())
+    assert log.reads == [3, 2] and not desk.needs_rebuild(0, 2) and log.replayed == []
+    out = desk.handle(records[2], Source(TOPIC, 0, 2), NOW + 10)
+    assert [str(e["detail"]).split(":")[0] for e in out.audit] == ["accepted"] and len(out.closures) == 1
+
+
+def test_records_the_consumer_skipped_are_handled_not_just_folded(w: World) -> None:
     records, _ = reviews_topic(w, proposal(), rule=REVIEW_RULE)
     desk, log, rebuilds = _setup(w, records, position=2)
 
     async def run() -> None:
         rebuilds.assigned([0])
-        await rebuilds.ready(0, 3)  # Faust started after the vote after all: it must not be judged again
+        await rebuilds.ready(0, 3)  # the group resumed at the vote, the consumer handed the record after it
 
     asyncio.run(run())
-    assert log.reads == [2, 3] and not desk.needs_rebuild(0, 3)
-    assert log.published and get_codec().decode_as("Verdict", log.published[0][1])["basis"] == "review_approved"
+    assert log.reads == [2, (2, 3)] and not desk.needs_rebuild(0, 3)
+    [(offset, out)] = log.replayed  # the vote: ledgered and closed as if it had been handed
+    assert offset == 2 and [e["kind"] for e in out.audit] == ["review"] and len(out.closures) == 1
+    assert log.published == []  # nothing for unclosed() to rescue
 
 
 def test_a_partition_revoked_before_its_rebuild_ends_gets_no_state(w: World) -> None:
