@@ -37,7 +37,18 @@ without this wait it would read a head that lacks that transaction and chain the
 events on a stale head (repeated sequences: a fork). The chain head is the
 last committed record of the audit partition and the dedup window its last
 ``LOCKGATE_LEDGER_DEDUP_WINDOW`` event ids; the last covered sequence comes from the newest
-committed checkpoint of the partition on ``checkpoints``. The partition's whole log (the
+*verified* committed checkpoint of the partition on ``checkpoints`` — the highest
+``last_sequence`` among its records whose signature verifies under the writer's key
+(:func:`trust.partition_log.newest_verified_checkpoint`). A record that does not verify
+(forged, altered, another key, undecodable) is skipped with a warning naming its offset
+and why, however new it is or whatever it claims: anyone who can append to ``checkpoints``
+could otherwise declare a previous owner's last events covered, and they would never be
+checkpointed. A verified checkpoint older than such a record wins (the events after it are
+checkpointed again: more is safe, fewer never is); with no verified checkpoint nothing
+counts as covered. The writer's key is the worker's processor key, shared by every worker
+of one ``LOCKGATE_HOME``; with a key per host, a partition taken over from another host
+has no verified checkpoint and is rebuilt and checkpointed whole (slower, never wrong).
+The partition's whole log (the
 Merkle tree whole-log checkpoints sign, :class:`trust.partition_log.PartitionLog`) resumes
 from the frontier that checkpoint was published with (header :data:`LOG_FRONTIER_HEADER`),
 accepted only once the checkpoint's signature verifies under the writer's key and the
@@ -105,7 +116,7 @@ from schemas.codec import get_codec
 from schemas.topics import TOPIC_MAX_MESSAGE_BYTES, Topics
 from trust.chain import ChainError
 from trust.errors import CheckpointError
-from trust.partition_log import LogFrontier, checkpointed_frontier
+from trust.partition_log import LogFrontier, checkpointed_frontier, newest_verified_checkpoint
 
 __all__ = ["EVENT_ID_HEADER", "LOG_FRONTIER_HEADER", "LedgerStage"]
 
@@ -125,6 +136,7 @@ _TXN_CALL_GRACE_S = 20.0  # past its timeout, a transactional call still blocked
 _IDLE_CLOSE_MS = 4_000  # librdkafka subtracts up to 2 s of jitter per broker
 _POLL_S = 0.1
 _BATCH = 2000
+_REFUSED_LOGGED = 10  # checkpoint records that do not verify, named one by one per recovery
 
 _Checkpoint = tuple[dict[str, Any], bytes | None]
 """A Checkpoint record to publish, and the frontier to publish it with (its header)."""
@@ -495,8 +507,10 @@ class LedgerStage:
 
     def _recover_log(self, reader: Consumer, partition: int, newest: tuple[dict[str, Any], StoredRecord] | None
                      ) -> tuple[RecoveredPartition, int, str]:
-        """Take ``partition`` (it has events) from its newest checkpoint's proven frontier, or
-        else from every event; the state, the audit records read, and which way it went."""
+        """Take ``partition`` (it has events) from its newest verified checkpoint's proven
+        frontier, or else from every event with that checkpoint's ``last_sequence`` as the
+        last covered one (none without one); the state, the audit records read, and which
+        way it went."""
         frontier = self._proven_frontier(partition, newest)
         if frontier is not None:
             try:
@@ -562,12 +576,13 @@ class LedgerStage:
 
     def _proven_frontier(self, partition: int, newest: tuple[dict[str, Any], StoredRecord] | None
                          ) -> LogFrontier | None:
-        """The frontier published with the newest checkpoint of ``partition``, proven against
-        its signature, size and root (:func:`checkpointed_frontier`) — or ``None``, with a
-        warning saying why, and the log is rebuilt from every event."""
+        """The frontier published with the newest verified checkpoint of ``partition``
+        (:meth:`_newest_checkpoint`), proven against its signature, size and root
+        (:func:`checkpointed_frontier`) — or ``None``, with a warning saying why, and the log
+        is rebuilt from every event."""
         if newest is None:
-            log.warning("ledger partition %d has events but no committed checkpoint; rebuilding its log "
-                        "from every event", partition)
+            log.warning("ledger partition %d has events but no committed checkpoint that verifies under this "
+                        "worker's key; rebuilding its log from every event and checkpointing all of it", partition)
             return None
         if self.writer.keep_proofs:
             log.info("ledger partition %d: witnesses may ask for proofs from sizes before the newest "
@@ -634,36 +649,68 @@ class LedgerStage:
             time.sleep(0.02)
 
     def _newest_checkpoint(self, reader: Consumer, partition: int) -> tuple[dict[str, Any], StoredRecord] | None:
-        """The newest committed checkpoint record of ``partition`` with the highest
-        ``last_sequence`` (a cosigned copy may republish an older one later), if any.
+        """The newest *verified* committed checkpoint record of ``partition``: of the records
+        whose signature verifies under the writer's key, the one with the highest
+        ``last_sequence`` (a cosigned copy may republish an older one later), if any
+        (:func:`trust.partition_log.newest_verified_checkpoint`).
+
+        Both recovery paths start from it: the frontier published with it, and, when the
+        log is rebuilt from every event, its ``last_sequence`` as the last covered event.
+        Anyone who can append to ``checkpoints`` can write a record with any
+        ``last_sequence``; one that does not verify (bad signature, unknown key, not a
+        Checkpoint at all) is skipped with a warning naming its offset and why, and never
+        counts — a verified checkpoint older than a forged newer one wins, so the events
+        after it are checkpointed again (more is safe; fewer never is). Without a verified
+        checkpoint nothing counts as covered and every event is checkpointed again.
+
+        The writer's key is the worker's own processor key. Workers sharing one
+        ``LOCKGATE_HOME`` (``lockgate up --processors N``) share it, so each verifies the
+        others' checkpoints. A deployment with a key per host cannot verify another host's
+        checkpoints: a partition taken over from another host gets no frontier and no
+        covered sequence, is rebuilt from every event and checkpointed whole again — a
+        slower recovery, never a wrong one.
 
         The checkpoints topic is shared by every ledger partition; it is read backwards
-        until one of ours shows up (normally within the last few records). A partition
-        that has events but never had a checkpoint is read to the start once; its first
-        recovery checkpoints it.
+        until a verified record of ours shows up (normally within the last few records),
+        each record checked once. A partition without one is read to the start.
         """
-        found: list[tuple[dict[str, Any], StoredRecord]] = []
+        key = self.writer.key.public()
+        chosen: tuple[dict[str, Any], StoredRecord] | None = None
+        seen = refused = 0
 
         def enough(records: Sequence[StoredRecord]) -> bool:
-            found.clear()
-            for rec in records:
-                cp = self._decode(rec, "Checkpoint")
-                if cp is not None and cp["ledger_partition"] == partition:
-                    found.append((cp, rec))
-            return bool(found)
+            nonlocal chosen, seen, refused
+            fresh = records[: len(records) - seen]  # read_tail prepends each older chunk
+            seen = len(records)
+            decoded = ((self._decode(rec, "Checkpoint", self.topics.checkpoints), rec) for rec in fresh)
+            ours = [(cp, rec) for cp, rec in decoded
+                    if cp is not None and cp.get("ledger_partition") == partition]
+            choice = newest_verified_checkpoint(ours, key, partition=partition, log_name=self.writer.log_name)
+            for cp, rec, why in reversed(choice.refused):  # newest first, as read
+                if refused < _REFUSED_LOGGED:
+                    log.warning("ledger partition %d: %s[%d]@%d (last sequence %s) does not verify under this "
+                                "worker's key and is skipped: %s", partition, self.topics.checkpoints,
+                                rec.partition, rec.offset, cp.get("last_sequence"), why)
+                refused += 1
+            if choice.chosen is not None:
+                chosen = (dict(choice.chosen[0]), choice.chosen[1])
+            return chosen is not None
 
         read_tail(reader, self.topics.checkpoints, 0, enough, chunk=256, timeout_s=self.recovery_timeout_s)
-        # max() keeps the first of equals: iterate newest first.
-        return max(reversed(found), key=lambda item: int(item[0]["last_sequence"]), default=None)
+        if refused > _REFUSED_LOGGED:
+            log.warning("ledger partition %d: %d more checkpoint record(s) that do not verify were skipped",
+                        partition, refused - _REFUSED_LOGGED)
+        return chosen
 
     def _decode_event(self, rec: StoredRecord) -> dict[str, Any] | None:
-        return self._decode(rec, "AuditEvent")
+        return self._decode(rec, "AuditEvent", self.topics.audit)
 
-    def _decode(self, rec: StoredRecord, schema: str) -> dict[str, Any] | None:
+    def _decode(self, rec: StoredRecord, schema: str, topic: str) -> dict[str, Any] | None:
         try:
             return dict(self.codec.decode_as(schema, rec.value or b""))
-        except Exception:
-            log.error("%s[%d]@%d is not a %s; skipped during recovery", schema, rec.partition, rec.offset, schema)
+        except Exception as exc:
+            log.error("%s[%d]@%d is not a %s (%s); skipped during recovery", topic, rec.partition, rec.offset,
+                      schema, exc)
             return None
 
     def _bounded(self, call: str) -> Any:

@@ -8,7 +8,8 @@ A Checkpoint record says which way it is signed in ``signature_format``:
   field existed decode with this default, and :func:`verify_checkpoint` keeps verifying
   them exactly as they were signed: over the ten v1 fields, without ``signature_format``.
 
-:func:`verify_checkpoint` accepts both; everything else in trust reads through it.
+:func:`check_checkpoint` (raising, with the reason) and :func:`verify_checkpoint` (a bool)
+accept both; everything else in trust reads through them.
 
 An interval Checkpoint (``schemas/Checkpoint.avsc``) states, under the processor's Ed25519 key:
 "events ``first_sequence .. last_sequence`` of partition ``ledger_partition`` have Merkle
@@ -37,7 +38,7 @@ from trust.errors import CheckpointError
 from trust.keys import Keyring, PublicKey, SigningKey
 from trust.merkle import merkle_root
 from trust.signatures import sign_record, verify_record
-from trust.tlog import NOTE_FORMAT, verify_log_checkpoint
+from trust.tlog import NOTE_FORMAT, open_log_checkpoint
 
 __all__ = [
     "INTERVAL_FIELDS",
@@ -45,6 +46,7 @@ __all__ = [
     "NOTE_FORMAT",
     "CheckpointError",
     "build_checkpoint",
+    "check_checkpoint",
     "checkpoint_format",
     "checkpoint_id_for",
     "verify_checkpoint",
@@ -132,39 +134,53 @@ def build_checkpoint(
     return sign_record(unsigned, "signature", b"", key)
 
 
-def verify_checkpoint(
+def check_checkpoint(
     checkpoint: Mapping[str, Any], keys: Keyring | PublicKey, *, log_name: str | None = None
-) -> bool:
-    """True iff the checkpoint is well-formed and signed by a key in ``keys``, in its format.
+) -> None:
+    """Return if the checkpoint is well-formed and signed by a key in ``keys``, in its format;
+    else raise :class:`CheckpointError` naming the first check that failed (unknown format,
+    malformed fields, a key that is not trusted, a signature that does not verify).
 
     Key expiry is judged at the checkpoint's ``created_at``. This checks the signature
     and shape only; whether the stored events match it is :mod:`trust.verify`'s job.
     ``log_name``, when given, is the log a whole-log checkpoint's origin must name.
-    A record with an unknown format is not valid. Never raises.
+    Whole-log checkpoints are opened by :func:`trust.tlog.open_log_checkpoint`.
     """
     fmt = checkpoint_format(checkpoint)
     if fmt == NOTE_FORMAT:
-        return verify_log_checkpoint(checkpoint, keys, log_name=log_name)
+        open_log_checkpoint(checkpoint, keys, log_name=log_name)
+        return
     if fmt != INTERVAL_FORMAT:
-        return False
+        raise CheckpointError(f"signature_format {fmt!r} is neither {NOTE_FORMAT!r} nor {INTERVAL_FORMAT!r}")
     try:
         first = checkpoint["first_sequence"]
         last = checkpoint["last_sequence"]
         head = checkpoint["head_hash"]
         root = checkpoint["merkle_root"]
         created = checkpoint["created_at"]
-    except (KeyError, TypeError):
-        return False
-    if type(first) is not int or type(last) is not int or not 0 <= first <= last:
-        return False
-    if not isinstance(head, bytes) or len(head) != HASH_LEN:
-        return False
-    if not isinstance(root, bytes) or len(root) != HASH_LEN:
-        return False
-    if type(created) is not int:
-        return False
-    try:
         signed = {name: checkpoint[name] for name in INTERVAL_FIELDS}
-    except KeyError:
+    except (KeyError, TypeError):
+        raise CheckpointError("not a Checkpoint record: fields are missing") from None
+    if type(first) is not int or type(last) is not int or not 0 <= first <= last:
+        raise CheckpointError(f"sequences {first!r}..{last!r} are not an interval of integers from 0")
+    if not isinstance(head, bytes) or len(head) != HASH_LEN or not isinstance(root, bytes) or len(root) != HASH_LEN:
+        raise CheckpointError("head_hash and merkle_root must be 32 bytes each")
+    if type(created) is not int:
+        raise CheckpointError("created_at must be an integer")
+    key_id = signed["key_id"]
+    if not isinstance(key_id, str) or (key_id != keys.key_id if isinstance(keys, PublicKey) else key_id not in keys):
+        raise CheckpointError(f"key {key_id!r} is not a trusted processor key")
+    if not verify_record(signed, "signature", b"", keys, at_us=created):
+        raise CheckpointError(f"the interval signature of key {key_id!r} does not verify "
+                              "(the record was altered, or the key had expired at created_at)")
+
+
+def verify_checkpoint(
+    checkpoint: Mapping[str, Any], keys: Keyring | PublicKey, *, log_name: str | None = None
+) -> bool:
+    """True iff :func:`check_checkpoint` accepts the checkpoint. Never raises."""
+    try:
+        check_checkpoint(checkpoint, keys, log_name=log_name)
+    except CheckpointError:
         return False
-    return verify_record(signed, "signature", b"", keys, at_us=created)
+    return True

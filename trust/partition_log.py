@@ -25,6 +25,15 @@ without it rebuilds the frontier from the partition's event hashes
 (:meth:`PartitionLog.from_hashes`). A witness left behind the oldest kept size cannot be
 proven to from this state; the writer then reads the older hashes from the ledger and
 uses :func:`trust.merkle.consistency_proof`.
+
+Which checkpoint a restarted writer starts from (:func:`newest_verified_checkpoint`): the
+one with the highest ``last_sequence`` among the partition's records whose signature
+verifies under the writer's key — never an unverified one, however new or large. Whoever
+can append to the checkpoints topic could otherwise claim that events are covered which
+no signed checkpoint covers, and the restarted writer would never checkpoint them. When
+the newest verified checkpoint is older than an unverified one, the verified one counts:
+the writer then checkpoints more events again, which is safe; it never checkpoints fewer.
+With no verified checkpoint, nothing counts as covered and everything is checkpointed again.
 """
 
 from __future__ import annotations
@@ -32,17 +41,20 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+from trust.checkpoints import check_checkpoint
 from trust.errors import CheckpointError, ProofError
 from trust.frontier import CompactRange
 from trust.keys import Keyring, PublicKey, SigningKey
 from trust.note import NoteSignature
 from trust.tlog import DEFAULT_LOG_NAME, build_log_checkpoint, open_log_checkpoint, origin_for
 
-__all__ = ["LogFrontier", "PartitionLog", "checkpointed_frontier"]
+__all__ = ["CheckpointChoice", "LogFrontier", "PartitionLog", "checkpointed_frontier", "newest_verified_checkpoint"]
 
 _STATE_VERSION = 1
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -87,6 +99,49 @@ def checkpointed_frontier(
         raise CheckpointError(
             f"head_hash of {opened.origin} at size {tree.size} is not the last leaf of the signed tree")
     return LogFrontier(tree, head)
+
+
+@dataclass(frozen=True)
+class CheckpointChoice(Generic[T]):
+    """What :func:`newest_verified_checkpoint` made of a partition's checkpoint records."""
+
+    chosen: tuple[Mapping[str, Any], T] | None
+    """The newest verified checkpoint and its tag; ``None`` if no record verified."""
+    refused: tuple[tuple[Mapping[str, Any], T, str], ...]
+    """Every record of the partition that did not verify, its tag, and why, in the order given."""
+
+
+def newest_verified_checkpoint(
+    candidates: Iterable[tuple[Mapping[str, Any], T]],
+    keys: Keyring | PublicKey,
+    *,
+    partition: int,
+    log_name: str,
+) -> CheckpointChoice[T]:
+    """The checkpoint of ``partition`` a restarted writer may take as covering its events.
+
+    ``candidates``: decoded Checkpoint records in log order, each with a tag of the
+    caller's (where it is stored), records of other partitions among them (ignored).
+    A record counts only if :func:`trust.checkpoints.check_checkpoint` accepts it under
+    ``keys`` (the writer's key; whole-log ones of ``log_name`` only); of those, the one
+    with the highest ``last_sequence`` is chosen, the last given of equals (a cosigned copy
+    republished later). Every other record of the partition is refused with the reason.
+    An unverified record never wins over a verified one, whatever its ``last_sequence``
+    (module docstring). Pure; never raises for a malformed record.
+    """
+    chosen: tuple[Mapping[str, Any], T] | None = None
+    refused: list[tuple[Mapping[str, Any], T, str]] = []
+    for cp, tag in candidates:
+        if cp.get("ledger_partition") != partition:
+            continue
+        try:
+            check_checkpoint(cp, keys, log_name=log_name)
+        except CheckpointError as exc:
+            refused.append((cp, tag, str(exc)))
+            continue
+        if chosen is None or cp["last_sequence"] >= chosen[0]["last_sequence"]:
+            chosen = (cp, tag)
+    return CheckpointChoice(chosen, tuple(refused))
 
 
 class PartitionLog:

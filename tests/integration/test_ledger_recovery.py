@@ -10,30 +10,53 @@ stage with the same ids takes the partition over. Checked:
 * a copy of the newest checkpoint whose frontier header was edited (its root is not the
   signed one), truncated (it does not decode) or dropped (as an older worker wrote it),
   appended as the partition's newest checkpoint, gives no frontier: the stage says why,
-  rebuilds the log from every event, and the ledger it goes on to write still verifies.
+  rebuilds the log from every event, and the ledger it goes on to write still verifies;
+* (real worker processes, kill -9) checkpoints appended by an attacker — claiming 2^40
+  events under their own key, or a genuine one with its size raised, or not a Checkpoint at
+  all — do not stop a restarted worker from checkpointing the events its killed predecessor
+  left uncovered: the covered sequence comes only from a checkpoint that verifies.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import re
+import subprocess
+import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka import Producer
 from prometheus_client import REGISTRY
 
+from lockgate.kernel.home import Home
 from lockgate.kernel.partition_reader import committed_reader, read_partition
 from processors.ledger_stage import LOG_FRONTIER_HEADER, LedgerStage
 from processors.ledger_writer import LedgerWriter
+from producers import Action, Actor
 from schemas.codec import get_codec
 from schemas.records import AuditKind, audit_event, event_id_for
 from schemas.topics import Topics
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import (
+    ProcessorHandle,
+    fresh_topics,
+    start_processor,
+    stop_processor,
+    wait_for,
+    wait_until_deciding,
+)
 from tests.integration.ledger_readback import Ledger
-from trust.keys import Keyring, SigningKey
+from trust.checkpoints import verify_checkpoint
+from trust.frontier import CompactRange
+from trust.keys import Keyring, PublicKey, SigningKey
+from trust.tlog import build_log_checkpoint
 from trust.verify import CoverageRule, verify_ledger
 
 pytestmark = pytest.mark.integration
@@ -189,3 +212,129 @@ def test_a_newest_checkpoint_without_a_proven_frontier_means_a_rebuild_from_ever
     assert _read("full") - full_before >= FIRST  # the whole partition was read
     assert [e["sequence"] for e in ledger.events if e["ledger_partition"] == 0] == list(range(FIRST + THEN))
     assert run.findings(ledger) == []
+
+
+# -- a forged checkpoint must not leave a killed worker's last events unprovable ---------------
+
+ATTACKED_SIZE = 2**40  # what the forged checkpoints claim: far beyond any head
+
+
+_Headers = list[tuple[str, str | bytes | None]]
+
+
+def _forged_records(ledger: Ledger, partitions: list[int]) -> tuple[list[tuple[bytes, _Headers]], list[str]]:
+    """Per attacked partition: a whole-log checkpoint of ``ATTACKED_SIZE`` events signed by an
+    attacker's key with a frontier header that proves out against its own note, and (where the
+    partition has a genuine checkpoint) a copy of the newest one with its size raised; then a
+    record that is not a Checkpoint. The encoded records with headers, and their checkpoint ids."""
+    codec = get_codec()
+    attacker = SigningKey.generate()
+    out: list[tuple[bytes, _Headers]] = []
+    ids: list[str] = []
+    for p in partitions:
+        tree = CompactRange(ATTACKED_SIZE, [bytes([p + 1]) * 32])
+        forged = build_log_checkpoint(partition=p, size=ATTACKED_SIZE, root=tree.root(), head_hash=b"\x09" * 32,
+                                      key=attacker, processor_id="processor-1", now_us=time.time_ns() // 1000)
+        out.append((codec.encode("Checkpoint", forged), [(LOG_FRONTIER_HEADER, tree.to_bytes())]))
+        ids.append(forged["checkpoint_id"])
+        genuine = [cp for cp in ledger.checkpoints if cp["ledger_partition"] == p]
+        if genuine:
+            newest = max(genuine, key=lambda cp: cp["last_sequence"])
+            raised = {**newest, "last_sequence": ATTACKED_SIZE - 1, "checkpoint_id": f"p{p}@{ATTACKED_SIZE}"}
+            out.append((codec.encode("Checkpoint", raised), [(LOG_FRONTIER_HEADER, tree.to_bytes())]))
+            ids.append(raised["checkpoint_id"])
+    out.append((b"\xc3\x01not a checkpoint", []))
+    return out, ids
+
+
+def _uncovered_by_verified(ledger: Ledger, key: PublicKey) -> dict[int, int]:
+    """Per partition, how many of its events no checkpoint that verifies under ``key`` covers."""
+    covered: dict[int, int] = {}
+    for cp in ledger.checkpoints:
+        if verify_checkpoint(cp, key):
+            p = cp["ledger_partition"]
+            covered[p] = max(covered.get(p, -1), cp["last_sequence"])
+    out: dict[int, int] = {}
+    for e in ledger.events:
+        if e["sequence"] > covered.get(e["ledger_partition"], -1):
+            out[e["ledger_partition"]] = out.get(e["ledger_partition"], 0) + 1
+    return out
+
+
+def _decide(handle: ProcessorHandle, n: int, tag: str) -> list[str]:
+    with handle.guard() as guard:
+        return [guard.check(Action(Actor(f"{tag}-{i}"), "read", f"{tag}/r{i}")).action_id for i in range(n)]
+
+
+def _chained(bootstrap: str, prefix: str, action_ids: list[str]) -> Ledger:
+    def done() -> Ledger | None:
+        ledger = Ledger.read(bootstrap, prefix)
+        return ledger if {e["action_id"] for e in ledger.of_kind("verdict")} >= set(action_ids) else None
+    ledger: Ledger = wait_for(done, 60, f"the verdicts of {len(action_ids)} actions chained")
+    return ledger
+
+
+def test_a_forged_checkpoint_does_not_leave_a_killed_workers_last_events_unprovable(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    """Real worker processes. Actions are decided and checkpointed; more are decided under a
+    checkpoint interval of an hour (so they stay uncovered) and the worker is killed (-9).
+    Then, for every partition with uncovered events, an attacker appends to ``checkpoints``
+    a checkpoint claiming 2^40 events under their own key (with a frontier header that
+    matches its note), a copy of the partition's newest genuine checkpoint with its size
+    raised, and a record that is not a Checkpoint. The restarted worker must checkpoint the
+    dead worker's last events anyway, and `lockgate verify` must find every event covered
+    and nothing but the forged records."""
+    topics = fresh_topics(kafka_bootstrap, "c")
+    home, log = tmp_path / "home", tmp_path / "processor.log"
+    args = (kafka_bootstrap, home, topics.prefix, log)
+    handle = start_processor(*args)  # checkpoints within 1 s of chaining
+    try:
+        wait_until_deciding(handle)
+        first = _decide(handle, 24, "before")
+        wait_for(lambda: not _chained(kafka_bootstrap, topics.prefix, first).uncovered(), 60,
+                 "the first actions checkpointed")
+        stop_processor(handle)
+        handle = start_processor(*args, extra_env={"LOCKGATE_CHECKPOINT_INTERVAL_S": "3600",
+                                                   "LOCKGATE_CHECKPOINT_EVERY": "1000000"})
+        wait_until_deciding(handle)
+        _chained(kafka_bootstrap, topics.prefix, _decide(handle, 24, "after"))
+        handle.proc.kill()  # -9: the last events are chained, no checkpoint covers them
+        handle.proc.wait(30)
+
+        key = PublicKey.load(Home(home).processor_public_key)
+        ledger = Ledger.read(kafka_bootstrap, topics.prefix)
+        uncovered = _uncovered_by_verified(ledger, key)
+        with_genuine = {cp["ledger_partition"] for cp in ledger.checkpoints}
+        assert uncovered and set(uncovered) & with_genuine, (uncovered, with_genuine)
+        records, forged_ids = _forged_records(ledger, sorted(uncovered))
+        attacker = Producer({"bootstrap.servers": kafka_bootstrap, "acks": "all"})
+        for value, headers in records:
+            attacker.produce(topics.checkpoints, value, partition=0, headers=headers)
+        assert attacker.flush(30) == 0
+
+        handle = start_processor(*args)  # no new actions: only recovery can checkpoint those events
+
+        def all_covered() -> Ledger | None:
+            now = Ledger.read(kafka_bootstrap, topics.prefix)
+            return None if _uncovered_by_verified(now, key) else now
+        settled: Ledger = wait_for(all_covered, 60, "the dead worker's last events checkpointed by its successor")
+        assert len(settled.events) == len(ledger.events)  # recovery chained nothing new
+        text = log.read_text(errors="replace")
+        for p in uncovered:
+            assert re.search(rf"ledger partition {p} recovered .* {uncovered[p]} uncovered event\(s\) to checkpoint",
+                             text), text[-3000:]
+        assert "does not verify under this worker's key and is skipped" in text
+        assert "is not a Checkpoint" in text
+
+        res = subprocess.run([sys.executable, "-m", "lockgate.cli", "verify", "--from-topics", "--json",
+                              "--checkpoint-interval", "1"], capture_output=True, text=True, timeout=120,
+                             check=False, env={**os.environ, "LOCKGATE_HOME": str(home),
+                                               "LOCKGATE_BOOTSTRAP_SERVERS": kafka_bootstrap,
+                                               "LOCKGATE_TOPIC_PREFIX": topics.prefix})
+        report = json.loads(res.stdout)
+        # Every event is covered by a verified checkpoint; the only findings name the forgeries.
+        assert {f["kind"] for f in report["findings"]} == {"forged_checkpoint"}, report["findings"]
+        assert Counter(f["checkpoint_id"] for f in report["findings"]) == Counter(forged_ids)
+        assert res.returncode == 1 and report["events"] == len(settled.events)
+    finally:
+        stop_processor(handle)

@@ -23,6 +23,7 @@ from schemas.topics import Topics
 from trust.frontier import CompactRange
 from trust.keys import SigningKey
 from trust.merkle import merkle_root
+from trust.tlog import build_log_checkpoint
 
 
 def _stage() -> LedgerStage:
@@ -170,7 +171,7 @@ def test_a_frontier_under_another_key_or_with_witnesses_is_not_used(caplog: pyte
 def test_no_checkpoint_means_a_full_rebuild(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level("WARNING", logger="lockgate.ledger"):
         assert _stage()._proven_frontier(0, None) is None
-    assert "no committed checkpoint" in caplog.text
+    assert "no committed checkpoint that verifies" in caplog.text
 
 
 def test_events_that_do_not_continue_a_proven_frontier_mean_a_full_rebuild(
@@ -206,3 +207,113 @@ def test_a_proven_frontier_and_a_full_rebuild_end_in_the_same_log(monkeypatch: p
     assert (how_fast, how_slow) == ("the frontier of checkpoint size 930", "every event")
     assert fast == slow and read_fast < read_slow == 1000
     assert (log_fast.size, log_fast.root(), log_fast.head) == (log_slow.size, log_slow.root(), log_slow.head)
+
+
+# -- the covered sequence comes only from a verified checkpoint --------------------------------
+
+
+def _forged(partition: int = 0, size: int = 2**40) -> dict[str, Any]:
+    """A well-formed whole-log checkpoint claiming ``size`` events, signed by an attacker's key."""
+    return build_log_checkpoint(partition=partition, size=size, root=b"\x07" * 32, head_hash=b"\x08" * 32,
+                                key=SigningKey.generate(), processor_id="p-test", now_us=1)
+
+
+def _topics_reader(monkeypatch: pytest.MonkeyPatch, stage: LedgerStage, audit: list[StoredRecord],
+                   checkpoints: list[StoredRecord]) -> list[int]:
+    """``read_tail`` and ``read_partition`` over the given records of each topic; returns the
+    sizes of the checkpoint reads."""
+    by_topic = {stage.topics.audit: audit, stage.topics.checkpoints: checkpoints}
+    reads: list[int] = []
+
+    def read_tail(_c: Any, topic: str, _p: int, enough: Any, *, chunk: int, timeout_s: float) -> list[StoredRecord]:
+        records = by_topic[topic]
+        hi, size = records[-1].offset + 1, chunk
+        got: list[StoredRecord] = []
+        while hi > 0:
+            lo = max(0, hi - size)
+            part = [r for r in records if lo <= r.offset < hi]
+            if topic == stage.topics.checkpoints:
+                reads.append(len(part))
+            got = part + got
+            if enough(got):
+                break
+            hi, size = lo, size * 2
+        return got
+
+    monkeypatch.setattr(ledger_stage, "read_tail", read_tail)
+    monkeypatch.setattr(ledger_stage, "read_partition", lambda _c, topic, *_a, **_k: iter(by_topic[topic]))
+    return reads
+
+
+def _cp_records(*cps: dict[str, Any] | bytes, frontiers: dict[int, bytes] | None = None) -> list[StoredRecord]:
+    codec = get_codec()
+    out = []
+    for offset, cp in enumerate(cps):
+        raw = cp if isinstance(cp, bytes) else codec.encode("Checkpoint", cp)
+        frontier = (frontiers or {}).get(offset)
+        headers = ((ledger_stage.LOG_FRONTIER_HEADER, frontier),) if frontier is not None else ()
+        out.append(StoredRecord(0, offset, b"0", raw, headers))
+    return out
+
+
+def test_a_forged_newer_checkpoint_does_not_cover_the_previous_owners_last_events(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    stage = _stage()
+    audit, cp, raw = _chained(stage, 130, 100)  # events 100..129: the previous owner's, uncovered
+    forged = _forged()
+    forged_frontier = CompactRange(2**40, [b"\x07" * 32]).to_bytes()
+    cps = _cp_records(cp, forged, b"\x00garbage", frontiers={0: raw, 1: forged_frontier})
+    _topics_reader(monkeypatch, stage, audit, cps)
+    with caplog.at_level("WARNING", logger="lockgate.ledger"):
+        newest = stage._newest_checkpoint(object(), 0)  # type: ignore[arg-type]
+        assert newest is not None and newest[1].offset == 0 and newest[0]["last_sequence"] == 99
+        state, _, how = stage._recover_log(object(), 0, newest)  # type: ignore[arg-type]
+    assert how == "the frontier of checkpoint size 100"
+    assert (state.next_sequence, state.uncovered) == (130, 30)
+    assert "checkpoints[0]@1 (last sequence 1099511627775) does not verify" in caplog.text
+    assert "is not a trusted processor key" in caplog.text
+    assert "checkpoints[0]@2 is not a Checkpoint" in caplog.text
+    (due,) = stage.writer.due_checkpoints(0.0, 2)  # at once: the previous owner's events
+    assert due["last_sequence"] == 129
+
+
+def test_the_fallback_rebuild_takes_the_covered_sequence_from_the_verified_checkpoint(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    stage = _stage()
+    audit, cp, _ = _chained(stage, 130, 100)
+    # Neither record carries a frontier: the log is rebuilt from every event.
+    _topics_reader(monkeypatch, stage, audit, _cp_records(cp, _forged()))
+    state, read, how = stage._recover_log(object(), 0, stage._newest_checkpoint(object(), 0))  # type: ignore[arg-type]
+    assert (how, read) == ("every event", 130)
+    assert (state.next_sequence, state.uncovered) == (130, 30)
+
+
+def test_with_no_verified_checkpoint_every_event_is_checkpointed_again(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    stage = _stage()
+    audit, _, _ = _chained(stage, 130, 100)
+    _, other_key_cp, other_raw = _chained(_stage(), 130, 100)  # genuine, but another worker's key
+    _topics_reader(monkeypatch, stage, audit, _cp_records(other_key_cp, _forged(), frontiers={0: other_raw}))
+    with caplog.at_level("WARNING", logger="lockgate.ledger"):
+        newest = stage._newest_checkpoint(object(), 0)  # type: ignore[arg-type]
+        assert newest is None
+        state, _, how = stage._recover_log(object(), 0, newest)  # type: ignore[arg-type]
+    assert how == "every event" and (state.next_sequence, state.uncovered) == (130, 130)
+    assert "checkpoints[0]@0 (last sequence 99) does not verify" in caplog.text
+    assert "no committed checkpoint that verifies" in caplog.text
+
+
+def test_recovery_reads_back_past_a_flood_of_forged_checkpoints(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    stage = _stage()
+    audit, cp, _ = _chained(stage, 130, 100)
+    flood = [_forged(size=2**40 + i) for i in range(600)]
+    other_partition = _chained(_stage(), 5, 5)[1] | {"ledger_partition": 1}
+    reads = _topics_reader(monkeypatch, stage, audit, _cp_records(cp, *flood, other_partition))
+    with caplog.at_level("WARNING", logger="lockgate.ledger"):
+        newest = stage._newest_checkpoint(object(), 0)  # type: ignore[arg-type]
+    assert newest is not None and newest[1].offset == 0
+    assert reads == [256, 346]  # chunks doubling back to the verified record, each checked once
+    warned = [r.getMessage() for r in caplog.records if "does not verify" in r.getMessage()]
+    assert len(warned) == 10 and "checkpoints[0]@600 " in warned[0]  # the newest first
+    assert "590 more checkpoint record(s) that do not verify were skipped" in caplog.text
