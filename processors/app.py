@@ -37,10 +37,14 @@ Guarantees and how they are kept:
   output of the decide agent is acknowledged by the broker before the input counts as processed; if Kafka
   keeps refusing, the worker exits hard (``os._exit``) rather than let Faust commit an
   input whose outputs are missing — a restart re-processes it from committed state.
-* **The registry is never lost to a bad edit.** A refused reload of ``services.json``
-  (unsafe permissions, bad JSON) keeps the last good registry and puts a ``security``
-  event on the ledger (:mod:`processors.registry_watch`), checked every half second
-  whether or not actions arrive.
+* **The registries are never lost to a bad edit.** A refused reload of ``services.json``
+  or ``reviewers.json`` (unsafe permissions, bad JSON) keeps the last good registry and puts
+  one ``security`` event on the ledger per refused state of the file
+  (:mod:`processors.registry_watch`), checked every half second whether or not actions
+  arrive (and ``reviewers.json`` before each reviews record too): votes are still judged.
+* **Reviews expire with no traffic.** The review desk rebuilds each ``reviews`` partition
+  when the group assigns it, up to the group's position (:mod:`processors.reviews.rebuilds`),
+  so after a restart or a rebalance the expiry timer covers it before any record arrives.
 
 Speed: waiting for acknowledgements must not serialise the agents, so each agent is a
 :class:`_Pipeline` — records start in input order (decide, enqueue the produces) and
@@ -70,10 +74,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
-from lockgate.kernel.partition_reader import committed_reader, read_range, read_since, read_tail
+from lockgate.kernel.kafka_offsets import resume_offset
+from lockgate.kernel.partition_reader import StoredRecord, committed_reader, read_range, read_since, read_tail
 from processors.acks import InOrderAcks
 from processors.crash import crash_worker
 from processors.decider import Decider, DecisionResult
@@ -86,6 +92,7 @@ from processors.registry_watch import RegistryWatcher
 from processors.replay import ActionIds
 from processors.reviews.desk import DeskResult, ReviewDesk
 from processors.reviews.grants import GrantFeed, GrantIndex
+from processors.reviews.rebuilds import DeskRebuilds
 from processors.reviews.webhook import Webhooks
 from processors.settings import ProcessorSettings
 from processors.stage import Source, StageOutput, refuse
@@ -432,11 +439,27 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
     desk = ReviewDesk(key, s.processor_id, reviewers)
     webhooks = Webhooks.from_setting(s.review_webhooks, s.review_webhook_secret)
     reviews_reader = committed_reader(s.bootstrap_servers, "reviews")
+    # Asks where the Faust group resumes a reviews partition; never subscribes, so never joins it.
+    reviews_position = Consumer({"bootstrap.servers": s.bootstrap_servers, "group.id": app_id,
+                                 "enable.auto.commit": False})
 
-    def rebuild_reviews(partition: int, offset: int) -> int:
-        """Blocking (executor): fold ``reviews[partition]`` before ``offset`` into the desk."""
-        records = read_range(reviews_reader, topics.reviews, partition, 0, offset)
-        return desk.rebuild(partition, offset, ((r.value, r.timestamp_ms * 1000) for r in records))
+    def reviews_resume_at(partition: int) -> int:
+        """Blocking (executor): the offset of ``reviews[partition]`` the agent will be handed first."""
+        return resume_offset(reviews_position, TopicPartition(topics.reviews, partition), 30.0)
+
+    def reviews_range(partition: int, start: int, end: int) -> list[StoredRecord]:
+        """Blocking (executor): ``reviews[partition]``'s records with ``start <= offset < end``."""
+        return read_range(reviews_reader, topics.reviews, partition, start, end)
+
+    async def publish_closures(closures: list[tuple[str, bytes]]) -> None:
+        await publisher.send([_Out(topics.reviews, value, key=rid.encode()) for rid, value in closures])
+
+    async def replay_review(record: StoredRecord) -> None:
+        """Handle a reviews record the consumer skipped, like the agent, and wait for its outputs."""
+        source = Source(topics.reviews, record.partition, record.offset, record.key)
+        await handle_review(record.value, source, record.timestamp_ms * 1000)
+
+    rebuilds = DeskRebuilds(desk, reviews_resume_at, reviews_range, replay_review, publish_closures, crash_worker)
 
     def review_records(result: DecisionResult) -> list[_Out]:
         """A held (or break-glass) action's proposal and verdict, to open its review."""
@@ -463,21 +486,13 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
 
     async def start_review(event: Any) -> Awaitable[None]:
         msg = event.message
-        if desk.needs_rebuild(msg.partition, msg.offset):
-            try:
-                n = await asyncio.get_running_loop().run_in_executor(None, rebuild_reviews, msg.partition,
-                                                                     msg.offset)
-            except Exception as exc:  # judging votes on a partial state could count one twice
-                crash_worker(f"cannot rebuild the review state of reviews[{msg.partition}]: {exc}")
-                raise
-            log.info("reviews[%d]: state rebuilt from %d record(s) before offset %d", msg.partition, n, msg.offset)
-            closures = desk.unclosed(msg.partition)
-            if closures:
-                log.warning("reviews[%d]: %d review(s) decided by votes before offset %d have no closure in the log; "
-                            "closing them now", msg.partition, len(closures), msg.offset)
-                await publisher.send([_Out(topics.reviews, value, key=rid.encode()) for rid, value in closures])
+        await rebuilds.ready(msg.partition, msg.offset)  # normally rebuilt at assignment already
         at_us = int((msg.timestamp or 0) * 1_000_000)
-        out = desk.handle(event.value, Source(msg.topic, msg.partition, msg.offset, msg.key), at_us)
+        return handle_review(event.value, Source(msg.topic, msg.partition, msg.offset, msg.key), at_us)
+
+    def handle_review(raw: bytes | None, source: Source, at_us: int) -> Awaitable[None]:
+        """Judge one reviews record, enqueue its outputs; the awaitable waits for their acks."""
+        out = desk.handle(raw, source, at_us)
         if out.closed is not None:
             grants.add(out.closed)  # before the requester is answered, so its next action finds it here
         records = desk_records(out)
@@ -488,7 +503,19 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
         """Close reviews past their expiry (the closure is answered when the agent reads it)."""
         closures = desk.expire()
         if closures:
-            await publisher.send([_Out(topics.reviews, value, key=rid.encode()) for rid, value in closures])
+            await publish_closures(closures)
+
+    def reviews_of(tps: set[TP]) -> list[int]:
+        return [tp.partition for tp in tps if tp.topic == topics.reviews]
+
+    @app.on_partitions_assigned.connect
+    def rebuild_assigned_reviews(_app: Any, /, *args: Any, **_kwargs: Any) -> None:
+        """Rebuild each assigned reviews partition now, not when its next record comes (if ever)."""
+        rebuilds.assigned(reviews_of(args[0]))
+
+    @app.on_partitions_revoked.connect
+    def suspend_revoked_reviews(_app: Any, /, *args: Any, **_kwargs: Any) -> None:
+        rebuilds.revoked(reviews_of(args[0]))
 
     @app.agent(reviews_t, name="review")
     async def review(stream: Any) -> Any:
@@ -512,10 +539,13 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
 
     @app.timer(interval=watcher.check_every_s / 2)  # type: ignore[untyped-decorator]
     async def watch_registry() -> None:
-        """Reload ``services.json`` on change, with or without traffic; ledger a refused reload."""
+        """Reload ``services.json`` and ``reviewers.json`` on change, with or without traffic;
+        ledger a refused reload (the review desk also checks its registry before each record)."""
         refusal = watcher.poll()
-        if refusal is not None:
-            await publisher.send(publisher.output(StageOutput([refusal]), "registry"))
+        desk.refresh_registry()
+        refusals = ([refusal] if refusal is not None else []) + desk.refusals()
+        if refusals:
+            await publisher.send(publisher.output(StageOutput(refusals), "registry"))
 
     def verdict_records(result: DecisionResult) -> list[_Out]:
         v, encoded = result.verdict, result.verdict_bytes
@@ -617,5 +647,5 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     _ = (decide, load_policies, watch_registry, start_threads, stop_threads, healthz, metrics, review,
-         expire_reviews, grants_page)
+         expire_reviews, grants_page, rebuild_assigned_reviews, suspend_revoked_reviews)
     return app

@@ -3,9 +3,10 @@
 The processor's review desk (:mod:`processors.reviews.desk`) acts on each vote's judgement
 (ledger events, closures); the sink's review inbox (:mod:`sinks.review_inbox`) and
 ``lockgate reviews`` (:func:`trust.review_votes.fold_records`) show it. All of them fold a
-record through :func:`judge_record`, against a reviewer registry that a
-:class:`ReviewerWatch` reloads when ``reviewers.json`` changes (``lockgate keys
-add-reviewer``), so what the inbox or the CLI shows is the judgement the processor makes
+record through :func:`judge_record`, against a reviewer registry reloaded when
+``reviewers.json`` changes (``lockgate keys add-reviewer``) — by a :class:`ReviewerWatch`
+in the inbox; the processor's watcher also keeps the last good registry when a reload is
+refused and ledgers the refusal — so what the inbox or the CLI shows is the judgement the processor makes
 (the rules themselves: :meth:`trust.reviews.ReviewBook.judge`). No I/O here but a
 ``stat`` and the registry's own reload.
 """

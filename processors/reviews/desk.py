@@ -19,10 +19,13 @@ settled by log order — the first wins, the second is ignored. Every event id d
 the record's coordinates, so processing a record twice yields the same events.
 
 :meth:`ReviewDesk.rebuild` folds a partition's records before the first one a worker is
-handed, without effects (the pending-review state after a restart or a rebalance); a review
-a folded vote decided but whose closure is not among them gets its closure then
-(:meth:`ReviewDesk.unclosed`: otherwise nobody would ever answer its requester), and
-:meth:`ReviewDesk.expire` closes reviews past their expiry (block, ``review_expired``).
+handed, without effects (the pending-review state after a restart or a rebalance;
+:mod:`processors.reviews.rebuilds` decides when: as soon as the worker is assigned the
+partition, whether or not a record follows); a review a folded vote decided but whose
+closure is not among them gets its closure then (:meth:`ReviewDesk.unclosed`: otherwise
+nobody would ever answer its requester), and :meth:`ReviewDesk.expire` closes reviews past
+their expiry (block, ``review_expired``) — in the partitions the worker holds now, not in
+one :meth:`ReviewDesk.suspend` set aside when the group took it away.
 """
 
 from __future__ import annotations
@@ -32,11 +35,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from processors.registry_watch import RegistryWatcher
 from processors.stage import Source, StageOutput
 from schemas.codec import get_codec
 from schemas.records import AuditKind, audit_event
 from trust.keys import Keyring, SigningKey
-from trust.review_fold import ReviewerWatch, judge_record
+from trust.review_fold import judge_record
 from trust.reviewers import ReviewerRegistry
 from trust.reviews import Review, ReviewBook, ReviewStatus, VoteOutcome
 from trust.signatures import sign_record
@@ -82,34 +86,87 @@ class ReviewDesk:
         self.codec = get_codec()
         self._books: dict[int, ReviewBook] = {}
         self._next: dict[int, int] = {}
+        self._suspended: set[int] = set()
         self._closing: set[str] = set()
-        self._watch = ReviewerWatch(registry)
+        self._watch = RegistryWatcher(registry, what="reviewer registry")
+        self._refusals: list[dict[str, Any]] = []
 
-    def _refresh_registry(self) -> None:
-        """Reviewers added by ``lockgate keys add-reviewer`` count without a restart."""
-        self._watch.refresh()
+    def refresh_registry(self) -> None:
+        """Reload ``reviewers.json`` if it changed: reviewers added by ``lockgate keys
+        add-reviewer`` count without a restart. A reload refused (unsafe permissions, bad
+        JSON) keeps the last good registry — votes are still judged, against it — and its
+        ``security`` event waits in :meth:`refusals` (and goes out with the next record handled)."""
+        refusal = self._watch.check()
+        if refusal is not None:
+            self._refusals.append(refusal)
+
+    def refusals(self) -> list[dict[str, Any]]:
+        """The ``security`` events of refused registry reloads not yet handed out (each once)."""
+        out, self._refusals = self._refusals, []
+        return out
 
     def needs_rebuild(self, partition: int, offset: int) -> bool:
         """True unless ``offset`` is the next record expected on ``partition``."""
         return self._next.get(partition) != offset
 
-    def rebuild(self, partition: int, offset: int, records: Iterable[tuple[bytes | None, int]]) -> int:
-        """Fold ``partition``'s records before ``offset`` (``(value, timestamp µs)`` in log order)."""
-        self._refresh_registry()
+    def next_offset(self, partition: int) -> int | None:
+        """The offset of ``partition`` the state expects next (``None``: no state)."""
+        return self._next.get(partition)
+
+    def holds(self, partition: int) -> bool:
+        """Whether ``partition`` has a state that was not :meth:`suspend`-ed since it was built."""
+        return partition in self._next and partition not in self._suspended
+
+    def fold(self, records: Iterable[tuple[bytes | None, int]]) -> ReviewBook:
+        """A new book of ``records`` (``(value, timestamp µs)`` in log order), without effects.
+
+        Touches no state of the desk (a worker thread may run it while the agent handles
+        other partitions); :meth:`install` makes it the partition's state.
+        """
         book = ReviewBook(self.keys, self.registry, self.codec)
-        n = 0
         for value, at_us in records:
             judge_record(book, value, at_us)
-            n += 1
+        return book
+
+    def install(self, partition: int, offset: int, book: ReviewBook) -> None:
+        """Make ``book`` — the fold of ``partition`` before ``offset`` — the partition's state."""
         self._books[partition] = book
         self._next[partition] = offset
-        return n
+        self._suspended.discard(partition)
+
+    def rebuild(self, partition: int, offset: int, records: Iterable[tuple[bytes | None, int]]) -> int:
+        """Fold ``partition``'s records before ``offset`` and install them; how many there were."""
+        self.refresh_registry()
+        rows = list(records)
+        self.install(partition, offset, self.fold(rows))
+        return len(rows)
+
+    def suspend(self, partitions: Iterable[int]) -> None:
+        """The group took ``partitions`` away: expire nothing there until each is installed or
+        :meth:`resume`-d (the group may hand it back, or another worker may own it now)."""
+        self._suspended.update(partitions)
+
+    def resume(self, partition: int) -> None:
+        """``partition`` is back, where its state stopped: nothing to rebuild."""
+        self._suspended.discard(partition)
+
+    def release(self, partition: int) -> None:
+        """Forget ``partition`` (another worker owns it): its state and what it was closing."""
+        for review in self._books.pop(partition, ()):
+            self._closing.discard(review.review_id)
+        self._next.pop(partition, None)
+        self._suspended.discard(partition)
+
+    def partitions(self) -> set[int]:
+        """The partitions the desk has a state of (held or suspended)."""
+        return set(self._next)
 
     def unclosed(self, partition: int) -> list[tuple[str, bytes]]:
         """Closures for the reviews of ``partition`` that votes already decided but whose
         closure is not in what :meth:`rebuild` folded: the deciding vote was folded as handled
         yet nothing it caused is in the log (its worker died before publishing, or the group's
-        committed position passed it unhandled — seen once in a CI run, cause unknown), so
+        committed position passed it unhandled: Faust skipped it and committed past the gap —
+        :mod:`processors.reviews.rebuilds` handles what it skips while it runs), so
         without this the requester would never get a final verdict. Publishing again is
         harmless when a closure does follow later in the log: the first closure of a review
         wins (module docstring). Each review once per worker; post-hoc reviews have none."""
@@ -124,8 +181,14 @@ class ReviewDesk:
         return self._books.setdefault(partition, ReviewBook(self.keys, self.registry, self.codec))
 
     def handle(self, raw: bytes | None, source: Source, at_us: int) -> DeskResult:
-        """Fold one record live and say what to publish (module docstring)."""
-        self._refresh_registry()
+        """Fold one record live and say what to publish (module docstring), with the
+        ``security`` event of a registry reload refused meanwhile (:meth:`refresh_registry`)."""
+        self.refresh_registry()
+        out = self._handle(raw, source, at_us)
+        out.audit[:0] = self.refusals()
+        return out
+
+    def _handle(self, raw: bytes | None, source: Source, at_us: int) -> DeskResult:
         self._next[source.partition] = source.offset + 1
         applied = judge_record(self.book(source.partition), raw, at_us)
         out = DeskResult()
@@ -187,10 +250,13 @@ class ReviewDesk:
         return review.review_id, self.codec.encode("Verdict", verdict)
 
     def expire(self, now_us: int | None = None) -> list[tuple[str, bytes]]:
-        """Closures (block, ``review_expired``) for open reviews past their expiry, each once."""
+        """Closures (block, ``review_expired``) for open reviews past their expiry, each once
+        (in the partitions the desk holds: not in a suspended one)."""
         now = _now_us() if now_us is None else now_us
         out: list[tuple[str, bytes]] = []
-        for book in self._books.values():
+        for partition, book in self._books.items():
+            if partition in self._suspended:
+                continue
             for review in book.due(now):
                 if review.review_id in self._closing:
                     continue

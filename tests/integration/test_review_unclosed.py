@@ -3,13 +3,13 @@
 The adversary here is the consumer group's committed position: the worker is killed with
 SIGKILL while a review waits, a reviewer approves meanwhile, and the review agent's
 committed offset is then moved past that vote (as if a worker had handled it and died
-before publishing anything — seen once in a CI run, cause unknown). The restarted worker
-folds the vote as handled when it rebuilds the partition — which it does when it is handed
-the partition's next record, here a second reviewer's vote on the same review (same key,
-same partition). It must notice that the review the first vote decided has no closure in
-the log and close it, so the waiting ``submit`` gets its final allow and the ledger holds
-exactly one final verdict. (A partition that never receives another record is not rebuilt,
-so such a review would wait for that: the requester's wait ends unanswered, fail-closed.)
+before publishing anything, or Faust had skipped it and committed past the gap, as
+:mod:`processors.reviews.rebuilds` describes). The restarted worker
+folds the vote as handled when it rebuilds the partition — which it does when the group
+assigns it the partition. It must notice that the review the first vote decided has no
+closure in the log and close it, so the waiting ``submit`` gets its final allow and the
+ledger holds exactly one final verdict; a second reviewer's vote on the same review (same
+key, same partition) is refused: the review is already approved.
 """
 
 from __future__ import annotations

@@ -1,0 +1,102 @@
+"""A vote that arrives while ``reviewers.json`` is unreadable still decides its review.
+
+The adversary is a bad edit of the reviewer registry on the worker's host: the file is
+overwritten with broken JSON while a review waits, and the reviewer's signed vote arrives
+right after (published here, since ``reviews approve`` itself reads that file). The worker
+must keep the last good registry, judge the vote against it — the waiting ``submit`` gets
+its final allow — and put exactly one ``security`` event about the refused reload on the
+ledger; nothing is dead-lettered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lockgate.cli.reviews import fold_topic
+from lockgate.kernel.home import Home
+from lockgate.kernel.keyed_publish import publish_keyed
+from lockgate.kernel.partition_reader import read_topic
+from schemas.codec import get_codec
+from tests.integration.conftest import Worker, running_worker, wait_for
+from trust.review_votes import reviewer_key
+from trust.reviewers import ReviewerRegistry
+from trust.reviews import make_vote
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def worker(kafka_bootstrap: str, test_home: Path, tmp_path: Path) -> Iterator[Worker]:
+    with running_worker(kafka_bootstrap, test_home, tmp_path / "processor.log", "r") as w:
+        yield w
+
+
+def _replace(path: Path, content: bytes) -> None:
+    """Replace ``path`` at once, like ``lockgate keys`` does (no half-written state to read)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(content)
+    tmp.chmod(0o600)
+    os.replace(tmp, path)
+
+
+def test_a_vote_during_a_bad_registry_edit_is_judged_against_the_last_good_one(worker: Worker) -> None:
+    tag = uuid.uuid4().hex[:6]
+    dana = f"dana-{tag}"
+    home = worker.handle.home
+    topics = worker.handle.topics
+    registry = ReviewerRegistry(Home(home).keys)
+    registry.add_reviewer(dana, ["dba"])
+    marker = f"vote during a bad edit {tag}"
+    submit = subprocess.Popen(
+        [sys.executable, "-m", "lockgate.cli", "submit", "--actor", f"carol-{tag}", "--type", "db.query",
+         "--resource", "db/prod/customers", "--sql", "DELETE FROM customers WHERE id = 7",
+         "--justification", marker, "--wait-review", "180", "--json"],
+        env=worker.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    good = registry.path.read_bytes()
+    try:
+        def pending() -> Any:
+            folded = fold_topic(worker.handle.bootstrap, topics.reviews, registry, home)
+            return next((r for r in folded.reviews if r.proposal.get("justification") == marker), None)
+
+        review = wait_for(pending, 90, "the review pending")
+        vote = make_vote(review, dana, reviewer_key(registry, dana), "approve", "ok", time.time_ns() // 1000)
+        _replace(registry.path, b'{"' + dana.encode() + b'": [')  # 0600 still, but not JSON
+        publish_keyed(worker.handle.bootstrap, topics.reviews, review.review_id.encode(),
+                      get_codec().encode("ReviewVote", vote))
+
+        stdout, stderr = submit.communicate(timeout=120)
+        assert submit.returncode == 0, stderr
+        final = json.loads(stdout)
+        assert final["basis"] == "review_approved" and dana in final["reason"], final
+    finally:
+        _replace(registry.path, good)
+        if submit.poll() is None:
+            submit.kill()
+            submit.wait(10)
+
+    codec = get_codec()
+
+    def ledgered() -> list[dict[str, Any]] | None:
+        events = [codec.decode_as("AuditEvent", r.value)
+                  for r in read_topic(worker.handle.bootstrap, topics.audit, "test") if r.value]
+        finals = [e for e in events if e["action_id"] == review.action_id and e["kind"] == "verdict"]
+        return events if len(finals) >= 2 else None
+
+    events = wait_for(ledgered, 60, "the final verdict on the ledger")
+    refusals = [e for e in events if e["kind"] == "security" and "reviewer registry" in e["detail"]]
+    assert len(refusals) == 1, refusals
+    assert "not valid JSON" in refusals[0]["detail"] and refusals[0]["payload"].startswith(b'{"dana-')
+    votes = [e for e in events if e["action_id"] == review.action_id and e["kind"] == "review"]
+    assert [v["detail"].split(":")[0] for v in votes] == ["accepted"]
+    assert not [e for e in events if e["kind"] == "dead_letter"]
+    assert not [r for r in read_topic(worker.handle.bootstrap, topics.deadletter, "test") if r.value]
