@@ -6,6 +6,16 @@ are hashed once into :class:`~trust.merkle.TreeLevels`, whose root is read at ev
 checkpoint's size (O(n + c log n) for n events and c checkpoints), and a pair of
 consecutive checkpoints is checked for consistency with an RFC 6962 proof built from the
 stored events and verified literally (RFC 9162 §2.1.4.2).
+
+Copies: a verifier looks at every record it is given. Field-for-field identical copies (a
+redelivery, a retried insert) are one record; every other record is verified on its own,
+so a copy that keeps a genuine checkpoint's ``checkpoint_id`` and ``signature`` but edits
+another field can neither hide behind the genuine one nor, stored first, push it out. What
+a legitimate copy is: for an interval checkpoint the signature covers every field, so two
+copies that both verify were both signed (a re-issue); a whole-log checkpoint's note does
+not sign ``head_hash``, ``created_at`` or ``processor_id``, and the witnesses' copies add
+cosignature lines to the note — those lines are the only way two copies of one signed note
+may differ (the lines themselves are judged by :mod:`trust.verify.cosignatures`).
 """
 
 from __future__ import annotations
