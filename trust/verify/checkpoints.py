@@ -30,7 +30,6 @@ from trust.checkpoints import INTERVAL_FORMAT, checkpoint_format, verify_checkpo
 from trust.errors import CheckpointError
 from trust.keys import Keyring
 from trust.merkle import TreeLevels, merkle_root, verify_consistency
-from trust.note import parse_note
 from trust.tlog import NOTE_FORMAT, LogCheckpoint, open_log_checkpoint
 from trust.verify.findings import Finding, FindingKind, PartitionState
 from trust.verify.record_fields import differing_fields, field_identity, json_value, plain_bytes
@@ -131,17 +130,17 @@ def _forged(cp: Mapping[str, Any], reason: str, twin: tuple[Mapping[str, Any], l
     )
 
 
-def _log_signed_part(opened: LogCheckpoint) -> tuple[str, tuple[str, ...]]:
-    """The note as the log signed it: the body and the log's own lines (not the cosignatures)."""
-    own = sorted(s.line() for s in parse_note(opened.note).signatures if s not in opened.unverified)
-    return opened.body.text(), tuple(own)
+def _log_signed_part(opened: LogCheckpoint) -> tuple[Any, ...]:
+    """The note as the log signed it: the body (origin, size, root: a Lockgate checkpoint has
+    no extension lines) and the log's own lines, not the cosignatures."""
+    return opened.origin, opened.size, opened.root, tuple(sorted(s.line() for s in opened.log_signatures))
 
 
 def _unsigned_edits(copies: list[_Copy]) -> list[Finding]:
     """Whole-log copies of one checkpoint that carry the same signed note (cosignature lines
     aside) but differ in a field the note does not sign (``head_hash``, ``created_at``,
     ``processor_id``): one was edited in the store, and no signature says which."""
-    by_note: dict[tuple[str, tuple[str, ...]], dict[tuple[Any, ...], Mapping[str, Any]]] = {}
+    by_note: dict[tuple[Any, ...], dict[tuple[Any, ...], Mapping[str, Any]]] = {}
     for c in copies:
         if c.opened is not None:
             by_note.setdefault(_log_signed_part(c.opened), {}).setdefault(
