@@ -17,7 +17,7 @@ FETCH_MIN_BYTES = 1024 * 1024
 """Bytes the broker waits for before answering a batched fetch early (about a thousand events)."""
 
 
-DEFAULT_RECORDING_FETCH_WAIT_MS = 25
+DEFAULT_RECORDING_FETCH_WAIT_MS = 100
 """Default longest hold of a recording consumer's fetch: small against the ledger's checkpoint
 interval (5 s) and the sink's flush interval, large against the decision path's request rate."""
 
