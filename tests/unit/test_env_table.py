@@ -97,7 +97,8 @@ def _sample(cls: type[BaseSettings], field: str, tmp_path: Path) -> str:
     if "float" in text:
         return "42.5"
     if "int" in text:
-        return "4242"
+        ceiling = min((getattr(m, "le", 4242) for m in info.metadata), default=4242)
+        return str(4242 if ceiling >= 4242 else ceiling if ceiling != info.default else ceiling - 1)
     return f"{field}-probe"
 
 

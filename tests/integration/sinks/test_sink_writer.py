@@ -341,3 +341,213 @@ def test_kill_9_of_a_derive_worker_loses_and_duplicates_nothing(ch: ConnectClien
     finally:
         writer.close()
     _check_stored_views(ch, 13)
+
+
+# -- one insert per table across partitions --------------------------------------------------
+
+Fed = list[tuple[int, int, dict[str, Any]]]  # (partition, offset, record)
+
+
+def _partitions(events: Events, partitions: int, actions: int) -> dict[int, list[dict[str, Any]]]:
+    return {p: _scenario(events, actions) for p in range(partitions)}
+
+
+def _round_robin(streams: dict[int, list[dict[str, Any]]], start: int = 0) -> Fed:
+    """Records of every partition from offset ``start``, interleaved as a consumer reads them."""
+    out: Fed = []
+    for i in range(start, max(len(s) for s in streams.values())):
+        out += [(p, i, s[i]) for p, s in streams.items() if i < len(s)]
+    return out
+
+
+def _partition_major(streams: dict[int, list[dict[str, Any]]]) -> Fed:
+    """The same records read one partition after another (a differently cut redelivery)."""
+    return [(p, i, rec) for p, s in streams.items() for i, rec in enumerate(s)]
+
+
+def _feed_fed(writer: BatchWriter, fed: Fed) -> None:
+    for partition, offset, rec in fed:
+        writer.add(AUDIT, partition, offset, rec)
+
+
+def _stored_exactly_once(ch: ConnectClient, streams: dict[int, list[dict[str, Any]]]) -> None:
+    """Every record of every partition is stored once, under its own source offset."""
+    want = sorted((AUDIT, p, i, rec["event_id"]) for p, s in streams.items() for i, rec in enumerate(s))
+    _, got = ch.query(f"SELECT src_topic, src_partition, src_offset, event_id FROM {ch.database}.audit_events "
+                      "ORDER BY src_topic, src_partition, src_offset")
+    assert sorted(got) == want
+
+
+class RecordingClient(FlakyClient):
+    """Forwards to a real client and records every insert's table, token and row count;
+    ``fail`` lists the calls (1-based) that fail once, ``landed`` whether they landed first."""
+
+    def __init__(self, inner: ConnectClient, fail: tuple[int, ...] = (), landed: bool = False) -> None:
+        super().__init__(inner)
+        self.fail, self.landed = fail, landed
+        self.inserts: list[tuple[str, str, int]] = []
+
+    def insert(self, table: str, rows: Any, column_names: Any, settings: Any = None) -> None:
+        self.inserts.append((table.rsplit(".", 1)[-1], settings["insert_deduplication_token"], len(rows)))
+        if len(self.inserts) not in self.fail or self.landed:
+            self.inner.insert(table, rows, column_names, settings)
+        if len(self.inserts) in self.fail:
+            raise InsertFailed(f"insert {len(self.inserts)} failed", retry_after=0.0)
+
+
+def test_one_insert_per_table_holds_every_partitions_rows(ch: ConnectClient, events: Events) -> None:
+    """Four audit partitions and a checkpoint partition read interleaved: one insert per
+    table, its token naming every partition's range in order, every offset committable."""
+    client = RecordingClient(ch)
+    writer = BatchWriter(client, ROUTES)
+    streams = _partitions(events, 4, 2)  # 7 records each
+    for p in (3, 1, 2, 0):  # first seen out of order: the token is still sorted
+        writer.add(AUDIT, p, 0, streams[p][0])
+    _feed_fed(writer, [f for f in _round_robin(streams, 1)])
+    writer.add(CPS, 5, 40, events.checkpoint())
+    assert writer.flush() == {**{(AUDIT, p): 7 for p in range(4)}, (CPS, 5): 41}
+    ranges = ",".join(f"{AUDIT}:{p}:0-6" for p in range(4))
+    assert sorted(client.inserts) == [("audit_events", f"lockgate:audit_events:{ranges}", 28),
+                                      ("checkpoints", f"lockgate:checkpoints:{CPS}:5:40-40", 1)]
+    _stored_exactly_once(ch, streams)
+
+
+@pytest.mark.parametrize("partitions", [4, 64], ids=["4-partitions", "64-partitions-hashed-token"])
+@pytest.mark.parametrize("landed", [False, True], ids=["failed-before-landing", "ack-lost"])
+def test_failed_multi_partition_insert_is_retried_unchanged(
+        ch: ConnectClient, events: Events, landed: bool, partitions: int) -> None:
+    """A batch holding every partition's rows fails (before landing, or landed with the ack
+    lost); rows read meanwhile go to a new batch; the retry carries the same token and rows,
+    and nothing is stored twice. 40 partitions make the token long enough to be hashed."""
+    client = RecordingClient(ch, fail=(1,), landed=landed)
+    writer = BatchWriter(client, ROUTES)
+    streams = _partitions(events, partitions, 1)  # 4 records each
+    first = {p: s[:3] for p, s in streams.items()}
+    _feed_fed(writer, _round_robin(first))
+    with pytest.raises(InsertFailed, match="insert 1 failed"):
+        writer.flush()
+    assert writer.pending_rows == 3 * partitions
+    _feed_fed(writer, [(p, 3, s[3]) for p, s in streams.items()])  # arrive while the batch waits
+    assert writer.flush() == {(AUDIT, p): 4 for p in range(partitions)}
+    (_, token, rows), (_, retry_token, retry_rows), (_, later_token, later_rows) = client.inserts
+    assert (retry_token, retry_rows) == (token, rows) == (token, 3 * partitions)
+    assert later_rows == partitions and later_token != token
+    assert len(token) <= 1024 and (token.startswith("lockgate:audit_events:sha256:") == (partitions == 64))
+    _stored_exactly_once(ch, streams)
+
+
+@pytest.mark.parametrize("last_lands", [True, False], ids=["all-landed", "last-insert-lost"])
+def test_crash_before_commit_redelivered_cut_differently_across_partitions(
+        ch: ConnectClient, events: Events, last_lands: bool) -> None:
+    """A writer inserts batches mixing three partitions, then the process dies before any
+    commit (its last insert landed or not). The next one re-reads every partition from
+    offset 0 in another order and cuts other batches (no token matches): each partition's
+    stored offsets are dropped by set, the rest lands, nothing twice, nothing missing."""
+    streams = _partitions(events, 3, 6)  # 19 records each, 57 in all
+    crashed = RecordingClient(ch, fail=(6,) if not last_lands else ())
+    first = BatchWriter(crashed, ROUTES, WriterConfig(max_rows=7, max_in_flight=1))
+    _feed_fed(first, _round_robin({p: s[:12] for p, s in streams.items()}))  # 36 rows: 6 batches
+    if last_lands:
+        first.flush()
+    else:
+        with pytest.raises(InsertFailed):
+            first.flush()
+    _, per_partition = ch.query(f"SELECT src_partition, count() FROM {ch.database}.audit_events "
+                                "GROUP BY src_partition ORDER BY src_partition")
+    assert sum(n for _, n in per_partition) == (36 if last_lands else 35)
+    again = RecordingClient(ch)
+    second = BatchWriter(again, ROUTES, WriterConfig(max_rows=11))
+    _feed_fed(second, _partition_major(streams))
+    assert second.flush() == {(AUDIT, p): 19 for p in range(3)}
+    assert not {t for _, t, _ in again.inserts} & {t for _, t, _ in crashed.inserts}  # tokens did not help
+    assert sum(n for _, _, n in again.inserts) == 57 - (36 if last_lands else 35)
+    _stored_exactly_once(ch, streams)
+
+
+class GatedClient(FlakyClient):
+    """Forwards to a real client; inserts wait for ``gate`` (the batch stays in flight)."""
+
+    def __init__(self, inner: ConnectClient) -> None:
+        super().__init__(inner)
+        import threading
+
+        self.gate, self.entered, self.landed = threading.Event(), threading.Event(), 0
+
+    def insert(self, table: str, rows: Any, column_names: Any, settings: Any = None) -> None:
+        self.entered.set()
+        assert self.gate.wait(60)
+        self.inner.insert(table, rows, column_names, settings)
+        self.landed += 1
+
+
+def test_revoking_one_partition_with_a_multi_partition_batch_in_flight(
+        ch: ConnectClient, events: Events) -> None:
+    """Partitions 0 and 1 share a batch in flight and an open batch when 0 is revoked:
+    ``forget`` waits for the insert in flight, keeps partition 1's offsets and rows, drops
+    partition 0's; 0's next owner re-reads it from its commit and stores each row once."""
+    import threading
+
+    client = GatedClient(ch)
+    writer = BatchWriter(client, ROUTES, WriterConfig(max_rows=8))
+    streams = _partitions(events, 2, 3)  # 10 records each
+    fed = _round_robin(streams)
+    _feed_fed(writer, fed[:8])  # sealed and handed over: offsets 0-3 of both partitions
+    assert client.entered.wait(60)
+    _feed_fed(writer, fed[8:14])  # open: offsets 4-6 of both
+    assert client.landed == 0
+    threading.Timer(0.2, client.gate.set).start()
+    writer.forget(AUDIT, 0)
+    assert client.landed == 1  # forget returned only once the insert in flight landed
+    assert writer.pending_rows == 3  # partition 1's open rows, partition 0's gone
+    _feed_fed(writer, [f for f in fed[14:] if f[0] == 1])  # offsets 7-9: 0 is no longer ours
+    assert writer.flush() == {(AUDIT, 1): 10}
+    assert client.landed == 2 and writer.pending_rows == 0
+    nxt = BatchWriter(ch, ROUTES, WriterConfig(max_rows=3))  # 0's next owner; nothing was committed
+    _feed_fed(nxt, _partition_major({0: streams[0]}))
+    assert nxt.flush() == {(AUDIT, 0): 10}
+    _stored_exactly_once(ch, streams)
+
+
+@pytest.mark.parametrize("landed", [False, True], ids=["failed-before-landing", "ack-lost"])
+def test_revoking_one_partition_of_a_failed_multi_partition_batch(
+        ch: ConnectClient, events: Events, landed: bool) -> None:
+    """A batch of partitions 0, 1 and 2 failed (or landed with its ack lost) and waits
+    sealed when 0 is revoked: 0's rows are cut out, 1's and 2's are checked against the store
+    again and land once under the token of what is left; 0's next owner stores its rows
+    once. The retry cannot keep the old token: it named partition 0's range."""
+    client = RecordingClient(ch, fail=(1,), landed=landed)
+    writer = BatchWriter(client, ROUTES)
+    streams = _partitions(events, 3, 2)  # 7 records each
+    _feed_fed(writer, _round_robin(streams))
+    with pytest.raises(InsertFailed):
+        writer.flush()
+    writer.forget(AUDIT, 0)
+    assert writer.pending_rows == 14
+    assert writer.flush() == {(AUDIT, 1): 7, (AUDIT, 2): 7}
+    first_token = client.inserts[0][1]
+    if landed:  # everything left was already stored: dropped by the check, nothing inserted
+        assert len(client.inserts) == 1
+    else:
+        ((_, token, rows),) = client.inserts[1:]
+        assert rows == 14 and token != first_token and f"{AUDIT}:0:" not in token
+    nxt = RecordingClient(ch)
+    successor = BatchWriter(nxt, ROUTES)
+    _feed_fed(successor, _partition_major({0: streams[0]}))
+    assert successor.flush() == {(AUDIT, 0): 7}
+    assert sum(n for _, _, n in nxt.inserts) == (0 if landed else 7)
+    _stored_exactly_once(ch, streams)
+
+
+def test_a_dead_letter_commits_after_the_rows_before_it_in_a_shared_batch(
+        ch: ConnectClient, events: Events) -> None:
+    """A skipped record of partition 1 is committable only with the batch holding the rows of
+    partition 1 read before it, which also holds partition 0's rows."""
+    client = GatedClient(ch)
+    writer = BatchWriter(client, ROUTES, WriterConfig(max_rows=4))
+    streams = _partitions(events, 2, 1)
+    _feed_fed(writer, _round_robin(streams)[:4])  # sealed, in flight: offsets 0-1 of both
+    writer.skip(AUDIT, 1, 2)  # dead-lettered
+    writer.skip(AUDIT, 3, 0)  # a partition with nothing buffered: committable at once
+    assert writer.flush(wait=False) == {(AUDIT, 3): 1}
+    client.gate.set()
+    assert writer.flush() == {(AUDIT, 0): 2, (AUDIT, 1): 3}
