@@ -229,6 +229,8 @@ class LogCheckpoint:
     note: str
     unverified: tuple[NoteSignature, ...]
     """Signature lines of keys other than the log's: candidate witness cosignatures."""
+    log_signatures: tuple[NoteSignature, ...] = ()
+    """The log's own lines that verified: with the body, the note as the log signed it."""
 
     @property
     def size(self) -> int:
@@ -321,7 +323,7 @@ def open_log_checkpoint(
         opened = open_note(text, [verifier])
     except NoteError as exc:
         raise CheckpointError(f"the log's signature does not verify: {exc}") from None
-    return LogCheckpoint(cp, parsed[0], partition, body, text, opened.unverified)
+    return LogCheckpoint(cp, parsed[0], partition, body, text, opened.unverified, opened.verified)
 
 
 def verify_log_checkpoint(

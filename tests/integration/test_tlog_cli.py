@@ -53,6 +53,23 @@ def test_a_witnessed_ledger_verifies(ledger: tuple[Path, dict[str, Any]]) -> Non
     assert report["checkpoints"] == 3 and report["witnesses"] == ["witness.example/w1"]
 
 
+def test_an_added_edited_copy_of_a_cosigned_checkpoint_is_forged_and_the_cosigned_one_still_counts(
+        ledger: tuple[Path, dict[str, Any]]) -> None:
+    # A copy of the newest (cosigned) checkpoint p0@9 with the same id and note but
+    # last_sequence 3, sorted before the genuine row: exactly that copy is forged; the genuine
+    # one still covers 0..8 and still carries the witness's cosignature.
+    home, info = ledger
+    res = _helper(home, "sql", str(home),
+                  "INSERT INTO {db}.checkpoints SELECT * REPLACE (toInt64(3) AS last_sequence) "
+                  "FROM {db}.checkpoints WHERE checkpoint_id = 'p0@9'",
+                  "SELECT count() FROM {db}.checkpoints WHERE checkpoint_id = 'p0@9'")
+    assert res["results"][-1] == "2", res
+    report = _verify(home, 1, "--witness-key", info["witness_vkey"])
+    assert [(f["kind"], f["partition"], f["checkpoint_id"], f["column"], f["stored"], f["ledger"])
+            for f in report["findings"]] == [
+        ("forged_checkpoint", 0, "p0@9", "last_sequence", {"last_sequence": 3}, {"last_sequence": 8})]
+
+
 def test_inclusion_proofs_against_whole_log_checkpoints(ledger: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     home, info = ledger
     out = tmp_path / "proof.json"

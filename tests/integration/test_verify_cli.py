@@ -154,6 +154,27 @@ def test_edited_checkpoint(ledger: tuple[Path, dict[str, Any]]) -> None:
     assert "sequences 0..5 (6 events)" in report["findings"][1]["message"]
 
 
+def test_an_added_edited_copy_of_a_checkpoint_is_forged_and_the_genuine_one_still_covers(
+        ledger: tuple[Path, dict[str, Any]]) -> None:
+    # An attacker with write access to the store adds a copy of checkpoint p0:0-5 that keeps its
+    # checkpoint_id and signature but says last_sequence 2: the table's ORDER BY (and verify's
+    # read) puts it before the genuine row. Exactly that row is forged; the genuine one still
+    # covers 0..5, so nothing is uncovered.
+    home, _ = ledger
+    res = _helper(home, "sql", str(home),
+                  "INSERT INTO {db}.checkpoints SELECT * REPLACE (toInt64(2) AS last_sequence) "
+                  "FROM {db}.checkpoints WHERE checkpoint_id = 'p0:0-5'",
+                  "SELECT groupArray(last_sequence) FROM (SELECT last_sequence FROM {db}.checkpoints "
+                  "WHERE checkpoint_id = 'p0:0-5' ORDER BY ledger_partition, last_sequence, created_at)")
+    assert res["results"][-1] == "[2,5]", res
+    report = _verify(home, 1)
+    assert report["checkpoints"] == 4
+    assert [(f["kind"], f["partition"], f["sequence"], f["checkpoint_id"], f["column"], f["stored"], f["ledger"])
+            for f in report["findings"]] == [
+        ("forged_checkpoint", 0, 0, "p0:0-5", "last_sequence", {"last_sequence": 2}, {"last_sequence": 5})]
+    assert "same checkpoint_id and signature" in report["findings"][0]["message"]
+
+
 def test_witness_copy_reports_the_edited_checkpoint(ledger: tuple[Path, dict[str, Any]],
                                                     tmp_path: Path) -> None:
     home, _ = ledger

@@ -110,8 +110,16 @@ flagged row explains it).
 Decision table (checkpoints)
 ============================
 
+Every stored checkpoint record is checked on its own, in any order; only field-for-field
+identical copies (every Checkpoint field equal) are one record.
+
 =========================================================  ======================
 signature does not verify, key unknown or expired           ``forged_checkpoint``
+(when a validly signed copy with the same id is stored, the  (the edited copy; the
+finding names the fields this one differs in from it)        signed one counts)
+two whole-log copies, both valid, same signed note (their   ``forged_checkpoint``
+cosignature lines aside), different unsigned fields          (one, naming the fields)
+(``head_hash``, ``created_at``, ``processor_id``)
 valid; ``last_sequence`` beyond the stored head, or the     ``truncated_tail``
 partition is absent (the newest checkpoint decides)
 valid; newest for its partition; stored hash at             ``truncated_tail``

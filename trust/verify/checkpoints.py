@@ -6,6 +6,16 @@ are hashed once into :class:`~trust.merkle.TreeLevels`, whose root is read at ev
 checkpoint's size (O(n + c log n) for n events and c checkpoints), and a pair of
 consecutive checkpoints is checked for consistency with an RFC 6962 proof built from the
 stored events and verified literally (RFC 9162 §2.1.4.2).
+
+Copies: a verifier looks at every record it is given. Field-for-field identical copies (a
+redelivery, a retried insert) are one record; every other record is verified on its own,
+so a copy that keeps a genuine checkpoint's ``checkpoint_id`` and ``signature`` but edits
+another field can neither hide behind the genuine one nor, stored first, push it out. What
+a legitimate copy is: for an interval checkpoint the signature covers every field, so two
+copies that both verify were both signed (a re-issue); a whole-log checkpoint's note does
+not sign ``head_hash``, ``created_at`` or ``processor_id``, and the witnesses' copies add
+cosignature lines to the note — those lines are the only way two copies of one signed note
+may differ (the lines themselves are judged by :mod:`trust.verify.cosignatures`).
 """
 
 from __future__ import annotations
@@ -15,27 +25,144 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.records import CHECKPOINT_FIELDS
 from trust.checkpoints import INTERVAL_FORMAT, checkpoint_format, verify_checkpoint
 from trust.errors import CheckpointError
 from trust.keys import Keyring
 from trust.merkle import TreeLevels, merkle_root, verify_consistency
 from trust.tlog import NOTE_FORMAT, LogCheckpoint, open_log_checkpoint
 from trust.verify.findings import Finding, FindingKind, PartitionState
+from trust.verify.record_fields import differing_fields, field_identity, json_value, plain_bytes
 
 __all__ = ["SignedCheckpoints", "signed_checkpoints", "verify_checkpoints"]
 
 
-def _forged(cp: Mapping[str, Any], reason: str) -> Finding:
+_COMPARED = tuple(f for f in CHECKPOINT_FIELDS if f != "signature_format")
+"""Every Checkpoint field but the format, which is compared as :func:`checkpoint_format` reads it
+(a record written before the field existed is an interval one)."""
+_UNSIGNED_BY_NOTE = tuple(f for f in _COMPARED if f != "signature")
+"""What two copies of one whole-log checkpoint must agree on besides the log's signed note."""
+
+
+def _identity(cp: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (*field_identity(cp, _COMPARED), checkpoint_format(cp))
+
+
+def _differs(cp: Mapping[str, Any], other: Mapping[str, Any], fields: tuple[str, ...] = _COMPARED) -> list[str]:
+    diff = differing_fields(cp, other, fields)
+    if checkpoint_format(cp) != checkpoint_format(other):
+        diff.append("signature_format")
+    return diff
+
+
+def _distinct(checkpoints: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """One of each set of field-for-field identical copies (a re-delivered or re-inserted record),
+    buffers as ``bytes`` (the type a reader returns is not part of the record)."""
+    kept: dict[tuple[Any, ...], Mapping[str, Any]] = {}
+    odd: list[Mapping[str, Any]] = []
+    for cp in checkpoints:
+        try:
+            ident = _identity(cp)
+            if ident not in kept:
+                kept[ident] = plain_bytes(cp)
+        except TypeError:  # an unhashable value in a field: keep it, it cannot verify
+            odd.append(cp)
+    return [*kept.values(), *odd]
+
+
+@dataclass(frozen=True)
+class _Copy:
+    """One distinct stored checkpoint record and what its signature says."""
+
+    record: Mapping[str, Any]
+    opened: LogCheckpoint | None = None
+    """The opened whole-log checkpoint, when the record is one and verifies."""
+    problem: str | None = None
+    """Why the record is not validly signed; None when it is."""
+
+    @property
+    def checkpoint_id(self) -> str | None:
+        cp_id = self.record.get("checkpoint_id")
+        return cp_id if isinstance(cp_id, str) else None
+
+
+def _check(cp: Mapping[str, Any], keyring: Keyring, log_name: str | None) -> _Copy:
+    fmt = checkpoint_format(cp)
+    if fmt == NOTE_FORMAT:
+        try:
+            return _Copy(cp, opened=open_log_checkpoint(cp, keyring, log_name=log_name))
+        except CheckpointError as exc:
+            return _Copy(cp, problem=str(exc))
+    if fmt != INTERVAL_FORMAT or not verify_checkpoint(cp, keyring) or type(cp.get("ledger_partition")) is not int:
+        return _Copy(cp, problem=f"forged, altered, or signed by an unknown or expired key (signature_format {fmt!r})")
+    return _Copy(cp)
+
+
+def _closest(cp: Mapping[str, Any], genuine: list[_Copy]) -> tuple[Mapping[str, Any], list[str]] | None:
+    """The validly signed copy ``cp`` differs least from, and the fields it differs in
+    (ties broken by the copies' values, so the choice does not depend on storage order)."""
+    ranked = sorted(((len(d), repr(_identity(g.record)), g.record, d)
+                     for g in genuine for d in [_differs(cp, g.record)]), key=lambda t: t[:2])
+    return (ranked[0][2], ranked[0][3]) if ranked else None
+
+
+def _forged(cp: Mapping[str, Any], reason: str, twin: tuple[Mapping[str, Any], list[str]] | None) -> Finding:
     part, first, cp_id = cp.get("ledger_partition"), cp.get("first_sequence"), cp.get("checkpoint_id")
+    message = (f"checkpoint {cp_id!r} is not validly signed by a processor key (key_id "
+               f"{cp.get('key_id')!r}): {reason}")
+    evidence: dict[str, Any] = {}
+    if twin is not None:
+        genuine, diff = twin
+        shared = "checkpoint_id and signature" if "signature" not in diff else "checkpoint_id"
+        message += (f"; a validly signed copy with the same {shared} is stored, and this one differs from it in "
+                    f"{', '.join(diff)}: an edited copy (the signed one counts, this one does not)")
+        evidence = {"table": "checkpoints", "column": ", ".join(diff),
+                    "stored": {f: json_value(cp.get(f)) for f in diff},
+                    "ledger": {f: json_value(genuine.get(f)) for f in diff}}
     return Finding(
         FindingKind.FORGED_CHECKPOINT,
         part if type(part) is int else None,
         first if type(first) is int else None,
         None,
-        f"checkpoint {cp_id!r} is not validly signed by a processor key (key_id "
-        f"{cp.get('key_id')!r}): {reason}",
+        message,
         checkpoint_id=cp_id if isinstance(cp_id, str) else None,
+        **evidence,
     )
+
+
+def _log_signed_part(opened: LogCheckpoint) -> tuple[Any, ...]:
+    """The note as the log signed it: the body (origin, size, root: a Lockgate checkpoint has
+    no extension lines) and the log's own lines, not the cosignatures."""
+    return opened.origin, opened.size, opened.root, tuple(sorted(s.line() for s in opened.log_signatures))
+
+
+def _unsigned_edits(copies: list[_Copy]) -> list[Finding]:
+    """Whole-log copies of one checkpoint that carry the same signed note (cosignature lines
+    aside) but differ in a field the note does not sign (``head_hash``, ``created_at``,
+    ``processor_id``): one was edited in the store, and no signature says which."""
+    by_note: dict[tuple[Any, ...], dict[tuple[Any, ...], Mapping[str, Any]]] = {}
+    for c in copies:
+        if c.opened is not None:
+            by_note.setdefault(_log_signed_part(c.opened), {}).setdefault(
+                (*field_identity(c.record, _UNSIGNED_BY_NOTE), checkpoint_format(c.record)), c.record)
+    findings: list[Finding] = []
+    for variants in by_note.values():
+        if len(variants) < 2:
+            continue
+        records = [variants[k] for k in sorted(variants, key=repr)]
+        diff = sorted({f for r in records[1:] for f in _differs(r, records[0], _UNSIGNED_BY_NOTE)},
+                      key=_COMPARED.index)
+        first = records[0]
+        findings.append(Finding(
+            FindingKind.FORGED_CHECKPOINT, first["ledger_partition"], first["first_sequence"], None,
+            f"{len(records)} stored copies of whole-log checkpoint {first['checkpoint_id']!r} carry the same "
+            f"signed note but differ in {', '.join(diff)}, which the note does not sign: a copy was edited in "
+            "the store and no signature says which (compare the store with the replay topics: "
+            "verify --against-topics)",
+            checkpoint_id=first["checkpoint_id"], table="checkpoints", column=", ".join(diff),
+            stored=[{f: json_value(r.get(f)) for f in diff} for r in records],
+        ))
+    return findings
 
 
 @dataclass
@@ -51,34 +178,37 @@ class SignedCheckpoints:
 
 def signed_checkpoints(checkpoints: Iterable[Mapping[str, Any]], keyring: Keyring, *,
                        log_name: str | None = None) -> SignedCheckpoints:
-    """Verify each checkpoint's signature once (a byte-identical copy is one checkpoint).
+    """Verify the signature of every distinct checkpoint record, whatever order they come in.
 
-    ``log_name``, when given, is the log every whole-log checkpoint's origin must name.
+    Only field-for-field identical copies are one record. Any other copy is checked on its
+    own: one that does not verify is a ``forged_checkpoint`` naming the fields it differs in
+    from the validly signed copy of the same ``checkpoint_id`` (that one still counts);
+    whole-log copies that verify and differ only in cosignature lines are the witnesses'
+    republished copies, all valid; whole-log copies whose signed note is the same but whose
+    unsigned fields differ are valid (the note fixes what they cover) and one
+    ``forged_checkpoint`` names the differing fields. ``log_name``, when given, is the log
+    every whole-log checkpoint's origin must name.
     """
     out = SignedCheckpoints()
-    seen_ids: set[Any] = set()
-    for cp in checkpoints:
-        ident = (cp.get("checkpoint_id"), cp.get("signature"))
-        if ident in seen_ids:
+    copies = [_check(cp, keyring, log_name) for cp in _distinct(checkpoints)]
+    genuine: dict[str | None, list[_Copy]] = {}
+    for c in copies:
+        if c.problem is not None:
             continue
-        seen_ids.add(ident)
-        fmt = checkpoint_format(cp)
-        if fmt == NOTE_FORMAT:
-            try:
-                opened = open_log_checkpoint(cp, keyring, log_name=log_name)
-            except CheckpointError as exc:
-                out.forged.append(_forged(cp, str(exc)))
-                continue
-            out.logs.setdefault(opened.partition, []).append(opened)
-            out.valid.setdefault(opened.partition, []).append(cp)
-            continue
-        part = cp.get("ledger_partition")
-        if fmt != INTERVAL_FORMAT or not verify_checkpoint(cp, keyring) or type(part) is not int:
-            out.forged.append(_forged(cp, f"forged, altered, or signed by an unknown or expired key "
-                                          f"(signature_format {fmt!r})"))
-            continue
-        out.intervals.setdefault(part, []).append(cp)
-        out.valid.setdefault(part, []).append(cp)
+        genuine.setdefault(c.checkpoint_id, []).append(c)
+        part = c.opened.partition if c.opened is not None else c.record["ledger_partition"]
+        out.valid.setdefault(part, []).append(c.record)
+        if c.opened is not None:
+            out.logs.setdefault(part, []).append(c.opened)
+        else:
+            out.intervals.setdefault(part, []).append(c.record)
+    for c in copies:
+        if c.problem is not None:
+            twins = genuine.get(c.checkpoint_id, []) if c.checkpoint_id is not None else []
+            out.forged.append(_forged(c.record, c.problem, _closest(c.record, twins)))
+    for cp_id, group in genuine.items():
+        if cp_id is not None:
+            out.forged.extend(_unsigned_edits(group))
     return out
 
 

@@ -29,13 +29,13 @@ reported. Pure: the caller reads both copies (and the sink's committed offsets).
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.records import AUDIT_FIELDS, CHECKPOINT_FIELDS
 from trust.verify.findings import Event, Finding, FindingKind
+from trust.verify.record_fields import differing_fields, field_identity, json_value
 
 __all__ = ["CopiesReport", "compare_copies"]
 
@@ -54,23 +54,11 @@ class CopiesReport:
     """Topic records absent from the store but not yet owed by it (beyond the sink's commit)."""
 
 
-def _json(value: Any) -> Any:
-    if isinstance(value, bytes | bytearray | memoryview):
-        raw = bytes(value)
-        return raw.hex() if len(raw) <= 64 else {"$b64": base64.b64encode(raw).decode("ascii")}
-    return value
-
-
-def _identity(record: Mapping[str, Any], fields: tuple[str, ...]) -> tuple[Any, ...]:
-    return tuple(bytes(v) if isinstance(v, bytearray | memoryview) else v
-                 for v in (record.get(f) for f in fields))
-
-
 def _group(records: Iterable[Mapping[str, Any]], key: Callable[[Mapping[str, Any]], Any],
            fields: tuple[str, ...]) -> dict[Any, dict[tuple[Any, ...], Mapping[str, Any]]]:
     out: dict[Any, dict[tuple[Any, ...], Mapping[str, Any]]] = {}
     for rec in records:
-        out.setdefault(key(rec), {}).setdefault(_identity(rec, fields), rec)
+        out.setdefault(key(rec), {}).setdefault(field_identity(rec, fields), rec)
     return out
 
 
@@ -133,15 +121,15 @@ def _compare(shape: _Shape, stored: Iterable[Mapping[str, Any]], replay: Iterabl
             if not want:
                 report.findings.append(_finding(
                     shape, key, rec, f"{label} is in the store but in no replay topic record: extra in store",
-                    stored={f: _json(rec.get(f)) for f in shape.fields}))
+                    stored={f: json_value(rec.get(f)) for f in shape.fields}))
                 continue
             other = next(iter(want.values()))
-            diff = [f for f in shape.fields if _identity(rec, (f,)) != _identity(other, (f,))]
+            diff = differing_fields(rec, other, shape.fields)
             report.findings.append(_finding(
                 shape, key, rec,
                 f"{label} differs from the replay topic's copy{_where(other)} in {', '.join(diff)}",
-                column=", ".join(diff), stored={f: _json(rec.get(f)) for f in diff},
-                ledger={f: _json(other.get(f)) for f in diff}))
+                column=", ".join(diff), stored={f: json_value(rec.get(f)) for f in diff},
+                ledger={f: json_value(other.get(f)) for f in diff}))
         if extra:
             continue  # the owed variants are what the differing rows replaced
         for rec in owed:
@@ -152,7 +140,7 @@ def _compare(shape: _Shape, stored: Iterable[Mapping[str, Any]], replay: Iterabl
                 shape, key, rec,
                 f"{label} is in the replay topics{_where(rec)} and the sink has committed past it, "
                 "but the store does not hold it: missing in store",
-                ledger={f: _json(rec.get(f)) for f in shape.fields}))
+                ledger={f: json_value(rec.get(f)) for f in shape.fields}))
 
 
 def compare_copies(

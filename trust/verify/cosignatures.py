@@ -8,7 +8,9 @@ cannot obtain one, and a partition whose newest checkpoint lacks it is reported.
 
 Cosignatures travel inside the checkpoint record's note (``signature``), as extra
 signature lines; a checkpoint may be stored several times (as first signed, then with
-the witnesses' lines added): the lines of every stored copy of the same checkpoint count.
+the witnesses' lines added): the lines of every stored copy of the same checkpoint count,
+provided the copy's own note verifies (an edited copy is a ``forged_checkpoint`` of the
+checkpoint pass, :mod:`trust.verify.checkpoints`, and its lines count for nothing).
 
 ====================================================================  =======================
 a line with a trusted witness's name and key id does not verify         ``forged_cosignature``
