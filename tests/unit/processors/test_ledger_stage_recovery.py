@@ -7,6 +7,7 @@ Read then, the head lacks that transaction and the next events would fork the ch
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
@@ -87,25 +88,33 @@ def _chained(stage: LedgerStage, n: int, at: int) -> tuple[list[StoredRecord], d
     return records, cp, raw
 
 
-def _tail_reader(monkeypatch: pytest.MonkeyPatch, records: list[StoredRecord]) -> list[int]:
-    """``read_tail`` over ``records`` (offsets with gaps), same contract; returns the reads' sizes."""
-    reads: list[int] = []
+def _fake_read_tail(by_topic: dict[str, list[StoredRecord]], reads: list[int], counted: str | None = None) -> Any:
+    """``read_tail`` over ``by_topic``'s records (offsets with gaps), same contract: reads
+    backwards in doubling chunks until ``enough``; appends each read's size to ``reads`` (of
+    topic ``counted`` only, when given)."""
 
-    def read_tail(_c: Any, _t: str, _p: int, enough: Any, *, chunk: int, timeout_s: float) -> list[StoredRecord]:
-        end = records[-1].offset + 1
-        hi, size = end, chunk
+    def read_tail(_c: Any, topic: str, _p: int, enough: Any, *, chunk: int, timeout_s: float) -> list[StoredRecord]:
+        records = by_topic[topic]
+        hi, size = records[-1].offset + 1, chunk
         got: list[StoredRecord] = []
         while hi > 0:
             lo = max(0, hi - size)
             part = [r for r in records if lo <= r.offset < hi]
-            reads.append(len(part))
+            if counted is None or topic == counted:
+                reads.append(len(part))
             got = part + got
             if enough(got):
                 break
             hi, size = lo, size * 2
         return got
 
-    monkeypatch.setattr(ledger_stage, "read_tail", read_tail)
+    return read_tail
+
+
+def _tail_reader(monkeypatch: pytest.MonkeyPatch, records: list[StoredRecord]) -> list[int]:
+    """``read_tail`` over ``records`` whatever the topic; returns the reads' sizes."""
+    reads: list[int] = []
+    monkeypatch.setattr(ledger_stage, "read_tail", _fake_read_tail(defaultdict(lambda: records), reads))
     return reads
 
 
@@ -224,23 +233,7 @@ def _topics_reader(monkeypatch: pytest.MonkeyPatch, stage: LedgerStage, audit: l
     sizes of the checkpoint reads."""
     by_topic = {stage.topics.audit: audit, stage.topics.checkpoints: checkpoints}
     reads: list[int] = []
-
-    def read_tail(_c: Any, topic: str, _p: int, enough: Any, *, chunk: int, timeout_s: float) -> list[StoredRecord]:
-        records = by_topic[topic]
-        hi, size = records[-1].offset + 1, chunk
-        got: list[StoredRecord] = []
-        while hi > 0:
-            lo = max(0, hi - size)
-            part = [r for r in records if lo <= r.offset < hi]
-            if topic == stage.topics.checkpoints:
-                reads.append(len(part))
-            got = part + got
-            if enough(got):
-                break
-            hi, size = lo, size * 2
-        return got
-
-    monkeypatch.setattr(ledger_stage, "read_tail", read_tail)
+    monkeypatch.setattr(ledger_stage, "read_tail", _fake_read_tail(by_topic, reads, stage.topics.checkpoints))
     monkeypatch.setattr(ledger_stage, "read_partition", lambda _c, topic, *_a, **_k: iter(by_topic[topic]))
     return reads
 
