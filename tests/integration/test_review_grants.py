@@ -118,6 +118,7 @@ def test_an_approval_grants_the_requester_a_window_that_survives_kill_9(worker: 
                                                                         submit_held: HeldSubmits) -> None:
     tag = uuid.uuid4().hex[:6]
     dana, carol, dave = f"dana-{tag}", f"carol-{tag}", f"dave-{tag}"
+    # dana is registered after the worker started: the desk and the grant index both reload for her
     ReviewerRegistry(Home(worker.handle.home).keys).add_reviewer(dana, ["dba"])
 
     # 1. held, then approved by a second person

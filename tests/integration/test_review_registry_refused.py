@@ -5,7 +5,9 @@ overwritten with broken JSON while a review waits, and the reviewer's signed vot
 right after (published here, since ``reviews approve`` itself reads that file). The worker
 must keep the last good registry, judge the vote against it — the waiting ``submit`` gets
 its final allow — and put exactly one ``security`` event about the refused reload on the
-ledger; nothing is dead-lettered.
+ledger; nothing is dead-lettered. The worker's grant index, which folds the same vote with
+a registry of its own, refuses the file too and shows it on ``/grants`` while its feed
+keeps folding (it does not ledger the refusal a second time).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from lockgate.kernel.home import Home
 from lockgate.kernel.keyed_publish import publish_keyed
 from lockgate.kernel.partition_reader import read_topic
 from schemas.codec import get_codec
-from tests.integration.conftest import Worker, wait_for
+from tests.integration.conftest import Worker, get_json, wait_for
 from tests.integration.held_submit import HeldSubmits
 from trust.review_votes import reviewer_key
 from trust.reviewers import ReviewerRegistry
@@ -66,6 +68,15 @@ def test_a_vote_during_a_bad_registry_edit_is_judged_against_the_last_good_one(w
         assert result.returncode == 0, result.stderr
         final = result.verdict
         assert final["basis"] == "review_approved" and dana in final["reason"], final
+
+        def grants_refused() -> Any:  # the grant index folds the same vote: it refuses the file too
+            page = get_json(f"http://127.0.0.1:{worker.handle.port}/grants", None)
+            return page if page["registry_refused"] is not None else None
+
+        page = wait_for(grants_refused, 30, "the grant index showing the refused registry")
+        assert page["ready"] and page["failed"] is None, page  # the feed kept folding: not ledgered twice
+        assert page["registry_refused"]["file"] == str(registry.path)
+        assert "not valid JSON" in page["registry_refused"]["reason"]
     finally:
         _replace(registry.path, good)
 
