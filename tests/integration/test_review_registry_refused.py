@@ -12,10 +12,8 @@ keeps folding (it does not ledger the refusal a second time).
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,19 +25,12 @@ from lockgate.kernel.partition_reader import read_topic
 from schemas.codec import get_codec
 from tests.integration.conftest import Worker, get_json, wait_for
 from tests.integration.held_submit import HeldSubmits
+from trust.keys import write_key_file
 from trust.review_votes import reviewer_key
 from trust.reviewers import ReviewerRegistry
 from trust.reviews import make_vote
 
 pytestmark = pytest.mark.integration
-
-
-def _replace(path: Path, content: bytes) -> None:
-    """Replace ``path`` at once, like ``lockgate keys`` does (no half-written state to read)."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(content)
-    tmp.chmod(0o600)
-    os.replace(tmp, path)
 
 
 def test_a_vote_during_a_bad_registry_edit_is_judged_against_the_last_good_one(worker: Worker,
@@ -60,7 +51,7 @@ def test_a_vote_during_a_bad_registry_edit_is_judged_against_the_last_good_one(w
 
         review = wait_for(pending, 90, "the review pending")
         vote = make_vote(review, dana, reviewer_key(registry, dana), "approve", "ok", time.time_ns() // 1000)
-        _replace(registry.path, b'{"' + dana.encode() + b'": [')  # 0600 still, but not JSON
+        write_key_file(registry.path, b'{"' + dana.encode() + b'": [', 0o600, overwrite=True)  # whole, 0600, not JSON
         publish_keyed(worker.handle.bootstrap, topics.reviews, review.review_id.encode(),
                       get_codec().encode("ReviewVote", vote))
 
@@ -78,7 +69,7 @@ def test_a_vote_during_a_bad_registry_edit_is_judged_against_the_last_good_one(w
         assert page["registry_refused"]["file"] == str(registry.path)
         assert "not valid JSON" in page["registry_refused"]["reason"]
     finally:
-        _replace(registry.path, good)
+        write_key_file(registry.path, good, 0o600, overwrite=True)
 
     codec = get_codec()
 
