@@ -8,7 +8,7 @@ The inbox must fail closed meanwhile: it shows the refusal, judges a vote signed
 key (published as ``lockgate reviews approve`` on another host would) as no reviewer's, and
 refuses a vote cast through it. Once the file is ``chmod 0600`` the inbox clears the refusal,
 judges again — the earlier vote now counts, as a fresh ``reviews list`` would count it — and
-accepts a vote cast through it.
+accepts a vote cast through it. The inbox page, in a real headless Chromium, says the same.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from lockgate.kernel.keyed_publish import publish_keyed
 from schemas.codec import get_codec
 from schemas.topics import Topics
 from sinks.tokens import create_token
+from tests.integration.chromium import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, needs_chromium
 from tests.integration.conftest import get_json, wait_for
 from tests.integration.sink_process import SinkProcess, audit_records, produce, start_sink
 from tests.unit.trust.review_fixtures import World, decision, proposal, world
@@ -46,6 +47,18 @@ def _open_review(w: World, bootstrap: str, topic: str) -> Review:
     return review
 
 
+def _started_unsafe(kafka_bootstrap: str, topics: Topics, tmp_path: Path) -> tuple[World, str, SinkProcess]:
+    """Reviewers in home/keys, dana's reviewer token, the registry made 0660, then the sink started
+    (raises if the sink exits)."""
+    home, state = tmp_path / "home", tmp_path / "state"
+    state.mkdir()
+    w = world(home)  # reviewers (dana, omar, ...) and their private keys in home/keys
+    w.key.public().save(home / "keys" / "processor.pub.pem")
+    _, dana = create_token(home, "default", reviewer="dana")
+    w.registry.path.chmod(0o660)
+    return w, dana, start_sink(kafka_bootstrap, topics.prefix, home, state)
+
+
 def _listing(sink: SinkProcess, token: str) -> dict[str, Any]:
     body = get_json(f"{sink.url}/api/reviews", token)
     return body if isinstance(body, dict) else {}
@@ -64,15 +77,8 @@ def _vote(sink: SinkProcess, token: str, review_id: str) -> tuple[int, dict[str,
 
 def test_an_unsafe_reviewer_file_at_start_stops_neither_the_sink_nor_fails_open(
         kafka_bootstrap: str, topics: Topics, tmp_path: Path) -> None:
-    home, state = tmp_path / "home", tmp_path / "state"
-    state.mkdir()
-    w = world(home)  # reviewers (dana, omar, ...) and their private keys in home/keys
-    w.key.public().save(home / "keys" / "processor.pub.pem")
-    _, dana = create_token(home, "default", reviewer="dana")
+    w, dana, sink = _started_unsafe(kafka_bootstrap, topics, tmp_path)
     path = w.registry.path
-    path.chmod(0o660)
-
-    sink = start_sink(kafka_bootstrap, topics.prefix, home, state)  # raises if the sink exits
     try:
         records, ids = audit_records(200)
         produce(kafka_bootstrap, topics.audit, records)
@@ -110,4 +116,43 @@ def test_an_unsafe_reviewer_file_at_start_stops_neither_the_sink_nor_fails_open(
         assert (status, out["outcome"], out["decided"]) == (200, "accepted", "approved"), out
         assert sink.proc.poll() is None
     finally:
+        sink.stop()
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_the_inbox_page_shows_the_start_refusal_and_clears_it(
+        kafka_bootstrap: str, topics: Topics, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    w, dana, sink = _started_unsafe(kafka_bootstrap, topics, tmp_path)
+    path = w.registry.path
+    review = _open_review(w, kafka_bootstrap, topics.reviews)
+    expect.set_options(timeout=TIMEOUT_MS)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                page.set_default_timeout(TIMEOUT_MS)
+                page.goto(f"{sink.url}/reviews?token={dana}")
+                status = page.get_by_test_id("status")
+                expect(status).to_contain_text("live")
+                expect(status).to_contain_text(f"{path} refused (KeyFileUnsafe")
+                expect(status).to_contain_text("no reviewer is known until it is fixed")
+                row = page.get_by_test_id("review-row").filter(has_text=review.review_id)
+                expect(row).to_have_count(1)
+                row.get_by_test_id("review-reason").fill("ticket 7")
+                row.get_by_test_id("approve").click()
+                result = page.get_by_test_id("vote-result")
+                expect(result).to_contain_text("409")
+                expect(result).to_contain_text("no vote can be accepted")
+
+                path.chmod(0o600)
+                expect(status).not_to_contain_text("refused")
+                expect(status).to_contain_text("live")
+            finally:
+                browser.close()
+    finally:
+        expect.set_options(timeout=5_000)
         sink.stop()
