@@ -15,7 +15,9 @@ each vote, so a reviewer added a moment ago counts).
 
 At start-up there is no last good registry: :class:`trust.registry.ServiceRegistry` and
 :class:`trust.reviewers.ReviewerRegistry` raise and the worker refuses to start with that
-message (fail-closed, and loud).
+message (fail-closed, and loud). Deliberately so: this is the decision path. The sink's
+review inbox, off it, starts with an empty registry instead
+(:meth:`trust.registry_reload.RegistryReloader.load`).
 """
 
 from __future__ import annotations

@@ -14,8 +14,18 @@ The reviewer registry is followed like the processor follows it, through the sam
 serving and judging with the last good registry, logs a warning once per refused state of
 the file, and names the file and why in its listing (``registry_refused``, which the inbox
 page shows) until a good file is back. The processor ledgers the refusal; the sink only
-shows it. At start-up there is no last good registry: a bad ``reviewers.json`` stops the
-sink from starting, with that message, as it stops the processor.
+shows it.
+
+At start-up there is no last good registry, and a bad ``reviewers.json`` does not stop the
+sink: its recording path (audit and checkpoints into ClickHouse) and query API have nothing
+to do with reviewers. The inbox loads the registry through
+:meth:`~trust.registry_reload.RegistryReloader.load`: a file that cannot be loaded is
+refused at start, one warning is logged, and the inbox serves with an empty registry — every
+vote in the topic is judged as signed by no registered reviewer's key (a security outcome,
+never accepted), and a vote cast from the inbox is refused before it is signed — and shows
+the refusal (``serving: none``) until the follower's next look after the file is fixed
+loads it and folds everything again. The processor is different: on the decision path it
+refuses to start on a bad registry (fail closed, :mod:`processors.registry_watch`).
 
 Votes (:meth:`ReviewInbox.vote`) go through :func:`trust.review_votes.cast_vote`, exactly
 as ``lockgate reviews approve|deny`` does: the vote names the reviewer the API token is
@@ -42,7 +52,7 @@ from lockgate.kernel.home import Home
 from lockgate.kernel.keyed_publish import KeyedPublisher
 from lockgate.kernel.partition_reader import committed_reader
 from sinks.errors import SinkError
-from trust.errors import KeyMissing
+from trust.errors import KeyMissing, RegistryError
 from trust.keys import PublicKey
 from trust.registry_reload import RegistryReloader
 from trust.review_fold import judge_record
@@ -65,12 +75,14 @@ class ReviewInbox:
         self.topic = topic
         self.home = Home(home)
         self.vote_wait_s = vote_wait_s
-        self.registry = ReviewerRegistry(self.home.keys)
+        self.registry = ReviewerRegistry(self.home.keys, load=False)  # loaded by the reloader, below
         self._lock = threading.Lock()
         self._records: list[tuple[bytes | None, int]] = []
         self._book: ReviewBook | None = None
         self._judged: dict[str, Judgement] = {}
-        self._reviewers = RegistryReloader(self.registry, what="reviewer registry")
+        self._reviewers = RegistryReloader.load(self.registry, what="reviewer registry")
+        if self._reviewers.refused is not None:  # the sink starts anyway (module docstring)
+            log.warning("review inbox: %s", self._reviewers.refused.describe())
         self._caught_up: set[int] = set()
         self._partitions: set[int] = set()
         self._problem: str | None = "starting"
@@ -128,9 +140,14 @@ class ReviewInbox:
     def vote(self, reviewer: str, tenant: str | None, ref: str, vote: str, reason: str) -> VoteResult:
         """Vote as ``reviewer`` on a review ``tenant`` may see (module docstring).
 
-        Raises :class:`SinkError` while the fold has not yet read the topic to its end.
+        Raises :class:`SinkError` while the fold has not yet read the topic to its end, and
+        :class:`RegistryError` while no reviewer registry was loaded since start (nobody
+        could vote: the registry would not know the reviewer; this says why).
         """
         self.start()
+        refused = self._reviewers.refused
+        if refused is not None and not refused.last_good:
+            raise RegistryError(f"no vote can be accepted: {refused.describe()}")
         if not self.ready:
             raise SinkError(f"the review inbox is still reading {self.topic} ({self._problem or 'catching up'}); "
                             "retry in a moment")

@@ -14,11 +14,22 @@ Every reader of a registry file uses this one core: the processor's
 ``security`` event), the review desk, the grant index (:mod:`processors.reviews.grants`)
 and the sink's review inbox (:mod:`sinks.review_inbox`), which log it and show it.
 
-At start-up there is no last good registry: the registry's constructor raises, and the
-caller decides (the processor refuses to start). No I/O here but a ``stat``, the
-registry's own reload and reading the refused file's first bytes as evidence. Not
-thread-safe: one thread checks, or callers hold a lock around :meth:`~RegistryReloader.check`
-and every use of the registry it reloads.
+At start-up there is no last good registry, and the caller chooses what a bad file means:
+
+- On the decision path the registry is loaded by its constructor, which raises, and the
+  process refuses to start (the processor: fail closed, and loud). Its reloader is made
+  over the loaded registry: ``RegistryReloader(registry, what=...)``.
+- Off it, a reader that must not stop over the file (the sink, whose recording path and
+  query API have nothing to do with reviewers) makes the registry empty, without reading
+  the file, and loads it through :meth:`RegistryReloader.load`. A file that cannot be
+  loaded is then *refused at start*: the registry stays empty — nobody in it, so everything
+  it would admit is refused, exactly as for a name it does not hold — the
+  :class:`Refusal` says that no registry is in force (``last_good`` false), and the next
+  :meth:`~RegistryReloader.check` after the file changes loads it like any reload.
+
+No I/O here but a ``stat``, the registry's own reload and reading the refused file's first
+bytes as evidence. Not thread-safe: one thread checks, or callers hold a lock around
+:meth:`~RegistryReloader.check` and every use of the registry it reloads.
 """
 
 from __future__ import annotations
@@ -49,7 +60,8 @@ R = TypeVar("R", bound=Reloadable)
 
 @dataclass(frozen=True)
 class Refusal:
-    """A changed registry file whose reload was refused; the last good registry stays in force."""
+    """A registry file whose load was refused: the last good registry stays in force, or, if
+    none was ever loaded (refused at start, :meth:`RegistryReloader.load`), the empty one."""
 
     what: str
     """The registry's name in messages ("reviewer registry")."""
@@ -60,14 +72,22 @@ class Refusal:
     """Why, as ``ExceptionType: message``."""
     evidence: bytes = field(default=b"", repr=False)
     """The refused file's first bytes (public keys only), or nothing if it cannot be read."""
+    last_good: bool = True
+    """Whether a last good registry is in force; ``False``: none was loaded since start, the
+    registry is empty and admits nobody until a good file is back."""
 
     def describe(self) -> str:
+        if not self.last_good:
+            return (f"{self.what} {self.path} cannot be loaded and no {self.what} is in force (none was "
+                    f"loaded since start): it admits nobody until the file is fixed: {self.error}")
         return (f"{self.what} {self.path} was changed and its reload refused; the last good registry "
                 f"stays in force: {self.error}")
 
     def to_json(self) -> dict[str, Any]:
-        """What a status page shows: which file, why, and that the last good registry serves."""
-        return {"file": str(self.path), "reason": self.error, "registry": self.what, "serving": "last good"}
+        """What a status page shows: which file, why, and what serves meanwhile (``serving``:
+        ``last good``, or ``none`` when no registry was loaded since start)."""
+        return {"file": str(self.path), "reason": self.error, "registry": self.what,
+                "serving": "last good" if self.last_good else "none"}
 
 
 def file_state(path: Path) -> FileState | None:
@@ -81,7 +101,8 @@ def file_state(path: Path) -> FileState | None:
 class RegistryReloader(Generic[R]):
     """Reloads ``registry`` when its file changes; a refused reload keeps the last good one.
 
-    The file's state when the reloader is made counts as read (the registry was just loaded).
+    The file's state when the reloader is made counts as read (the registry was just loaded
+    by its constructor, which raised if it could not be); :meth:`load` loads it here instead.
     """
 
     def __init__(self, registry: R, *, what: str) -> None:
@@ -92,7 +113,26 @@ class RegistryReloader(Generic[R]):
         (the inbox's fold) derives it again when this moves."""
         self.refused: Refusal | None = None
         """Why the file now on disk is not in force; ``None`` while it is."""
+        self.loaded = True
+        """Whether a good file has been in force since start (``False`` only after :meth:`load`
+        refused the file and no good one came since)."""
         self._state = file_state(registry.path)
+
+    @classmethod
+    def load(cls, registry: R, *, what: str) -> RegistryReloader[R]:
+        """Load ``registry`` — made empty, its file not read — now; a file that cannot be loaded
+        is refused at start (module docstring) instead of raising.
+
+        For readers off the decision path only (the sink's review inbox): the registry then
+        stays empty, and :attr:`refused` says so (``last_good`` false) until a :meth:`check`
+        loads a good file. The processor does not use it: a bad registry at start stops the
+        worker, which fails closed by design. The caller reports :attr:`refused` if it is set;
+        :meth:`check` reports nothing more until the file changes.
+        """
+        reloader = cls(registry, what=what)
+        reloader.loaded = False
+        reloader._reload(reloader._state, initial=True)
+        return reloader
 
     def check(self) -> Refusal | None:
         """Reload if the file changed since the last look. The :class:`Refusal` if this look
@@ -101,14 +141,19 @@ class RegistryReloader(Generic[R]):
         if state == self._state:
             return None
         self._state = state
+        return self._reload(state)
+
+    def _reload(self, state: FileState | None, *, initial: bool = False) -> Refusal | None:
         try:
             self.registry.reload()
-        except Exception as exc:  # any failure: keep the last good registry
+        except Exception as exc:  # any failure: keep the last good registry (or none, before the first)
             self.refused = Refusal(self.what, self.registry.path, state, f"{type(exc).__name__}: {exc}",
-                                   _evidence(self.registry.path))
+                                   _evidence(self.registry.path), last_good=self.loaded)
             return self.refused
         self.refused = None
-        self.reloads += 1
+        if not initial:  # the first load is no reload: nothing was derived from the empty registry yet
+            self.reloads += 1
+        self.loaded = True
         return None
 
 

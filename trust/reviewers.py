@@ -87,14 +87,17 @@ class ReviewerRegistry:
     """Reviewers and their public keys, persisted as ``<directory>/reviewers.json`` (0600).
 
     Like the service registry: the CLI is the only writer and replaces the file atomically.
+    Made with ``load=False`` it starts empty, its file not read: a reader that must not stop
+    over a bad file loads it through :meth:`trust.registry_reload.RegistryReloader.load`.
     """
 
     FILE = "reviewers.json"
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, load: bool = True) -> None:
         self.directory = Path(directory)
         self._view: tuple[dict[str, Reviewer], dict[str, Reviewer]] = ({}, {})  # (by name, by key id)
-        self.reload()
+        if load:
+            self.reload()
 
     @property
     def path(self) -> Path:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from trust.errors import KeyFileUnsafe
 from trust.registry import ServiceRegistry
 from trust.registry_reload import Refusal, RegistryReloader
 from trust.reviewers import ReviewerRegistry
@@ -28,6 +29,10 @@ def reviewers(tmp_path: Path) -> ReviewerRegistry:
 
 def _refused(reloader: RegistryReloader[ReviewerRegistry]) -> Refusal | None:
     return reloader.refused  # read afresh: mypy keeps an attribute narrowed across check()
+
+
+def _loaded(reloader: RegistryReloader[ReviewerRegistry]) -> bool:
+    return reloader.loaded  # read afresh, as _refused
 
 
 def _names(registry: ReviewerRegistry) -> list[str]:
@@ -101,3 +106,70 @@ def test_the_service_registry_shares_the_core(tmp_path: Path) -> None:
     assert refusal is not None and refusal.what == "service registry" and refusal.describe().startswith(
         f"service registry {services.path} was changed")
     assert reloader.registry.services() == ["billing"]
+
+
+# -- a file refused at start (RegistryReloader.load: readers off the decision path) ---------------
+
+
+def _loading(tmp_path: Path) -> RegistryReloader[ReviewerRegistry]:
+    return RegistryReloader.load(ReviewerRegistry(tmp_path, load=False), what="reviewer registry")
+
+
+def test_load_of_a_good_file_is_no_reload(reviewers: ReviewerRegistry, tmp_path: Path) -> None:
+    reloader = _loading(tmp_path)
+    assert _names(reloader.registry) == ["dana"] and reloader.refused is None and reloader.loaded
+    assert reloader.reloads == 0 and reloader.check() is None and reloader.reloads == 0
+
+
+def test_an_unloaded_registry_reads_no_file(reviewers: ReviewerRegistry, tmp_path: Path) -> None:
+    reviewers.path.chmod(0o660)
+    assert ReviewerRegistry(tmp_path, load=False).reviewers() == []  # no raise: the file is not read
+    with pytest.raises(KeyFileUnsafe, match="mode 0660"):
+        ReviewerRegistry(tmp_path)  # the constructor the processor uses still refuses
+
+
+def test_a_group_writable_file_at_start_is_refused_and_admits_nobody_until_fixed(
+        reviewers: ReviewerRegistry, tmp_path: Path) -> None:
+    dana = reviewers.get("dana")
+    assert dana is not None
+    reviewers.path.chmod(0o660)
+    reloader = _loading(tmp_path)
+    refusal = _refused(reloader)
+    assert refusal is not None and refusal.error.startswith("KeyFileUnsafe") and not refusal.last_good
+    assert refusal.path == reviewers.path and refusal.evidence == reviewers.path.read_bytes()
+    assert not reloader.loaded and reloader.reloads == 0
+    # nobody in it: dana's key and name are unknown, as for any name the registry does not hold
+    assert reloader.registry.reviewers() == [] and reloader.registry.get("dana") is None
+    assert reloader.registry.by_key(dana.keys[0].key_id) is None
+    assert "no reviewer registry is in force" in refusal.describe() and "last good" not in refusal.describe()
+    assert refusal.to_json() == {"file": str(reviewers.path), "reason": refusal.error,
+                                 "registry": "reviewer registry", "serving": "none"}
+    assert reloader.check() is None and reloader.refused == refusal  # same state: reported once
+    reviewers.path.chmod(0o600)  # fixed: the next look loads it
+    assert reloader.check() is None and _refused(reloader) is None and _loaded(reloader)
+    assert reloader.reloads == 1  # a registry came into force: readers derive their state again
+    assert reloader.registry.by_key(dana.keys[0].key_id) == dana
+
+
+def test_a_second_bad_file_before_any_good_one_still_serves_nothing(
+        reviewers: ReviewerRegistry, tmp_path: Path) -> None:
+    good = reviewers.path.read_bytes()
+    reviewers.path.write_bytes(b'{"dana": [')
+    reloader = _loading(tmp_path)
+    first = _refused(reloader)
+    assert first is not None and "not valid JSON" in first.error and not first.last_good
+    reviewers.path.write_bytes(b"[]")  # another bad edit: still no registry ever in force
+    second = reloader.check()
+    assert second is not None and second != first and not second.last_good
+    assert second.to_json()["serving"] == "none" and reloader.registry.reviewers() == []
+    reviewers.path.write_bytes(good)
+    assert reloader.check() is None and _names(reloader.registry) == ["dana"] and reloader.reloads == 1
+    reviewers.path.write_bytes(b"{")  # now a bad edit keeps the last good registry, as any reload
+    third = reloader.check()
+    assert third is not None and third.last_good and third.to_json()["serving"] == "last good"
+    assert _names(reloader.registry) == ["dana"]
+
+
+def test_a_missing_file_at_start_is_an_empty_registry_not_a_refusal(tmp_path: Path) -> None:
+    reloader = _loading(tmp_path)
+    assert reloader.refused is None and reloader.loaded and reloader.registry.reviewers() == []
