@@ -11,7 +11,6 @@ every two seconds: the inbox went unready for as long as the file stayed bad.)
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,17 +23,9 @@ from schemas.topics import Topics
 from sinks.review_inbox import ReviewInbox
 from tests.integration.conftest import wait_for
 from tests.unit.trust.review_fixtures import World, decision, proposal, reviews_topic, world
-from trust.keys import clock_us
+from trust.keys import clock_us, write_key_file
 
 pytestmark = pytest.mark.integration
-
-
-def _replace(path: Path, content: bytes) -> None:
-    """Replace ``path`` at once, like ``lockgate keys`` does (no half-written state to read)."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(content)
-    tmp.chmod(0o600)
-    os.replace(tmp, path)
 
 
 @pytest.fixture
@@ -76,7 +67,7 @@ def test_a_bad_registry_edit_leaves_the_inbox_serving_with_the_last_good_one(
 
     path = w.registry.path
     good = path.read_bytes()
-    _replace(path, b'{"dana": [')
+    write_key_file(path, b'{"dana": [', 0o600, overwrite=True)  # whole, 0600, not JSON
     refused = wait_for(lambda: inbox.listing(None)["registry_refused"], 30, "the refusal shown in the inbox")
     assert refused["file"] == str(path) and "not valid JSON" in refused["reason"]
 
@@ -91,5 +82,5 @@ def test_a_bad_registry_edit_leaves_the_inbox_serving_with_the_last_good_one(
     assert (result.outcome, result.decided) == ("accepted", "approved"), result.detail
     assert inbox.listing(None)["ready"]
 
-    _replace(path, good)
+    write_key_file(path, good, 0o600, overwrite=True)
     wait_for(lambda: inbox.listing(None)["registry_refused"] is None, 30, "the refusal cleared by a good file")
