@@ -15,7 +15,6 @@ key, same partition) is refused: the review is already approved.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from typing import Any
 
@@ -64,7 +63,6 @@ def test_a_vote_the_group_skipped_is_still_answered(worker: Worker, submit_held:
     admin = AdminClient({"bootstrap.servers": worker.handle.bootstrap})
     _move_past(admin, _app_id(topics.prefix), TopicPartition(topics.reviews, vote.partition, vote.offset + 1))
 
-    started = time.monotonic()
     worker.restart()
     res = worker.cli("reviews", "approve", row["review_id"], "--as", omar, "--reason", "me too", "--json")
     second = json.loads(res.stdout)  # refused (exit 1): dana's vote already decided the review
@@ -73,7 +71,6 @@ def test_a_vote_the_group_skipped_is_still_answered(worker: Worker, submit_held:
     assert result.returncode == 0, result.stderr
     final = result.verdict
     assert final["basis"] == "review_approved" and dana in final["reason"], final
-    assert time.monotonic() - started < 120
 
     log = worker.handle.log.read_text()
     assert "have no closure in the log; closing them now" in log
