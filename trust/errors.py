@@ -62,15 +62,19 @@ class KeyMissing(TrustError, ConfigError):
 
 
 class KeyFileUnsafe(TrustError, ConfigError):
-    """A private key file is readable or writable by group or others."""
+    """A private key file is readable or writable by group or others, or a registry file
+    (``what``: the public keys of services or reviewers) writable by them."""
 
-    def __init__(self, path: Path, mode: int) -> None:
+    def __init__(self, path: Path, mode: int, what: str | None = None) -> None:
         self.path = path
         self.mode = mode
-        super().__init__(
-            f"private key {path} has mode {mode:04o}, which lets other users read or replace it; "
-            f"run `chmod 600 {path}` (and check who could have copied it)"
-        )
+        if what is None:
+            message = (f"private key {path} has mode {mode:04o}, which lets other users read or replace it; "
+                       f"run `chmod 600 {path}` (and check who could have copied it)")
+        else:
+            message = (f"{what} {path} has mode {mode:04o}, which lets other users add their own keys to it; "
+                       f"run `chmod 600 {path}` (and check every entry in it)")
+        super().__init__(message)
 
 
 class KeyInvalid(TrustError, ConfigError):

@@ -121,7 +121,7 @@ class ServiceRegistry:
             mode = stat.S_IMODE(os.fstat(fd).st_mode)
             if mode & 0o022:
                 # Whoever can write this file can register keys for any service.
-                raise KeyFileUnsafe(self.path, mode)
+                raise KeyFileUnsafe(self.path, mode, "service registry")
             with os.fdopen(os.dup(fd), "rb") as fh:
                 raw = fh.read()
         finally:

@@ -117,7 +117,7 @@ class ReviewerRegistry:
         try:
             mode = stat.S_IMODE(os.fstat(fd).st_mode)
             if mode & 0o022:
-                raise KeyFileUnsafe(self.path, mode)  # a writer could make anyone a reviewer
+                raise KeyFileUnsafe(self.path, mode, "reviewer registry")  # a writer could make anyone a reviewer
             with os.fdopen(os.dup(fd), "rb") as fh:
                 raw = fh.read()
         finally:

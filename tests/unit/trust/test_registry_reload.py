@@ -128,6 +128,22 @@ def test_an_unloaded_registry_reads_no_file(reviewers: ReviewerRegistry, tmp_pat
         ReviewerRegistry(tmp_path)  # the constructor the processor uses still refuses
 
 
+def test_an_unsafe_registry_is_named_as_a_registry_not_a_private_key(tmp_path: Path) -> None:
+    services = ServiceRegistry(tmp_path)
+    services.add_service("billing")
+    reviewers = ReviewerRegistry(tmp_path)
+    reviewers.add_reviewer("dana", ["dba"])
+    for path, build, what in ((services.path, ServiceRegistry, "service registry"),
+                              (reviewers.path, ReviewerRegistry, "reviewer registry")):
+        path.chmod(0o620)
+        with pytest.raises(KeyFileUnsafe) as raised:
+            build(tmp_path)
+        message = str(raised.value)
+        assert message.startswith(f"{what} {path} has mode 0620") and "add their own keys" in message
+        assert "private key" not in message and f"chmod 600 {path}" in message
+        path.chmod(0o600)
+
+
 def test_a_group_writable_file_at_start_is_refused_and_admits_nobody_until_fixed(
         reviewers: ReviewerRegistry, tmp_path: Path) -> None:
     dana = reviewers.get("dana")
