@@ -14,7 +14,8 @@ from processors.replay import FUTURE_SKEW_US
 from schemas.topics import DEFAULT_PREFIX
 from trust.tlog import DEFAULT_LOG_NAME, check_log_name
 
-__all__ = ["DEFAULT_CHECKPOINT_INTERVAL_S", "DEFAULT_REPLAY_WINDOW_S", "MAX_PROPOSAL_BYTES", "MAX_REPLAY_WINDOW_S", "ProcessorSettings"]
+__all__ = ["DEFAULT_CHECKPOINT_INTERVAL_S", "DEFAULT_REPLAY_WINDOW_S", "MAX_PROPOSAL_BYTES", "MAX_REPLAY_WINDOW_S",
+           "ProcessorSettings"]
 
 MAX_PROPOSAL_BYTES = 3 * 1024 * 1024
 """The ceiling of ``LOCKGATE_MAX_RECORD_BYTES`` (see the field)."""
