@@ -225,7 +225,8 @@ def samples(codec: Codec) -> list[Sample]:
                    _audit_event("verdict", verdict_bytes, None)],
     }, {"verdict": ("Verdict", _verdict(True))}))
     out.append(Sample("DecisionRecord-minimal", "DecisionRecord", {
-        "input_offset": 0, "auth": "", "verdict": verdict_bytes, "events": []}))
+        "input_offset": 0, "auth": "", "verdict": verdict_bytes, "events": [],
+    }, {"verdict": ("Verdict", _verdict(True))}))
     out.append(Sample("AuditEvent-dead_letter", "AuditEvent",
                       _audit_event("dead_letter", b"not avro \xff", "MalformedRecord: no C3 01 marker")))
     out.append(Sample("Checkpoint", "Checkpoint", {
