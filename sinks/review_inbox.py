@@ -8,6 +8,25 @@ assign only, no group) and folds each record as it arrives, so the inbox is curr
 one poll of the broker; when ``reviewers.json`` changes (a reviewer added) it folds the
 records it holds again, as a fresh ``reviews list`` would.
 
+The reviewer registry is followed like the processor follows it, through the same core
+(:class:`trust.registry_reload.RegistryReloader`): a changed file that cannot be loaded
+(unsafe permissions, bad JSON, a malformed entry) is refused, not retried — the inbox keeps
+serving and judging with the last good registry, logs a warning once per refused state of
+the file, and names the file and why in its listing (``registry_refused``, which the inbox
+page shows) until a good file is back. The processor ledgers the refusal; the sink only
+shows it.
+
+At start-up there is no last good registry, and a bad ``reviewers.json`` does not stop the
+sink: its recording path (audit and checkpoints into ClickHouse) and query API have nothing
+to do with reviewers. The inbox loads the registry through
+:meth:`~trust.registry_reload.RegistryReloader.load`: a file that cannot be loaded is
+refused at start, one warning is logged, and the inbox serves with an empty registry — every
+vote in the topic is judged as signed by no registered reviewer's key (a security outcome,
+never accepted), and a vote cast from the inbox is refused before it is signed — and shows
+the refusal (``serving: none``) until the follower's next look after the file is fixed
+loads it and folds everything again. The processor is different: on the decision path it
+refuses to start on a bad registry (fail closed, :mod:`processors.registry_watch`).
+
 Votes (:meth:`ReviewInbox.vote`) go through :func:`trust.review_votes.cast_vote`, exactly
 as ``lockgate reviews approve|deny`` does: the vote names the reviewer the API token is
 bound to and is signed with that reviewer's private key, read at vote time from
@@ -33,9 +52,10 @@ from lockgate.kernel.home import Home
 from lockgate.kernel.keyed_publish import KeyedPublisher
 from lockgate.kernel.partition_reader import committed_reader
 from sinks.errors import SinkError
-from trust.errors import KeyMissing
+from trust.errors import KeyMissing, RegistryError
 from trust.keys import PublicKey
-from trust.review_fold import ReviewerWatch, judge_record
+from trust.registry_reload import RegistryReloader
+from trust.review_fold import judge_record
 from trust.review_votes import Folded, VoteResult, cast_vote
 from trust.reviewers import ReviewerRegistry
 from trust.reviews import Judgement, Review, ReviewBook
@@ -55,12 +75,14 @@ class ReviewInbox:
         self.topic = topic
         self.home = Home(home)
         self.vote_wait_s = vote_wait_s
-        self.registry = ReviewerRegistry(self.home.keys)
+        self.registry = ReviewerRegistry(self.home.keys, load=False)  # loaded by the reloader, below
         self._lock = threading.Lock()
         self._records: list[tuple[bytes | None, int]] = []
         self._book: ReviewBook | None = None
         self._judged: dict[str, Judgement] = {}
-        self._watch = ReviewerWatch(self.registry)
+        self._reviewers = RegistryReloader.load(self.registry, what="reviewer registry")
+        if self._reviewers.refused is not None:  # the sink starts anyway (module docstring)
+            log.warning("review inbox: %s", self._reviewers.refused.describe())
         self._caught_up: set[int] = set()
         self._partitions: set[int] = set()
         self._problem: str | None = "starting"
@@ -109,17 +131,23 @@ class ReviewInbox:
             rows = [r.summary() for r in reviews]
             folded = len(self._records)
             problem = self._problem
+        refused = self._reviewers.refused
         pending = sorted((r for r in rows if r["status"] == "open"), key=lambda r: r["opened_at_us"])
         decided = sorted((r for r in rows if r["status"] != "open"), key=lambda r: -r["opened_at_us"])[:_RECENT]
         return {"pending": pending, "decided": decided, "records": folded, "ready": self.ready,
-                "problem": problem}
+                "problem": problem, "registry_refused": None if refused is None else refused.to_json()}
 
     def vote(self, reviewer: str, tenant: str | None, ref: str, vote: str, reason: str) -> VoteResult:
         """Vote as ``reviewer`` on a review ``tenant`` may see (module docstring).
 
-        Raises :class:`SinkError` while the fold has not yet read the topic to its end.
+        Raises :class:`SinkError` while the fold has not yet read the topic to its end, and
+        :class:`RegistryError` while no reviewer registry was loaded since start (nobody
+        could vote: the registry would not know the reviewer; this says why).
         """
         self.start()
+        refused = self._reviewers.refused
+        if refused is not None and not refused.last_good:
+            raise RegistryError(f"no vote can be accepted: {refused.describe()}")
         if not self.ready:
             raise SinkError(f"the review inbox is still reading {self.topic} ({self._problem or 'catching up'}); "
                             "retry in a moment")
@@ -153,9 +181,17 @@ class ReviewInbox:
             if self._book is not None:
                 judge_record(self._book, value, at_us, self._judged)
 
+    def _registry_changed(self) -> bool:
+        """Reload ``reviewers.json`` if it changed (module docstring); whether a new registry is
+        in force, so the records held must be folded again."""
+        reloads = self._reviewers.reloads
+        refusal = self._reviewers.check()
+        if refusal is not None:
+            log.warning("review inbox: %s", refusal.describe())
+        return self._reviewers.reloads != reloads
+
     def _refold(self) -> None:
         """Fold every record held again (a new reviewer registry, or the processor key appeared)."""
-        self.registry.reload()
         book = self._new_book()
         with self._lock:
             self._book, self._judged = book, {}
@@ -167,7 +203,7 @@ class ReviewInbox:
         while not self._stop.is_set():
             try:
                 self._follow()
-            except (KafkaException, OSError, LockgateError) as exc:  # broker gone, registry unreadable: retry
+            except (KafkaException, OSError, LockgateError) as exc:  # broker gone, an unreadable key: retry
                 self._problem = f"reviews unreadable: {exc}"
                 log.warning("review inbox: %s", self._problem)
                 self._stop.wait(2.0)
@@ -183,11 +219,12 @@ class ReviewInbox:
             with self._lock:
                 self._records, self._judged, self._caught_up = [], {}, set()
                 self._partitions = set(meta.partitions)
+            self._registry_changed()
             self._refold()
             consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in sorted(meta.partitions)])
             self._problem = None
             while not self._stop.is_set():
-                if self._watch.changed() or self._book is None:
+                if self._registry_changed() or self._book is None:
                     self._refold()
                 msg = consumer.poll(0.2)
                 if msg is None:

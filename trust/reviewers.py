@@ -87,15 +87,17 @@ class ReviewerRegistry:
     """Reviewers and their public keys, persisted as ``<directory>/reviewers.json`` (0600).
 
     Like the service registry: the CLI is the only writer and replaces the file atomically.
+    Made with ``load=False`` it starts empty, its file not read: a reader that must not stop
+    over a bad file loads it through :meth:`trust.registry_reload.RegistryReloader.load`.
     """
 
     FILE = "reviewers.json"
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, load: bool = True) -> None:
         self.directory = Path(directory)
-        self._reviewers: dict[str, Reviewer] = {}
-        self._by_key: dict[str, Reviewer] = {}
-        self.reload()
+        self._view: tuple[dict[str, Reviewer], dict[str, Reviewer]] = ({}, {})  # (by name, by key id)
+        if load:
+            self.reload()
 
     @property
     def path(self) -> Path:
@@ -141,8 +143,13 @@ class ReviewerRegistry:
         self._set(found)
 
     def _set(self, reviewers: dict[str, Reviewer]) -> None:
-        self._reviewers = reviewers
-        self._by_key = {k.key_id: r for r in reviewers.values() for k in r.keys}
+        """Swap in a new registry at once: one assignment, so a reader in another thread (the
+        inbox's API threads while its follower reloads) sees the old registry or the new one."""
+        self._view = (reviewers, {k.key_id: r for r in reviewers.values() for k in r.keys})
+
+    @property
+    def _reviewers(self) -> dict[str, Reviewer]:
+        return self._view[0]
 
     def _save(self) -> None:
         data = {name: r.to_json() for name, r in sorted(self._reviewers.items())}
@@ -150,14 +157,15 @@ class ReviewerRegistry:
                        overwrite=True)
 
     def reviewers(self) -> list[Reviewer]:
-        return [self._reviewers[n] for n in sorted(self._reviewers)]
+        reviewers = self._reviewers
+        return [reviewers[n] for n in sorted(reviewers)]
 
     def get(self, name: str) -> Reviewer | None:
         return self._reviewers.get(name)
 
     def by_key(self, key_id: str) -> Reviewer | None:
         """The reviewer a key belongs to: the only way a vote is attributed."""
-        return self._by_key.get(key_id)
+        return self._view[1].get(key_id)
 
     def add_reviewer(self, name: str, groups: Iterable[str], identities: Iterable[str] = (), *,
                      now_us: int | None = None) -> tuple[SigningKey, Reviewer]:
@@ -187,8 +195,7 @@ class ReviewerRegistry:
         key.save(self.private_key_path(name))
         entry = ServiceKey(key.key_id, key.public(), clock_us() if now_us is None else now_us, None)
         reviewer = Reviewer(name, group_list, id_list, (entry,))
-        self._reviewers[name] = reviewer
-        self._set(self._reviewers)
+        self._set({**self._reviewers, name: reviewer})
         self._save()
         return key, reviewer
 

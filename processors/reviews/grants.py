@@ -21,6 +21,21 @@ agent consumes the approval (:meth:`GrantIndex.add`), which happens before the r
 answered.
 
 Which grants apply, and what the verdict says, is :mod:`trust.grants`.
+
+The reviewer registry: the index folds with a :class:`~trust.reviewers.ReviewerRegistry` of
+its own (the feed runs in its own thread; the review desk's is not shared across threads)
+and follows ``reviewers.json`` like every other reader does
+(:class:`trust.registry_reload.RegistryReloader`): before each record it folds, under the
+index's lock, so a reload never lands in the middle of a record's fold. A refused reload
+(unsafe permissions, bad JSON) keeps the last good registry and is logged as a warning and
+shown in :meth:`GrantIndex.status`; it is not ledgered here — the review desk already puts
+one ``security`` event per refused state of the file on the ledger. What the registry
+decides in this fold is only how votes are judged on the way; a grant comes from the
+review's *closure*, the processor-signed final verdict, which carries its approvals and was
+judged by the desk against the registry of its time. So a reviewer removed (or a key
+rotated out) later takes nothing back: grants already folded stay valid until their window
+ends, and a restarted feed that re-reads the topic folds them again. To end a window early,
+change the policy (:func:`trust.grants.grant_covers` judges every grant under today's terms).
 """
 
 from __future__ import annotations
@@ -37,6 +52,7 @@ from lockgate.kernel.partition_reader import committed_reader
 from schemas.codec import get_codec
 from trust.grants import Grant, GrantTerms, grant_covers, grant_from_review, requester_of
 from trust.keys import Keyring
+from trust.registry_reload import RegistryReloader
 from trust.reviewers import ReviewerRegistry
 from trust.reviews import Review, ReviewBook
 
@@ -54,6 +70,7 @@ class GrantIndex:
     def __init__(self, processor_keys: Keyring, registry: ReviewerRegistry) -> None:
         self.keys = processor_keys
         self.registry = registry
+        self._reviewers = RegistryReloader(registry, what="reviewer registry")
         self._lock = threading.Lock()
         self._books: dict[int, ReviewBook] = {}
         self._grants: dict[_Key, dict[str, Grant]] = {}
@@ -77,8 +94,10 @@ class GrantIndex:
 
     def status(self) -> dict[str, Any]:
         with self._lock:
+            refused = self._reviewers.refused
             return {"ready": self.ready, "partitions_read": sorted(self._at_end), "partitions": sorted(self._expected),
-                    "failed": self._failed, "grants": sum(len(g) for g in self._grants.values())}
+                    "failed": self._failed, "grants": sum(len(g) for g in self._grants.values()),
+                    "registry_refused": None if refused is None else refused.to_json()}
 
     def failed(self, reason: str) -> None:
         """The feed broke: find nothing until it has started over and caught up."""
@@ -94,8 +113,12 @@ class GrantIndex:
             return first
 
     def apply(self, partition: int, raw: bytes | None, at_us: int) -> Grant | None:
-        """Fold one reviews record of ``partition`` in log order; the grant it opened, if any."""
+        """Fold one reviews record of ``partition`` in log order, against the reviewer registry
+        as ``reviewers.json`` now says (module docstring); the grant it opened, if any."""
         with self._lock:
+            refusal = self._reviewers.check()
+            if refusal is not None:
+                log.warning("grant index: %s", refusal.describe())
             book = self._books.get(partition)
             if book is None:
                 book = self._books[partition] = ReviewBook(self.keys, self.registry, get_codec())

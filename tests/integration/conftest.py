@@ -26,6 +26,7 @@ from producers import Action, Actor, Guard, GuardSettings, VerdictTimeout
 from schemas.topics import Topics
 from sinks.tokens import create_token
 from tests.conftest import free_port
+from tests.integration.held_submit import HeldSubmits
 
 EXAMPLE_POLICY = Path(__file__).resolve().parents[2] / "processors" / "policies" / "example.yaml"
 
@@ -47,6 +48,16 @@ class ProcessorHandle:
 
     def guard(self, **overrides: object) -> Guard:
         return Guard(self.guard_settings(**overrides))
+
+    def cli_env(self) -> dict[str, str]:
+        """The environment of a ``lockgate`` command on this worker's home, broker and topics."""
+        return {**os.environ, "LOCKGATE_HOME": str(self.home), "LOCKGATE_BOOTSTRAP_SERVERS": self.bootstrap,
+                "LOCKGATE_TOPIC_PREFIX": self.topics.prefix}
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run ``lockgate args`` against this worker and return what it printed."""
+        return subprocess.run([sys.executable, "-m", "lockgate.cli", *args], capture_output=True, text=True,
+                              env=self.cli_env(), timeout=120, check=False)
 
 
 def start_processor(bootstrap: str, home: Path, prefix: str, log: Path,
@@ -107,14 +118,8 @@ class Worker:
         self.args = (bootstrap, home, prefix, log)
         self.handle: ProcessorHandle = start_processor(*self.args)
 
-    def env(self) -> dict[str, str]:
-        h = self.handle
-        return {**os.environ, "LOCKGATE_HOME": str(h.home), "LOCKGATE_BOOTSTRAP_SERVERS": h.bootstrap,
-                "LOCKGATE_TOPIC_PREFIX": h.topics.prefix}
-
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "lockgate.cli", *args], capture_output=True, text=True,
-                              env=self.env(), timeout=120, check=False)
+        return self.handle.cli(*args)
 
     def kill9(self) -> None:
         self.handle.proc.kill()
@@ -220,6 +225,14 @@ def running_worker(bootstrap: str, home: Path, log: Path, letter: str,
         stop_processor(w.handle)
 
 
+@pytest.fixture
+def worker(kafka_bootstrap: str, test_home: Path, tmp_path: Path) -> Iterator[Worker]:
+    """A worker of the test's own, with the example policy, that it can kill and restart; a module
+    that needs another policy defines its own ``worker``."""
+    with running_worker(kafka_bootstrap, test_home, tmp_path / "processor.log", "k") as w:
+        yield w
+
+
 @pytest.fixture(scope="module")
 def processor(kafka_bootstrap: str, test_home: Path, tmp_path_factory: pytest.TempPathFactory
               ) -> Iterator[ProcessorHandle]:
@@ -227,3 +240,13 @@ def processor(kafka_bootstrap: str, test_home: Path, tmp_path_factory: pytest.Te
     with running_processor(kafka_bootstrap, test_home, tmp_path_factory.mktemp("proc") / "processor.log",
                            "p") as handle:
         yield handle
+
+
+@pytest.fixture
+def submit_held() -> Iterator[HeldSubmits]:
+    """Starts ``lockgate submit --wait-review`` processes; any still waiting are killed at teardown."""
+    started = HeldSubmits()
+    try:
+        yield started
+    finally:
+        started.kill_waiting()

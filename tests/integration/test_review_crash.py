@@ -11,11 +11,7 @@ and one accepted vote on the ledger, and ``verify`` finds nothing wrong with the
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,60 +19,37 @@ import pytest
 from lockgate.kernel.home import Home
 from lockgate.kernel.partition_reader import read_topic
 from schemas.codec import get_codec
-from tests.integration.conftest import Worker, running_worker, wait_for
+from tests.integration.conftest import Worker, wait_for
+from tests.integration.held_submit import HeldSubmits
 from trust.reviewers import ReviewerRegistry
 
 pytestmark = pytest.mark.integration
 
-SQL = "DELETE FROM customers WHERE id = 7"
 
-
-@pytest.fixture
-def worker(kafka_bootstrap: str, test_home: Path, tmp_path: Path) -> Iterator[Worker]:
-    with running_worker(kafka_bootstrap, test_home, tmp_path / "processor.log", "k") as w:
-        yield w
-
-
-def test_pending_reviews_are_approved_across_a_kill_9(worker: Worker) -> None:
+def test_pending_reviews_are_approved_across_a_kill_9(worker: Worker, submit_held: HeldSubmits) -> None:
     tag = uuid.uuid4().hex[:6]
     dana = f"dana-{tag}"
     ReviewerRegistry(Home(worker.handle.home).keys).add_reviewer(dana, ["dba"])
     markers = {"during": f"approved while down {tag}", "after": f"approved after restart {tag}"}
-    submits = {k: subprocess.Popen(
-        [sys.executable, "-m", "lockgate.cli", "submit", "--actor", f"carol-{tag}", "--type", "db.query",
-         "--resource", "db/prod/customers", "--sql", SQL, "--justification", m, "--wait-review", "180", "--json"],
-        env=worker.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k, m in markers.items()}
-    try:
-        def pending() -> dict[str, dict[str, Any]] | None:
-            res = worker.cli("reviews", "list", "--json")
-            assert res.returncode == 0, res.stderr
-            rows = {r["justification"]: r for r in json.loads(res.stdout)}
-            return {k: rows[m] for k, m in markers.items()} if all(m in rows for m in markers.values()) else None
+    submits = {k: submit_held(worker.handle, actor=f"carol-{tag}", justification=m, wait_review_s=180)
+               for k, m in markers.items()}
+    rows = {k: held.pending_review(90) for k, held in submits.items()}
+    worker.kill9()
+    assert all(s.waiting() for s in submits.values())
 
-        rows: dict[str, dict[str, Any]] = wait_for(pending, 90, "both reviews pending")
-        worker.kill9()
-        assert all(p.poll() is None for p in submits.values())
+    res = worker.cli("reviews", "approve", rows["during"]["review_id"], "--as", dana, "--reason", "ok", "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert json.loads(res.stdout)["decided"] == "approved"
+    assert submits["during"].waiting()  # no worker: nobody has answered yet
 
-        res = worker.cli("reviews", "approve", rows["during"]["review_id"], "--as", dana, "--reason", "ok", "--json")
-        assert res.returncode == 0, res.stdout + res.stderr
-        assert json.loads(res.stdout)["decided"] == "approved"
-        assert submits["during"].poll() is None  # no worker: nobody has answered yet
+    worker.restart()
+    res = worker.cli("reviews", "approve", rows["after"]["review_id"], "--as", dana, "--reason", "ok", "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
 
-        worker.restart()
-        res = worker.cli("reviews", "approve", rows["after"]["review_id"], "--as", dana, "--reason", "ok", "--json")
-        assert res.returncode == 0, res.stdout + res.stderr
-
-        verdicts = {}
-        for k, proc in submits.items():
-            stdout, stderr = proc.communicate(timeout=120)
-            assert proc.returncode == 0, f"{k}: {stderr}"
-            verdicts[k] = json.loads(stdout)
-            assert verdicts[k]["basis"] == "review_approved" and dana in verdicts[k]["reason"]
-    finally:
-        for proc in submits.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
+    for k, held in submits.items():
+        result = held.wait_result(120)
+        assert result.returncode == 0, f"{k}: {result.stderr}"
+        assert result.verdict["basis"] == "review_approved" and dana in result.verdict["reason"]
 
     codec = get_codec()
     topics = worker.handle.topics

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +24,7 @@ from lockgate.kernel.partition_reader import read_topic
 from processors.policy.files import load_policy_text
 from schemas.codec import get_codec
 from tests.integration.conftest import EXAMPLE_POLICY, Worker, running_worker, wait_for
+from tests.integration.held_submit import HeldSubmits
 
 pytestmark = pytest.mark.integration
 
@@ -49,38 +48,24 @@ def _verdicts_on_reviews(worker: Worker) -> list[tuple[int, dict[str, Any]]]:
             if r.value and codec.peek_schema(r.value) == "Verdict"]
 
 
-def test_a_review_expires_after_a_kill_9_with_no_more_traffic(worker: Worker) -> None:
+def test_a_review_expires_after_a_kill_9_with_no_more_traffic(worker: Worker, submit_held: HeldSubmits) -> None:
     tag = uuid.uuid4().hex[:6]
     marker = f"expires unattended {tag}"
-    submit = subprocess.Popen(
-        [sys.executable, "-m", "lockgate.cli", "submit", "--actor", f"carol-{tag}", "--type", "db.query",
-         "--resource", "db/prod/customers", "--sql", "DELETE FROM customers WHERE id = 7",
-         "--justification", marker, "--wait-review", "240", "--json"],
-        env=worker.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        def pending() -> dict[str, Any] | None:
-            res = worker.cli("reviews", "list", "--json")
-            assert res.returncode == 0, res.stderr
-            return next((r for r in json.loads(res.stdout) if r["justification"] == marker), None)
+    submit = submit_held(worker.handle, actor=f"carol-{tag}", justification=marker, wait_review_s=240)
+    row = submit.pending_review(90)
+    worker.kill9()
+    # The first worker did not get to expire it: only the pending verdict is on the topic.
+    [(partition, opened)] = _verdicts_on_reviews(worker)
+    assert opened["decision"] == "review"
+    assert submit.waiting()
 
-        row: dict[str, Any] = wait_for(pending, 90, "the review pending")
-        worker.kill9()
-        # The first worker did not get to expire it: only the pending verdict is on the topic.
-        [(partition, opened)] = _verdicts_on_reviews(worker)
-        assert opened["decision"] == "review"
-        assert submit.poll() is None
-
-        before = len(worker.handle.log.read_text())
-        worker.restart()  # from here on nothing is written to the reviews topic but the expiry
-        stdout, stderr = submit.communicate(timeout=EXPIRY_S + 120)
-        final = json.loads(stdout)
-        assert submit.returncode == 2, stderr
-        assert (final["decision"], final["basis"]) == ("block", "review_expired"), final
-        assert final["action_id"] == row["action_id"]
-    finally:
-        if submit.poll() is None:
-            submit.kill()
-            submit.wait(10)
+    before = len(worker.handle.log.read_text())
+    worker.restart()  # from here on nothing is written to the reviews topic but the expiry
+    result = submit.wait_result(EXPIRY_S + 120)
+    final = result.verdict
+    assert result.returncode == 2, result.stderr
+    assert (final["decision"], final["basis"]) == ("block", "review_expired"), final
+    assert final["action_id"] == row["action_id"]
 
     closures = [v for _p, v in _verdicts_on_reviews(worker) if v["decision"] != "review"]
     assert [(v["basis"], v["review"]["review_id"]) for v in closures] == [("review_expired", row["review_id"])]

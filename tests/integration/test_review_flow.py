@@ -10,9 +10,6 @@ exit 1; break-glass is allowed loudly and listed by ``verify`` until its post-ho
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -25,6 +22,7 @@ from lockgate.kernel.partition_reader import read_topic
 from producers import Action, Actor, ReviewPending
 from schemas.codec import get_codec
 from tests.integration.conftest import ProcessorHandle, wait_for
+from tests.integration.held_submit import HeldSubmits
 from trust.reviewers import ReviewerRegistry
 
 SQL = "DELETE FROM customers WHERE id = 7"
@@ -43,17 +41,9 @@ def people(processor: ProcessorHandle) -> Iterator[dict[str, str]]:
     yield names
 
 
-def _cli(processor: ProcessorHandle, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env.update({"LOCKGATE_HOME": str(processor.home), "LOCKGATE_BOOTSTRAP_SERVERS": processor.bootstrap,
-                "LOCKGATE_TOPIC_PREFIX": processor.topics.prefix})
-    return subprocess.run([sys.executable, "-m", "lockgate.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=120, check=False)
-
-
 def _open_review(processor: ProcessorHandle, action_id: str) -> dict[str, Any]:
     def found() -> dict[str, Any] | None:
-        res = _cli(processor, "reviews", "list", "--json")
+        res = processor.cli("reviews", "list", "--json")
         assert res.returncode == 0, res.stderr
         return next((r for r in json.loads(res.stdout) if r["action_id"] == action_id), None)
 
@@ -62,7 +52,7 @@ def _open_review(processor: ProcessorHandle, action_id: str) -> dict[str, Any]:
 
 
 def _vote(processor: ProcessorHandle, verb: str, review_id: str, who: str) -> tuple[int, dict[str, Any]]:
-    res = _cli(processor, "reviews", verb, review_id, "--as", who, "--reason", "checked", "--json")
+    res = processor.cli("reviews", verb, review_id, "--as", who, "--reason", "checked", "--json")
     assert res.returncode in (0, 1), res.stderr
     return res.returncode, json.loads(res.stdout)
 
@@ -86,7 +76,7 @@ def _ledger_with(processor: ProcessorHandle, action_id: str, kind: str) -> list[
 
 
 def _verify(processor: ProcessorHandle) -> dict[str, Any]:
-    res = _cli(processor, "verify", "--from-topics", "--json")
+    res = processor.cli("verify", "--from-topics", "--json")
     assert res.returncode in (0, 1), res.stderr
     report: dict[str, Any] = json.loads(res.stdout)
     return report
@@ -118,7 +108,7 @@ def test_prod_delete_waits_refuses_self_approval_and_runs_after_a_second_person_
 
         body = threading.Thread(target=guarded)
         body.start()
-        row = wait_for(lambda: next((r for r in json.loads(_cli(processor, "reviews", "list", "--json").stdout)
+        row = wait_for(lambda: next((r for r in json.loads(processor.cli("reviews", "list", "--json").stdout)
                                      if r["justification"] == "GDPR erasure request 882"), None),
                        60, "the guarded action's review")
         assert row["requester"] == people["requester_actor"] and row["rule_id"] == "prod-customer-delete-review"
@@ -148,42 +138,32 @@ def test_prod_delete_waits_refuses_self_approval_and_runs_after_a_second_person_
     assert not [f for f in report["findings"] if f["kind"].startswith(("review", "approval"))]
 
 
-def test_denied_review_makes_submit_exit_1_and_a_denial_is_final(processor: ProcessorHandle,
-                                                                  people: dict[str, str]) -> None:
+def test_denied_review_makes_submit_exit_1_and_a_denial_is_final(processor: ProcessorHandle, people: dict[str, str],
+                                                                  submit_held: HeldSubmits) -> None:
     marker = f"deny-{uuid.uuid4().hex[:6]}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lockgate.cli", "submit", "--actor", "carol", "--type", "db.query", "--resource",
-         "db/prod/customers", "--sql", SQL, "--justification", marker, "--wait-review", "90", "--json"],
-        env={**os.environ, "LOCKGATE_HOME": str(processor.home), "LOCKGATE_BOOTSTRAP_SERVERS": processor.bootstrap,
-             "LOCKGATE_TOPIC_PREFIX": processor.topics.prefix}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
-    try:
-        row = wait_for(lambda: next((r for r in json.loads(_cli(processor, "reviews", "list", "--json").stdout)
-                                     if r["justification"] == marker), None), 60, "the submitted review")
-        code, out = _vote(processor, "deny", row["review_id"], people["dba"])
-        assert (code, out["decided"]) == (0, "denied")
-        stdout, stderr = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 1, stderr
-    assert json.loads(stdout)["basis"] == "review_denied"
+    submit = submit_held(processor, actor="carol", sql=SQL, justification=marker, wait_review_s=90)
+    row = submit.pending_review(60)
+    code, out = _vote(processor, "deny", row["review_id"], people["dba"])
+    assert (code, out["decided"]) == (0, "denied")
+    result = submit.wait_result(90)
+    assert result.returncode == 1, result.stderr
+    assert result.verdict["basis"] == "review_denied"
     code, out = _vote(processor, "approve", row["review_id"], people["requester"])  # another DBA, too late
     assert (code, out["outcome"]) == (1, "refused") and "a denial is final" in out["detail"]
 
 
 def test_missing_justification_blocks(processor: ProcessorHandle) -> None:
-    res = _cli(processor, "submit", "--actor", "carol", "--type", "db.query", "--resource", "db/prod/customers",
-               "--sql", SQL, "--json")
+    res = processor.cli("submit", "--actor", "carol", "--type", "db.query", "--resource", "db/prod/customers",
+                        "--sql", SQL, "--json")
     assert res.returncode == 1, res.stderr
     assert "requires a justification" in json.loads(res.stdout)["reason"]
 
 
 def test_break_glass_is_loud_and_in_verify_until_reviewed(processor: ProcessorHandle,
                                                           people: dict[str, str]) -> None:
-    res = _cli(processor, "submit", "--actor", "ops", "--role", "oncall", "--type", "db.query", "--resource",
-               "db/prod/customers", "--sql", SQL, "--justification", "incident 42: runaway job", "--break-glass",
-               "--json")
+    res = processor.cli("submit", "--actor", "ops", "--role", "oncall", "--type", "db.query", "--resource",
+                        "db/prod/customers", "--sql", SQL, "--justification", "incident 42: runaway job",
+                        "--break-glass", "--json")
     assert res.returncode == 0, res.stderr
     verdict = json.loads(res.stdout)
     assert verdict["basis"] == "break_glass" and "BREAK-GLASS" in verdict["reason"]
@@ -199,9 +179,9 @@ def test_break_glass_is_loud_and_in_verify_until_reviewed(processor: ProcessorHa
 
 
 def test_break_glass_without_the_role_is_refused_and_recorded(processor: ProcessorHandle) -> None:
-    res = _cli(processor, "submit", "--actor", "mallory", "--role", "dev", "--type", "db.query", "--resource",
-               "db/prod/invoices", "--sql", "DROP TABLE invoices", "--justification", "trust me", "--break-glass",
-               "--json")
+    res = processor.cli("submit", "--actor", "mallory", "--role", "dev", "--type", "db.query", "--resource",
+                        "db/prod/invoices", "--sql", "DROP TABLE invoices", "--justification", "trust me",
+                        "--break-glass", "--json")
     assert res.returncode == 1, res.stderr
     aid = json.loads(res.stdout)["action_id"]
     events = _ledger_with(processor, aid, "security")

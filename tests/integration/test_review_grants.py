@@ -11,9 +11,6 @@ it does not cover is put on the ledger with the processor's own key.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +39,7 @@ from tests.integration.conftest import (
     wait_for,
     wait_until_deciding,
 )
+from tests.integration.held_submit import HeldSubmits
 from trust.bindings import record_sha256
 from trust.grants import GRANT_USED
 from trust.keys import SigningKey
@@ -116,32 +114,21 @@ def _verify(worker: Worker) -> dict[str, Any]:
     return report
 
 
-def test_an_approval_grants_the_requester_a_window_that_survives_kill_9(worker: Worker) -> None:
+def test_an_approval_grants_the_requester_a_window_that_survives_kill_9(worker: Worker,
+                                                                        submit_held: HeldSubmits) -> None:
     tag = uuid.uuid4().hex[:6]
     dana, carol, dave = f"dana-{tag}", f"carol-{tag}", f"dave-{tag}"
+    # dana is registered after the worker started: the desk and the grant index both reload for her
     ReviewerRegistry(Home(worker.handle.home).keys).add_reviewer(dana, ["dba"])
 
     # 1. held, then approved by a second person
-    first = subprocess.Popen(
-        [sys.executable, "-m", "lockgate.cli", "submit", "--actor", carol, "--type", "db.query", "--resource",
-         "db/prod/customers", "--sql", SQL, "--wait-review", "120", "--json"],
-        env=worker.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        def opened() -> dict[str, Any] | None:
-            res = worker.cli("reviews", "list", "--json")
-            assert res.returncode == 0, res.stderr
-            return next((r for r in json.loads(res.stdout) if r["requester"] == carol), None)
-
-        row: dict[str, Any] = wait_for(opened, 60, "carol's review")
-        res = worker.cli("reviews", "approve", row["review_id"], "--as", dana, "--reason", "ok", "--json")
-        assert res.returncode == 0, res.stdout + res.stderr
-        stdout, stderr = first.communicate(timeout=120)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait(10)
-    assert first.returncode == 0, stderr
-    assert json.loads(stdout)["basis"] == "review_approved"
+    first = submit_held(worker.handle, actor=carol, sql=SQL, wait_review_s=120)
+    row = first.pending_review(60)
+    res = worker.cli("reviews", "approve", row["review_id"], "--as", dana, "--reason", "ok", "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    result = first.wait_result(120)
+    assert result.returncode == 0, result.stderr
+    assert result.verdict["basis"] == "review_approved"
     review_id = row["review_id"]
     grant = _grants_page(worker, review_id)
     assert (grant["actor"], grant["resource_prefix"], grant["grants_now"]) == (carol, "db/prod/", True)
@@ -236,11 +223,7 @@ def test_every_worker_allows_by_a_grant_whose_review_another_worker_owns(kafka_b
             pending = guard.request(Action(Actor("carol"), "db.query", "db/prod/customers", {"sql": SQL}))
             assert pending.verdict.decision == "review"
             review_id = str(pending.verdict.review_id)
-            env = {**os.environ, "LOCKGATE_HOME": str(home), "LOCKGATE_BOOTSTRAP_SERVERS": kafka_bootstrap,
-                   "LOCKGATE_TOPIC_PREFIX": prefix}
-            res = subprocess.run([sys.executable, "-m", "lockgate.cli", "reviews", "approve", review_id, "--as", dana,
-                                  "--reason", "ok", "--json"], capture_output=True, text=True, env=env, timeout=120,
-                                 check=False)
+            res = workers[0].cli("reviews", "approve", review_id, "--as", dana, "--reason", "ok", "--json")
             assert res.returncode == 0, res.stdout + res.stderr
             assert pending.wait(60).basis == "review_approved"
             for handle in workers:

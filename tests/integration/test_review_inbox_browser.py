@@ -9,10 +9,6 @@ approves with a reason from the page; the waiting submit exits 0 with basis
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import uuid
 
 import pytest
@@ -21,6 +17,7 @@ from lockgate.kernel.home import Home
 from sinks.tokens import create_token
 from tests.integration.chromium import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, needs_chromium
 from tests.integration.conftest import ProcessorHandle, Sink
+from tests.integration.held_submit import HeldSubmits
 from trust.reviewers import ReviewerRegistry
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, needs_chromium]
@@ -29,7 +26,7 @@ SQL = "DELETE FROM customers WHERE id = 7"
 
 
 def test_reviewer_approves_from_the_inbox_and_the_waiting_submit_runs(
-        pipeline: tuple[ProcessorHandle, Sink, str]) -> None:
+        pipeline: tuple[ProcessorHandle, Sink, str], submit_held: HeldSubmits) -> None:
     from playwright.sync_api import Page, expect, sync_playwright
 
     processor, sink, read_token = pipeline
@@ -54,7 +51,6 @@ def test_reviewer_approves_from_the_inbox_and_the_waiting_submit_runs(
     expect.set_options(timeout=TIMEOUT_MS)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        submit: subprocess.Popen[str] | None = None
         try:
             pages = {who: browser.new_page() for who in ("dana", "bob", "reader")}
             inbox(pages["dana"], dana_token)
@@ -62,14 +58,7 @@ def test_reviewer_approves_from_the_inbox_and_the_waiting_submit_runs(
             inbox(pages["reader"], read_token)
             expect(pages["dana"].get_by_test_id("who")).to_contain_text(f"voting as reviewer {dana}")
 
-            submit = subprocess.Popen(
-                [sys.executable, "-m", "lockgate.cli", "submit", "--actor", requester, "--type", "db.query",
-                 "--resource", "db/prod/customers", "--sql", SQL, "--justification", marker,
-                 "--wait-review", "60", "--json"],
-                env={**os.environ, "LOCKGATE_HOME": str(processor.home),
-                     "LOCKGATE_BOOTSTRAP_SERVERS": processor.bootstrap,
-                     "LOCKGATE_TOPIC_PREFIX": processor.topics.prefix},
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            submit = submit_held(processor, actor=requester, sql=SQL, justification=marker, wait_review_s=60)
 
             rows = {who: page.get_by_test_id("review-row").filter(has_text=marker) for who, page in pages.items()}
             for row in rows.values():
@@ -85,7 +74,7 @@ def test_reviewer_approves_from_the_inbox_and_the_waiting_submit_runs(
             result = pages["bob"].get_by_test_id("vote-result")
             expect(result).to_have_attribute("data-outcome", "security")
             expect(result).to_contain_text("self-approval refused")
-            assert submit.poll() is None, "the action was decided by a self-approval"
+            assert submit.waiting(), "the action was decided by a self-approval"
 
             # A second person approves with a reason.
             rows["dana"].get_by_test_id("review-reason").fill(f"ticket OPS-{tag}")
@@ -94,9 +83,9 @@ def test_reviewer_approves_from_the_inbox_and_the_waiting_submit_runs(
             expect(result).to_have_attribute("data-outcome", "accepted")
             expect(result).to_contain_text("The review is approved")
 
-            stdout, stderr = submit.communicate(timeout=90)
-            assert submit.returncode == 0, stderr
-            verdict = json.loads(stdout)
+            ended = submit.wait_result(90)
+            assert ended.returncode == 0, ended.stderr
+            verdict = ended.verdict
             assert verdict["decision"] == "allow" and verdict["basis"] == "review_approved"
             assert dana in verdict["reason"] and bob not in verdict["reason"]
 
@@ -107,8 +96,5 @@ def test_reviewer_approves_from_the_inbox_and_the_waiting_submit_runs(
                 expect(rows[who]).to_have_count(0)
                 assert page.evaluate("window.lockgateNotReloaded === true"), f"{who}'s page reloaded"
         finally:
-            if submit is not None and submit.poll() is None:
-                submit.kill()
-                submit.wait(10)
             browser.close()
             expect.set_options(timeout=5_000)

@@ -5,19 +5,15 @@ overwritten with broken JSON while a review waits, and the reviewer's signed vot
 right after (published here, since ``reviews approve`` itself reads that file). The worker
 must keep the last good registry, judge the vote against it — the waiting ``submit`` gets
 its final allow — and put exactly one ``security`` event about the refused reload on the
-ledger; nothing is dead-lettered.
+ledger; nothing is dead-lettered. The worker's grant index, which folds the same vote with
+a registry of its own, refuses the file too and shows it on ``/grants`` while its feed
+keeps folding (it does not ledger the refusal a second time).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +23,9 @@ from lockgate.kernel.home import Home
 from lockgate.kernel.keyed_publish import publish_keyed
 from lockgate.kernel.partition_reader import read_topic
 from schemas.codec import get_codec
-from tests.integration.conftest import Worker, running_worker, wait_for
+from tests.integration.conftest import Worker, get_json, wait_for
+from tests.integration.held_submit import HeldSubmits
+from trust.keys import write_key_file
 from trust.review_votes import reviewer_key
 from trust.reviewers import ReviewerRegistry
 from trust.reviews import make_vote
@@ -35,21 +33,8 @@ from trust.reviews import make_vote
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def worker(kafka_bootstrap: str, test_home: Path, tmp_path: Path) -> Iterator[Worker]:
-    with running_worker(kafka_bootstrap, test_home, tmp_path / "processor.log", "r") as w:
-        yield w
-
-
-def _replace(path: Path, content: bytes) -> None:
-    """Replace ``path`` at once, like ``lockgate keys`` does (no half-written state to read)."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(content)
-    tmp.chmod(0o600)
-    os.replace(tmp, path)
-
-
-def test_a_vote_during_a_bad_registry_edit_is_judged_against_the_last_good_one(worker: Worker) -> None:
+def test_a_vote_during_a_bad_registry_edit_is_judged_against_the_last_good_one(worker: Worker,
+                                                                               submit_held: HeldSubmits) -> None:
     tag = uuid.uuid4().hex[:6]
     dana = f"dana-{tag}"
     home = worker.handle.home
@@ -57,11 +42,7 @@ def test_a_vote_during_a_bad_registry_edit_is_judged_against_the_last_good_one(w
     registry = ReviewerRegistry(Home(home).keys)
     registry.add_reviewer(dana, ["dba"])
     marker = f"vote during a bad edit {tag}"
-    submit = subprocess.Popen(
-        [sys.executable, "-m", "lockgate.cli", "submit", "--actor", f"carol-{tag}", "--type", "db.query",
-         "--resource", "db/prod/customers", "--sql", "DELETE FROM customers WHERE id = 7",
-         "--justification", marker, "--wait-review", "180", "--json"],
-        env=worker.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    submit = submit_held(worker.handle, actor=f"carol-{tag}", justification=marker, wait_review_s=180)
     good = registry.path.read_bytes()
     try:
         def pending() -> Any:
@@ -70,19 +51,25 @@ def test_a_vote_during_a_bad_registry_edit_is_judged_against_the_last_good_one(w
 
         review = wait_for(pending, 90, "the review pending")
         vote = make_vote(review, dana, reviewer_key(registry, dana), "approve", "ok", time.time_ns() // 1000)
-        _replace(registry.path, b'{"' + dana.encode() + b'": [')  # 0600 still, but not JSON
+        write_key_file(registry.path, b'{"' + dana.encode() + b'": [', 0o600, overwrite=True)  # whole, 0600, not JSON
         publish_keyed(worker.handle.bootstrap, topics.reviews, review.review_id.encode(),
                       get_codec().encode("ReviewVote", vote))
 
-        stdout, stderr = submit.communicate(timeout=120)
-        assert submit.returncode == 0, stderr
-        final = json.loads(stdout)
+        result = submit.wait_result(120)
+        assert result.returncode == 0, result.stderr
+        final = result.verdict
         assert final["basis"] == "review_approved" and dana in final["reason"], final
+
+        def grants_refused() -> Any:  # the grant index folds the same vote: it refuses the file too
+            page = get_json(f"http://127.0.0.1:{worker.handle.port}/grants", None)
+            return page if page["registry_refused"] is not None else None
+
+        page = wait_for(grants_refused, 30, "the grant index showing the refused registry")
+        assert page["ready"] and page["failed"] is None, page  # the feed kept folding: not ledgered twice
+        assert page["registry_refused"]["file"] == str(registry.path)
+        assert "not valid JSON" in page["registry_refused"]["reason"]
     finally:
-        _replace(registry.path, good)
-        if submit.poll() is None:
-            submit.kill()
-            submit.wait(10)
+        write_key_file(registry.path, good, 0o600, overwrite=True)
 
     codec = get_codec()
 

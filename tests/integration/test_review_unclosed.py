@@ -15,12 +15,7 @@ key, same partition) is refused: the review is already approved.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,16 +26,11 @@ from lockgate.kernel.home import Home
 from lockgate.kernel.partition_reader import read_topic
 from processors.app import _app_id
 from schemas.codec import get_codec
-from tests.integration.conftest import Worker, running_worker, wait_for
+from tests.integration.conftest import Worker, wait_for
+from tests.integration.held_submit import HeldSubmits
 from trust.reviewers import ReviewerRegistry
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def worker(kafka_bootstrap: str, test_home: Path, tmp_path: Path) -> Iterator[Worker]:
-    with running_worker(kafka_bootstrap, test_home, tmp_path / "processor.log", "u") as w:
-        yield w
 
 
 def _move_past(admin: AdminClient, group: str, tp: TopicPartition) -> None:
@@ -54,49 +44,33 @@ def _move_past(admin: AdminClient, group: str, tp: TopicPartition) -> None:
     done.result(10)
 
 
-def test_a_vote_the_group_skipped_is_still_answered(worker: Worker) -> None:
+def test_a_vote_the_group_skipped_is_still_answered(worker: Worker, submit_held: HeldSubmits) -> None:
     tag = uuid.uuid4().hex[:6]
     dana, omar = f"dana-{tag}", f"omar-{tag}"
     registry = ReviewerRegistry(Home(worker.handle.home).keys)
     registry.add_reviewer(dana, ["dba"])
     registry.add_reviewer(omar, ["dba"])
     topics = worker.handle.topics
-    submit = subprocess.Popen(
-        [sys.executable, "-m", "lockgate.cli", "submit", "--actor", f"carol-{tag}", "--type", "db.query",
-         "--resource", "db/prod/customers", "--sql", "DELETE FROM customers WHERE id = 7",
-         "--justification", f"skipped vote {tag}", "--wait-review", "180", "--json"],
-        env=worker.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        def pending() -> dict[str, Any] | None:
-            res = worker.cli("reviews", "list", "--json")
-            assert res.returncode == 0, res.stderr
-            return next((r for r in json.loads(res.stdout) if r["justification"] == f"skipped vote {tag}"), None)
+    submit = submit_held(worker.handle, actor=f"carol-{tag}", justification=f"skipped vote {tag}", wait_review_s=180)
+    row = submit.pending_review(90)
+    worker.kill9()
+    res = worker.cli("reviews", "approve", row["review_id"], "--as", dana, "--reason", "ok", "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
 
-        row: dict[str, Any] = wait_for(pending, 90, "the review pending")
-        worker.kill9()
-        res = worker.cli("reviews", "approve", row["review_id"], "--as", dana, "--reason", "ok", "--json")
-        assert res.returncode == 0, res.stdout + res.stderr
+    codec = get_codec()
+    [vote] = [r for r in read_topic(worker.handle.bootstrap, topics.reviews, "test")
+              if r.value and codec.peek_schema(r.value) == "ReviewVote"]
+    admin = AdminClient({"bootstrap.servers": worker.handle.bootstrap})
+    _move_past(admin, _app_id(topics.prefix), TopicPartition(topics.reviews, vote.partition, vote.offset + 1))
 
-        codec = get_codec()
-        [vote] = [r for r in read_topic(worker.handle.bootstrap, topics.reviews, "test")
-                  if r.value and codec.peek_schema(r.value) == "ReviewVote"]
-        admin = AdminClient({"bootstrap.servers": worker.handle.bootstrap})
-        _move_past(admin, _app_id(topics.prefix), TopicPartition(topics.reviews, vote.partition, vote.offset + 1))
-
-        started = time.monotonic()
-        worker.restart()
-        res = worker.cli("reviews", "approve", row["review_id"], "--as", omar, "--reason", "me too", "--json")
-        second = json.loads(res.stdout)  # refused (exit 1): dana's vote already decided the review
-        assert res.returncode == 1 and second["outcome"] == "refused" and "already approved" in second["detail"], second
-        stdout, stderr = submit.communicate(timeout=120)
-        assert submit.returncode == 0, stderr
-        final = json.loads(stdout)
-        assert final["basis"] == "review_approved" and dana in final["reason"], final
-        assert time.monotonic() - started < 120
-    finally:
-        if submit.poll() is None:
-            submit.kill()
-            submit.wait(10)
+    worker.restart()
+    res = worker.cli("reviews", "approve", row["review_id"], "--as", omar, "--reason", "me too", "--json")
+    second = json.loads(res.stdout)  # refused (exit 1): dana's vote already decided the review
+    assert res.returncode == 1 and second["outcome"] == "refused" and "already approved" in second["detail"], second
+    result = submit.wait_result(120)
+    assert result.returncode == 0, result.stderr
+    final = result.verdict
+    assert final["basis"] == "review_approved" and dana in final["reason"], final
 
     log = worker.handle.log.read_text()
     assert "have no closure in the log; closing them now" in log

@@ -275,24 +275,16 @@ def test_async_guard_allows_and_blocks(processor: ProcessorHandle) -> None:
     assert asyncio.run(scenario()) == ("allow", "block")
 
 
-def _cli(processor: ProcessorHandle, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env.update({"LOCKGATE_HOME": str(processor.home), "LOCKGATE_BOOTSTRAP_SERVERS": processor.bootstrap,
-                "LOCKGATE_TOPIC_PREFIX": processor.topics.prefix})
-    return subprocess.run([sys.executable, "-m", "lockgate.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=60, check=False)
-
-
 def test_submit_cli_exit_codes_and_json(processor: ProcessorHandle) -> None:
-    blocked = _cli(processor, "submit", "--actor", "bob", "--role", "dev", "--type", "deploy",
-                   "--resource", "env/prod", "--json")
+    blocked = processor.cli("submit", "--actor", "bob", "--role", "dev", "--type", "deploy",
+                            "--resource", "env/prod", "--json")
     assert blocked.returncode == 1, blocked.stderr
     out = json.loads(blocked.stdout)
     assert out["decision"] == "block"
     assert out["policy_name"] == "example" and out["policy_version"] >= 1
     assert {"id": "prod-deploy-role", "effect": "block", "mode": "enforce"}.items() <= out["matched_rules"][0].items()
-    allowed = _cli(processor, "submit", "--actor", "bob", "--role", "release-manager", "--type", "deploy",
-                   "--resource", "env/prod")
+    allowed = processor.cli("submit", "--actor", "bob", "--role", "release-manager", "--type", "deploy",
+                            "--resource", "env/prod")
     assert allowed.returncode == 0, allowed.stderr
     assert allowed.stdout.startswith("ALLOW")
 

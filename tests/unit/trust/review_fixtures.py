@@ -89,9 +89,9 @@ WINDOW_RULE = {**REVIEW_RULE, "grant": "window", "grant_window_s": 3600, "grant_
 
 
 def reviews_topic(w: World, rec: dict[str, Any], *, outcome: str = "approve", closed_at: int = NOW + 20,
-                  rule: dict[str, Any] | None = None) -> tuple[list[bytes], dict[str, Any]]:
+                  rule: dict[str, Any] | None = None, voter: str = "dana") -> tuple[list[bytes], dict[str, Any]]:
     """The reviews-topic records of one review of ``rec`` under ``rule`` (default WINDOW_RULE):
-    proposal, pending verdict, dana's vote (``outcome`` approve / deny), then the final verdict
+    proposal, pending verdict, ``voter``'s vote (``outcome`` approve / deny), then the final verdict
     (``expire``: no vote, an expiry closure). Returns the records and the final verdict."""
     from processors.reviews.desk import final_verdict
 
@@ -101,7 +101,7 @@ def reviews_topic(w: World, rec: dict[str, Any], *, outcome: str = "approve", cl
     if outcome == "expire":
         final = final_verdict(review, "block", "review_expired", "expired", w.key, "p1", closed_at)
     else:
-        raw = w.vote(review, "dana", outcome, at=NOW + 10)
+        raw = w.vote(review, voter, outcome, at=NOW + 10)
         assert book.judge(raw, NOW + 10).decided is not None
         records.append(raw)
         allow = outcome == "approve"

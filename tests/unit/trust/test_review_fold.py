@@ -8,6 +8,7 @@ fold, and pin that the judgement each shows for each vote is the one the desk le
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,6 @@ from schemas.codec import get_codec
 from sinks.review_inbox import ReviewInbox
 from tests.unit.trust.review_fixtures import NOW, REVIEW_RULE, World, decision, proposal, world
 from trust.keys import SigningKey
-from trust.review_fold import ReviewerWatch
 from trust.review_votes import fold_records
 from trust.reviewers import ReviewerRegistry
 from trust.reviews import Judgement, Review, make_vote
@@ -44,6 +44,7 @@ class Log:
         self.inbox.stop()  # a stopped inbox never starts its follower: no broker, the records come from add()
         self.inbox._refold()  # what the follower does first: a book over the processor key
         self.ledgered: dict[str, tuple[str, str]] = {}  # vote id -> (audit kind, detail) the desk ledgers
+        self.refusals: list[dict[str, Any]] = []  # the desk's security events of refused registry reloads
 
     def add(self, raw: bytes, at_us: int) -> None:
         source = Source(TOPIC, 0, len(self.records))
@@ -52,7 +53,8 @@ class Log:
         out = self.desk.handle(raw, source, at_us)
         if get_codec().peek_schema(raw) == "ReviewVote":
             vote_id = str(get_codec().decode_as("ReviewVote", raw)["vote_id"])
-            [event] = out.audit
+            *refusals, event = out.audit  # a refused registry reload goes out first
+            self.refusals += refusals
             self.ledgered[vote_id] = (event["kind"], event["detail"])
         for _review_id, closure in out.closures:  # the closure lands on the topic after the vote
             self.add(closure, at_us + 1)
@@ -135,16 +137,39 @@ def test_a_refold_judges_the_held_records_as_the_live_fold_did(w: World, tmp_pat
 def test_a_reviewer_registered_by_another_process_counts_once_the_file_changed(w: World, tmp_path: Path) -> None:
     log = Log(w, tmp_path)
     review = log.open()
-    watch = ReviewerWatch(w.registry)
-    assert not watch.changed() and not watch.refresh()
+    assert not log.inbox._registry_changed()
     other = ReviewerRegistry(tmp_path / "keys")  # `lockgate keys add-reviewer` in another process
     w.keys["nina"], _ = other.add_reviewer("nina", ["dba"])
     assert w.registry.get("nina") is None  # the desk's registry object has not read the file yet
     vote_id = log.vote(review, "nina")
     assert log.ledgered[vote_id] == ("review", "accepted: approved by nina (1 of 1)")
-    log.inbox._refold()  # what the follower does when it sees the file changed
+    assert log.inbox.folded().judgements[vote_id].outcome.value == "security"  # nina unknown to the inbox yet
+    assert log.inbox._registry_changed() and not log.inbox._registry_changed()  # what the follower looks at
+    log.inbox._refold()  # and does when the file changed
     assert ledger_form(log.inbox.folded().judgements[vote_id]) == log.ledgered[vote_id]
-    assert watch.changed() and not watch.changed()
-    assert not watch.refresh()  # changed() counted as the look
-    other.add_reviewer("olga", ["dba"])
-    assert watch.refresh() and w.registry.get("olga") is not None and not watch.refresh()
+
+
+def test_a_bad_registry_edit_keeps_the_inbox_serving_with_the_last_good_one(
+        w: World, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A broken reviewers.json under a running sink is refused, not retried: the inbox still
+    judges as the processor does (both keep the last good registry), warns once per refused
+    state and names the file and why in its listing, until a good file is back."""
+    log = Log(w, tmp_path)
+    review = log.open()
+    path = tmp_path / "keys" / "reviewers.json"
+    good = path.read_bytes()
+    path.write_bytes(b'{"dana": [')
+    with caplog.at_level(logging.WARNING, logger="lockgate.sink.reviews"):
+        assert not log.inbox._registry_changed() and not log.inbox._registry_changed()
+    [warning] = caplog.records  # once per refused state, however often the follower looks
+    assert str(path) in warning.getMessage() and "not valid JSON" in warning.getMessage()
+    refused = log.inbox.listing(None)["registry_refused"]
+    assert refused is not None and refused["file"] == str(path) and "not valid JSON" in refused["reason"]
+    vote_id = log.vote(review, "dana")  # the desk refuses the same file and judges with its last good one
+    assert log.ledgered[vote_id] == ("review", "accepted: approved by dana (1 of 1)")
+    assert [(e["kind"], str(path) in e["detail"]) for e in log.refusals] == [("security", True)]
+    assert ledger_form(log.inbox.folded().judgements[vote_id]) == log.ledgered[vote_id]
+    assert log.inbox.listing(None)["decided"][0]["status"] == "approved"
+    path.write_bytes(good)
+    assert log.inbox._registry_changed()
+    assert log.inbox.listing(None)["registry_refused"] is None

@@ -6,6 +6,8 @@ index at all (``verify --decisions``), no grant is found and the action is held 
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from processors.reviews.grants import GrantIndex
 from processors.reviews.requests import hold_for_review
 from tests.unit.trust.review_fixtures import NOW, WINDOW_RULE, World, decision, proposal, reviews_topic, world
 from trust.grants import GRANT_USED, GrantTerms
+from trust.reviewers import ReviewerRegistry
 
 HOUR = 3600 * 1_000_000
 TERMS = GrantTerms("prod-delete", HOUR, "db/prod/")
@@ -141,3 +144,91 @@ def test_the_latest_covering_grant_is_used(w: World) -> None:
     narrowed = index.find(_next(rec), replace(TERMS, window_us=25), NOW + 60)
     assert narrowed is not None and narrowed.review_id == grant.review_id
     assert index.find(_next(rec), replace(TERMS, window_us=10), NOW + 60) is None
+
+
+# -- the index's own reviewer registry follows reviewers.json ---------------------------------
+
+
+def _fresh_index(w: World, partitions: int = 1) -> GrantIndex:
+    """An index over its own registry of ``w``'s file, as the worker builds it at start."""
+    index = GrantIndex(w.ring, ReviewerRegistry(w.registry.directory))
+    index.reset(range(partitions))
+    for p in range(partitions):
+        index.at_end(p)
+    return index
+
+
+def test_a_reviewer_added_after_start_is_known_to_the_fold_and_its_approval_grants(w: World) -> None:
+    """``keys add-reviewer`` while the worker runs: the index's registry picks nina up before it
+    folds her vote (without the reload it never would), and her approval opens the grant."""
+    index = _fresh_index(w)
+    w.keys["nina"], _ = w.registry.add_reviewer("nina", ["dba"])  # another process writes the file
+    assert index.registry.get("nina") is None  # loaded at start, not yet looked again
+    rec = proposal()
+    records, final = reviews_topic(w, rec, voter="nina")
+    opened = [index.apply(0, raw, NOW + 5) for raw in records]
+    nina = index.registry.get("nina")
+    assert nina is not None and index.registry.by_key(nina.keys[0].key_id) == nina
+    assert opened[-1] is not None and opened[-1].review_id == final["review"]["review_id"]
+    grant = index.find(_next(rec), TERMS, NOW + 60)
+    assert grant is not None and grant.review_id == final["review"]["review_id"]
+    assert index.status()["registry_refused"] is None
+
+
+def test_a_refused_reviewer_registry_keeps_the_last_good_one_and_the_feed_folding(
+        w: World, caplog: pytest.LogCaptureFixture) -> None:
+    """A bad edit of reviewers.json must not break the feed (that would fail every grant closed
+    on every worker): the index warns once per refused state, shows it, and keeps folding."""
+    index = _fresh_index(w)
+    path = w.registry.path
+    good = path.read_bytes()
+    path.write_bytes(b'{"dana": [')
+    rec = proposal()
+    records, _ = reviews_topic(w, rec)
+    with caplog.at_level(logging.WARNING, logger="lockgate.processor.grants"):
+        for raw in records:
+            index.apply(0, raw, NOW + 5)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and str(path) in warnings[0] and "not valid JSON" in warnings[0]
+    status = index.status()
+    assert status["ready"] and status["failed"] is None and status["grants"] == 1
+    refused = status["registry_refused"]
+    assert refused["file"] == str(path) and refused["reason"].startswith("RegistryError: ")
+    assert "not valid JSON" in refused["reason"]
+    assert [r.name for r in index.registry.reviewers()] == ["bob", "dana", "eve", "omar"]  # the last good one
+    assert index.find(_next(rec), TERMS, NOW + 60) is not None
+
+    path.chmod(0o660)  # a new refused state: warned again
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="lockgate.processor.grants"):
+        index.apply(0, None, NOW + 6)
+    assert ["KeyFileUnsafe" in r.getMessage() for r in caplog.records] == [True]
+
+    path.write_bytes(good)
+    path.chmod(0o600)
+    index.apply(0, None, NOW + 7)
+    assert index.status()["registry_refused"] is None
+
+
+def test_a_removed_reviewer_takes_no_folded_grant_back(w: World) -> None:
+    """Grants come from processor-signed closures: removing the approving reviewer later (or
+    restarting, and folding the topic again under the new registry) leaves the grant standing."""
+    index = _fresh_index(w)
+    rec = proposal()
+    records, final = reviews_topic(w, rec)
+    for raw in records:
+        index.apply(0, raw, NOW + 5)
+    entries = json.loads(w.registry.path.read_text())
+    del entries["dana"]
+    w.registry.path.write_text(json.dumps(entries))
+    index.apply(0, None, NOW + 6)  # the next record: the index reloads first
+    assert index.registry.get("dana") is None
+    grant = index.find(_next(rec), TERMS, NOW + 60)
+    assert grant is not None and grant.review_id == final["review"]["review_id"]
+
+    restarted = _fresh_index(w)
+    assert restarted.registry.get("dana") is None
+    for raw in records:
+        restarted.apply(0, raw, NOW + 5)
+    again = restarted.find(_next(rec), TERMS, NOW + 60)
+    assert again is not None and again.review_id == grant.review_id
