@@ -8,9 +8,11 @@ This bench runs exactly the code the worker runs per guarded action, in one proc
 
 * **decide**: :meth:`processors.decider.Decider.decide` on a signed proposal (decode,
   service signature check, one-decision memory, policy, verdict signing and encoding,
-  event ids) and the encoding of its audit events for ``audit-intake``;
+  event ids) and the encoding of its stored ``decisions`` record, which carries the audit
+  events (:func:`processors.decisions.decision_record`);
 * **ledger**: the ledger stage's per-event work on those events and the action's
-  outcome: decode the intake records, :meth:`processors.outcomes.OutcomeRecorder.record`
+  outcome: decode the decision records (:func:`processors.decisions.decision_events`),
+  :meth:`processors.outcomes.OutcomeRecorder.record`
   (decode, service signature check), :meth:`processors.ledger_writer.LedgerWriter.append`
   (hash chain, dedup window, Merkle log) and the chained events' encoding;
 * **floor**: two Ed25519 verifications and one signature over payloads of the same size —
@@ -33,6 +35,7 @@ from typing import Any
 
 from bench.decisions_bench import ROUNDS, best
 from processors.decider import Decider
+from processors.decisions import decision_events, decision_record
 from processors.ledger_writer import LedgerWriter
 from processors.outcomes import OutcomeRecorder
 from processors.replay import ActionIds, home_partition
@@ -72,18 +75,19 @@ class Workload:
         return Decider(self.codec, self.key, "proc-1", lambda _t: f.policy, f.registry,
                        decided=ActionIds(PARTITIONS, 3_600_000_000))
 
-    def decide_all(self) -> list[list[bytes]]:
-        """The decide agent's work; returns each action's audit-intake records."""
+    def decide_all(self) -> list[bytes]:
+        """The decide agent's work; returns each action's stored decisions record."""
         decider, codec = self.decider(), self.codec
-        intake: list[list[bytes]] = []
+        stored: list[bytes] = []
         for offset, raw in enumerate(self.proposals):
             part = home_partition(codec.decode_as("ProposedAction", raw)["action_id"], PARTITIONS)
             result = decider.decide(raw, Source("lockgate.actions", part, offset, None))
-            intake.append([codec.encode("AuditEvent", ev) for ev in result.audit])
-        return intake
+            assert result.stored is not None
+            stored.append(decision_record(codec, offset, result.stored, result.audit))
+        return stored
 
-    def ledger_all(self, intake: list[list[bytes]]) -> int:
-        """The ledger stage's work on the intake records and outcomes; returns events chained."""
+    def ledger_all(self, stored: list[bytes]) -> int:
+        """The ledger stage's work on the decisions records and outcomes; returns events chained."""
         codec = self.codec
         writer = LedgerWriter(self.key, "proc-1", checkpoint_every=10**9, checkpoint_interval_s=3600.0,
                               dedup_window=20_000)
@@ -92,9 +96,10 @@ class Workload:
         recorder = OutcomeRecorder(codec, self.factory.registry)
         chained = 0
         now = time.monotonic()
-        for offset, (records, outcome) in enumerate(zip(intake, self.outcomes, strict=True)):
+        for offset, (record, outcome) in enumerate(zip(stored, self.outcomes, strict=True)):
             part = offset % PARTITIONS
-            events: list[dict[str, Any]] = [codec.decode_as("AuditEvent", r) for r in records]
+            events: list[dict[str, Any]] = decision_events(codec, record,
+                                                           Source("lockgate.decisions", part, offset, None)).audit
             if outcome is not None:
                 events += recorder.record(outcome, Source("lockgate.outcomes", part, offset, None)).audit
             for ev in events:
@@ -120,17 +125,17 @@ def main(argv: list[str]) -> int:
     n = int(argv[1]) if len(argv) > 1 else 5000
     with tempfile.TemporaryDirectory() as tmp:
         work = Workload(n, Path(tmp))
-        intake = work.decide_all()
-        events = work.ledger_all(intake)
+        stored = work.decide_all()
+        events = work.ledger_all(stored)
         t_floor = best(lambda: floor(n, work.key))
         t_decide = best(work.decide_all)
-        t_ledger = best(lambda: work.ledger_all(intake))
+        t_ledger = best(lambda: work.ledger_all(stored))
     us = 1e6 / n
     print(f"processor core per guarded action, n={n} ({events / n:.2f} ledger events per action), "
           f"CPU µs, best of {ROUNDS}")
     print(f"  Ed25519 floor (2 verify + 1 sign)   {t_floor * us:8.0f}   (baseline)")
-    print(f"  decide (+ audit-intake encoding)    {t_decide * us:8.0f}")
-    print(f"  ledger (intake, outcome, chain)     {t_ledger * us:8.0f}")
+    print(f"  decide (+ decision record encoding) {t_decide * us:8.0f}")
+    print(f"  ledger (decision, outcome, chain)   {t_ledger * us:8.0f}")
     print(f"  total                               {(t_decide + t_ledger) * us:8.0f}   "
           f"= {(t_decide + t_ledger) / t_floor:.1f}x the floor")
     return 0

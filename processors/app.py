@@ -2,10 +2,9 @@
 
 Topology (topic names from :class:`schemas.topics.Topics`)::
 
-    actions ──▶ decide ──▶ decisions (stored and acknowledged first)
-                   ├─────▶ verdicts (the requester's reply partition)
-                   └─────▶ audit-intake
-    audit-intake, outcomes ══▶ ledger stage ══▶ audit + checkpoints  (one Kafka transaction per batch)
+    actions ──▶ decide ──▶ decisions (verdict + audit events; stored and acknowledged first)
+                   └─────▶ verdicts (the requester's reply partition)
+    decisions, outcomes, audit-intake ══▶ ledger stage ══▶ audit + checkpoints  (one Kafka transaction per batch)
     policies ──▶ load-policies ──▶ GlobalTable (every worker holds every tenant's policy)
     decide ──▶ reviews (a held action's proposal + pending verdict) ◀── reviewers' votes
     reviews ──▶ review ──▶ reviews (closures) / verdicts (final) / audit-intake  (processors.reviews)
@@ -18,15 +17,18 @@ The shells here only move bytes between them and Kafka.
 
 Guarantees and how they are kept:
 
-* **Exactly-once ledger.** The ledger stage (:mod:`processors.ledger_stage`) chains
-  ``audit-intake`` into ``audit`` in Kafka transactions that also commit the intake
-  offsets; its head after a restart comes from the committed log only. The decide agent
-  is at-least-once, so it derives every event id from the input's coordinates and the
-  ledger drops repeats: a crash anywhere yields no duplicated and no lost entry. Outcomes
-  need no agent: the ledger stage reads ``outcomes`` itself and runs the outcome core
-  inside the same transactions (one hop fewer per outcome than through ``audit-intake``).
-* **One decision per action.** ``decide`` writes each decision to ``decisions`` and waits
-  for the broker's acknowledgement before it sends the verdict or any audit event; a
+* **Exactly-once ledger.** The ledger stage (:mod:`processors.ledger_stage`) chains its
+  inputs into ``audit`` in Kafka transactions that also commit the input offsets; its
+  head after a restart comes from the committed log only. The decide agent is
+  at-least-once, so it derives every event id from the input's coordinates and the
+  ledger drops repeats: a crash anywhere yields no duplicated and no lost entry. Neither
+  decisions nor outcomes go through ``audit-intake``: a decision's audit events travel in
+  the ``decisions`` record it stores anyway (:mod:`processors.decisions`), and the ledger
+  stage reads ``decisions`` and ``outcomes`` itself (the outcome core runs inside its
+  transactions). ``audit-intake`` carries only what has no record of its own: dead
+  letters without a verdict, registry refusals, the review desk's events.
+* **One decision per action.** ``decide`` writes each decision, with its audit events, to
+  ``decisions`` and waits for the broker's acknowledgement before it sends the verdict; a
   re-delivered input re-sends the stored verdict bytes (:mod:`processors.decisions`).
 * **Every event provable.** The ledger stage signs a checkpoint within
   ``LOCKGATE_CHECKPOINT_INTERVAL_S`` of chaining an event, and whoever owns a partition
@@ -83,7 +85,7 @@ from lockgate.kernel.partition_reader import StoredRecord, committed_reader, rea
 from processors.acks import InOrderAcks
 from processors.crash import crash_worker
 from processors.decider import Decider, DecisionResult
-from processors.decisions import DecisionMemory, decision_headers, parse_decision
+from processors.decisions import DecisionMemory, decision_record, parse_decision
 from processors.ledger_stage import LedgerStage
 from processors.ledger_writer import LedgerWriter
 from processors.outcomes import OutcomeRecorder
@@ -268,10 +270,11 @@ class _Publisher:
         self._producer.produce(record.topic, record.value, **kwargs)  # still full: raise
         return done
 
-    def output(self, out: StageOutput, stage: str) -> list[_Out]:
-        """The records of a core's output: its audit events on ``audit-intake``, its dead letter."""
+    def output(self, out: StageOutput, stage: str, *, audit: bool = True) -> list[_Out]:
+        """The records of a core's output: its audit events on ``audit-intake`` (unless
+        ``audit`` is false: they travel in a record of their own), its dead letter."""
         records = [_Out(self.topics.audit_intake, self.codec.encode("AuditEvent", ev),
-                        key=(ev["action_id"] or ev["event_id"]).encode()) for ev in out.audit]
+                        key=(ev["action_id"] or ev["event_id"]).encode()) for ev in out.audit] if audit else []
         if out.dead_letter is not None:
             DEAD_LETTERS.labels(stage).inc()
             records.append(_Out(self.topics.deadletter, self.codec.encode("DeadLetter", out.dead_letter)))
@@ -432,7 +435,7 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
                      checkpoint_interval_s=s.checkpoint_interval_s, dedup_window=s.ledger_dedup_window,
                      log_name=s.log_name, keep_proofs=bool(witnesses)),
         bootstrap=s.bootstrap_servers, topics=topics, app_id=app_id, processor_id=s.processor_id,
-        witnesses=witnesses or None, outcomes=recorder, outcomes_legacy_group=app_id,
+        witnesses=witnesses or None, outcomes=recorder, outcomes_legacy_group=app_id, decisions=True,
         kafka_debug=s.ledger_kafka_debug, fetch_wait_ms=s.ledger_fetch_wait_ms)
     decisions_reader = committed_reader(s.bootstrap_servers, "decisions")
     reviews_t = raw_topic(topics.reviews, partitions["reviews"])
@@ -582,15 +585,19 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
             REPLAYED.inc()
         decision = result.stored
         kept = [] if decision is None or result.verdict is None else [
-            _Out(topics.decisions, decision.verdict, key=str(result.verdict["action_id"]).encode(),
-                 partition=msg.partition, headers=tuple(decision_headers(msg.offset, decision)))]
-        return finish_decision(result, kept, publisher.enqueue(kept))
+            _Out(topics.decisions, decision_record(codec, msg.offset, decision, result.audit),
+                 key=str(result.verdict["action_id"]).encode(), partition=msg.partition)]
+        # The ledger chains the events from the stored record: this one, or the one re-sent
+        # (records from before events travelled in them still need the events sent).
+        in_record = bool(kept) or (stored is not None and stored.carries_events)
+        return finish_decision(result, kept, publisher.enqueue(kept), in_record)
 
     async def finish_decision(result: DecisionResult, kept: list[_Out],
-                              pending: asyncio.Future[list[BaseException | None]]) -> None:
+                              pending: asyncio.Future[list[BaseException | None]], in_record: bool) -> None:
         # Never retried out of order: the read-back relies on decisions being in input order.
         await publisher.deliver(kept, pending, retry=False)
-        await publisher.send(review_records(result) + verdict_records(result) + publisher.output(result, "processor"))
+        await publisher.send(review_records(result) + verdict_records(result)
+                             + publisher.output(result, "processor", audit=not in_record))
 
     @app.agent(actions_t, name="decide")
     async def decide(stream: Any) -> Any:

@@ -63,10 +63,13 @@ def _now_us() -> int:
 @dataclass(frozen=True)
 class StoredDecision:
     """A decision kept durably before its verdict was sent: the verdict bytes and the
-    service-authentication result it was made under."""
+    service-authentication result it was made under. ``carries_events``: the stored record
+    also holds the decision's audit events, which the ledger chains from it (older records
+    did not: their events are sent again when the input is re-delivered)."""
 
     verdict: bytes
     auth: ServiceVerification | None
+    carries_events: bool = False
 
 
 @dataclass

@@ -8,10 +8,19 @@ clock changed), which the ledger may hold while the caller ran under the first o
 and acknowledged by the broker *before* its verdict or audit events are sent; processing
 an input again re-sends the stored verdict bytes instead of deciding anew.
 
-The record (written by the shell, read back here): key = the action id, value = the
-encoded Verdict, partition = the input's partition on ``actions``, headers
-:data:`OFFSET_HEADER` (the input's offset) and :data:`AUTH_HEADER` (the service
-authentication result the decision was made under).
+The record (:func:`decision_record`, written by the shell, read back here): key = the
+action id, partition = the input's partition on ``actions``, value = a ``DecisionRecord``
+(``schemas/DecisionRecord.avsc``) holding the input's offset, the service-authentication
+result the decision was made under, the encoded verdict, and the decision's audit events.
+**The record is also the ledger's input** (:func:`decision_events`): the ledger stage
+chains its events straight from ``decisions``, so a decision costs one record on the
+decision path instead of one plus an ``audit-intake`` record per event, and its events can
+never reach the ledger without the decision they describe. Records written before this
+format (value = the encoded Verdict, offset and auth in the headers :data:`OFFSET_HEADER`
+and :data:`AUTH_HEADER`, events sent separately through ``audit-intake``) are still read
+back; the ledger takes no events from them, and a re-delivered input whose stored decision
+is one of them has its events sent through ``audit-intake`` again
+(:attr:`~processors.decider.StoredDecision.carries_events`), as before.
 
 When to look: :class:`DecisionMemory` tracks the next offset it expects per input
 partition. Faust delivers a partition's records in order, so an offset other than the
@@ -23,42 +32,98 @@ Memory bound (the state's TTL): the memory holds only the decisions read back fo
 offsets at or after the re-delivered one — the inputs the crashed owner had processed
 but not committed — and forgets each as the stream passes it, so it never holds more
 than one commit interval's worth. The topic itself keeps decisions for
-``DECISIONS_RETENTION_MS`` (7 days, :mod:`schemas.topics`); a decision older than that
-can never be needed, since input offsets are committed every half second.
+as long as ``audit-intake`` (:mod:`schemas.topics`); the read-back only ever reads its tail,
+since input offsets are committed every half second.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from processors.decider import StoredDecision
+from processors.errors import NullRecord
+from processors.stage import Source, StageOutput, refuse
+from schemas.codec import Codec, get_codec
+from schemas.errors import CodecError
+from trust.chain import ChainError
 from trust.registry import ServiceVerification
 
-__all__ = ["AUTH_HEADER", "OFFSET_HEADER", "DecisionMemory", "decision_headers", "parse_decision"]
+__all__ = ["AUTH_HEADER", "OFFSET_HEADER", "DecisionMemory", "decision_events", "decision_headers", "decision_record",
+           "parse_decision"]
 
 OFFSET_HEADER = "lockgate.input-offset"
 AUTH_HEADER = "lockgate.auth"
 
 
+def decision_record(codec: Codec, offset: int, decision: StoredDecision, events: Sequence[dict[str, Any]]) -> bytes:
+    """The ``decisions`` record of the input at ``offset``: its decision and audit events."""
+    return codec.encode("DecisionRecord", {
+        "input_offset": offset,
+        "auth": decision.auth.value if decision.auth is not None else "",
+        "verdict": decision.verdict,
+        "events": list(events),
+    })
+
+
 def decision_headers(offset: int, decision: StoredDecision) -> list[tuple[str, bytes]]:
-    """The headers of the ``decisions`` record for the input at ``offset``."""
+    """The headers of a ``decisions`` record in the format before :func:`decision_record`
+    (kept for tests of the upgrade path: workers no longer write it)."""
     auth = decision.auth.value if decision.auth is not None else ""
     return [(OFFSET_HEADER, str(offset).encode()), (AUTH_HEADER, auth.encode())]
 
 
+def _auth(raw: str) -> ServiceVerification | None:
+    return ServiceVerification(raw) if raw else None
+
+
 def parse_decision(value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> tuple[int, StoredDecision] | None:
-    """``(input offset, decision)`` from a ``decisions`` record, or ``None`` if it is not one."""
-    found = dict(headers)
-    raw_offset, raw_auth = found.get(OFFSET_HEADER), found.get(AUTH_HEADER)
-    if value is None or raw_offset is None:
+    """``(input offset, decision)`` from a ``decisions`` record of either format, or ``None``
+    if it is not one (see the module docstring)."""
+    if value is None:
         return None
+    codec = get_codec()
     try:
-        offset = int(raw_offset.decode())
-        auth = ServiceVerification(raw_auth.decode()) if raw_auth else None
-    except ValueError:
+        current = codec.peek_schema(value) == "DecisionRecord"
+    except CodecError:
+        current = False
+    try:
+        if current:
+            rec = codec.decode_as("DecisionRecord", value)
+            return int(rec["input_offset"]), StoredDecision(bytes(rec["verdict"]), _auth(rec["auth"]),
+                                                           carries_events=True)
+        found = dict(headers)
+        raw_offset, raw_auth = found.get(OFFSET_HEADER), found.get(AUTH_HEADER)
+        if raw_offset is None:
+            return None
+        return int(raw_offset.decode()), StoredDecision(value, _auth(raw_auth.decode()) if raw_auth else None)
+    except (CodecError, ValueError):
         return None
-    return offset, StoredDecision(value, auth)
+
+
+def decision_events(codec: Codec, raw: bytes | None, source: Source) -> StageOutput:
+    """What the ledger chains for the ``decisions`` record at ``source``.
+
+    A ``DecisionRecord``: its events, in order (each must have an event id). A record in the
+    older format (an encoded Verdict): nothing — its events went through ``audit-intake``.
+    Anything else (a null value, bytes that do not decode, an event without an id): the
+    refusal (a dead letter and a ``dead_letter`` event); never raises.
+    """
+    try:
+        if raw is None:
+            raise NullRecord(source.topic, source.partition, source.offset)
+        name, rec = codec.decode(raw)
+        if name == "Verdict":
+            return StageOutput()
+        if name != "DecisionRecord":
+            raise ChainError(f"a decisions record must be a DecisionRecord, got a {name} record")
+        events: list[dict[str, Any]] = rec["events"]
+        if any(not isinstance(e.get("event_id"), str) or not e["event_id"] for e in events):
+            raise ChainError("a decisions record carries an audit event with an empty event_id")
+        return StageOutput(audit=events)
+    except (CodecError, ChainError, NullRecord, KeyError, TypeError) as exc:
+        return refuse(raw, exc, source, "ledger", StageOutput())
 
 
 @dataclass

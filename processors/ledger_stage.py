@@ -1,4 +1,4 @@
-"""The ledger stage: ``audit-intake`` and ``outcomes`` → ``audit`` + ``checkpoints``, exactly once.
+"""The ledger stage: ``audit-intake``, ``decisions`` and ``outcomes`` → ``audit`` + ``checkpoints``, exactly once.
 
 A thin shell over :class:`processors.ledger_writer.LedgerWriter`, run in its own thread
 inside each processor worker. It is a consume-transform-produce loop on confluent-kafka:
@@ -9,9 +9,13 @@ inside each processor worker. It is a consume-transform-produce loop on confluen
   back at once instead of after a session timeout; fetches batched up to
   ``LOCKGATE_LEDGER_FETCH_WAIT_MS``, :mod:`lockgate.kernel.fetch_batching`). Outcomes are turned into their audit
   events right here by the pure core — no agent and no ``audit-intake`` round trip in
-  between, since nothing but the ledger needs them. Both topics have the same partition
-  count and the group uses the range assignor, so a member owns partition *p* of both,
-  and the events of either land on ``audit`` partition *p*;
+  between, since nothing but the ledger needs them. Likewise, given ``decisions=True``, it
+  reads ``decisions`` and chains the audit events each stored decision carries
+  (:func:`processors.decisions.decision_events`): the decide agent sends a decision's
+  events in the one record it must store anyway, not as separate ``audit-intake`` records.
+  The input topics have the same partition count and the group uses the range assignor,
+  so a member owns partition *p* of each, and the events of any land on ``audit``
+  partition *p*;
 * each batch it polls becomes **one Kafka transaction** holding the chained events
   (``audit``, same partition number as the input partition), the checkpoints that fell
   due (``checkpoints``), dead letters for unreadable input records, and the input
@@ -107,6 +111,7 @@ from lockgate.kernel.kafka_offsets import watermarks
 from lockgate.kernel.partition_reader import StoredRecord, committed_reader, read_partition, read_tail
 from processors.call_watchdog import CallWatchdog
 from processors.crash import crash_worker
+from processors.decisions import decision_events
 from processors.errors import LedgerStageFailed, NullRecord
 from processors.ledger_writer import LedgerWriter, RecoveredPartition
 from processors.outcomes import OutcomeRecorder
@@ -164,7 +169,7 @@ class LedgerStage:
     def __init__(self, writer: LedgerWriter, *, bootstrap: str, topics: Topics, app_id: str,
                  processor_id: str, recovery_timeout_s: float = 60.0, witnesses: Witnesses | None = None,
                  outcomes: OutcomeRecorder | None = None, outcomes_legacy_group: str | None = None,
-                 kafka_debug: str = "", fetch_wait_ms: int = DEFAULT_RECORDING_FETCH_WAIT_MS,
+                 decisions: bool = False, kafka_debug: str = "", fetch_wait_ms: int = DEFAULT_RECORDING_FETCH_WAIT_MS,
                  on_stuck: Callable[[str], None] = crash_worker) -> None:
         if witnesses and not writer.keep_proofs:
             raise ValueError("a ledger stage with witnesses needs a writer that keeps proofs (keep_proofs=True)")
@@ -184,7 +189,8 @@ class LedgerStage:
         self.fetch = batched_fetch(fetch_wait_ms)
         self._watchdog = CallWatchdog(lambda what: on_stuck(f"ledger stage stuck: {what}"))
         self.codec = get_codec()
-        self.inputs = [topics.audit_intake] + ([topics.outcomes] if outcomes is not None else [])
+        self.inputs = ([topics.audit_intake] + ([topics.decisions] if decisions else [])
+                       + ([topics.outcomes] if outcomes is not None else []))
         self.failure: BaseException | None = None
         self.ready = threading.Event()  # set once the transactional producer is initialised
         self._stop = threading.Event()
@@ -380,12 +386,20 @@ class LedgerStage:
 
     def _input_events(self, raw: bytes | None, source: Source,
                       dead_letters: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The events of an input record: an outcome's (from the outcome core), an intake record's
-        own event, or — for a record that is neither — the refusal's event."""
+        """The events of an input record: an outcome's (from the outcome core), a stored
+        decision's, an intake record's own event, or — for a record that is none of these —
+        the refusal's event."""
         if self.outcomes is not None and source.topic == self.topics.outcomes:
             out = self.outcomes.record(raw, source)  # never raises; a refusal carries its dead letter
             if out.dead_letter is not None:
                 OUTCOME_DEAD_LETTERS.inc()
+                dead_letters.append(out.dead_letter)
+            return out.audit
+        if source.topic == self.topics.decisions:
+            out = decision_events(self.codec, raw, source)  # never raises
+            if out.dead_letter is not None:
+                log.error("decisions %s[%d]@%d refused: %s", source.topic, source.partition, source.offset,
+                          out.dead_letter["error"])
                 dead_letters.append(out.dead_letter)
             return out.audit
         try:

@@ -27,9 +27,9 @@ sent, see :mod:`processors.decisions`) whenever a partition's delivery starts an
 same moment the stored decisions are read back. :func:`load_since_us` says how far back:
 ``window + FUTURE_SKEW_US``, which covers every id a replay could still be accepted for
 (a proposal accepted at time D has ``proposed_at <= D + skew``; a replay at ``t`` passes
-the age check only if ``t <= proposed_at + window <= D + skew + window``). The topic keeps
-decisions for ``DECISIONS_RETENTION_MS`` (7 days), so the window may be at most that
-minus the skew (:class:`~processors.settings.ProcessorSettings` checks it).
+the age check only if ``t <= proposed_at + window <= D + skew + window``). The window may be
+at most seven days minus the skew (:data:`~processors.settings.MAX_REPLAY_WINDOW_S`): every
+partition start reads that span of the topic back.
 
 Memory bound: one entry per action id decided in the last ``window + skew`` per owned
 partition (about 200 bytes each; docs/benchmarks.md), dropped oldest-first as time passes.

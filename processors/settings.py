@@ -11,10 +11,14 @@ from lockgate.kernel.fetch_batching import DEFAULT_RECORDING_FETCH_WAIT_MS
 from lockgate.kernel.home import Home, default_home
 from lockgate.kernel.local_broker import DEFAULT_KAFKA_PORT, local_bootstrap
 from processors.replay import FUTURE_SKEW_US
-from schemas.topics import DECISIONS_RETENTION_MS, DEFAULT_PREFIX
+from schemas.topics import DEFAULT_PREFIX
 from trust.tlog import DEFAULT_LOG_NAME, check_log_name
 
-__all__ = ["DEFAULT_CHECKPOINT_INTERVAL_S", "DEFAULT_REPLAY_WINDOW_S", "MAX_REPLAY_WINDOW_S", "ProcessorSettings"]
+__all__ = ["DEFAULT_CHECKPOINT_INTERVAL_S", "DEFAULT_REPLAY_WINDOW_S", "MAX_PROPOSAL_BYTES", "MAX_REPLAY_WINDOW_S",
+           "ProcessorSettings"]
+
+MAX_PROPOSAL_BYTES = 3 * 1024 * 1024
+"""The ceiling of ``LOCKGATE_MAX_RECORD_BYTES`` (see the field)."""
 
 DEFAULT_CHECKPOINT_INTERVAL_S = 5.0
 """Default longest wait between chaining an event and signing a checkpoint over it."""
@@ -22,8 +26,10 @@ DEFAULT_CHECKPOINT_INTERVAL_S = 5.0
 DEFAULT_REPLAY_WINDOW_S = 3600.0
 """Default age (by ``proposed_at``) past which a proposal is refused as a possible replay."""
 
-MAX_REPLAY_WINDOW_S = (DECISIONS_RETENTION_MS * 1000 - FUTURE_SKEW_US) / 1e6
-"""The replay memory is rebuilt from ``decisions``: it cannot span more than the topic keeps."""
+MAX_REPLAY_WINDOW_S = (7 * 24 * 3600 * 1_000_000 - FUTURE_SKEW_US) / 1e6
+"""Seven days less the skew: the replay memory is rebuilt from ``decisions`` at every partition
+start by reading ``window + skew`` of it, and holds one entry per action id decided in that
+span, so the window bounds both the restart's read and the memory."""
 
 
 class ProcessorSettings(BaseSettings):
@@ -37,7 +43,9 @@ class ProcessorSettings(BaseSettings):
     topic_prefix: str = DEFAULT_PREFIX
     processor_port: int = Field(default=8741, ge=0, le=65535)
     processor_id: str = "processor-1"
-    max_record_bytes: int = Field(default=1024 * 1024, gt=0)  # largest proposed action accepted
+    # Largest proposed action accepted. At most 3 MiB: a decision's stored record carries the
+    # proposal up to twice (its action and security events) under the 8 MiB wire ceiling.
+    max_record_bytes: int = Field(default=1024 * 1024, gt=0, le=MAX_PROPOSAL_BYTES)
     require_service_auth: bool = True
     checkpoint_every: int = Field(default=1000, gt=0)  # pending events that make a checkpoint due
     # The log whole-log checkpoints name in their origin (``<log_name>/p<partition>``).

@@ -77,6 +77,7 @@ SCHEMA_NAMES: tuple[str, ...] = (
     "ActionOutcome",
     "PolicySet",
     "AuditEvent",
+    "DecisionRecord",
     "Checkpoint",
     "DeadLetter",
     "ReviewVote",

@@ -5,9 +5,10 @@ lets several stacks or test runs share one cluster. Replay topics (actions, verd
 outcomes, audit-intake, audit, checkpoints) keep records forever by default so history can be
 reconstructed and re-verified; ``policies`` is compacted (latest version per tenant/policy);
 the dead-letter topic keeps raw records for 30 days; ``decisions`` (the decide stage's record
-of what it decided for which input, so a re-delivered input is never decided twice) is
-only needed until its input is committed and keeps 7 days. ``decisions`` has as many
-partitions as ``actions``: a decision lives in its input's partition. ``reviews`` is the log
+of what it decided for which input, so a re-delivered input is never decided twice, and the
+ledger stage's input for the decision's audit events) is kept forever like ``audit-intake``:
+the ledger must be able to chain a decision however long it was down. ``decisions`` has as
+many partitions as ``actions``: a decision lives in its input's partition. ``reviews`` is the log
 of every review (proposal, pending verdict, reviewers' votes, closure; keyed by review id,
 :mod:`trust.reviews`): it is the pending-review state itself, rebuilt by reading it, so it
 keeps records forever and stamps them with the broker's clock (``LogAppendTime``), which is
@@ -19,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["CATALOGUE", "DEAD_LETTER_MAX_BYTES", "DECISIONS_RETENTION_MS", "DEFAULT_PREFIX", "TOPIC_MAX_MESSAGE_BYTES",
+__all__ = ["CATALOGUE", "DEAD_LETTER_MAX_BYTES", "DEFAULT_PREFIX", "TOPIC_MAX_MESSAGE_BYTES",
            "TopicSpec", "Topics"]
 
 DEFAULT_PREFIX = "lockgate."
@@ -30,7 +31,6 @@ DEAD_LETTER_MAX_BYTES = 8 * 1024 * 1024
 TOPIC_MAX_MESSAGE_BYTES = DEAD_LETTER_MAX_BYTES + 65536
 FOREVER = -1
 THIRTY_DAYS_MS = 30 * 24 * 3600 * 1000
-DECISIONS_RETENTION_MS = 7 * 24 * 3600 * 1000
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,9 @@ CATALOGUE: tuple[TopicSpec, ...] = (
               "signed checkpoints of ledger chain heads"),
     TopicSpec("deadletter", 1, "delete", THIRTY_DAYS_MS, "DeadLetter",
               "records that could not be processed, raw, with the error", TOPIC_MAX_MESSAGE_BYTES),
-    TopicSpec("decisions", 4, "delete", DECISIONS_RETENTION_MS, "Verdict",
-              "each decided input's verdict, stored before it is sent; partition = the input's"),
+    TopicSpec("decisions", 4, "delete", FOREVER, "DecisionRecord",
+              "each decided input's verdict and audit events, stored before the verdict is sent; "
+              "partition = the input's", TOPIC_MAX_MESSAGE_BYTES),
     TopicSpec("reviews", 4, "delete", FOREVER, "ReviewVote",
               "reviews: proposals and verdicts under review, reviewers' signed votes, closures; keyed by review id",
               TOPIC_MAX_MESSAGE_BYTES, "LogAppendTime"),

@@ -380,7 +380,8 @@ def test_no_password_in_any_log_or_topic(proxy: ProxyProcess, processor: Process
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer({"bootstrap.servers": processor.bootstrap, "group.id": "pw-scan", "enable.auto.commit": False})
-    for topic in (processor.topics.actions, processor.topics.outcomes, processor.topics.audit_intake):
+    for topic in (processor.topics.actions, processor.topics.outcomes, processor.topics.audit_intake,
+                  processor.topics.decisions):
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         consumer.assign([TopicPartition(topic, p, 0) for p in parts])
         idle = 0

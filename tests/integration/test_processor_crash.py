@@ -27,7 +27,7 @@ import pytest
 
 from lockgate.kernel.partition_reader import committed_reader, read_partition
 from schemas.codec import get_codec
-from schemas.topics import CATALOGUE
+from schemas.topics import CATALOGUE, Topics
 from tests.integration.conftest import (
     ProcessorHandle,
     fresh_topics,
@@ -84,14 +84,18 @@ def _load(handle: ProcessorHandle, workers: _Workers) -> tuple[list[str], Counte
     return executed, results
 
 
-def _intake_ids(bootstrap: str, topic: str) -> list[str]:
-    """Event ids of every record on audit-intake (repeats included: the upstream is at-least-once)."""
+def _intake_ids(bootstrap: str, topics: Topics) -> list[str]:
+    """Event ids of every event sent to the ledger, on audit-intake and in stored decisions
+    (repeats included: the upstream is at-least-once)."""
     codec = get_codec()
     consumer = committed_reader(bootstrap, "test-intake")
     try:
-        return [codec.decode_as("AuditEvent", r.value or b"")["event_id"]
-                for p in range(INTAKE_PARTITIONS)
-                for r in read_partition(consumer, topic, p)]
+        intake = [codec.decode_as("AuditEvent", r.value or b"")["event_id"]
+                  for p in range(INTAKE_PARTITIONS) for r in read_partition(consumer, topics.audit_intake, p)]
+        decided = [e["event_id"] for p in range(INTAKE_PARTITIONS)
+                   for r in read_partition(consumer, topics.decisions, p)
+                   for e in codec.decode_as("DecisionRecord", r.value or b"")["events"]]
+        return intake + decided
     finally:
         consumer.close()
 
@@ -123,7 +127,7 @@ def test_kill_9_mid_load_duplicates_nothing_loses_nothing_and_leaves_nothing_unp
         findings = ledger.verify(home, CHECKPOINT_INTERVAL_S)
         assert findings == [], [f"{f.kind} p{f.partition} s{f.sequence}: {f.message}" for f in findings[:10]]
         log = (tmp_path / "processor.log").read_text(errors="replace")
-        intake = Counter(_intake_ids(kafka_bootstrap, topics.audit_intake))
+        intake = Counter(_intake_ids(kafka_bootstrap, topics))
         repeats = sum(n - 1 for n in intake.values())
         resent = sum(int(n) for n in re.findall(r"(\d+) stored decision\(s\) to re-send", log))
         covered = sum(int(n) for n in re.findall(r"(\d+) uncovered event\(s\) to checkpoint", log))

@@ -216,6 +216,17 @@ def samples(codec: Codec) -> list[Sample]:
     for kind, name, record, detail in audited:
         event = _audit_event(kind, codec.encode(name, record), detail)
         out.append(Sample(f"AuditEvent-{kind}", "AuditEvent", event, {"payload": (name, record)}))
+    proposal_bytes, verdict_bytes = codec.encode("ProposedAction", _proposed_action(True)), codec.encode(
+        "Verdict", _verdict(True))
+    out.append(Sample("DecisionRecord-full", "DecisionRecord", {
+        "input_offset": LONG_MAX, "auth": "ok", "verdict": verdict_bytes,
+        "events": [_audit_event("action", proposal_bytes, None),
+                   _audit_event("security", proposal_bytes, "granted by review r-1"),
+                   _audit_event("verdict", verdict_bytes, None)],
+    }, {"verdict": ("Verdict", _verdict(True))}))
+    out.append(Sample("DecisionRecord-minimal", "DecisionRecord", {
+        "input_offset": 0, "auth": "", "verdict": verdict_bytes, "events": [],
+    }, {"verdict": ("Verdict", _verdict(True))}))
     out.append(Sample("AuditEvent-dead_letter", "AuditEvent",
                       _audit_event("dead_letter", b"not avro \xff", "MalformedRecord: no C3 01 marker")))
     out.append(Sample("Checkpoint", "Checkpoint", {
