@@ -5,7 +5,8 @@ keeps its ``checkpoint_id`` and ``signature`` but edits another field (a lowered
 ``last_sequence``, another root). The edited copy must be a ``forged_checkpoint`` naming
 what differs, never skipped, and the genuine copy must still cover its events — before or
 after the edited one. Identical copies (redelivery) and the witnesses' cosigned copies are
-legitimate and report nothing.
+legitimate and report nothing. A whole-log copy that edits only ``head_hash`` (which the note
+does not sign) is still named, by the stored chain that reproduces the signed root.
 """
 
 from __future__ import annotations
