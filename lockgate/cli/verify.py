@@ -550,7 +550,9 @@ the window, the summary for actions proposed in it.
 Each finding names its kind, ledger partition, sequence and event id; view and topic
 findings also the action, table, column, stored value and ledger value (--json: "table",
 "column", "stored", "ledger"), and so does a forged_checkpoint that is an edited copy of a
-validly signed checkpoint (the fields it differs in, its values and the signed copy's).
+validly signed checkpoint (the fields it differs in, its values and the signed copy's), or a
+whole-log copy whose head_hash is not the hash of the last event its signed root commits to
+(judged where the stored chain reproduces the root; "ledger" is the chain's hash).
 Every stored checkpoint record is checked; only field-for-field identical copies count once.
 Kinds:
 modified_record, deleted_record, inserted_record, reordered_records, truncated_tail,

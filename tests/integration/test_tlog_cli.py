@@ -70,6 +70,33 @@ def test_an_added_edited_copy_of_a_cosigned_checkpoint_is_forged_and_the_cosigne
         ("forged_checkpoint", 0, "p0@9", "last_sequence", {"last_sequence": 3}, {"last_sequence": 8})]
 
 
+@pytest.mark.parametrize(("replace", "attributed"), [
+    ("unhex(repeat('01', 32)) AS head_hash", True),
+    ("created_at - 1 AS created_at", False),
+], ids=["head_hash", "created_at"])
+def test_an_added_copy_differing_in_a_field_the_note_does_not_sign(
+        ledger: tuple[Path, dict[str, Any]], replace: str, attributed: bool) -> None:
+    # Same note, another head_hash: the stored chain reproduces the root, whose last leaf is the
+    # genuine head, so exactly the added copy is named. Another created_at: nothing signed
+    # covers it, so one finding lists both copies' values and blames neither.
+    home, info = ledger
+    res = _helper(home, "sql", str(home),
+                  f"INSERT INTO {{db}}.checkpoints SELECT * REPLACE ({replace}) "
+                  "FROM {db}.checkpoints WHERE checkpoint_id = 'p0@9'",
+                  "SELECT count() FROM {db}.checkpoints WHERE checkpoint_id = 'p0@9'")
+    assert res["results"][-1] == "2", res
+    report = _verify(home, 1, "--witness-key", info["witness_vkey"])
+    (f,) = report["findings"]
+    assert (f["kind"], f["partition"], f["checkpoint_id"]) == ("forged_checkpoint", 0, "p0@9")
+    if attributed:
+        assert f["column"] == "head_hash" and f["stored"] == {"head_hash": "01" * 32}
+        assert len(f["ledger"]["head_hash"]) == 64 and f["ledger"] != f["stored"]
+        assert "this copy was edited in the store" in f["message"]
+    else:
+        assert f["column"] == "created_at" and len(f["stored"]) == 2 and f["ledger"] is None
+        assert "no signature says which" in f["message"]
+
+
 def test_inclusion_proofs_against_whole_log_checkpoints(ledger: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     home, info = ledger
     out = tmp_path / "proof.json"

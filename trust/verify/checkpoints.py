@@ -15,7 +15,10 @@ a legitimate copy is: for an interval checkpoint the signature covers every fiel
 copies that both verify were both signed (a re-issue); a whole-log checkpoint's note does
 not sign ``head_hash``, ``created_at`` or ``processor_id``, and the witnesses' copies add
 cosignature lines to the note — those lines are the only way two copies of one signed note
-may differ (the lines themselves are judged by :mod:`trust.verify.cosignatures`).
+may differ (the lines themselves are judged by :mod:`trust.verify.cosignatures`). Copies
+of one note that differ in ``head_hash`` are told apart by the stored chain where it
+reproduces the note's root (the root commits to the last leaf, so the chain's hash at
+``size - 1`` is the genuine head); ``created_at`` and ``processor_id`` nothing signed covers.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from trust.tlog import NOTE_FORMAT, LogCheckpoint, open_log_checkpoint
 from trust.verify.findings import Finding, FindingKind, PartitionState
 from trust.verify.record_fields import differing_fields, field_identity, json_value, plain_bytes
 
-__all__ = ["SignedCheckpoints", "signed_checkpoints", "verify_checkpoints"]
+__all__ = ["NoteCopies", "SignedCheckpoints", "signed_checkpoints", "verify_checkpoints"]
 
 
 _COMPARED = tuple(f for f in CHECKPOINT_FIELDS if f != "signature_format")
@@ -136,33 +139,91 @@ def _log_signed_part(opened: LogCheckpoint) -> tuple[Any, ...]:
     return opened.origin, opened.size, opened.root, tuple(sorted(s.line() for s in opened.log_signatures))
 
 
-def _unsigned_edits(copies: list[_Copy]) -> list[Finding]:
+@dataclass(frozen=True)
+class NoteCopies:
     """Whole-log copies of one checkpoint that carry the same signed note (cosignature lines
     aside) but differ in a field the note does not sign (``head_hash``, ``created_at``,
-    ``processor_id``): one was edited in the store, and no signature says which."""
-    by_note: dict[tuple[Any, ...], dict[tuple[Any, ...], Mapping[str, Any]]] = {}
+    ``processor_id``): one or more was edited in the store."""
+
+    opened: LogCheckpoint
+    """The note they share (origin, size, root)."""
+    records: list[Mapping[str, Any]]
+    """One record per distinct set of unsigned values, in an order that does not depend on storage."""
+
+
+def _note_copies(copies: list[_Copy]) -> list[NoteCopies]:
+    by_note: dict[tuple[Any, ...], tuple[LogCheckpoint, dict[tuple[Any, ...], Mapping[str, Any]]]] = {}
     for c in copies:
         if c.opened is not None:
-            by_note.setdefault(_log_signed_part(c.opened), {}).setdefault(
-                (*field_identity(c.record, _UNSIGNED_BY_NOTE), checkpoint_format(c.record)), c.record)
-    findings: list[Finding] = []
-    for variants in by_note.values():
-        if len(variants) < 2:
-            continue
-        records = [variants[k] for k in sorted(variants, key=repr)]
-        diff = sorted({f for r in records[1:] for f in _differs(r, records[0], _UNSIGNED_BY_NOTE)},
-                      key=_COMPARED.index)
-        first = records[0]
-        findings.append(Finding(
-            FindingKind.FORGED_CHECKPOINT, first["ledger_partition"], first["first_sequence"], None,
-            f"{len(records)} stored copies of whole-log checkpoint {first['checkpoint_id']!r} carry the same "
-            f"signed note but differ in {', '.join(diff)}, which the note does not sign: a copy was edited in "
-            "the store and no signature says which (compare the store with the replay topics: "
-            "verify --against-topics)",
-            checkpoint_id=first["checkpoint_id"], table="checkpoints", column=", ".join(diff),
-            stored=[{f: json_value(r.get(f)) for f in diff} for r in records],
-        ))
-    return findings
+            _, variants = by_note.setdefault(_log_signed_part(c.opened), (c.opened, {}))
+            variants.setdefault((*field_identity(c.record, _UNSIGNED_BY_NOTE), checkpoint_format(c.record)), c.record)
+    return [NoteCopies(opened, [variants[k] for k in sorted(variants, key=repr)])
+            for opened, variants in by_note.values() if len(variants) > 1]
+
+
+def _committed_head(opened: LogCheckpoint, state: PartitionState | None) -> bytes | None:
+    """The hash of event ``size - 1``, the last leaf the signed root commits to, when the stored
+    chain from sequence 0 reproduces that root; ``None`` when the chain cannot say (nothing stored,
+    verified from an anchor, or the chain is missing or altered there: its own finding)."""
+    if state is None or state.first_sequence != 0 or opened.size < 1:
+        return None
+    hashes = state.hashes(0, opened.size - 1)
+    if hashes is None or merkle_root(hashes) != opened.root:
+        return None
+    return hashes[-1]
+
+
+def _unsigned_edits(copies: NoteCopies, state: PartitionState | None) -> list[Finding]:
+    """Findings for copies of one signed note that differ in unsigned fields.
+
+    ``head_hash`` is decided by a signature after all: the root commits to every leaf, so where
+    the stored chain reproduces the root, a copy whose ``head_hash`` is not the hash of event
+    ``size - 1`` is the edited one (a ``forged_checkpoint`` each, naming its values against
+    the genuine copy's) and a copy that has it is not blamed. ``created_at`` and
+    ``processor_id`` are covered by nothing signed: copies that differ there, or in
+    ``head_hash`` where the chain cannot decide, are one finding naming every copy and saying
+    that no signature says which was edited.
+    """
+    head = _committed_head(copies.opened, state)
+    if head is None:
+        return _unattributed(copies.records)
+    kept = [r for r in copies.records if r.get("head_hash") == head]
+    return [_edited_head(r, copies.opened, head, kept) for r in copies.records
+            if r.get("head_hash") != head] + _unattributed(kept)
+
+
+def _edited_head(record: Mapping[str, Any], opened: LogCheckpoint, head: bytes,
+                 kept: list[Mapping[str, Any]]) -> Finding:
+    genuine: Mapping[str, Any] = kept[0] if kept else {"head_hash": head}
+    diff = differing_fields(record, genuine, _UNSIGNED_BY_NOTE if kept else ("head_hash",))
+    cp_id = record["checkpoint_id"]
+    return Finding(
+        FindingKind.FORGED_CHECKPOINT, record["ledger_partition"], record["first_sequence"], None,
+        f"a stored copy of whole-log checkpoint {cp_id!r} has head_hash {json_value(record.get('head_hash'))!r}, "
+        f"but the signed root commits to event {opened.size - 1}, whose stored hash reproduces the root, "
+        f"and that hash is {head.hex()!r}: this copy was edited in the store"
+        + (f" (it differs from the genuine copy in {', '.join(diff)}); the genuine copy counts" if kept else ""),
+        checkpoint_id=cp_id, table="checkpoints", column=", ".join(diff),
+        stored={f: json_value(record.get(f)) for f in diff},
+        ledger={f: json_value(genuine.get(f)) for f in diff},
+    )
+
+
+def _unattributed(records: list[Mapping[str, Any]]) -> list[Finding]:
+    if len(records) < 2:
+        return []
+    diff = sorted({f for r in records[1:] for f in _differs(r, records[0], _UNSIGNED_BY_NOTE)},
+                  key=_COMPARED.index)
+    first = records[0]
+    return [Finding(
+        FindingKind.FORGED_CHECKPOINT, first["ledger_partition"], first["first_sequence"], None,
+        f"{len(records)} stored copies of whole-log checkpoint {first['checkpoint_id']!r} carry the same "
+        f"signed note but differ in {', '.join(diff)}, which the note does not sign: a copy was edited in "
+        "the store and no signature says which (compare the store with the replay topics: "
+        "verify --against-topics)",
+        checkpoint_id=first["checkpoint_id"], table="checkpoints", column=", ".join(diff),
+        stored=[{f: json_value(r.get(f)) for f in diff} for r in records],
+    )]
 
 
 @dataclass
@@ -174,6 +235,9 @@ class SignedCheckpoints:
     logs: dict[int, list[LogCheckpoint]] = field(default_factory=dict)
     valid: dict[int, list[Mapping[str, Any]]] = field(default_factory=dict)
     forged: list[Finding] = field(default_factory=list)
+    edited: list[NoteCopies] = field(default_factory=list)
+    """Whole-log copies that differ in unsigned fields: all valid; the findings need the stored
+    chain (:func:`verify_checkpoints`)."""
 
 
 def signed_checkpoints(checkpoints: Iterable[Mapping[str, Any]], keyring: Keyring, *,
@@ -185,9 +249,9 @@ def signed_checkpoints(checkpoints: Iterable[Mapping[str, Any]], keyring: Keyrin
     from the validly signed copy of the same ``checkpoint_id`` (that one still counts);
     whole-log copies that verify and differ only in cosignature lines are the witnesses'
     republished copies, all valid; whole-log copies whose signed note is the same but whose
-    unsigned fields differ are valid (the note fixes what they cover) and one
-    ``forged_checkpoint`` names the differing fields. ``log_name``, when given, is the log
-    every whole-log checkpoint's origin must name.
+    unsigned fields differ are valid (the note fixes what they cover) and are kept in
+    ``edited`` for :func:`verify_checkpoints`, which judges them against the stored chain.
+    ``log_name``, when given, is the log every whole-log checkpoint's origin must name.
     """
     out = SignedCheckpoints()
     copies = [_check(cp, keyring, log_name) for cp in _distinct(checkpoints)]
@@ -208,7 +272,7 @@ def signed_checkpoints(checkpoints: Iterable[Mapping[str, Any]], keyring: Keyrin
             out.forged.append(_forged(c.record, c.problem, _closest(c.record, twins)))
     for cp_id, group in genuine.items():
         if cp_id is not None:
-            out.forged.extend(_unsigned_edits(group))
+            out.edited.extend(_note_copies(group))
     return out
 
 
@@ -226,6 +290,8 @@ def verify_checkpoints(
     """
     s = signed if signed is not None else signed_checkpoints(checkpoints, keyring, log_name=log_name)
     findings = list(s.forged)
+    for copies in s.edited:
+        findings.extend(_unsigned_edits(copies, states.get(copies.opened.partition)))
     for part, cps in s.intervals.items():
         newest_log = max((c.size - 1 for c in s.logs.get(part, [])), default=-1)
         findings.extend(_interval_findings(part, cps, states.get(part), newest_log))

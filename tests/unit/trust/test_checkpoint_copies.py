@@ -5,7 +5,8 @@ keeps its ``checkpoint_id`` and ``signature`` but edits another field (a lowered
 ``last_sequence``, another root). The edited copy must be a ``forged_checkpoint`` naming
 what differs, never skipped, and the genuine copy must still cover its events — before or
 after the edited one. Identical copies (redelivery) and the witnesses' cosigned copies are
-legitimate and report nothing.
+legitimate and report nothing. A whole-log copy that edits only ``head_hash`` (which the note
+does not sign) is still named, by the stored chain that reproduces the signed root.
 """
 
 from __future__ import annotations
@@ -148,10 +149,12 @@ def test_a_cosigned_copy_with_an_edited_cosignature_is_reported_by_the_cosignatu
     assert _verify(events, [plain, edited]) == []
 
 
-@pytest.mark.parametrize("edit", [{"created_at": T0 - 1}, {"head_hash": b"\x01" * 32, "processor_id": "evil"}])
+@pytest.mark.parametrize("edit", [{"created_at": T0 - 1}, {"processor_id": "evil"},
+                                  {"created_at": T0 - 1, "processor_id": "evil"}])
 def test_whole_log_copies_differing_in_unsigned_fields_are_named_in_any_order(edit: dict[str, Any]) -> None:
-    """The note does not sign ``head_hash``, ``created_at`` or ``processor_id``: both copies
-    verify and cover the same events, and one finding names the fields they disagree on."""
+    """The note does not sign ``created_at`` or ``processor_id`` and nothing else signed covers
+    them: both copies verify and cover the same events, and one finding names the fields they
+    disagree on and every copy's values, blaming neither."""
     events = _events()
     genuine = _cosign(_log_checkpoint(events))
     edited = {**genuine, **edit}
@@ -159,6 +162,74 @@ def test_whole_log_copies_differing_in_unsigned_fields_are_named_in_any_order(ed
         findings = _verify(events, cps)
         assert _kinds(findings) == [(K.FORGED_CHECKPOINT, 0, genuine["checkpoint_id"])]
         assert findings[0].column == ", ".join(sorted(edit, key=list(genuine).index))
-        assert "does not sign" in findings[0].message
+        assert "no signature says which" in findings[0].message
         assert len(findings[0].stored) == 2
     assert _verify(events, [edited, genuine])[0] == _verify(events, [genuine, edited])[0]
+
+
+@pytest.mark.parametrize("edit", [{"head_hash": b"\x01" * 32}, {"head_hash": b"\x01" * 32, "processor_id": "evil"}])
+@pytest.mark.parametrize("edited_first", [True, False], ids=["edited-first", "genuine-first"])
+def test_a_whole_log_copy_with_an_edited_head_hash_is_named_by_the_chain(
+    edit: dict[str, Any], edited_first: bool
+) -> None:
+    """The note does not sign ``head_hash``, but its root commits to every leaf: where the stored
+    chain reproduces the root, the hash of event ``size - 1`` is the genuine head, and the copy
+    that carries another one is the edited copy; the genuine copy is not blamed."""
+    events = _events()
+    genuine = _cosign(_log_checkpoint(events))
+    assert genuine["head_hash"] == events[-1]["hash"]
+    edited = {**genuine, **edit}
+    findings = _verify(events, [edited, genuine] if edited_first else [genuine, edited])
+    assert _kinds(findings) == [(K.FORGED_CHECKPOINT, 0, genuine["checkpoint_id"])]
+    (f,) = findings
+    names = sorted(edit, key=list(genuine).index)
+    assert f.column == ", ".join(names)
+    assert f.stored == {n: edit[n].hex() if isinstance(edit[n], bytes) else edit[n] for n in names}
+    assert f.ledger == {n: genuine[n].hex() if isinstance(genuine[n], bytes) else genuine[n] for n in names}
+    assert "this copy was edited in the store" in f.message
+    assert "no signature says which" not in f.message
+
+
+def test_every_whole_log_copy_with_a_wrong_head_hash_is_named_even_with_no_genuine_copy() -> None:
+    events = _events()
+    genuine = _log_checkpoint(events)
+    one, two = {**genuine, "head_hash": b"\x01" * 32}, {**genuine, "head_hash": b"\x02" * 32}
+    findings = _verify(events, [two, one])
+    assert _kinds(findings) == [(K.FORGED_CHECKPOINT, 0, genuine["checkpoint_id"])] * 2
+    assert sorted(f.stored["head_hash"] for f in findings) == [(b"\x01" * 32).hex(), (b"\x02" * 32).hex()]
+    assert {f.ledger["head_hash"] for f in findings} == {events[-1]["hash"].hex()}
+    assert _verify(events, [one, two]) == findings
+
+
+def test_a_head_hash_edit_is_named_and_the_genuine_copies_unsigned_edits_still_reported() -> None:
+    """Three copies: two with the genuine head_hash that differ in created_at (undecidable), one
+    with another head_hash (decided by the chain): two findings, the second blaming neither."""
+    events = _events()
+    genuine = _log_checkpoint(events)
+    later, edited = {**genuine, "created_at": T0 + 99}, {**genuine, "head_hash": b"\x01" * 32}
+    findings = _verify(events, [later, edited, genuine])
+    assert _kinds(findings) == [(K.FORGED_CHECKPOINT, 0, genuine["checkpoint_id"])] * 2
+    by_column = {f.column: f for f in findings}
+    assert by_column["head_hash"].stored == {"head_hash": (b"\x01" * 32).hex()}
+    assert "no signature says which" in by_column["created_at"].message
+    assert by_column["created_at"].stored == [{"created_at": T0 + 5}, {"created_at": T0 + 99}]
+
+
+@pytest.mark.parametrize("chain", ["absent", "last-hash-edited", "anchored"])
+def test_when_the_chain_cannot_decide_a_head_hash_edit_blames_no_copy(chain: str) -> None:
+    """No stored chain, a chain that no longer reproduces the root (its own finding), or a chain
+    verified from an anchor (no events from 0): nothing says which head_hash is genuine."""
+    events = _events()
+    genuine = _log_checkpoint(events)
+    edited = {**genuine, "head_hash": b"\x01" * 32}
+    kw: dict[str, Any] = {}
+    if chain == "absent":
+        events = []
+    elif chain == "last-hash-edited":
+        events = [*events[:-1], {**events[-1], "hash": b"\x01" * 32}]
+    else:
+        kw["anchors"] = {0: (2, events[1]["hash"])}
+        events = events[2:]
+    forged = [f for f in _verify(events, [edited, genuine], **kw) if f.kind is K.FORGED_CHECKPOINT]
+    assert [(f.column, len(f.stored)) for f in forged] == [("head_hash", 2)]
+    assert "no signature says which" in forged[0].message
