@@ -6,39 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from processors.decider import Decider, DecisionResult, StoredDecision
 from processors.policy.engine import CompiledPolicy
 from processors.policy.files import load_policy_file
 from processors.stage import Source
 from schemas.codec import Codec, get_codec
+from tests.unit.processors.conftest import proposal
 from trust.keys import SigningKey
 from trust.registry import ServiceRegistry
-from trust.signatures import sign_record, verify_record
+from trust.signatures import verify_record
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "processors" / "policies" / "example.yaml"
 PROCESSOR_KEY = SigningKey.generate()
 POLICY = CompiledPolicy.from_record(load_policy_file(EXAMPLE, version=4))
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> tuple[ServiceRegistry, SigningKey]:
-    reg = ServiceRegistry(tmp_path)
-    key, _ = reg.add_service("billing")
-    return reg, key
-
-
-def proposal(key: SigningKey | None, **over: Any) -> dict[str, Any]:
-    rec: dict[str, Any] = {
-        "action_id": "a-1", "correlation_id": "c-1", "proposed_at": 1, "tenant": "default",
-        "service": "billing", "actor": {"id": "alice", "roles": [], "attributes": {}},
-        "type": "db.query", "resource": "db/prod/orders", "attributes": {"sql": "DELETE FROM orders"},
-        "change_json": None, "reply_topic": "lockgate.verdicts", "reply_partition": 2,
-        "reply_instance": "inst", "service_key_id": None, "service_signature": None,
-    }
-    rec.update(over)
-    return sign_record(rec, "service_signature", None, key) if key else rec
 
 
 def decider(reg: ServiceRegistry | None, codec: Codec | None = None, policy: CompiledPolicy | None = POLICY

@@ -21,9 +21,9 @@ from processors.policy.files import load_policy_file
 from processors.stage import Source
 from schemas.codec import get_codec
 from schemas.records import audit_event
+from tests.unit.processors.conftest import proposal
 from trust.keys import SigningKey
 from trust.registry import ServiceRegistry, ServiceVerification
-from trust.signatures import sign_record
 
 CODEC = get_codec()
 EXAMPLE = Path(__file__).resolve().parents[3] / "processors" / "policies" / "example.yaml"
@@ -33,22 +33,8 @@ ACTIONS = Source("lockgate.actions", 2, 42, b"a-1")
 DECISIONS = Source("lockgate.decisions", 2, 7, b"a-1")
 
 
-@pytest.fixture
-def registry(tmp_path: Path) -> tuple[ServiceRegistry, SigningKey]:
-    reg = ServiceRegistry(tmp_path)
-    key, _ = reg.add_service("billing")
-    return reg, key
-
-
 def _proposal(key: SigningKey | None) -> bytes:
-    rec: dict[str, Any] = {
-        "action_id": "a-1", "correlation_id": "c-1", "proposed_at": 1, "tenant": "default",
-        "service": "billing", "actor": {"id": "alice", "roles": [], "attributes": {}},
-        "type": "db.query", "resource": "db/prod/orders", "attributes": {"sql": "DELETE FROM orders"},
-        "change_json": None, "reply_topic": "lockgate.verdicts", "reply_partition": 2,
-        "reply_instance": "inst", "service_key_id": None, "service_signature": None,
-    }
-    return CODEC.encode("ProposedAction", sign_record(rec, "service_signature", None, key) if key else rec)
+    return CODEC.encode("ProposedAction", proposal(key))
 
 
 def _stored(reg: ServiceRegistry, raw: bytes) -> tuple[bytes, Any]:

@@ -76,13 +76,6 @@ def test_recovery_is_complete_once_an_earlier_input_is_read() -> None:
 # -- outcome recorder -----------------------------------------------------------------
 
 
-@pytest.fixture
-def registry(tmp_path: Path) -> tuple[ServiceRegistry, SigningKey]:
-    reg = ServiceRegistry(tmp_path)
-    key, _ = reg.add_service("billing")
-    return reg, key
-
-
 def _outcome(key: SigningKey | None) -> bytes:
     rec: dict[str, Any] = {
         "outcome_id": "o-1", "action_id": "a-1", "correlation_id": "c-1", "recorded_at": 1, "tenant": "acme",
