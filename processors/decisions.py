@@ -80,7 +80,10 @@ def _auth(raw: str) -> ServiceVerification | None:
 
 def parse_decision(value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> tuple[int, StoredDecision] | None:
     """``(input offset, decision)`` from a ``decisions`` record of either format, or ``None``
-    if it is not one (see the module docstring)."""
+    if it is not one (see the module docstring). A record whose verdict bytes do not decode as
+    a Verdict is not one: no requester can have been sent it, so the input is decided anew
+    rather than answered with bytes that would fail the decider (a forged record on
+    ``decisions`` must not stop a partition from being decided)."""
     if value is None:
         return None
     codec = get_codec()
@@ -91,13 +94,17 @@ def parse_decision(value: bytes | None, headers: Sequence[tuple[str, bytes]]) ->
     try:
         if current:
             rec = codec.decode_as("DecisionRecord", value)
-            return int(rec["input_offset"]), StoredDecision(bytes(rec["verdict"]), _auth(rec["auth"]),
-                                                           carries_events=True)
-        found = dict(headers)
-        raw_offset, raw_auth = found.get(OFFSET_HEADER), found.get(AUTH_HEADER)
-        if raw_offset is None:
-            return None
-        return int(raw_offset.decode()), StoredDecision(value, _auth(raw_auth.decode()) if raw_auth else None)
+            offset, stored = int(rec["input_offset"]), StoredDecision(bytes(rec["verdict"]), _auth(rec["auth"]),
+                                                                     carries_events=True)
+        else:
+            found = dict(headers)
+            raw_offset, raw_auth = found.get(OFFSET_HEADER), found.get(AUTH_HEADER)
+            if raw_offset is None:
+                return None
+            offset, stored = int(raw_offset.decode()), StoredDecision(value, _auth(raw_auth.decode()) if raw_auth
+                                                                      else None)
+        codec.decode_as("Verdict", stored.verdict)  # a verdict nobody could have been sent is no decision
+        return offset, stored
     except (CodecError, ValueError):
         return None
 

@@ -110,3 +110,6 @@ def test_parse_refuses_what_is_not_a_decision() -> None:
     assert parse_decision(broken, []) is None  # truncated
     assert parse_decision(CODEC.encode("DecisionRecord", {"input_offset": 1, "auth": "nonsense", "verdict": b"v",
                                                           "events": []}), []) is None
+    # A verdict that does not decode (a forged record): not a decision, so it is never re-sent.
+    assert parse_decision(CODEC.encode("DecisionRecord", {"input_offset": 0, "auth": "", "verdict": b"v",
+                                                          "events": []}), []) is None

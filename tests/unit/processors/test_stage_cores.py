@@ -15,6 +15,7 @@ from processors.outcomes import OutcomeRecorder
 from processors.registry_watch import RegistryWatcher
 from processors.stage import Source
 from schemas.codec import get_codec
+from tests.unit.schemas.codec_samples import samples
 from trust.keys import SigningKey
 from trust.registry import ServiceRegistry, ServiceVerification
 from trust.signatures import sign_record
@@ -31,7 +32,8 @@ def _d(tag: str) -> StoredDecision:
 
 
 def test_decision_records_round_trip_through_their_headers() -> None:
-    stored = StoredDecision(b"verdict bytes", ServiceVerification.UNSIGNED)
+    verdict = CODEC.encode("Verdict", next(s.record for s in samples(CODEC) if s.name == "Verdict"))
+    stored = StoredDecision(verdict, ServiceVerification.UNSIGNED)
     assert parse_decision(stored.verdict, decision_headers(41, stored)) == (41, stored)
     assert parse_decision(b"x", [("lockgate.input-offset", b"nope")]) is None
     assert parse_decision(None, decision_headers(1, stored)) is None
