@@ -80,7 +80,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
-from lockgate.kernel.kafka_offsets import resume_offset
+from lockgate.kernel.kafka_offsets import resume_offset, watermarks
 from lockgate.kernel.partition_reader import StoredRecord, committed_reader, read_range, read_since, read_tail
 from processors.acks import InOrderAcks
 from processors.crash import crash_worker
@@ -351,6 +351,10 @@ def faust_instance_id(processor_id: str) -> str:
     return f"{processor_id}-{_SUBSCRIPTION}"
 
 
+async def _handled() -> None:
+    """A record's finish when it has nothing left to do (it was handled before it was handed)."""
+
+
 def _app_id(prefix: str) -> str:
     return "lockgate-processor-" + (re.sub(r"[^A-Za-z0-9_-]", "-", prefix).strip("-") or "default")
 
@@ -462,7 +466,12 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
         source = Source(topics.reviews, record.partition, record.offset, record.key)
         await handle_review(record.value, source, record.timestamp_ms * 1000)
 
-    rebuilds = DeskRebuilds(desk, reviews_resume_at, reviews_range, replay_review, publish_closures, crash_worker)
+    def reviews_end(partition: int) -> int:
+        """Blocking (executor): the stable end offset of ``reviews[partition]``."""
+        return watermarks(reviews_reader, TopicPartition(topics.reviews, partition), 10.0)[1]
+
+    rebuilds = DeskRebuilds(desk, reviews_resume_at, reviews_range, replay_review, publish_closures, crash_worker,
+                            end=reviews_end)
 
     def review_records(result: DecisionResult) -> list[_Out]:
         """A held (or break-glass) action's proposal and verdict, to open its review."""
@@ -489,7 +498,8 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
 
     async def start_review(event: Any) -> Awaitable[None]:
         msg = event.message
-        await rebuilds.ready(msg.partition, msg.offset)  # normally rebuilt at assignment already
+        if not await rebuilds.ready(msg.partition, msg.offset):  # normally rebuilt at assignment already
+            return _handled()  # handled here before the consumer handed it (a stalled partition)
         at_us = int((msg.timestamp or 0) * 1_000_000)
         return handle_review(event.value, Source(msg.topic, msg.partition, msg.offset, msg.key), at_us)
 
@@ -507,6 +517,11 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
         closures = desk.expire()
         if closures:
             await publish_closures(closures)
+
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
+    async def catch_up_stalled_reviews() -> None:
+        """Handle reviews records the consumer never handed (:mod:`processors.reviews.rebuilds`)."""
+        await rebuilds.check_stalls()
 
     def reviews_of(tps: set[TP]) -> list[int]:
         return [tp.partition for tp in tps if tp.topic == topics.reviews]
@@ -654,5 +669,5 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     _ = (decide, load_policies, watch_registry, start_threads, stop_threads, healthz, metrics, review,
-         expire_reviews, grants_page, rebuild_assigned_reviews, suspend_revoked_reviews)
+         expire_reviews, catch_up_stalled_reviews, grants_page, rebuild_assigned_reviews, suspend_revoked_reviews)
     return app

@@ -35,6 +35,15 @@ Races, and how each ends:
   the records in between are read and **handled** first, with their effects
   (``replay``), in log order: at-least-once, as a redelivery would (event ids come from
   the record's coordinates, the first closure of a review wins).
+* **The consumer skips the last records of a partition.** The same loss with no record
+  after it to reveal the gap: a vote written while no worker ran, dropped by Faust at the
+  resume position, left its requester waiting forever, on a live worker that owned the
+  partition (seen once in CI, under load). So :meth:`DeskRebuilds.check_stalls` (on a
+  timer) compares each held partition's state with the partition's stable end: when the
+  state has stayed behind it for ``stall_s``, the records in between are handled with
+  their effects, like skipped ones. If the consumer was only slow and hands them later,
+  :meth:`DeskRebuilds.ready` says so and the agent passes them by (handled once, not
+  rebuilt and handled again).
 * **The partition is revoked before the rebuild finishes.** Every assignment and
   revocation bumps the partition's epoch; a rebuild installs its state only if the epoch
   is still its own, so a late result never overwrites a newer one. A revoked partition is
@@ -53,6 +62,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
@@ -76,22 +86,33 @@ class DeskRebuilds:
     wait until its outputs are acknowledged.
     ``publish(closures)``: publish ``(review id, Verdict)`` closures on the reviews topic.
     ``fail(reason)``: stop the worker (it does not return in production).
+    ``end(partition)``: the partition's stable end offset (blocking), for :meth:`check_stalls`.
+    ``stall_s``: how long a held state may stay behind that end before the records are
+    handled here rather than waited for.
     """
 
     def __init__(self, desk: ReviewDesk, position: Callable[[int], int],
                  read: Callable[[int, int, int], Iterable[StoredRecord]],
                  replay: Callable[[StoredRecord], Awaitable[None]],
-                 publish: Callable[[list[tuple[str, bytes]]], Awaitable[None]], fail: Callable[[str], None]) -> None:
+                 publish: Callable[[list[tuple[str, bytes]]], Awaitable[None]], fail: Callable[[str], None],
+                 end: Callable[[int], int] | None = None, stall_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.desk = desk
         self.position = position
         self.read = read
         self.replay = replay
         self.publish = publish
         self.fail = fail
+        self.end = end
+        self.stall_s = stall_s
+        self.clock = clock
         self._epoch: dict[int, int] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._assigned: set[int] = set()
         self._lock = asyncio.Lock()
+        self._handled_here: dict[int, tuple[int, int]] = {}  # offsets replayed, not handed, on the current state
+        self._since: dict[int, tuple[int | None, float]] = {}  # state end last seen, and since when
+        self._quiet_end: dict[int, int] = {}  # a stable end with no records left to hand (markers)
 
     def assigned(self, partitions: Iterable[int]) -> None:
         """The group's whole new assignment of reviews partitions (call on the event loop)."""
@@ -111,9 +132,11 @@ class DeskRebuilds:
         self._assigned -= gone
         self.desk.suspend(gone)
 
-    async def ready(self, partition: int, offset: int) -> None:
+    async def ready(self, partition: int, offset: int) -> bool:
         """Return once the desk's state of ``partition`` ends right before ``offset``, the
-        record the agent is about to handle. Raises what a failed rebuild raised."""
+        record the agent is about to handle: ``True``. ``False`` when this record was already
+        handled here, as one the consumer seemed to have skipped (the agent must pass it by).
+        Raises what a failed rebuild raised."""
         mine: asyncio.Task[None] | None = None
         caught_up = False
         while True:
@@ -124,7 +147,12 @@ class DeskRebuilds:
             if task is not None and not task.cancelled() and task.exception() is not None:
                 raise RuntimeError(f"reviews[{partition}]: no review state") from task.exception()
             if not self.desk.needs_rebuild(partition, offset):
-                return
+                return True
+            here = self._handled_here.get(partition)
+            if here is not None and here[0] <= offset < here[1] and self.desk.holds(partition):
+                log.info("reviews[%d]: handed offset %d, already handled as a skipped record; passing it by",
+                         partition, offset)
+                return False
             held = self.desk.next_offset(partition) if self.desk.holds(partition) else None
             if held is not None and held < offset and not caught_up:
                 caught_up = True  # once: if records are missing from what it reads, rebuild instead
@@ -136,23 +164,70 @@ class DeskRebuilds:
                             partition, offset, self.desk.next_offset(partition))
             mine = self._start(partition, offset)  # again if a revocation superseded the last one
 
-    async def _catch_up(self, partition: int, start: int, end: int) -> None:
-        """Handle the records ``start <= offset < end`` the consumer skipped (module docstring)."""
-        log.warning("reviews[%d]: handed offset %d, but offsets %d to %d were never handed; handling them first",
-                    partition, end, start, end - 1)
+    async def check_stalls(self) -> None:
+        """Handle the records of each held partition that the agent was not handed within
+        ``stall_s`` of their reaching the log (module docstring). Never raises: a failed
+        read handles nothing, so the next call tries again with nothing lost."""
+        if self.end is None:
+            return
+        now = self.clock()
+        for partition in sorted(self._assigned):
+            task = self._tasks.get(partition)
+            if (task is not None and not task.done()) or not self.desk.holds(partition):
+                continue
+            held = self.desk.next_offset(partition)
+            seen = self._since.get(partition)
+            if held is None or seen is None or seen[0] != held:
+                self._since[partition] = (held, now)
+                continue
+            if now - seen[1] < self.stall_s:
+                continue
+            self._since[partition] = (held, now)
+            try:
+                async with self._lock:
+                    end = await _blocking(self.end, partition)
+            except Exception as exc:
+                log.warning("reviews[%d]: cannot read the partition's end (%s); checking again", partition, exc)
+                continue
+            if end <= held or self._quiet_end.get(partition) == end:
+                continue
+            log.warning("reviews[%d]: offsets %d to %d reached the log %.0f s or more ago and were never handed; "
+                        "handling them here", partition, held, end - 1, self.stall_s)
+            try:
+                await self._catch_up(partition, held, end, fatal=False)
+            except Exception as exc:
+                log.warning("reviews[%d]: cannot handle offsets %d to %d yet (%s); checking again",
+                            partition, held, end - 1, exc)
+                continue
+            if self.desk.next_offset(partition) == held:
+                self._quiet_end[partition] = end  # nothing there to hand: not read again until the end moves
+
+    async def _catch_up(self, partition: int, start: int, end: int, fatal: bool = True) -> None:
+        """Handle the records ``start <= offset < end`` the consumer skipped (module docstring).
+
+        ``fatal``: the agent is about to handle ``end``, so a failed read stops the worker
+        (carrying on would pass the gap); otherwise the error is raised to the caller."""
+        if fatal:
+            log.warning("reviews[%d]: handed offset %d, but offsets %d to %d were never handed; handling them first",
+                        partition, end, start, end - 1)
         try:
             async with self._lock:
                 records = await _blocking(self.read, partition, start, end)
         except Exception as exc:  # carrying on would lose what they say
-            self.fail(f"cannot read the skipped records of reviews[{partition}]: {exc}")
+            if fatal:
+                self.fail(f"cannot read the skipped records of reviews[{partition}]: {exc}")
             raise
         for record in records:
             if self.desk.next_offset(partition) != record.offset:
-                return  # a revocation meanwhile rebuilt or dropped the partition: ready() decides again
+                return  # the agent, or a revocation, got there first: ready() decides again
+            here = self._handled_here.get(partition)
+            first = here[0] if here is not None and here[1] == record.offset else record.offset
+            self._handled_here[partition] = (first, record.offset + 1)
             await self.replay(record)
 
     def _bump(self, partition: int) -> int:
         self._epoch[partition] = self._epoch.get(partition, 0) + 1
+        self._handled_here.pop(partition, None)  # a new state: the agent is handed from its end again
         return self._epoch[partition]
 
     def _start(self, partition: int, offset: int | None) -> asyncio.Task[None]:

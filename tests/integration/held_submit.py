@@ -47,8 +47,13 @@ class HeldSubmit:
         return self.proc.poll() is None
 
     def wait_result(self, timeout_s: float) -> SubmitResult:
-        """Wait up to ``timeout_s`` for the process to exit and parse what it printed."""
-        stdout, stderr = self.proc.communicate(timeout=timeout_s)
+        """Wait up to ``timeout_s`` for the process to exit and parse what it printed; on a
+        timeout, fail with what the processor said about reviews meanwhile (its warnings)."""
+        try:
+            stdout, stderr = self.proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{self.actor}'s submit ({self.justification!r}) still waits after {timeout_s}s; "
+                                 f"the processor's review lines and warnings:\n{self._processor_story()}") from None
         try:
             verdict = json.loads(stdout)
         except json.JSONDecodeError as exc:
@@ -57,6 +62,15 @@ class HeldSubmit:
         if not isinstance(verdict, dict):
             raise AssertionError(f"submit printed {verdict!r}, not a verdict object; stderr: {stderr}")
         return SubmitResult(self.proc.returncode, verdict, stderr)
+
+    def _processor_story(self, lines: int = 60) -> str:
+        try:
+            text = self.processor.log.read_text(errors="replace")
+        except OSError as exc:
+            return f"(no processor log: {exc})"
+        told = [ln for ln in text.splitlines() if "reviews[" in ln or "[WARNING]" in ln or "[ERROR]" in ln
+                or "Joined group" in ln]
+        return "\n".join(told[-lines:])
 
     def pending_review(self, timeout_s: float) -> dict[str, Any]:
         """This submit's row in ``lockgate reviews list --json`` (its requester and justification),

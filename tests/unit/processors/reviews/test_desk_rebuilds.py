@@ -241,3 +241,113 @@ def test_a_failed_rebuild_stops_the_worker_and_judges_nothing(w: World) -> None:
     asyncio.run(run())
     assert log.failures == ["cannot rebuild the review state of reviews[0]: broker gone"]
     assert not desk.holds(0)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _stalling(w: World, records: list[bytes], position: int) -> tuple[ReviewDesk, Log, DeskRebuilds, Clock, list[int]]:
+    """A desk whose partition ends at ``len(records)``; ``ends`` counts the end-offset reads."""
+    desk, log, _ = _setup(w, records, position)
+    clock, ends = Clock(), []
+
+    def end(partition: int) -> int:
+        ends.append(partition)
+        if log.broken:
+            raise Failed("broker gone")
+        return len(log.records)
+
+    rebuilds = DeskRebuilds(desk, log.position, log.read, log.replay, log.publish, log.fail,
+                            end=end, stall_s=5.0, clock=clock)
+    return desk, log, rebuilds, clock, ends
+
+
+def test_a_last_record_the_consumer_never_hands_is_handled_after_the_stall(w: World) -> None:
+    records, _ = reviews_topic(w, proposal(), rule=REVIEW_RULE)
+    desk, log, rebuilds, clock, ends = _stalling(w, records[:3], position=2)  # the vote, nothing after it
+
+    async def run() -> list[bool]:
+        rebuilds.assigned([0])
+        await _settle(rebuilds)
+        await rebuilds.check_stalls()  # first look: the state's end is noted
+        clock.now += 4.9
+        await rebuilds.check_stalls()
+        assert log.replayed == [] and ends == []  # not stalled yet: the consumer may still hand it
+        clock.now += 0.2
+        await rebuilds.check_stalls()
+        return [await rebuilds.ready(0, 2), await rebuilds.ready(0, 3)]  # the consumer hands it after all
+
+    handed = asyncio.run(run())
+    [(offset, out)] = log.replayed  # the vote: ledgered and closed once
+    assert offset == 2 and [e["kind"] for e in out.audit] == ["review"] and len(out.closures) == 1
+    assert handed == [False, True]  # passed by, not rebuilt and judged again; the next record is the agent's
+    assert log.reads == [2, (2, 3)] and ends == [0] and log.failures == []
+    assert not desk.needs_rebuild(0, 3)
+
+
+def test_a_partition_the_agent_keeps_up_with_is_never_read_by_the_stall_check(w: World) -> None:
+    records, _ = reviews_topic(w, proposal(), rule=REVIEW_RULE)
+    desk, log, rebuilds, clock, ends = _stalling(w, records[:3], position=2)
+
+    async def run() -> None:
+        rebuilds.assigned([0])
+        await _settle(rebuilds)
+        await rebuilds.check_stalls()
+        assert await rebuilds.ready(0, 2)
+        desk.handle(records[2], Source(TOPIC, 0, 2), NOW + 10)  # the agent handles the vote in time
+        clock.now += 5.1
+        await rebuilds.check_stalls()  # the state moved since the last look: no stall
+        clock.now += 5.1
+        await rebuilds.check_stalls()  # at the end: one cheap end read, nothing handled
+
+    asyncio.run(run())
+    assert log.replayed == [] and log.reads == [2] and ends == [0]
+
+
+def test_a_failed_stall_check_stops_nothing_and_tries_again(w: World) -> None:
+    records, _ = reviews_topic(w, proposal(), rule=REVIEW_RULE)
+    desk, log, rebuilds, clock, ends = _stalling(w, records[:3], position=2)
+
+    async def run() -> None:
+        rebuilds.assigned([0])
+        await _settle(rebuilds)
+        await rebuilds.check_stalls()
+        log.broken = True
+        clock.now += 5.1
+        await rebuilds.check_stalls()  # the end cannot be read: nothing handled, the worker runs on
+        log.broken = False
+        clock.now += 5.1
+        await rebuilds.check_stalls()
+
+    asyncio.run(run())
+    assert log.failures == [] and ends == [0, 0]
+    [(offset, _out)] = log.replayed
+    assert offset == 2 and not desk.needs_rebuild(0, 3)
+
+
+def test_an_end_with_no_record_before_it_is_not_read_again_until_it_moves(w: World) -> None:
+    records, _ = reviews_topic(w, proposal(), rule=REVIEW_RULE)
+    desk, log, rebuilds, clock, ends = _stalling(w, records[:2], position=2)
+    log.records = [*records[:2]]
+
+    def end(partition: int) -> int:
+        ends.append(partition)
+        return 3  # a transaction marker, say: an offset with no record to hand
+
+    rebuilds.end = end
+
+    async def run() -> None:
+        rebuilds.assigned([0])
+        await _settle(rebuilds)
+        for _ in range(3):
+            await rebuilds.check_stalls()
+            clock.now += 5.1
+
+    asyncio.run(run())
+    assert log.reads == [2, (2, 3)] and log.replayed == [] and ends == [0, 0]
+    assert desk.next_offset(0) == 2
