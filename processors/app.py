@@ -84,8 +84,9 @@ from lockgate.kernel.kafka_offsets import resume_offset, watermarks
 from lockgate.kernel.partition_reader import StoredRecord, committed_reader, read_range, read_since, read_tail
 from processors.acks import InOrderAcks
 from processors.crash import crash_worker
-from processors.decider import Decider, DecisionResult
+from processors.decider import Decider, DecisionResult, StoredDecision
 from processors.decisions import DecisionMemory, decision_record, parse_decision
+from processors.input_gaps import InputGaps
 from processors.ledger_stage import LedgerStage
 from processors.ledger_writer import LedgerWriter
 from processors.outcomes import OutcomeRecorder
@@ -119,6 +120,8 @@ REPLAYED = Counter("lockgate_decisions_replayed_total",
 RULE_MATCHES = Counter("lockgate_rule_matches_total", "Matched rules by id, effect and mode",
                        ["rule", "effect", "mode"])
 DEAD_LETTERS = Counter("lockgate_dead_letters_total", "Records sent to the dead-letter topic", ["stage"])
+UNHANDED = Counter("lockgate_actions_never_handed_total",
+                   "Actions records the consumer never handed the decide agent, decided by the agent itself")
 REVIEWS = Counter("lockgate_reviews_total", "Review events: requested, approved, denied, expired, break_glass, "
                   "vote_accepted, vote_refused, granted (allowed by a time-boxed grant)", ["event"])
 
@@ -283,10 +286,13 @@ class _Publisher:
     async def refuse(self, event: Any, exc: BaseException, stage: str) -> None:
         """The last resort of every agent: account for the record whatever went wrong."""
         msg = event.message
-        log.error("%s: %s[%d]@%d could not be processed: %s", stage, msg.topic, msg.partition, msg.offset, exc,
-                  exc_info=exc)
-        source = Source(msg.topic, msg.partition, msg.offset, msg.key)
-        await self.send(self.output(refuse(event.value, exc, source, stage, StageOutput()), stage))
+        await self.refuse_record(event.value, Source(msg.topic, msg.partition, msg.offset, msg.key), exc, stage)
+
+    async def refuse_record(self, raw: bytes | None, source: Source, exc: BaseException, stage: str) -> None:
+        """:meth:`refuse` for a record read from its topic rather than handed by Faust."""
+        log.error("%s: %s[%d]@%d could not be processed: %s", stage, source.topic, source.partition, source.offset,
+                  exc, exc_info=exc)
+        await self.send(self.output(refuse(raw, exc, source, stage, StageOutput()), stage))
 
 
 def _settle(done: asyncio.Future[None], err: KafkaError | None) -> None:
@@ -334,16 +340,28 @@ class _Pipeline:
             task.add_done_callback(self._tasks.discard)
 
     async def _finish(self, events: Any, event: Any, finish: Awaitable[None], slots: asyncio.Semaphore) -> None:
-        try:
-            await finish
-        except Exception as exc:
-            try:
-                await self.publisher.refuse(event, exc, self.stage)
-            except Exception as refused:  # cannot even account for it: restart rather than drop it
-                crash_worker(f"{self.stage}: could not dead-letter a record after {exc!r}: {refused!r}")
+        await _settled(finish, lambda exc: self.publisher.refuse(event, exc, self.stage), self.stage)
         for ready in self._order.finished(event):
             await events.ack(ready)
             slots.release()
+
+
+async def _settled(finish: Awaitable[None], refuse_it: Callable[[BaseException], Awaitable[None]],
+                   stage: str) -> None:
+    """Await a record's finish; if it fails, account for the record with ``refuse_it``. Never raises."""
+    try:
+        await finish
+    except Exception as exc:
+        try:
+            await refuse_it(exc)
+        except Exception as refused:  # cannot even account for it: restart rather than drop it
+            crash_worker(f"{stage}: could not dead-letter a record after {exc!r}: {refused!r}")
+
+
+async def _after(earlier: list[Awaitable[None]], finish: Awaitable[None]) -> None:
+    """Finish a record once the records decided before it (never handed) have finished."""
+    await asyncio.gather(*earlier)
+    await finish
 
 
 def faust_instance_id(processor_id: str) -> str:
@@ -539,10 +557,11 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
     async def review(stream: Any) -> Any:
         await _Pipeline(publisher, "reviews").run(stream, start_review)
 
-    def read_decisions(partition: int, from_offset: int) -> int:
-        """Blocking (run in an executor, one call at a time): load the stored decisions of
-        inputs at or after ``from_offset`` of ``actions[partition]``."""
-        found: list[tuple[int, Any]] = []
+    def read_decisions(partition: int, from_offset: int) -> list[tuple[int, StoredDecision]]:
+        """Blocking (run in an executor, one call at a time): the stored decisions of inputs at
+        or after ``from_offset`` of ``actions[partition]`` (and older ones read on the way);
+        remembers the partition's recently decided action ids (replay refusal)."""
+        found: list[tuple[int, StoredDecision]] = []
 
         def enough(records: Any) -> bool:
             found[:] = [d for d in (parse_decision(r.value, r.headers) for r in records) if d is not None]
@@ -553,7 +572,54 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
         ids = read_since(decisions_reader, topics.decisions, partition, decided.load_since_us(now_us) // 1000)
         remembered = decided.loaded(partition, (r.key.decode() for r in ids if r.key), now_us)
         log.info("actions[%d]: %d decided action id(s) remembered from %s", partition, remembered, topics.decisions)
-        return memory.recovered(partition, from_offset, found)
+        return found
+
+    actions_reader = committed_reader(s.bootstrap_servers, "actions")
+    # Asks where the Faust group resumes an actions partition; never subscribes, so never joins it.
+    actions_position = Consumer({"bootstrap.servers": s.bootstrap_servers, "group.id": app_id,
+                                 "enable.auto.commit": False})
+
+    def actions_resume_at(partition: int) -> int:
+        """Blocking (executor): the offset of ``actions[partition]`` the group resumes at."""
+        return resume_offset(actions_position, TopicPartition(topics.actions, partition), 30.0)
+
+    def actions_range(partition: int, start: int, end: int) -> list[StoredRecord]:
+        """Blocking (executor): ``actions[partition]``'s records with ``start <= offset < end``."""
+        return read_range(actions_reader, topics.actions, partition, start, end)
+
+    def actions_end(partition: int) -> int:
+        """Blocking (executor): the stable end offset of ``actions[partition]``."""
+        return watermarks(actions_reader, TopicPartition(topics.actions, partition), 10.0)[1]
+
+    def decide_unhanded(record: StoredRecord) -> Awaitable[None]:
+        """Decide an actions record the consumer never handed, as the agent would; its finish runs now."""
+        UNHANDED.inc()
+        source = Source(topics.actions, record.partition, record.offset, record.key)
+
+        def refuse_it(exc: BaseException) -> Awaitable[None]:
+            return publisher.refuse_record(record.value, source, exc, "processor")
+
+        try:
+            finish = decide_input(record.value, source)
+        except Exception as exc:
+            finish = refuse_it(exc)
+        return asyncio.ensure_future(_settled(finish, refuse_it, "processor"))
+
+    gaps = InputGaps(memory, actions_resume_at, actions_range, actions_end, read_decisions, decide_unhanded,
+                     crash_worker)
+
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
+    async def catch_up_stalled_actions() -> None:
+        """Decide actions records the consumer never handed (:mod:`processors.input_gaps`)."""
+        await gaps.check_stalls()
+
+    @app.on_partitions_assigned.connect
+    def watch_assigned_actions(_app: Any, /, *args: Any, **_kwargs: Any) -> None:
+        gaps.assigned(tp.partition for tp in args[0] if tp.topic == topics.actions)
+
+    @app.on_partitions_revoked.connect
+    def forget_revoked_actions(_app: Any, /, *args: Any, **_kwargs: Any) -> None:
+        gaps.revoked(tp.partition for tp in args[0] if tp.topic == topics.actions)
 
     @app.timer(interval=watcher.check_every_s / 2)  # type: ignore[untyped-decorator]
     async def watch_registry() -> None:
@@ -585,23 +651,26 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
 
     async def start_decision(event: Any) -> Awaitable[None]:
         msg = event.message
-        if memory.needs_recovery(msg.partition, msg.offset):
-            try:
-                n = await asyncio.get_running_loop().run_in_executor(None, read_decisions, msg.partition,
-                                                                     msg.offset)
-            except Exception as exc:  # deciding blind could decide an action twice
-                crash_worker(f"cannot read back the stored decisions of actions[{msg.partition}]: {exc}")
-                raise
-            log.info("actions[%d] delivered from offset %d: %d stored decision(s) to re-send", msg.partition,
-                     msg.offset, n)
-        stored = memory.take(msg.partition, msg.offset)
-        result = decider.decide(event.value, Source(msg.topic, msg.partition, msg.offset, msg.key), stored)
+        earlier = await gaps.handed(msg.partition, msg.offset)  # reads stored decisions back when needed
+        if earlier is None:
+            return _handled()  # decided as a record never handed, before the consumer handed it
+        try:
+            finish = decide_input(event.value, Source(msg.topic, msg.partition, msg.offset, msg.key))
+        except Exception as exc:
+            finish = publisher.refuse(event, exc, "processor")
+        return _after(earlier, finish) if earlier else finish
+
+    def decide_input(raw: bytes | None, source: Source) -> Awaitable[None]:
+        """Decide the input at ``source`` and enqueue its outputs (synchronously: nothing else
+        runs on the loop meanwhile); the awaitable waits for their acknowledgements."""
+        stored = memory.take(source.partition, source.offset)
+        result = decider.decide(raw, source, stored)
         if result.replayed:
             REPLAYED.inc()
         decision = result.stored
         kept = [] if decision is None or result.verdict is None else [
-            _Out(topics.decisions, decision_record(codec, msg.offset, decision, result.audit),
-                 key=str(result.verdict["action_id"]).encode(), partition=msg.partition)]
+            _Out(topics.decisions, decision_record(codec, source.offset, decision, result.audit),
+                 key=str(result.verdict["action_id"]).encode(), partition=source.partition)]
         # The ledger chains the events from the stored record: this one, or the one re-sent
         # (records from before events travelled in them still need the events sent).
         in_record = bool(kept) or (stored is not None and stored.carries_events)
@@ -669,5 +738,6 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     _ = (decide, load_policies, watch_registry, start_threads, stop_threads, healthz, metrics, review,
-         expire_reviews, catch_up_stalled_reviews, grants_page, rebuild_assigned_reviews, suspend_revoked_reviews)
+         expire_reviews, catch_up_stalled_reviews, grants_page, rebuild_assigned_reviews, suspend_revoked_reviews,
+         catch_up_stalled_actions, watch_assigned_actions, forget_revoked_actions)
     return app

@@ -145,6 +145,11 @@ class DecisionMemory:
     def __init__(self) -> None:
         self._parts: dict[int, _Partition] = {}
 
+    def next_offset(self, partition: int) -> int | None:
+        """The offset expected next on ``partition``; ``None`` before its first delivery."""
+        state = self._parts.get(partition)
+        return None if state is None else state.next_offset
+
     def needs_recovery(self, partition: int, offset: int) -> bool:
         """True unless ``offset`` is the next one expected on ``partition``."""
         state = self._parts.get(partition)

@@ -68,6 +68,7 @@ from typing import TypeVar
 
 from lockgate.kernel.partition_reader import StoredRecord
 from processors.reviews.desk import ReviewDesk
+from processors.unhanded import HandledRun, StallWatch
 from trust.reviews import ReviewBook
 
 __all__ = ["DeskRebuilds"]
@@ -104,15 +105,13 @@ class DeskRebuilds:
         self.publish = publish
         self.fail = fail
         self.end = end
-        self.stall_s = stall_s
         self.clock = clock
         self._epoch: dict[int, int] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._assigned: set[int] = set()
         self._lock = asyncio.Lock()
-        self._handled_here: dict[int, tuple[int, int]] = {}  # offsets replayed, not handed, on the current state
-        self._since: dict[int, tuple[int | None, float]] = {}  # state end last seen, and since when
-        self._quiet_end: dict[int, int] = {}  # a stable end with no records left to hand (markers)
+        self._handled_here = HandledRun()  # offsets replayed, not handed, on the current state
+        self._stalls = StallWatch(stall_s)
 
     def assigned(self, partitions: Iterable[int]) -> None:
         """The group's whole new assignment of reviews partitions (call on the event loop)."""
@@ -148,8 +147,7 @@ class DeskRebuilds:
                 raise RuntimeError(f"reviews[{partition}]: no review state") from task.exception()
             if not self.desk.needs_rebuild(partition, offset):
                 return True
-            here = self._handled_here.get(partition)
-            if here is not None and here[0] <= offset < here[1] and self.desk.holds(partition):
+            if self._handled_here.covers(partition, offset) and self.desk.holds(partition):
                 log.info("reviews[%d]: handed offset %d, already handled as a skipped record; passing it by",
                          partition, offset)
                 return False
@@ -176,23 +174,19 @@ class DeskRebuilds:
             if (task is not None and not task.done()) or not self.desk.holds(partition):
                 continue
             held = self.desk.next_offset(partition)
-            seen = self._since.get(partition)
-            if held is None or seen is None or seen[0] != held:
-                self._since[partition] = (held, now)
+            if held is None or not self._stalls.due(partition, held, now):
                 continue
-            if now - seen[1] < self.stall_s:
-                continue
-            self._since[partition] = (held, now)
+            self._stalls.restart(partition, held, now)
             try:
                 async with self._lock:
                     end = await _blocking(self.end, partition)
             except Exception as exc:
                 log.warning("reviews[%d]: cannot read the partition's end (%s); checking again", partition, exc)
                 continue
-            if end <= held or self._quiet_end.get(partition) == end:
+            if end <= held or self._stalls.quiet(partition, end):
                 continue
             log.warning("reviews[%d]: offsets %d to %d reached the log %.0f s or more ago and were never handed; "
-                        "handling them here", partition, held, end - 1, self.stall_s)
+                        "handling them here", partition, held, end - 1, self._stalls.stall_s)
             try:
                 await self._catch_up(partition, held, end, fatal=False)
             except Exception as exc:
@@ -200,7 +194,7 @@ class DeskRebuilds:
                             partition, held, end - 1, exc)
                 continue
             if self.desk.next_offset(partition) == held:
-                self._quiet_end[partition] = end  # nothing there to hand: not read again until the end moves
+                self._stalls.nothing_before(partition, end)  # not read again until the end moves
 
     async def _catch_up(self, partition: int, start: int, end: int, fatal: bool = True) -> None:
         """Handle the records ``start <= offset < end`` the consumer skipped (module docstring).
@@ -220,14 +214,12 @@ class DeskRebuilds:
         for record in records:
             if self.desk.next_offset(partition) != record.offset:
                 return  # the agent, or a revocation, got there first: ready() decides again
-            here = self._handled_here.get(partition)
-            first = here[0] if here is not None and here[1] == record.offset else record.offset
-            self._handled_here[partition] = (first, record.offset + 1)
+            self._handled_here.add(partition, record.offset, record.offset + 1)
             await self.replay(record)
 
     def _bump(self, partition: int) -> int:
         self._epoch[partition] = self._epoch.get(partition, 0) + 1
-        self._handled_here.pop(partition, None)  # a new state: the agent is handed from its end again
+        self._handled_here.clear(partition)  # a new state: the agent is handed from its end again
         return self._epoch[partition]
 
     def _start(self, partition: int, offset: int | None) -> asyncio.Task[None]:
