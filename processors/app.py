@@ -39,6 +39,8 @@ Guarantees and how they are kept:
   output of the decide agent is acknowledged by the broker before the input counts as processed; if Kafka
   keeps refusing, the worker exits hard (``os._exit``) rather than let Faust commit an
   input whose outputs are missing — a restart re-processes it from committed state.
+  Records Faust's consumer drops before handing them (and may commit past) are found and
+  decided by the agent itself (:mod:`processors.input_gaps`).
 * **The registries are never lost to a bad edit.** A refused reload of ``services.json``
   or ``reviewers.json`` (unsafe permissions, bad JSON) keeps the last good registry and puts
   one ``security`` event on the ledger per refused state of the file

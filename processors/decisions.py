@@ -24,9 +24,10 @@ is one of them has its events sent through ``audit-intake`` again
 
 When to look: :class:`DecisionMemory` tracks the next offset it expects per input
 partition. Faust delivers a partition's records in order, so an offset other than the
-expected one means a restart or a rebalance — possibly a re-delivery — and only then is
-the partition's tail of the ``decisions`` topic read back, from the end until a decision
-for an earlier offset than the re-delivered one. In between, nothing is looked up.
+expected one means a restart or a rebalance — possibly a re-delivery — or records the
+consumer dropped (:mod:`processors.input_gaps` decides which, and decides those), and only
+then is the partition's tail of the ``decisions`` topic read back, from the end until a
+decision for an earlier offset than the re-delivered one. In between, nothing is looked up.
 
 Memory bound (the state's TTL): the memory holds only the decisions read back for
 offsets at or after the re-delivered one — the inputs the crashed owner had processed

@@ -54,6 +54,10 @@ Races, and how each ends:
   through ``fail`` (:func:`processors.crash.crash_worker`), as before: judging votes on a
   partial state could count one twice. Fail-closed; the supervisor restarts it.
 
+The stall and handled-run bookkeeping is shared with the decide agent, which decides the
+``actions`` records it was never handed the same way (:mod:`processors.unhanded`,
+:mod:`processors.input_gaps`).
+
 Rebuilds run one at a time (the readers are single Kafka consumers) in the default
 executor; their state is installed on the event loop, the only thread that touches the desk.
 """
