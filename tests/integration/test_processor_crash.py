@@ -134,15 +134,21 @@ def test_kill_9_mid_load_duplicates_nothing_loses_nothing_and_leaves_nothing_unp
         proposed = _proposed_ids(kafka_bootstrap, topics)
         assert len(proposed) >= ACTIONS
 
+        missing: dict[str, object] = {}
+
         def outcomes_landed() -> Ledger | None:
             ledger = Ledger.read(kafka_bootstrap, prefix)
             got = {e["action_id"] for e in ledger.of_kind("outcome")}
             recorded = {e["action_id"] for e in ledger.of_kind("action") + ledger.of_kind("security")}
-            return (ledger if got >= set(executed) and recorded >= proposed and not ledger.uncovered()
-                    else None)
+            missing.update(outcomes=sorted(set(executed) - got), proposals=sorted(proposed - recorded),
+                           uncovered=len(ledger.uncovered()))
+            return ledger if not any(missing.values()) else None
 
-        ledger = wait_for(outcomes_landed, 90,
-                          "every outcome and every proposal chained and every event checkpointed")
+        try:
+            ledger = wait_for(outcomes_landed, 90,
+                              "every outcome and every proposal chained and every event checkpointed")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; missing: {missing}") from None
         # One outcome per body that ran; nothing chained, recorded or decided twice; no fork;
         # every event checkpointed.
         assert ledger.unsound(executed) == []
