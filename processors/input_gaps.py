@@ -29,7 +29,9 @@ exist, and only those are decided.
   gap reveals it (say the last records of a partition, dropped at the resume position).
   When a partition's expected offset has stood still for ``stall_s`` while its stable end
   lies beyond, the records in between are decided here and their outputs waited for. A
-  read that fails is logged and tried again on the next call: nothing was decided.
+  read that fails is logged and tried again on the next call: nothing was decided. The
+  wait counts only while the consumer hands records at all (``ready``: no rebalance, tables
+  recovered): a worker still loading the policies table would block for want of a policy.
 * **The consumer was only slow.** A record decided by the stall check and handed later is
   passed by (:class:`processors.unhanded.HandledRun`): its verdict was sent and its decision
   stored; answering it again would be harmless (its stored decision), only wasted work.
@@ -76,13 +78,16 @@ class InputGaps:
     ``fail(reason)``: stop the worker (it does not return in production).
     ``stall_s``: how long the expected offset may stand still behind the stable end before
     the records in between are decided here. ``chunk``: records read at a time by the stall check.
+    ``ready()``: whether the consumer hands records at all now (not rebalancing, tables
+    recovered); until it does, no partition counts as stalled, and its wait starts afresh.
     """
 
     def __init__(self, memory: DecisionMemory, position: Callable[[int], int],
                  read: Callable[[int, int, int], Sequence[StoredRecord]], end: Callable[[int], int],
                  stored: Callable[[int, int], Iterable[tuple[int, StoredDecision]]],
                  decide: Callable[[StoredRecord], Awaitable[None]], fail: Callable[[str], None],
-                 stall_s: float = 5.0, clock: Callable[[], float] = time.monotonic, chunk: int = 256) -> None:
+                 stall_s: float = 5.0, clock: Callable[[], float] = time.monotonic, chunk: int = 256,
+                 ready: Callable[[], bool] = lambda: True) -> None:
         self.memory = memory
         self.position = position
         self.read = read
@@ -92,10 +97,12 @@ class InputGaps:
         self.fail = fail
         self.clock = clock
         self.chunk = chunk
+        self.ready = ready
         self._stalls = StallWatch(stall_s)
         self._handled_here = HandledRun()
         self._assigned: set[int] = set()
         self._lock = asyncio.Lock()
+        self._paused = True
 
     def assigned(self, partitions: Iterable[int]) -> None:
         """The group's whole new assignment of ``actions`` partitions."""
@@ -147,6 +154,14 @@ class InputGaps:
         """Decide the records of each assigned partition that the agent was not handed within
         ``stall_s`` of its last progress (module docstring). Never raises: a failed read
         decides nothing, and the next call tries again."""
+        if not self.ready():  # a rebalance, or the policies table still loading: nothing is handed yet
+            self._paused = True
+            return
+        if self._paused:  # handing resumes now: every wait starts from here
+            self._paused = False
+            for partition in self._assigned:
+                self._stalls.restart(partition, self.memory.next_offset(partition), self.clock())
+            return
         for partition in sorted(self._assigned):
             if not self._stalls.due(partition, self.memory.next_offset(partition), self.clock()):
                 continue

@@ -296,3 +296,26 @@ def test_a_record_handed_while_the_stall_check_reads_is_decided_once() -> None:
 
     asyncio.run(run())
     assert [o for o, _ in actions.decided] == [0, 1, 2, 3]  # none decided twice
+
+
+def test_no_partition_counts_as_stalled_while_the_consumer_hands_nothing_at_all() -> None:
+    # A rebalance, or the policies table still loading: deciding now could use no policy.
+    actions = Actions(range(3), position=0)
+    ready = [False]
+    gaps = InputGaps(actions.memory, actions.position, actions.read, actions.end, actions.stored, actions.decide,
+                     actions.fail, clock=actions.clock, ready=lambda: ready[0])
+    gaps.assigned([0])
+
+    async def run() -> None:
+        for _ in range(3):
+            await gaps.check_stalls()
+            actions.now += 5.0
+        assert actions.decided == [] and actions.ends == 0
+        ready[0] = True
+        await gaps.check_stalls()  # ready now: the wait starts from here, not from the rebalance
+        assert actions.decided == []
+        actions.now += 5.0
+        await gaps.check_stalls()
+
+    asyncio.run(run())
+    assert [o for o, _ in actions.decided] == [0, 1, 2]
