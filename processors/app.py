@@ -452,6 +452,7 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
                       require_service_auth=s.require_service_auth, decided=decided, grants=grants)
     recorder = OutcomeRecorder(codec, registry)
     memory = DecisionMemory()
+    verdict_key = key.public()  # a stored decision counts only if this key signed it (parse_decision)
     publisher = _Publisher(s.bootstrap_servers, topics, s.publish_linger_ms)
     witnesses = Witnesses(parse_witnesses(s.witnesses))
     ledger = LedgerStage(
@@ -566,7 +567,8 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
         found: list[tuple[int, StoredDecision]] = []
 
         def enough(records: Any) -> bool:
-            found[:] = [d for d in (parse_decision(r.value, r.headers) for r in records) if d is not None]
+            found[:] = [d for d in (parse_decision(r.value, r.headers, signer=verdict_key, key=r.key) for r in records)
+                         if d is not None]
             return DecisionMemory.recovery_complete(from_offset, (o for o, _ in found))
 
         read_tail(decisions_reader, topics.decisions, partition, enough, chunk=512)

@@ -49,7 +49,9 @@ from processors.stage import Source, StageOutput, refuse
 from schemas.codec import Codec, get_codec
 from schemas.errors import CodecError
 from trust.chain import ChainError
+from trust.keys import PublicKey
 from trust.registry import ServiceVerification
+from trust.signatures import verify_record
 
 __all__ = ["AUTH_HEADER", "OFFSET_HEADER", "DecisionMemory", "decision_events", "decision_headers", "decision_record",
            "parse_decision"]
@@ -79,12 +81,19 @@ def _auth(raw: str) -> ServiceVerification | None:
     return ServiceVerification(raw) if raw else None
 
 
-def parse_decision(value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> tuple[int, StoredDecision] | None:
+def parse_decision(value: bytes | None, headers: Sequence[tuple[str, bytes]], *,
+                   signer: PublicKey | None = None, key: bytes | None = None) -> tuple[int, StoredDecision] | None:
     """``(input offset, decision)`` from a ``decisions`` record of either format, or ``None``
     if it is not one (see the module docstring). A record whose verdict bytes do not decode as
     a Verdict is not one: no requester can have been sent it, so the input is decided anew
     rather than answered with bytes that would fail the decider (a forged record on
-    ``decisions`` must not stop a partition from being decided)."""
+    ``decisions`` must not stop a partition from being decided).
+
+    With ``signer`` (the processors' public key), a record is a decision only if its verdict
+    is signed by that key and names the action id the record is keyed by (``key``): a
+    forged record, or a genuine verdict copied under another input's offset, would
+    otherwise be re-sent to that input's requester instead of its own decision (the Guard
+    refuses it, so the requester would get nothing useful). The worker always passes it."""
     if value is None:
         return None
     codec = get_codec()
@@ -104,7 +113,10 @@ def parse_decision(value: bytes | None, headers: Sequence[tuple[str, bytes]]) ->
                 return None
             offset, stored = int(raw_offset.decode()), StoredDecision(value, _auth(raw_auth.decode()) if raw_auth
                                                                       else None)
-        codec.decode_as("Verdict", stored.verdict)  # a verdict nobody could have been sent is no decision
+        verdict = codec.decode_as("Verdict", stored.verdict)  # a verdict nobody could have been sent is no decision
+        if signer is not None and not (key is not None and verdict["action_id"].encode() == key
+                                       and verify_record(verdict, "signature", b"", signer)):
+            return None
         return offset, stored
     except (CodecError, ValueError):
         return None

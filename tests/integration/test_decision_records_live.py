@@ -9,6 +9,9 @@ Checked here, with real Kafka and real worker processes:
   with the stored verdict and its events still reach the ledger — exactly once, with the
   stored verdict's bytes (had the worker taken it for a record that carries its events,
   they would never be chained);
+* **a forged stored decision**: a ``DecisionRecord`` for an input's offset whose verdict
+  decodes but is signed by another key is not read back as that input's decision: the
+  input is decided anew and its requester gets the processor's verdict, not the forgery;
 * **bad records on ``decisions``**: a null value, bytes that are not Avro, a record of
   another type, a ``DecisionRecord`` whose event has no id — each ends in a dead letter
   (stage ``ledger``) and a ``dead_letter`` ledger event naming it, and the worker keeps
@@ -18,6 +21,8 @@ Checked here, with real Kafka and real worker processes:
 from __future__ import annotations
 
 import re
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +33,7 @@ from confluent_kafka import Producer
 from deploy.identity import ensure_processor_key
 from lockgate.kernel.partition_reader import committed_reader, read_partition
 from processors.decider import Decider
-from processors.decisions import decision_headers
+from processors.decisions import decision_headers, decision_record
 from processors.replay import home_partition
 from processors.stage import Source
 from producers import Action, Actor
@@ -45,6 +50,8 @@ from tests.integration.conftest import (
     wait_until_deciding,
 )
 from tests.integration.ledger_readback import Ledger
+from trust.keys import SigningKey
+from trust.signatures import verify_record
 
 pytestmark = pytest.mark.integration
 
@@ -108,6 +115,51 @@ def test_a_stored_decision_of_the_older_format_is_resent_and_its_events_chained_
         assert {e["event_id"] for e in events} == {e["event_id"] for e in decided.audit}
         resent = sum(int(n) for n in re.findall(r"(\d+) stored decision\(s\) to re-send", log.read_text()))
         assert resent >= 1
+    finally:
+        stop_processor(handle)
+
+
+def test_a_forged_stored_decision_is_not_resent_the_input_is_decided_anew(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    topics = fresh_topics(kafka_bootstrap, "f")
+    home = tmp_path / "home"
+    key, _ = ensure_processor_key(home)
+    action_id = f"forged-stored-{uuid.uuid4().hex[:6]}"
+    part = home_partition(action_id, ACTIONS)
+    proposal = CODEC.encode("ProposedAction", {
+        "action_id": action_id, "correlation_id": "c-forged", "proposed_at": time.time_ns() // 1000,
+        "tenant": "default", "service": "billing", "actor": {"id": "alice", "roles": [], "attributes": {}},
+        "type": "deploy", "resource": "svc/staging/api", "attributes": {}, "change_json": None,
+        "reply_topic": topics.verdicts, "reply_partition": 0, "reply_instance": "test",
+        "service_key_id": None, "service_signature": None,
+    })
+    offset = _produce(kafka_bootstrap, topics.actions, proposal, action_id.encode(), part)
+    # Someone who can write to ``decisions`` stores a decision of their own for that input,
+    # before any worker read it: a well-formed record, a verdict that decodes, a wrong signer.
+    forged = Decider(CODEC, SigningKey.generate(), "processor-forger", lambda _t: None, None).decide(
+        proposal, Source(topics.actions, part, offset, action_id.encode()))
+    assert forged.stored is not None and forged.verdict_bytes is not None
+    _produce(kafka_bootstrap, topics.decisions, decision_record(CODEC, offset, forged.stored, forged.audit),
+             action_id.encode(), part)
+
+    handle = start_processor(kafka_bootstrap, home, topics.prefix, tmp_path / "processor.log")
+    try:
+        wait_until_deciding(handle)
+
+        def replies() -> list[bytes] | None:
+            consumer = committed_reader(kafka_bootstrap, "test-forged-replies")
+            try:
+                found = [r.value for r in read_partition(consumer, topics.verdicts, 0)
+                         if r.value and CODEC.decode_as("Verdict", r.value)["action_id"] == action_id]
+            finally:
+                consumer.close()
+            return found or None
+
+        (reply,) = wait_for(replies, 60, f"a reply to {action_id}")
+        verdict = CODEC.decode_as("Verdict", reply)
+        assert reply != forged.verdict_bytes
+        assert verify_record(verdict, "signature", b"", key.public())  # the processor's own decision
+        assert verdict["processor_id"] != "processor-forger"
     finally:
         stop_processor(handle)
 

@@ -113,3 +113,25 @@ def test_parse_refuses_what_is_not_a_decision() -> None:
     # A verdict that does not decode (a forged record): not a decision, so it is never re-sent.
     assert parse_decision(CODEC.encode("DecisionRecord", {"input_offset": 0, "auth": "", "verdict": b"v",
                                                           "events": []}), []) is None
+
+
+def test_only_a_verdict_the_processors_signed_for_the_records_action_counts_as_a_decision(
+        registry: tuple[ServiceRegistry, SigningKey]) -> None:
+    reg, key = registry
+    record, result = _stored(reg, _proposal(key))
+    action_id = str(result.verdict["action_id"]).encode()
+    signer = PROCESSOR_KEY.public()
+    assert parse_decision(record, [], signer=signer, key=action_id) is not None  # the genuine one
+
+    # A forger who can write to ``decisions``, signing with a key of their own: a decodable
+    # verdict for the same input and action, which the requester's Guard would refuse.
+    forged = Decider(CODEC, SigningKey.generate(), "proc-forged", lambda _t: POLICY, reg).decide(
+        _proposal(key), ACTIONS)
+    assert forged.stored is not None
+    forged_record = decision_record(CODEC, ACTIONS.offset, forged.stored, forged.audit)
+    assert parse_decision(forged_record, [], signer=signer, key=action_id) is None
+    assert parse_decision(forged_record, []) is not None  # what the check adds: without it, it counted
+
+    # A genuine verdict copied under another action's key (another input's offset).
+    assert parse_decision(record, [], signer=signer, key=b"another-action") is None
+    assert parse_decision(record, [], signer=signer, key=None) is None
