@@ -82,8 +82,12 @@ class Actions:
         return self.decide_at(record.partition, record.offset)
 
     def decide_at(self, partition: int, offset: int) -> Awaitable[None]:
-        """What the agent's path does, synchronously: take the stored decision, decide."""
-        self.decided.append((offset, self.memory.take(partition, offset)))
+        """What the agent's path does, synchronously: take the stored decision, decide (and
+        store a new decision, as the agent does on ``decisions``)."""
+        stored = self.memory.take(partition, offset)
+        self.decided.append((offset, stored))
+        if stored is None:
+            self.stored_decisions.append((offset, _d(f"decided-{offset}")))
 
         async def finish() -> None:
             self.finished.append(offset)
@@ -319,3 +323,24 @@ def test_no_partition_counts_as_stalled_while_the_consumer_hands_nothing_at_all(
 
     asyncio.run(run())
     assert [o for o, _ in actions.decided] == [0, 1, 2]
+
+
+def test_a_record_the_stall_check_decided_handed_after_a_rebalance_is_answered_from_its_stored_decision() -> None:
+    actions = Actions(range(5), position=0)
+    gaps = actions.gaps(stall_s=5.0)
+
+    async def run() -> list[bool]:
+        for o in (0, 1, 2):
+            await _agent(actions, gaps, o)
+        await gaps.check_stalls()
+        actions.now += 5.0
+        await gaps.check_stalls()  # 3 and 4 decided here
+        gaps.revoked([0])  # a rebalance: the group hands the partition back from its position (3)
+        gaps.assigned([0])
+        actions.at = 3
+        return [await _agent(actions, gaps, o) for o in (3, 4)]
+
+    handed = asyncio.run(run())
+    assert handed == [True, True]  # not passed by: this worker's run was forgotten with the partition...
+    assert actions.decided[-2:] == [(3, _d("decided-3")), (4, _d("decided-4"))]  # ...but never decided anew
+    assert actions.read_backs == [0, 3]
