@@ -41,8 +41,12 @@ which also keeps the blocking readers single-threaded. The agent's fast path (th
 record is the expected one) takes no lock; deciding a record (``decide``) is synchronous, so
 a record is decided by whoever finds it to be the expected one first, and never by both.
 
-Not caught: a record Faust dropped *and committed past* before a crash lies before the
-group's position on restart, where nothing here looks.
+Faust commits only offsets the agent acknowledged, and a handed record is acknowledged only
+once the skipped records decided before it have finished, so a commit can no longer pass a
+dropped record that was not decided. Not caught: a record dropped *and committed past* by a
+worker without this module (before an upgrade) lies before the group's position, where
+nothing here looks (that would take checking every input offset of a read-back window for
+a stored decision, and reading ``actions`` there to tell records from markers).
 """
 
 from __future__ import annotations
