@@ -1,0 +1,73 @@
+"""`lockgate verify --since` on a real embedded ClickHouse (chDB): an outcome in the window whose
+verdict was chained before it.
+
+The helper (tests/integration/verify_cli_helper.py ``setup-split``) stores a partition whose
+legacy interval checkpoint from 2023 ends right after an action's verdict, and whose next
+checkpoint (created now) covers that action's outcome: ``--since 1h`` starts the partition at
+the outcome. The verdict is read from the store by action id; deleting its row by hand must
+turn the run into ``commit_without_allow``. No Kafka.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.cli_runner import cli, helper
+
+pytestmark = pytest.mark.integration
+
+
+def _helper(home: Path, *args: str) -> Any:
+    return helper("tests.integration.verify_cli_helper", home, *args)
+
+
+def _verify(home: Path, expect: int, *extra: str) -> dict[str, Any]:
+    res = cli(home, "verify", "--json", *extra)
+    assert res.returncode == expect, (res.stdout, res.stderr)
+    report: dict[str, Any] = json.loads(res.stdout)
+    return report
+
+
+def test_a_verdict_older_than_the_window_answers_its_outcome_and_a_deleted_one_does_not(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    info = _helper(home, "setup-split", str(home))
+
+    report = _verify(home, 0, "--since", "1h")
+    assert report["events"] == 1 and report["findings"] == []  # the window is the outcome alone
+    assert report["earlier_verdicts"]["actions"] == 1 and report["earlier_verdicts"]["found"] == 1
+
+    res = _helper(home, "sql", str(home),
+                  f"ALTER TABLE {{db}}.audit_events DELETE WHERE event_id = '{info['verdict_event_id']}' "
+                  "SETTINGS mutations_sync = 1",
+                  f"SELECT count() FROM {{db}}.audit_events WHERE action_id = '{info['action']}'")
+    assert res["results"][-1] == "2", res  # its proposal and its outcome are left
+
+    report = _verify(home, 1, "--since", "1h")
+    assert [(f["kind"], f["partition"], f["sequence"], f["event_id"], f["action_id"])
+            for f in report["findings"]] == [
+        ("commit_without_allow", 0, info["anchor"], info["outcome_event_id"], info["action"])]
+    assert report["earlier_verdicts"] == {**report["earlier_verdicts"], "actions": 1, "found": 0}
+    # The full run sees the deletion itself, too.
+    full = _verify(home, 1)
+    assert ("deleted_record", 0, info["anchor"] - 1) in [(f["kind"], f["partition"], f["sequence"])
+                                                         for f in full["findings"]]
+
+
+def test_a_forged_verdict_older_than_the_window_is_named_where_it_is_stored(tmp_path: Path) -> None:
+    # The verdict row's signature (the last 64 bytes of its payload) is zeroed in the store:
+    # it still decodes, it no longer verifies.
+    home = tmp_path / "home"
+    home.mkdir()
+    info = _helper(home, "setup-split", str(home))
+    _helper(home, "sql", str(home),
+            "ALTER TABLE {db}.audit_events UPDATE payload = concat(substring(payload, 1, length(payload) - 64), "
+            f"repeat('\\0', 64)) WHERE event_id = '{info['verdict_event_id']}' SETTINGS mutations_sync = 1")
+    report = _verify(home, 1, "--since", "1h")
+    got = {(f["kind"], f["sequence"], f["action_id"]) for f in report["findings"]}
+    assert ("forged_verdict", info["anchor"] - 1, info["action"]) in got
+    assert ("commit_without_allow", info["anchor"], info["action"]) in got
