@@ -1,11 +1,12 @@
-"""`lockgate verify --since` on a real embedded ClickHouse (chDB): an outcome in the window whose
-verdict was chained before it.
+"""`lockgate verify --since`: an outcome in the window whose verdict was chained before it.
 
-The helper (tests/integration/verify_cli_helper.py ``setup-split``) stores a partition whose
+The helper (tests/integration/verify_cli_helper.py ``setup-split``) builds a partition whose
 legacy interval checkpoint from 2023 ends right after an action's verdict, and whose next
 checkpoint (created now) covers that action's outcome: ``--since 1h`` starts the partition at
-the outcome. The verdict is read from the store by action id; deleting its row by hand must
-turn the run into ``commit_without_allow``. No Kafka.
+the outcome. From a real embedded ClickHouse (chDB) the verdict is read by action id, and
+deleting its row by hand must turn the run into ``commit_without_allow``. From the replay
+topics of the real broker (``--from-topics``, which reads from the beginning anyway) the
+same ledger, and the same ledger produced without that verdict record.
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ from typing import Any
 
 import pytest
 
+from schemas.codec import get_codec
+from schemas.topics import Topics
 from tests.integration.cli_runner import cli, helper
+from tests.integration.sink_process import produce
+from tests.integration.verify_cli_helper import split_ledger
 
 pytestmark = pytest.mark.integration
 
@@ -71,3 +76,26 @@ def test_a_forged_verdict_older_than_the_window_is_named_where_it_is_stored(tmp_
     got = {(f["kind"], f["sequence"], f["action_id"]) for f in report["findings"]}
     assert ("forged_verdict", info["anchor"] - 1, info["action"]) in got
     assert ("commit_without_allow", info["anchor"], info["action"]) in got
+
+
+@pytest.mark.parametrize("drop_verdict", [False, True], ids=["verdict-on-topic", "verdict-not-on-topic"])
+def test_from_topics_judges_the_outcome_against_the_verdict_before_the_window(
+        tmp_path: Path, kafka_bootstrap: str, topics: Topics, drop_verdict: bool) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    events, cps, info = split_ledger(home)
+    codec = get_codec()
+    audit = [(0, codec.encode("AuditEvent", e)) for part in sorted(events) for e in events[part]
+             if not (drop_verdict and e["event_id"] == info["verdict_event_id"])]
+    produce(kafka_bootstrap, topics.audit, audit)
+    produce(kafka_bootstrap, topics.checkpoints, [(0, codec.encode("Checkpoint", c)) for c in cps])
+    env = {"LOCKGATE_BOOTSTRAP_SERVERS": kafka_bootstrap, "LOCKGATE_TOPIC_PREFIX": topics.prefix}
+
+    res = cli(home, "verify", "--json", "--from-topics", "--since", "1h", **env)
+    assert res.returncode == (1 if drop_verdict else 0), (res.stdout, res.stderr)
+    report = json.loads(res.stdout)
+    assert report["events"] == 1
+    assert report["earlier_verdicts"]["actions"] == 1
+    assert report["earlier_verdicts"]["found"] == (0 if drop_verdict else 1)
+    assert [(f["kind"], f["sequence"], f["action_id"]) for f in report["findings"]] == (
+        [("commit_without_allow", info["anchor"], info["action"])] if drop_verdict else [])

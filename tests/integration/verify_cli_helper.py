@@ -92,13 +92,16 @@ def setup(home: Path) -> dict[str, Any]:
                        for p, evs in events.items()}}
 
 
-def setup_split(home: Path) -> dict[str, Any]:
+def split_ledger(home: Path) -> tuple[dict[int, list[dict[str, Any]]], list[dict[str, Any]], dict[str, Any]]:
+    """The ``setup-split`` ledger (module docstring): its events by partition, its checkpoints,
+    and what tests name (the split action, its verdict's and outcome's event ids, the anchor).
+    Writes the processor key into ``home``; stores nothing."""
     key, events, actions = _ledger(home)
     t = 1_700_000_000_000_000
-    # Partition 0 of the shared ledger holds three whole actions (3 events each); the
-    # first two then the third's proposal and verdict are checkpointed in 2023, and the
-    # third's outcome starts what the second checkpoint (created now) covers. Partition 1
-    # is one old checkpoint: a --since window leaves it empty.
+    # Partition 0 holds three whole actions (3 events each): the first two, then the third's
+    # proposal and verdict are checkpointed in 2023; the third's outcome starts what the
+    # second checkpoint (created a second ago) covers. Partition 1 has one old checkpoint:
+    # a --since window leaves it empty.
     p0 = events[0]
     anchor = 8
     cps = [
@@ -106,9 +109,14 @@ def setup_split(home: Path) -> dict[str, Any]:
         build_checkpoint(p0[anchor:], key, "p1", time.time_ns() // 1000 - 1_000_000, prev_head=p0[anchor - 1]["hash"]),
         build_checkpoint(events[1], key, "p1", t + 102),
     ]
+    return events, cps, {"action": actions[2], "verdict_event_id": p0[anchor - 1]["event_id"], "anchor": anchor,
+                         "outcome_event_id": p0[anchor]["event_id"]}
+
+
+def setup_split(home: Path) -> dict[str, Any]:
+    events, cps, info = split_ledger(home)
     _store(home, events, cps)
-    return {"action": actions[2], "verdict_event_id": p0[anchor - 1]["event_id"], "anchor": anchor,
-            "outcome_event_id": p0[anchor]["event_id"]}
+    return info
 
 
 def _store(home: Path, events: dict[int, list[dict[str, Any]]], cps: list[dict[str, Any]],
