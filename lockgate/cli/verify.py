@@ -635,6 +635,12 @@ examples:
 cutoff (their signature covers the chain head); whole-log checkpoints are then checked
 for signatures, cosignatures and truncation, not for their roots (a root covers every
 event from 0). A partition with only whole-log checkpoints is verified in full.
+A committed outcome in the window whose verdict was chained before it is judged against
+that verdict, read by action id from the store (through a sink's API and with
+--from-topics, which read every row anyway, picked from those): a valid allow decided before the commit
+answers it without being reported; a forged one is a forged_verdict where it is stored; a
+verdict deleted from the store is still commit_without_allow (--json: "earlier_verdicts":
+{"actions", "found", "seconds"}).
 
 Pending outcomes (see enforcement) are printed as one line with their count (--json:
 "pending_verdicts": {"count", "grace_s", "action_ids" (the first 100), "listed"}) and do
@@ -693,7 +699,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("verify", help="verify the audit ledger's chain, checkpoints and verdicts",
                        formatter_class=fmt, description=_VERIFY_DESC, epilog=_VERIFY_EPILOG)
     p.add_argument("--since", metavar="DURATION",
-                   help="only events after the newest checkpoint older than DURATION (90s, 30m, 24h, 7d)")
+                   help="only events after the newest checkpoint older than DURATION (90s, 30m, 24h, 7d); "
+                        "outcomes in the window are judged against their verdicts from before it")
     p.add_argument("--checkpoints", metavar="FILE", help="witness copy from `lockgate checkpoints export`")
     p.add_argument("--witness-key", metavar="FILE", action="append",
                    help="a witness's verifier key file (`lockgate witness vkey`); repeatable")
