@@ -79,7 +79,6 @@ def main() -> None:
     key = SigningKey.generate()
     ring = Keyring([key.public()])
     events, anchor = _ledger(n, key)
-    anchors = {0: (anchor, events[anchor - 1]["hash"])}
     rows: list[tuple[str, float, float]] = []
 
     def step(label: str, fn: Callable[[], Any]) -> Any:
