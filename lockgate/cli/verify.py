@@ -331,6 +331,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if b["unbound_verdicts"] or b["unbound_outcomes"]:
             checked += (f" ({b['unbound_verdicts']} verdicts, {b['unbound_outcomes']} outcomes signed before "
                         "schema v2: checked by id only)")
+        if report.get("earlier_verdicts", {}).get("actions"):
+            e = report["earlier_verdicts"]
+            checked += (f"; {e['actions']} outcome(s) judged against verdicts from before the window "
+                        f"({e['found']} found)")
         if "decisions" in report:
             d = report["decisions"]
             skipped = ", ".join(f"{n} {why}" for why, n in sorted(d["skipped"].items()))
@@ -639,8 +643,9 @@ A committed outcome in the window whose verdict was chained before it is judged 
 that verdict, read by action id from the store (through a sink's API and with
 --from-topics, which read every row anyway, picked from those): a valid allow decided before the commit
 answers it without being reported; a forged one is a forged_verdict where it is stored; a
-verdict deleted from the store is still commit_without_allow (--json: "earlier_verdicts":
-{"actions", "found", "seconds"}).
+verdict deleted from the store is still commit_without_allow. The summary line says "N
+outcome(s) judged against verdicts from before the window (M found)" (--json:
+"earlier_verdicts": {"actions", "found", "seconds"}).
 
 Pending outcomes (see enforcement) are printed as one line with their count (--json:
 "pending_verdicts": {"count", "grace_s", "action_ids" (the first 100), "listed"}) and do

@@ -45,6 +45,9 @@ def test_a_verdict_older_than_the_window_answers_its_outcome_and_a_deleted_one_d
     report = _verify(home, 0, "--since", "1h")
     assert report["events"] == 1 and report["findings"] == []  # the window is the outcome alone
     assert report["earlier_verdicts"]["actions"] == 1 and report["earlier_verdicts"]["found"] == 1
+    text = cli(home, "verify", "--since", "1h")
+    assert text.returncode == 0 and "1 outcome(s) judged against verdicts from before the window (1 found)" \
+        in text.stdout, (text.stdout, text.stderr)
 
     res = _helper(home, "sql", str(home),
                   f"ALTER TABLE {{db}}.audit_events DELETE WHERE event_id = '{info['verdict_event_id']}' "
