@@ -55,6 +55,9 @@ __all__ = [
 
 _PAGE = 10_000
 
+ID_BATCH = 1_000
+"""How many action ids one ``IN`` query binds (:meth:`ClickHouseSource.verdict_events`)."""
+
 
 _N_DERIVED = len(EXTRACTED_COLUMNS)
 
@@ -112,6 +115,16 @@ class ClickHouseSource:
                     "ledger_partition = {p:Int32} AND sequence >= {s:Int64}", {"p": part, "s": first}, columns
                 )
             )
+        return out
+
+    def verdict_events(self, action_ids: list[str]) -> list[dict[str, Any]]:
+        """Every stored verdict row of ``action_ids`` (by the row's ``action_id`` column),
+        read :data:`ID_BATCH` ids per query, the ids bound as an array parameter: what
+        ``verify --since`` reads for outcomes in its window whose verdict lies before it."""
+        out: list[dict[str, Any]] = []
+        for i in range(0, len(action_ids), ID_BATCH):
+            out.extend(self._events("kind = 'verdict' AND action_id IN {ids:Array(String)}",
+                                    {"ids": action_ids[i:i + ID_BATCH]}))
         return out
 
     def action_views(self, actions: set[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

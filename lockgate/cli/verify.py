@@ -126,6 +126,35 @@ def _in_window(anchors: dict[int, tuple[int, bytes]], records: list[dict[str, An
             if r["ledger_partition"] not in anchors or r[first_key] >= anchors[r["ledger_partition"]][0]]
 
 
+def _before_window(anchors: dict[int, tuple[int, bytes]], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in records
+            if r["ledger_partition"] in anchors and r["sequence"] < anchors[r["ledger_partition"]][0]]
+
+
+def _verdicts_among(events: list[dict[str, Any]]) -> Callable[[list[str]], list[dict[str, Any]]]:
+    """A lookup (action ids -> verdict events) over events already read in full."""
+    def lookup(action_ids: list[str]) -> list[dict[str, Any]]:
+        wanted = set(action_ids)
+        return [e for e in events if e.get("kind") == "verdict" and e.get("action_id") in wanted]
+    return lookup
+
+
+def _earlier_verdicts(anchors: dict[int, tuple[int, bytes]], window: Any,
+                      lookup: Callable[[list[str]], list[dict[str, Any]]]
+                      ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The verdict events chained before the window for the committed outcomes in it that
+    have no verdict there (``window`` is its :class:`trust.verify.DecodedLedger`), read by
+    ``lookup`` (action ids -> verdict events), and what the read cost."""
+    from trust.verify import unanswered_actions
+
+    started = time.monotonic()
+    wanted = unanswered_actions(window)
+    found = _before_window(anchors, lookup(wanted)) if wanted else []
+    if wanted:
+        progress(f"read {len(found)} verdict(s) chained before the window for {len(wanted)} outcome(s) in it")
+    return found, {"actions": len(wanted), "found": len(found), "seconds": round(time.monotonic() - started, 3)}
+
+
 def _recheck_views(actions: set[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """A live store grows while it is read: re-read the actions whose summary differed
     (:data:`sinks.view_check.Recheck`)."""
@@ -171,6 +200,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     witness = load_checkpoint_file(Path(args.checkpoints)) if args.checkpoints else []
     position_key: str | None = None
     summary: list[dict[str, Any]] | None = None
+    decoded: DecodedLedger | None = None
+    earlier: tuple[list[dict[str, Any]], dict[str, Any]] | None = None
     committed: dict[tuple[str, int], int] = {}
     now_us = time.time_ns() // 1000
     cutoff = now_us - parse_duration_us(args.since, "--since") if args.since else None
@@ -197,8 +228,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         try:
             stored = source.checkpoints()
             if cutoff is not None and isinstance(source, ClickHouseSource):
-                anchors0 = since_anchors(stored, cutoff, keyring)
+                # The anchors computed below, so the window read here is the one verified.
+                anchors0 = since_anchors(stored + witness, cutoff, keyring)
                 events = source.events_from({p: a[0] for p, a in anchors0.items()}, columns=True)
+                decoded = DecodedLedger.build(events)
+                earlier = _earlier_verdicts(anchors0, decoded, source.verdict_events)
             else:
                 events = source.events(columns=True)
             summary = source.summary_rows()
@@ -210,6 +244,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     all_cps = stored + witness
     if cutoff is not None:
         anchors = since_anchors(all_cps, cutoff, keyring)
+        read = events  # the window's earlier verdicts are picked from here when all was read
         events = _in_window(anchors, events, "sequence")
         all_cps = [c for c in all_cps  # whole-log checkpoints start at 0 and stay
                    if c["ledger_partition"] not in anchors or checkpoint_format(c) == NOTE_FORMAT
@@ -218,18 +253,24 @@ def cmd_verify(args: argparse.Namespace) -> int:
     coverage = CoverageRule(int(interval_s * 1e6), now_us)
     outcome_rule = (OutcomeRule(parse_duration_us(args.outcome_grace, "--outcome-grace"), now_us)
                     if args.outcome_grace else None)
-    decoded = DecodedLedger.build(events)
+    if decoded is None:
+        decoded = DecodedLedger.build(events)
+    if cutoff is not None and earlier is None:  # every event was read: pick them from there
+        earlier = _earlier_verdicts(anchors, decoded, _verdicts_among(read))
     bindings = BindingStats()
     pending = PendingVerdicts()
     found: list[Finding] = verify_ledger(events, all_cps, keyring, position_key=position_key, anchors=anchors,
                                          coverage=coverage, outcomes=outcome_rule, witnesses=witnesses,
                                          log_name=expected_log, decoded=decoded, bindings=bindings,
-                                         verdicts=VerdictRule(verdict_grace_us, now_us), pending=pending)
+                                         verdicts=VerdictRule(verdict_grace_us, now_us), pending=pending,
+                                         context_verdicts=earlier[0] if earlier else ())
     found.extend(verify_reviews(events, keyring, ReviewerRegistry(Home(home()).keys)))
     report: dict[str, Any] = {"bindings": {
         "bound_verdicts": bindings.bound_verdicts, "unbound_verdicts": bindings.unbound_verdicts,
         "bound_outcomes": bindings.bound_outcomes, "unbound_outcomes": bindings.unbound_outcomes},
         "pending_verdicts": _pending_json(pending.action_ids, verdict_grace_us)}
+    if earlier is not None:
+        report["earlier_verdicts"] = earlier[1]
     if args.decisions:
         from processors.policy.reevaluate import Reevaluator
         from trust.verify.decisions import recheck_decisions
@@ -290,6 +331,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if b["unbound_verdicts"] or b["unbound_outcomes"]:
             checked += (f" ({b['unbound_verdicts']} verdicts, {b['unbound_outcomes']} outcomes signed before "
                         "schema v2: checked by id only)")
+        if report.get("earlier_verdicts", {}).get("actions"):
+            e = report["earlier_verdicts"]
+            checked += (f"; {e['actions']} outcome(s) judged against verdicts from before the window "
+                        f"({e['found']} found)")
         if "decisions" in report:
             d = report["decisions"]
             skipped = ", ".join(f"{n} {why}" for why, n in sorted(d["skipped"].items()))
@@ -594,6 +639,13 @@ examples:
 cutoff (their signature covers the chain head); whole-log checkpoints are then checked
 for signatures, cosignatures and truncation, not for their roots (a root covers every
 event from 0). A partition with only whole-log checkpoints is verified in full.
+A committed outcome in the window whose verdict was chained before it is judged against
+that verdict, read by action id from the store (through a sink's API and with
+--from-topics, which read every row anyway, picked from those): a valid allow decided before the commit
+answers it without being reported; a forged one is a forged_verdict where it is stored; a
+verdict deleted from the store is still commit_without_allow. The summary line says "N
+outcome(s) judged against verdicts from before the window (M found)" (--json:
+"earlier_verdicts": {"actions", "found", "seconds"}).
 
 Pending outcomes (see enforcement) are printed as one line with their count (--json:
 "pending_verdicts": {"count", "grace_s", "action_ids" (the first 100), "listed"}) and do
@@ -652,7 +704,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("verify", help="verify the audit ledger's chain, checkpoints and verdicts",
                        formatter_class=fmt, description=_VERIFY_DESC, epilog=_VERIFY_EPILOG)
     p.add_argument("--since", metavar="DURATION",
-                   help="only events after the newest checkpoint older than DURATION (90s, 30m, 24h, 7d)")
+                   help="only events after the newest checkpoint older than DURATION (90s, 30m, 24h, 7d); "
+                        "outcomes in the window are judged against their verdicts from before it")
     p.add_argument("--checkpoints", metavar="FILE", help="witness copy from `lockgate checkpoints export`")
     p.add_argument("--witness-key", metavar="FILE", action="append",
                    help="a witness's verifier key file (`lockgate witness vkey`); repeatable")

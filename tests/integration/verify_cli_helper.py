@@ -9,12 +9,18 @@ real witness (HTTP on localhost, its own home under ``HOME/witness-home``) exact
 ledger writer will, and stores them with the cosignatures; ``fork HOME`` then rewrites
 partition 0 without its record 3 and re-signs it with the processor key (a compromised
 processor), asks the same witness to cosign, and stores what it got.
+
+``setup-split HOME`` stores one partition whose legacy interval checkpoint (created in 2023)
+ends right after an action's verdict, and whose next checkpoint (created now) covers that
+action's outcome and another whole action: ``verify --since 1h`` starts the partition at the
+outcome, whose verdict lies before the window.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -84,6 +90,33 @@ def setup(home: Path) -> dict[str, Any]:
     return {"actions": actions,
             "events": {str(p): [{"event_id": e["event_id"], "sequence": e["sequence"]} for e in evs]
                        for p, evs in events.items()}}
+
+
+def split_ledger(home: Path) -> tuple[dict[int, list[dict[str, Any]]], list[dict[str, Any]], dict[str, Any]]:
+    """The ``setup-split`` ledger (module docstring): its events by partition, its checkpoints,
+    and what tests name (the split action, its verdict's and outcome's event ids, the anchor).
+    Writes the processor key into ``home``; stores nothing."""
+    key, events, actions = _ledger(home)
+    t = 1_700_000_000_000_000
+    # Partition 0 holds three whole actions (3 events each): the first two, then the third's
+    # proposal and verdict are checkpointed in 2023; the third's outcome starts what the
+    # second checkpoint (created a second ago) covers. Partition 1 has one old checkpoint:
+    # a --since window leaves it empty.
+    p0 = events[0]
+    anchor = 8
+    cps = [
+        build_checkpoint(p0[:anchor], key, "p1", t + 100),
+        build_checkpoint(p0[anchor:], key, "p1", time.time_ns() // 1000 - 1_000_000, prev_head=p0[anchor - 1]["hash"]),
+        build_checkpoint(events[1], key, "p1", t + 102),
+    ]
+    return events, cps, {"action": actions[2], "verdict_event_id": p0[anchor - 1]["event_id"], "anchor": anchor,
+                         "outcome_event_id": p0[anchor]["event_id"]}
+
+
+def setup_split(home: Path) -> dict[str, Any]:
+    events, cps, info = split_ledger(home)
+    _store(home, events, cps)
+    return info
 
 
 def _store(home: Path, events: dict[int, list[dict[str, Any]]], cps: list[dict[str, Any]],
@@ -194,6 +227,6 @@ def sql(home: Path, statements: list[str]) -> dict[str, Any]:
 
 if __name__ == "__main__":
     cmd, home_arg, *rest = sys.argv[1:]
-    commands = {"setup": setup, "setup-tlog": setup_tlog, "fork": fork}
+    commands = {"setup": setup, "setup-tlog": setup_tlog, "fork": fork, "setup-split": setup_split}
     result = commands[cmd](Path(home_arg)) if cmd in commands else sql(Path(home_arg), rest)
     print(json.dumps(result))

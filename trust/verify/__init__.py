@@ -53,7 +53,9 @@ What is checked
    :class:`VerdictRule`, an outcome chained within the grace whose action has no verdict
    event in the ledger yet, but which embeds a valid allow, is *pending*
    (:class:`PendingVerdicts`), not a finding: its verdict is still on its way through
-   ``audit-intake`` (:mod:`trust.verify.enforcement`).
+   ``audit-intake`` (:mod:`trust.verify.enforcement`). On a ledger verified from anchors,
+   the verdicts of in-window outcomes chained before the window are passed in as
+   ``context_verdicts`` and judged the same way (a deleted one is still named).
 
 5. **Bindings and one decision per action** (:mod:`trust.verify.bindings`, with the
    enforcement pass): proposal → verdict → outcome by hash, each verdict's policy version
@@ -164,7 +166,7 @@ from trust.verify.copies import CopiesReport, compare_copies
 from trust.verify.cosignatures import verify_cosignatures
 from trust.verify.coverage import CoverageRule, duplicate_events, uncovered_events
 from trust.verify.decoded import DecodedLedger
-from trust.verify.enforcement import PendingVerdicts, VerdictRule, reconcile_enforcement
+from trust.verify.enforcement import PendingVerdicts, VerdictRule, reconcile_enforcement, unanswered_actions
 from trust.verify.findings import Event, Finding, FindingKind, PartitionState
 from trust.verify.outcomes import OutcomeRule, missing_outcomes
 from trust.verify.reviews import verify_reviews
@@ -183,6 +185,7 @@ __all__ = [
     "check_bindings",
     "compare_copies",
     "reconcile_enforcement",
+    "unanswered_actions",
     "verify_chain",
     "verify_checkpoints",
     "verify_cosignatures",
@@ -207,6 +210,7 @@ def verify_ledger(
     bindings: BindingStats | None = None,
     verdicts: VerdictRule | None = None,
     pending: PendingVerdicts | None = None,
+    context_verdicts: Iterable[Event] = (),
 ) -> list[Finding]:
     """Everything: chain, checkpoints, duplicates, (with ``coverage``) uncovered events,
     cosignatures (when ``witnesses`` are given), and (unless ``enforcement=False``)
@@ -221,7 +225,10 @@ def verify_ledger(
     pass runs over ``decoded`` (built from ``events`` when not given) and fills ``bindings``.
     ``verdicts``, when given, lets a committed outcome wait for a verdict event still in flight
     (:mod:`trust.verify.enforcement`); those outcomes go to ``pending``, not to the findings.
-    Without it every outcome is judged now (strict).
+    Without it every outcome is judged now (strict). ``context_verdicts``, for a ledger read
+    from ``anchors``, are the verdict events chained before the window for the outcomes in it
+    (:func:`unanswered_actions`); they are judged as the outcomes' verdicts, not chain-checked
+    (:mod:`trust.verify.enforcement`).
     """
     rows = events if isinstance(events, list) else list(events)
     cps = checkpoints if isinstance(checkpoints, list) else list(checkpoints)
@@ -235,7 +242,8 @@ def verify_ledger(
     if outcomes is not None:
         findings.extend(missing_outcomes(rows, keyring, outcomes))
     if enforcement:
-        findings.extend(reconcile_enforcement(rows, keyring, rule=verdicts, pending=pending))
+        findings.extend(reconcile_enforcement(rows, keyring, rule=verdicts, pending=pending,
+                                              context_verdicts=context_verdicts))
         ledger = decoded if decoded is not None else DecodedLedger.build(rows)
         findings.extend(check_bindings(ledger, complete=not anchors, stats=bindings))
     findings.sort(key=Finding.sort_key)

@@ -32,6 +32,23 @@ all of these hold:
 Everything else stays ``commit_without_allow``. Without a rule (the library default) and
 with ``grace_us = 0`` the pass is strict: nothing is pending. A ledger exported and verified
 later is strict by itself, as every event is older than the grace by then.
+
+Partial ledgers (``verify --since``)
+====================================
+
+A window that starts at an anchor can hold an outcome whose verdict was chained before the
+anchor. Skipping such outcomes would let a *deleted* verdict pass, so the caller reads the
+verdict events of those actions from before the window (:func:`unanswered_actions` names
+the actions) and passes them as ``context_verdicts``. A context verdict is judged exactly
+as a verdict in the window — it counts for an outcome only if its payload is for the
+outcome's action, validly signed, an ``allow``, and decided no later than the outcome was
+recorded (else ``verdict_after_commit``), and the outcome's embedded verdict must equal one
+of the action's verdicts — but it is outside the window, so it is not chain-checked and a
+valid one is not reported. A context verdict that is forged or does not decode *is*
+reported (``forged_verdict`` / ``undecodable_payload`` at its own partition and sequence,
+the message saying it lies before the window): it is what the store shows for that action,
+and a reader looking the action up sees it. An outcome whose action has a verdict in
+neither set is ``commit_without_allow``, as on a full ledger.
 """
 
 from __future__ import annotations
@@ -45,9 +62,17 @@ from schemas.errors import CodecError
 from trust.canonical import canonical_bytes
 from trust.keys import Keyring
 from trust.signatures import verify_record
+from trust.verify.decoded import DecodedLedger
 from trust.verify.findings import Event, Finding, FindingKind
 
-__all__ = ["FUTURE_SKEW_US", "PENDING_LISTED", "PendingVerdicts", "VerdictRule", "reconcile_enforcement"]
+__all__ = [
+    "FUTURE_SKEW_US",
+    "PENDING_LISTED",
+    "PendingVerdicts",
+    "VerdictRule",
+    "reconcile_enforcement",
+    "unanswered_actions",
+]
 
 FUTURE_SKEW_US = 60 * 1_000_000
 """How far ahead of the verifier's clock an outcome event may be dated and still be pending:
@@ -96,21 +121,31 @@ def _loc(event: Event) -> tuple[int | None, int | None, str | None]:
     )
 
 
+def unanswered_actions(ledger: DecodedLedger) -> list[str]:
+    """The action ids of committed outcomes in ``ledger`` with no decodable verdict event there,
+    sorted: on a partial ledger, the actions whose verdicts the caller reads from before the
+    window (module docstring)."""
+    return sorted({o.record["action_id"] for o in ledger.outcomes
+                   if o.record["status"] == "committed" and o.record["action_id"] not in ledger.verdicts})
+
+
 def reconcile_enforcement(
     events: Iterable[Event],
     keyring: Keyring,
     *,
     rule: VerdictRule | None = None,
     pending: PendingVerdicts | None = None,
+    context_verdicts: Iterable[Event] = (),
 ) -> list[Finding]:
     """Proof of enforcement: every committed outcome ran under a valid, earlier allow.
 
     ``keyring`` holds the processor's verdict keys (expiry judged at ``decided_at``).
     ``rule``, when given, lets a committed outcome wait for a verdict still in flight
     (module docstring); the outcomes that wait are added to ``pending``. Without it, every
-    outcome is judged now.
+    outcome is judged now. ``context_verdicts``, for a partial ledger, are verdict events
+    chained before the window, read for the outcomes in it (module docstring); other kinds
+    among them are ignored.
     """
-    codec = get_codec()
     verdicts: dict[str, list[_LedgerVerdict]] = {}
     verdict_events: set[str] = set()
     outcomes: list[tuple[Event, dict[str, Any]]] = []
@@ -118,59 +153,69 @@ def reconcile_enforcement(
     waiting = pending if pending is not None else PendingVerdicts()
     for ev in events:
         kind = ev.get("kind")
-        if kind not in ("verdict", "outcome"):
-            continue
-        if kind == "verdict" and isinstance(ev.get("action_id"), str):
-            verdict_events.add(ev["action_id"])  # decodable or not: a verdict event is there
-        name = "Verdict" if kind == "verdict" else "ActionOutcome"
-        part, seq, eid = _loc(ev)
-        payload = ev.get("payload")
-        try:
-            if not isinstance(payload, bytes):
-                raise CodecError(f"payload is {type(payload).__name__}, not bytes")
-            rec = codec.decode_as(name, payload)
-        except CodecError as exc:
-            findings.append(
-                Finding(
-                    FindingKind.UNDECODABLE_PAYLOAD,
-                    part,
-                    seq,
-                    eid,
-                    f"{kind} event payload is not a {name} record: {exc}",
-                )
-            )
-            continue
-        if kind == "outcome":
-            outcomes.append((ev, rec))
-            continue
-        valid = verify_record(rec, "signature", b"", keyring, at_us=rec["decided_at"])
-        verdict_events.add(rec["action_id"])
-        verdicts.setdefault(rec["action_id"], []).append(_LedgerVerdict(rec, canonical_bytes(rec), valid))
-        if not valid:
-            findings.append(
-                Finding(
-                    FindingKind.FORGED_VERDICT,
-                    part,
-                    seq,
-                    eid,
-                    f"verdict for action {rec['action_id']!r} in the ledger does not verify "
-                    f"against the processor keyring (key_id {rec.get('key_id')!r})",
-                    action_id=rec["action_id"],
-                )
-            )
+        if kind == "verdict":
+            findings.extend(_take_verdict(ev, keyring, verdicts, verdict_events, context=False))
+        elif kind == "outcome":
+            rec, undecodable = _decode(ev, "ActionOutcome", "")
+            findings.extend(undecodable)
+            if rec is not None:
+                outcomes.append((ev, rec))
+    for ev in context_verdicts:
+        if ev.get("kind") == "verdict":
+            findings.extend(_take_verdict(ev, keyring, verdicts, verdict_events, context=True))
 
     for ev, out in outcomes:
         if out["status"] != "committed":
             continue
         aid = out["action_id"]
         wait = None if aid in verdict_events else rule
-        found = _check_outcome(ev, out, verdicts.get(aid, []), keyring, wait)
-        if found is None:
+        judged = _check_outcome(ev, out, verdicts.get(aid, []), keyring, wait)
+        if judged is None:
             waiting.action_ids.append(aid)
         else:
-            findings.extend(found)
+            findings.extend(judged)
     findings.sort(key=Finding.sort_key)
     return findings
+
+
+_BEFORE_WINDOW = " (chained before the verified window; read for an outcome in it)"
+
+
+def _decode(ev: Event, name: str, where: str) -> tuple[dict[str, Any] | None, list[Finding]]:
+    """The event's payload decoded as ``name``, or an ``undecodable_payload`` finding."""
+    part, seq, eid = _loc(ev)
+    payload = ev.get("payload")
+    try:
+        if not isinstance(payload, bytes):
+            raise CodecError(f"payload is {type(payload).__name__}, not bytes")
+        return get_codec().decode_as(name, payload), []
+    except CodecError as exc:
+        return None, [Finding(FindingKind.UNDECODABLE_PAYLOAD, part, seq, eid,
+                              f"{ev.get('kind')} event payload{where} is not a {name} record: {exc}")]
+
+
+def _take_verdict(ev: Event, keyring: Keyring, verdicts: dict[str, list[_LedgerVerdict]],
+                  verdict_events: set[str], *, context: bool) -> list[Finding]:
+    """Index one verdict event under its payload's action id; findings if it does not decode
+    or verify. A ``context`` verdict lies before the window: its findings say so."""
+    if isinstance(ev.get("action_id"), str):
+        verdict_events.add(ev["action_id"])  # decodable or not: a verdict event is there
+    where = _BEFORE_WINDOW if context else ""
+    rec, found = _decode(ev, "Verdict", where)
+    if rec is None:
+        return found
+    valid = verify_record(rec, "signature", b"", keyring, at_us=rec["decided_at"])
+    verdict_events.add(rec["action_id"])
+    verdicts.setdefault(rec["action_id"], []).append(_LedgerVerdict(rec, canonical_bytes(rec), valid))
+    if valid:
+        return []
+    part, seq, eid = _loc(ev)
+    return [Finding(
+        FindingKind.FORGED_VERDICT, part, seq, eid,
+        f"verdict for action {rec['action_id']!r} in the ledger{where} does not verify "
+        f"against the processor keyring (key_id {rec.get('key_id')!r})",
+        action_id=rec["action_id"],
+    )]
 
 
 def _embedded_allow(out: dict[str, Any], keyring: Keyring) -> bool:
