@@ -610,7 +610,7 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
         return asyncio.ensure_future(_settled(finish, refuse_it, "processor"))
 
     gaps = InputGaps(memory, actions_resume_at, actions_range, actions_end, read_decisions, decide_unhanded,
-                     crash_worker, ready=lambda: not (app.rebalancing or app.in_recovery))
+                     crash_worker, ready=lambda: not (app.rebalancing or app.in_recovery), forget=decided.forget)
 
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
     async def catch_up_stalled_actions() -> None:

@@ -41,6 +41,18 @@ which also keeps the blocking readers single-threaded. The agent's fast path (th
 record is the expected one) takes no lock; deciding a record (``decide``) is synchronous, so
 a record is decided by whoever finds it to be the expected one first, and never by both.
 
+Ownership: a revoked partition's memories (:class:`DecisionMemory` and the replay memory,
+``forget``) are dropped, and so are those of a partition assigned without having been held
+just before. Otherwise a partition handed back after another owner had it — and decided
+records there without committing them — would resume at this worker's expected offset, be
+taken for a contiguous delivery, and be decided again (a second verdict, and the other
+owner's action ids missing from the replay memory). Its next record now triggers the
+read-back. Faust revokes every partition and assigns again on each rebalance, so a partition
+kept across a rebalance is also read back once, the same cost as a restart (the reads run
+under the lock, one partition at a time). Each revocation or new assignment bumps the
+partition's epoch: a read-back, gap or stall read begun before installs nothing and decides
+nothing after it (``handed`` starts over with a fresh read-back; the stall check stops).
+
 Faust commits only offsets the agent acknowledged, and a handed record is acknowledged only
 once the skipped records decided before it have finished, so a commit can no longer pass a
 dropped record that was not decided. Not caught: a record dropped *and committed past* by a
@@ -52,10 +64,11 @@ a stored decision, and reading ``actions`` there to tell records from markers).
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from lockgate.kernel.partition_reader import StoredRecord
 from processors.decider import StoredDecision
@@ -67,6 +80,16 @@ __all__ = ["InputGaps"]
 log = logging.getLogger("lockgate.processor")
 
 T = TypeVar("T")
+
+
+
+class _Overtaken(enum.Enum):
+    """What the slow path of :meth:`InputGaps.handed` returns when a revocation overtook it."""
+
+    SUPERSEDED = 0
+
+
+_SUPERSEDED: Final = _Overtaken.SUPERSEDED
 
 
 class InputGaps:
@@ -84,6 +107,8 @@ class InputGaps:
     the records in between are decided here. ``chunk``: records read at a time by the stall check.
     ``ready()``: whether the consumer hands records at all now (not rebalancing, tables
     recovered); until it does, no partition counts as stalled, and its wait starts afresh.
+    ``forget(partition)``: drop the partition's replay memory (revoked, or assigned anew);
+    ``stored`` rebuilds it.
     """
 
     def __init__(self, memory: DecisionMemory, position: Callable[[int], int],
@@ -91,7 +116,7 @@ class InputGaps:
                  stored: Callable[[int, int], Iterable[tuple[int, StoredDecision]]],
                  decide: Callable[[StoredRecord], Awaitable[None]], fail: Callable[[str], None],
                  stall_s: float = 5.0, clock: Callable[[], float] = time.monotonic, chunk: int = 256,
-                 ready: Callable[[], bool] = lambda: True) -> None:
+                 ready: Callable[[], bool] = lambda: True, forget: Callable[[int], None] = lambda _p: None) -> None:
         self.memory = memory
         self.position = position
         self.read = read
@@ -102,57 +127,87 @@ class InputGaps:
         self.clock = clock
         self.chunk = chunk
         self.ready = ready
+        self.forget = forget
         self._stalls = StallWatch(stall_s)
         self._handled_here = HandledRun()
         self._assigned: set[int] = set()
         self._lock = asyncio.Lock()
         self._paused = True
+        self._epoch: dict[int, int] = {}
 
     def assigned(self, partitions: Iterable[int]) -> None:
-        """The group's whole new assignment of ``actions`` partitions."""
-        self._assigned = set(partitions)
+        """The group's whole new assignment of ``actions`` partitions. A partition not held
+        until now starts with no memory (module docstring, "Ownership")."""
+        assignment = set(partitions)
+        for partition in assignment - self._assigned:
+            self._drop(partition)
+        self._assigned = assignment
 
     def revoked(self, partitions: Iterable[int]) -> None:
+        """``partitions`` are no longer this worker's: their memories are no longer trusted."""
         for partition in partitions:
             self._assigned.discard(partition)
             self._stalls.forget(partition)
             self._handled_here.clear(partition)
+            self._drop(partition)
+
+    def _drop(self, partition: int) -> None:
+        """Forget ``partition``'s memories; a read-back begun before now installs nothing."""
+        self._epoch[partition] = self._epoch.get(partition, 0) + 1
+        self.memory.forget(partition)
+        self.forget(partition)
+
+    def _current(self, partition: int, epoch: int) -> bool:
+        return self._epoch.get(partition, 0) == epoch
 
     async def handed(self, partition: int, offset: int) -> list[Awaitable[None]] | None:
         """Call before deciding the handed ``actions[partition]@offset``.
 
         Returns the finishes of the skipped records decided first (usually none: then this
         costs one comparison), which the handed record's own finish must wait for; or
-        ``None`` when the record was already decided here and must be passed by.
+        ``None`` when the record was already decided here and must be passed by. If the
+        partition is revoked (or assigned anew) while this waits for a read, what was read
+        is dropped and the delivery starts over from a fresh read-back.
         """
-        if not self.memory.needs_recovery(partition, offset):
-            return []
-        async with self._lock:
-            expected = self.memory.next_offset(partition)
-            if expected == offset:
-                return []  # the stall check decided up to here meanwhile
-            if expected is not None and offset < expected:
-                if self._handled_here.covers(partition, offset):
-                    log.info("actions[%d]: handed offset %d, already decided as a record never handed; "
-                             "passing it by", partition, offset)
-                    return None
-                await self._read_back(partition, offset)  # re-delivered (restart, rebalance)
-                return []
-            try:
-                start = await self._gap_start(partition, expected)
-                skipped = list(await _blocking(self.read, partition, start, offset)) if start < offset else []
-            except Exception as exc:  # carrying on would pass the gap
-                self.fail(f"cannot read the records of actions[{partition}] before offset {offset}: {exc}")
-                raise
-            if not skipped:  # nothing in between, or only markers
-                if expected is None or start > expected:  # a new delivery, or another owner's decisions
-                    await self._read_back(partition, offset)
-                return []
-            log.warning("actions[%d]: handed offset %d, but offsets %d to %d (%d record(s)) were never handed; "
-                        "deciding them first", partition, offset, start, offset - 1, len(skipped))
-            if expected is None or start > expected:
-                await self._read_back(partition, start)
-            return self._decide(partition, skipped)
+        while self.memory.needs_recovery(partition, offset):
+            epoch = self._epoch.get(partition, 0)
+            async with self._lock:
+                found = await self._recover(partition, offset, epoch)
+            if found is not _SUPERSEDED:
+                return found
+            log.info("actions[%d]: revoked while handed offset %d was being prepared; starting over",
+                     partition, offset)
+        return []
+
+    async def _recover(self, partition: int, offset: int, epoch: int) -> list[Awaitable[None]] | _Overtaken | None:
+        """:meth:`handed`'s slow path, under the lock; ``_SUPERSEDED`` if ``epoch`` passed meanwhile."""
+        if not self._current(partition, epoch):
+            return _SUPERSEDED
+        expected = self.memory.next_offset(partition)
+        if expected == offset:
+            return []  # the stall check decided up to here meanwhile
+        if expected is not None and offset < expected:
+            if self._handled_here.covers(partition, offset):
+                log.info("actions[%d]: handed offset %d, already decided as a record never handed; "
+                         "passing it by", partition, offset)
+                return None
+            return [] if await self._read_back(partition, offset, epoch) else _SUPERSEDED  # re-delivered
+        try:
+            start = await self._gap_start(partition, expected)
+            skipped = list(await _blocking(self.read, partition, start, offset)) if start < offset else []
+        except Exception as exc:  # carrying on would pass the gap
+            self.fail(f"cannot read the records of actions[{partition}] before offset {offset}: {exc}")
+            raise
+        if not self._current(partition, epoch):
+            return _SUPERSEDED
+        fresh = expected is None or start > expected  # a new delivery, or another owner's decisions
+        if not skipped:  # nothing in between, or only markers
+            return _SUPERSEDED if fresh and not await self._read_back(partition, offset, epoch) else []
+        log.warning("actions[%d]: handed offset %d, but offsets %d to %d (%d record(s)) were never handed; "
+                    "deciding them first", partition, offset, start, offset - 1, len(skipped))
+        if fresh and not await self._read_back(partition, start, epoch):
+            return _SUPERSEDED
+        return self._decide(partition, skipped)
 
     async def check_stalls(self) -> None:
         """Decide the records of each assigned partition that the agent was not handed within
@@ -179,6 +234,7 @@ class InputGaps:
 
     async def _catch_up(self, partition: int) -> None:
         async with self._lock:
+            epoch = self._epoch.get(partition, 0)
             expected = self.memory.next_offset(partition)
             end = await _blocking(self.end, partition)
             if (expected is not None and end <= expected) or self._stalls.quiet(partition, end):
@@ -188,8 +244,8 @@ class InputGaps:
             while at < end:
                 stop = min(end, at + self.chunk)
                 records = list(await _blocking(self.read, partition, at, stop))
-                if self.memory.next_offset(partition) != expected:
-                    return  # the agent was handed a record meanwhile: not stalled after all
+                if self.memory.next_offset(partition) != expected or not self._current(partition, epoch):
+                    return  # the agent was handed a record meanwhile (not stalled after all), or a revocation
                 if records:
                     if not decided:
                         log.warning("actions[%d]: offsets from %d to %d reached the log and were not handed "
@@ -197,13 +253,15 @@ class InputGaps:
                                     self._stalls.stall_s)
                         if expected is None or start > expected:
                             found = await _blocking(self.stored, partition, start)
-                            if self.memory.next_offset(partition) != expected:
+                            if self.memory.next_offset(partition) != expected or not self._current(partition, epoch):
                                 return
                             self.memory.recovered(partition, start, found)
                     finishes = self._decide(partition, records)
                     self._handled_here.add(partition, at, stop)
                     decided += len(finishes)
                     await asyncio.gather(*finishes)
+                    if not self._current(partition, epoch):
+                        return  # revoked meanwhile: what was decided stands, its memory is gone
                     expected = self.memory.next_offset(partition)
                 at = stop
             if not decided:
@@ -217,17 +275,21 @@ class InputGaps:
         at = await _blocking(self.position, partition)
         return at if expected is None else max(at, expected)
 
-    async def _read_back(self, partition: int, from_offset: int) -> None:
+    async def _read_back(self, partition: int, from_offset: int, epoch: int) -> bool:
         """Install the stored decisions of inputs from ``from_offset`` (deciding blind could
-        decide an action twice, so a failure stops the worker)."""
+        decide an action twice, so a failure stops the worker); False, installing nothing, if
+        the partition was revoked or assigned anew meanwhile (what was read may be stale)."""
         try:
             found = await _blocking(self.stored, partition, from_offset)
         except Exception as exc:
             self.fail(f"cannot read back the stored decisions of actions[{partition}]: {exc}")
             raise
+        if not self._current(partition, epoch):
+            return False
         n = self.memory.recovered(partition, from_offset, found)
         log.info("actions[%d] delivered from offset %d: %d stored decision(s) to re-send", partition,
                  from_offset, n)
+        return True
 
     def _decide(self, partition: int, records: Sequence[StoredRecord]) -> list[Awaitable[None]]:
         """Decide ``records`` in order, each only if it is the next one expected or later."""

@@ -19,6 +19,7 @@ from lockgate.kernel.partition_reader import StoredRecord
 from processors.decider import StoredDecision
 from processors.decisions import DecisionMemory
 from processors.input_gaps import InputGaps
+from processors.replay import ActionIds
 from trust.registry import ServiceVerification
 
 
@@ -52,6 +53,12 @@ class Actions:
         self.gate.set()
         self.reading = threading.Event()
         self.now = 0.0
+        self.replay = ActionIds(1, 3_600_000_000)  # the replay memory, loaded with the read-back as in the worker
+        self.action_ids: dict[int, str] = {}  # offsets whose record proposes another offset's action id
+        self.refused: list[int] = []  # offsets decided as replays
+        self.stored_gate = threading.Event()  # holds a read-back after it read, before it returns
+        self.stored_gate.set()
+        self.storing = threading.Event()
 
     def position(self, _partition: int) -> int:
         if self.broken:
@@ -72,11 +79,18 @@ class Actions:
             raise Broken("broker gone")
         return self.end_offset
 
-    def stored(self, _partition: int, from_offset: int) -> list[tuple[int, StoredDecision]]:
+    def action_id(self, offset: int) -> str:
+        return self.action_ids.get(offset, f"action-{offset}")
+
+    def stored(self, partition: int, from_offset: int) -> list[tuple[int, StoredDecision]]:
         self.read_backs.append(from_offset)
         if self.broken:
             raise Broken("broker gone")
-        return list(self.stored_decisions)
+        found = list(self.stored_decisions)
+        self.replay.loaded(partition, (self.action_id(o) for o, _ in found), 0)
+        self.storing.set()
+        assert self.stored_gate.wait(10)
+        return found
 
     def decide(self, record: StoredRecord) -> Awaitable[None]:
         return self.decide_at(record.partition, record.offset)
@@ -87,6 +101,8 @@ class Actions:
         stored = self.memory.take(partition, offset)
         self.decided.append((offset, stored))
         if stored is None:
+            if self.replay.admit({"action_id": self.action_id(offset), "proposed_at": 0}, partition, 0) is not None:
+                self.refused.append(offset)
             self.stored_decisions.append((offset, _d(f"decided-{offset}")))
 
         async def finish() -> None:
@@ -102,7 +118,7 @@ class Actions:
 
     def gaps(self, **kw: float) -> InputGaps:
         gaps = InputGaps(self.memory, self.position, self.read, self.end, self.stored, self.decide, self.fail,
-                         clock=self.clock, **kw)  # type: ignore[arg-type]
+                         clock=self.clock, forget=self.replay.forget, **kw)  # type: ignore[arg-type]
         gaps.assigned([0])
         return gaps
 
@@ -344,3 +360,73 @@ def test_a_record_the_stall_check_decided_handed_after_a_rebalance_is_answered_f
     assert handed == [True, True]  # not passed by: this worker's run was forgotten with the partition...
     assert actions.decided[-2:] == [(3, _d("decided-3")), (4, _d("decided-4"))]  # ...but never decided anew
     assert actions.read_backs == [0, 3]
+
+
+def _another_owner_decided(actions: Actions, offsets: Iterable[int]) -> None:
+    """Another worker held the partition meanwhile, decided ``offsets`` (stored on ``decisions``)
+    and lost it before committing them: the group's position did not move."""
+    actions.stored_decisions += [(o, _d(f"other-{o}")) for o in offsets]
+
+
+def test_a_partition_handed_back_at_the_expected_offset_after_another_owner_had_it_is_read_back() -> None:
+    actions = Actions(range(8), position=0)
+    gaps = actions.gaps()
+
+    held: list[object] = []
+
+    async def run() -> list[bool]:
+        handed = [await _agent(actions, gaps, o) for o in (0, 1, 2)]  # expects 3 next
+        gaps.revoked([0])
+        held.extend((actions.replay.held(), actions.memory.next_offset(0)))
+        actions.at = 3
+        _another_owner_decided(actions, (3, 4, 5))
+        gaps.assigned([0])  # back here at 3, the offset this worker expected
+        actions.action_ids[6] = "action-4"  # a replay of what the other owner decided at 4
+        return handed + [await _agent(actions, gaps, o) for o in (3, 4, 5, 6)]
+
+    assert asyncio.run(run()) == [True] * 7
+    assert actions.decided[3:6] == [(3, _d("other-3")), (4, _d("other-4")), (5, _d("other-5"))]  # re-sent
+    assert actions.decided[6] == (6, None) and actions.refused == [6]  # its id came back with the read-back
+    assert actions.read_backs == [0, 3]
+    assert held == [0, None]  # neither memory was kept for the revoked partition
+
+
+def test_a_read_back_overtaken_by_a_revocation_installs_nothing_and_is_done_again() -> None:
+    actions = Actions(range(4), position=0)
+    gaps = actions.gaps()
+
+    async def run() -> bool:
+        actions.stored_gate.clear()  # the read-back has read (nothing stored yet) and hangs...
+        agent = asyncio.ensure_future(_agent(actions, gaps, 0))
+        assert await asyncio.get_running_loop().run_in_executor(None, actions.storing.wait, 10)
+        gaps.revoked([0])  # ...while the partition goes to another owner, which decides 0 and 1...
+        _another_owner_decided(actions, (0, 1))
+        gaps.assigned([0])  # ...and comes back, uncommitted
+        actions.stored_gate.set()
+        handed = await agent
+        await _agent(actions, gaps, 1)
+        return handed
+
+    assert asyncio.run(run())
+    assert actions.decided == [(0, _d("other-0")), (1, _d("other-1"))]  # the stale read-back was not installed
+    assert actions.read_backs == [0, 0]
+    assert actions.replay.held() == 2
+
+
+def test_a_stall_check_overtaken_by_a_revocation_decides_and_installs_nothing() -> None:
+    actions = Actions(range(3), position=0)
+    gaps = actions.gaps(stall_s=5.0)
+
+    async def run() -> None:
+        await gaps.check_stalls()  # handing starts: nothing handed at all yet
+        actions.now += 5.0
+        actions.gate.clear()  # the stall check's read of 0..2 hangs...
+        check = asyncio.ensure_future(gaps.check_stalls())
+        assert await asyncio.get_running_loop().run_in_executor(None, actions.reading.wait, 10)
+        gaps.revoked([0])  # ...while the partition is revoked
+        actions.gate.set()
+        await check
+
+    asyncio.run(run())
+    assert actions.decided == [] and actions.read_backs == []
+    assert actions.memory.next_offset(0) is None
