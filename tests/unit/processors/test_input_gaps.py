@@ -430,3 +430,23 @@ def test_a_stall_check_overtaken_by_a_revocation_decides_and_installs_nothing() 
     asyncio.run(run())
     assert actions.decided == [] and actions.read_backs == []
     assert actions.memory.next_offset(0) is None
+
+
+def test_a_record_decided_after_its_partition_was_revoked_leaves_no_memory_for_the_next_assignment() -> None:
+    actions = Actions(range(8), position=0)
+    gaps = actions.gaps()
+
+    async def run() -> list[bool]:
+        handed = [await _agent(actions, gaps, o) for o in (0, 1, 2)]
+        actions.at = 3  # committed before the revocation
+        gaps.revoked([0])
+        handed.append(await _agent(actions, gaps, 3))  # a record handed late, after the revocation
+        _another_owner_decided(actions, (4, 5))  # the partition's owner since, which never committed
+        actions.at = 4
+        gaps.assigned([0])  # back here at 4, the offset the late record left this worker expecting
+        return handed + [await _agent(actions, gaps, o) for o in (4, 5)]
+
+    assert asyncio.run(run()) == [True] * 6
+    assert actions.decided[3] == (3, None)
+    assert actions.decided[4:] == [(4, _d("other-4")), (5, _d("other-5"))]  # re-sent, not decided anew
+    assert actions.read_backs == [0, 3, 4]
