@@ -78,12 +78,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
-from lockgate.kernel.kafka_offsets import resume_offset, watermarks
-from lockgate.kernel.partition_reader import StoredRecord, committed_reader, read_range, read_since, read_tail
+from lockgate.kernel.group_partitions import GroupPartitions
+from lockgate.kernel.partition_reader import StoredRecord, committed_reader, read_since, read_tail
 from processors.acks import InOrderAcks
 from processors.crash import crash_worker
 from processors.decider import Decider, DecisionResult, StoredDecision
@@ -466,18 +466,7 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
     reviews_t = raw_topic(topics.reviews, partitions["reviews"])
     desk = ReviewDesk(key, s.processor_id, reviewers)
     webhooks = Webhooks.from_setting(s.review_webhooks, s.review_webhook_secret)
-    reviews_reader = committed_reader(s.bootstrap_servers, "reviews")
-    # Asks where the Faust group resumes a reviews partition; never subscribes, so never joins it.
-    reviews_position = Consumer({"bootstrap.servers": s.bootstrap_servers, "group.id": app_id,
-                                 "enable.auto.commit": False})
-
-    def reviews_resume_at(partition: int) -> int:
-        """Blocking (executor): the offset of ``reviews[partition]`` the agent will be handed first."""
-        return resume_offset(reviews_position, TopicPartition(topics.reviews, partition), 30.0)
-
-    def reviews_range(partition: int, start: int, end: int) -> list[StoredRecord]:
-        """Blocking (executor): ``reviews[partition]``'s records with ``start <= offset < end``."""
-        return read_range(reviews_reader, topics.reviews, partition, start, end)
+    reviews_log = GroupPartitions(s.bootstrap_servers, app_id, topics.reviews)
 
     async def publish_closures(closures: list[tuple[str, bytes]]) -> None:
         await publisher.send([_Out(topics.reviews, value, key=rid.encode()) for rid, value in closures])
@@ -487,12 +476,8 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
         source = Source(topics.reviews, record.partition, record.offset, record.key)
         await handle_review(record.value, source, record.timestamp_ms * 1000)
 
-    def reviews_end(partition: int) -> int:
-        """Blocking (executor): the stable end offset of ``reviews[partition]``."""
-        return watermarks(reviews_reader, TopicPartition(topics.reviews, partition), 10.0)[1]
-
-    rebuilds = DeskRebuilds(desk, reviews_resume_at, reviews_range, replay_review, publish_closures, crash_worker,
-                            end=reviews_end)
+    rebuilds = DeskRebuilds(desk, reviews_log.resume_at, reviews_log.records, replay_review, publish_closures,
+                            crash_worker, end=reviews_log.end)
 
     def review_records(result: DecisionResult) -> list[_Out]:
         """A held (or break-glass) action's proposal and verdict, to open its review."""
@@ -578,22 +563,7 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
         log.info("actions[%d]: %d decided action id(s) remembered from %s", partition, remembered, topics.decisions)
         return found
 
-    actions_reader = committed_reader(s.bootstrap_servers, "actions")
-    # Asks where the Faust group resumes an actions partition; never subscribes, so never joins it.
-    actions_position = Consumer({"bootstrap.servers": s.bootstrap_servers, "group.id": app_id,
-                                 "enable.auto.commit": False})
-
-    def actions_resume_at(partition: int) -> int:
-        """Blocking (executor): the offset of ``actions[partition]`` the group resumes at."""
-        return resume_offset(actions_position, TopicPartition(topics.actions, partition), 30.0)
-
-    def actions_range(partition: int, start: int, end: int) -> list[StoredRecord]:
-        """Blocking (executor): ``actions[partition]``'s records with ``start <= offset < end``."""
-        return read_range(actions_reader, topics.actions, partition, start, end)
-
-    def actions_end(partition: int) -> int:
-        """Blocking (executor): the stable end offset of ``actions[partition]``."""
-        return watermarks(actions_reader, TopicPartition(topics.actions, partition), 10.0)[1]
+    actions_log = GroupPartitions(s.bootstrap_servers, app_id, topics.actions)
 
     def decide_unhanded(record: StoredRecord) -> Awaitable[None]:
         """Decide an actions record the consumer never handed, as the agent would; its finish runs now."""
@@ -609,8 +579,9 @@ def build_app(settings: ProcessorSettings | None = None) -> faust.App:
             finish = refuse_it(exc)
         return asyncio.ensure_future(_settled(finish, refuse_it, "processor"))
 
-    gaps = InputGaps(memory, actions_resume_at, actions_range, actions_end, read_decisions, decide_unhanded,
-                     crash_worker, ready=lambda: not (app.rebalancing or app.in_recovery), forget=decided.forget)
+    gaps = InputGaps(memory, actions_log.resume_at, actions_log.records, actions_log.end, read_decisions,
+                     decide_unhanded, crash_worker, ready=lambda: not (app.rebalancing or app.in_recovery),
+                     forget=decided.forget)
 
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
     async def catch_up_stalled_actions() -> None:
