@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
+from bench.timing import best_of
 from schemas.codec import get_codec
 from sinks.clickhouse import connect
 from sinks.ledger_source import ID_BATCH, ClickHouseSource
@@ -38,16 +38,6 @@ from trust.keys import Keyring, SigningKey
 from trust.verify import DecodedLedger, reconcile_enforcement, unanswered_actions
 
 ROUNDS = 3
-
-
-def _best(fn: Callable[[], Any]) -> tuple[float, float, Any]:
-    wall = cpu = float("inf")
-    result = None
-    for _ in range(ROUNDS):
-        t0, c0 = time.perf_counter(), time.process_time()
-        result = fn()
-        wall, cpu = min(wall, time.perf_counter() - t0), min(cpu, time.process_time() - c0)
-    return wall, cpu, result
 
 
 def _ledger(n: int, key: SigningKey) -> tuple[list[dict[str, Any]], int]:
@@ -82,7 +72,7 @@ def main() -> None:
     rows: list[tuple[str, float, float]] = []
 
     def step(label: str, fn: Callable[[], Any]) -> Any:
-        wall, cpu, result = _best(fn)
+        wall, cpu, result = best_of(fn, ROUNDS)
         rows.append((label, wall, cpu))
         return result
 

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bench.timing import best_of
 from sinks.clickhouse import connect
 from sinks.ledger_source import ClickHouseSource
 from sinks.migrations import migrate
@@ -37,17 +38,6 @@ from trust.verify import verify_chain, verify_ledger
 
 PARTITIONS = 4
 ROUNDS = 3
-
-
-def _best(fn: Callable[[], Any]) -> tuple[float, float, Any]:
-    """Best wall-clock and best CPU seconds of ``ROUNDS`` runs, and the result."""
-    wall = cpu = float("inf")
-    result = None
-    for _ in range(ROUNDS):
-        t0, c0 = time.perf_counter(), time.process_time()
-        result = fn()
-        wall, cpu = min(wall, time.perf_counter() - t0), min(cpu, time.process_time() - c0)
-    return wall, cpu, result
 
 
 def main() -> None:
@@ -72,7 +62,7 @@ def main() -> None:
         rows: list[tuple[str, float, float]] = []
 
         def step(label: str, fn: Callable[[], Any]) -> Any:
-            wall, cpu, result = _best(fn)
+            wall, cpu, result = best_of(fn, ROUNDS)
             rows.append((label, wall, cpu))
             return result
 
