@@ -45,11 +45,13 @@ def test_the_same_signed_proposal_three_times_gets_one_allow(processor: Processo
         for _ in range(2):  # the Guard's own producer: the action id's home partition
             core.producer.produce(processor.topics.actions, raw, key=aid.encode())
         assert core.producer.flush(10) == 0
+        # The Guard takes the first verdict for its correlation id. Wait for it before the
+        # attacker's copy: on another partition, that copy's block could be decided first.
+        verdict = core.settle(sent, first.result(timeout=20))
         # An attacker's producer with librdkafka's default partitioner: maybe another partition.
         attacker = Producer({"bootstrap.servers": processor.bootstrap})
         attacker.produce(processor.topics.actions, raw, key=aid.encode())
         assert attacker.flush(10) == 0
-        verdict = core.settle(sent, first.result(timeout=20))
     assert verdict.allowed
 
     ledger = _ledger_with(processor, aid, 3)
